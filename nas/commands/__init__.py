@@ -1,0 +1,36 @@
+"""`nas` command groups, and the one way they report a user's mistake."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+
+from supernet.errors import CheckpointError, InvalidArchError, UnknownSpaceError
+
+# Errors caused by the user's input: reported in one line, exit status 2, no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    InvalidArchError,
+    UnknownSpaceError,
+    CheckpointError,
+    FileNotFoundError,
+)
+
+stderr = Console(stderr=True)
+
+
+def wide_console() -> Console:
+    """A console for tables: rich assumes 80 columns when output is piped, too few for ours."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    try:
+        yield
+    except USER_ERRORS as err:
+        stderr.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None

@@ -1,0 +1,54 @@
+"""Errors that name the bad input, so a user can fix it without reading our code."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+
+class InvalidArchError(ValueError):
+    """An arch dict that does not belong to a search space.
+
+    Carries the field, the position inside a list field (None for scalars), the bad value and
+    the allowed values, so callers (CLI, search, HTTP API) can report them as they like.
+    """
+
+    def __init__(
+        self,
+        space: str,
+        field: str,
+        reason: str,
+        *,
+        position: int | None = None,
+        value: Any = None,
+        allowed: Any = None,
+    ) -> None:
+        self.space, self.field, self.reason = space, field, reason
+        self.position, self.value, self.allowed = position, value, allowed
+        where = f"field {field!r}" + (f" position {position}" if position is not None else "")
+        message = f"invalid arch for space {space!r}: {where}: {reason}"
+        if allowed is not None:
+            message += f"; allowed: {format_choices(allowed)}"
+        super().__init__(message)
+
+
+class UnknownSpaceError(KeyError):
+    def __init__(self, name: str, available: list[str]) -> None:
+        self.name, self.available = name, available
+        super().__init__(f"unknown search space {name!r}; available: {', '.join(available)}")
+
+    def __str__(self) -> str:  # KeyError would otherwise print the message in quotes
+        return str(self.args[0])
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded into the requested supernet (names the first bad key)."""
+
+
+def format_choices(allowed: Any) -> str:
+    """Lists of choices as text; long arithmetic runs (resolutions) are shortened."""
+    if isinstance(allowed, list | tuple) and len(allowed) > 6:
+        steps = {b - a for a, b in itertools.pairwise(allowed)}
+        if len(steps) == 1:
+            return f"[{allowed[0]}, {allowed[1]}, ..., {allowed[-1]}] (step {steps.pop()})"
+    return str(list(allowed) if isinstance(allowed, tuple) else allowed)

@@ -1,0 +1,135 @@
+"""The search-space interface, and the registry of named presets (timm style)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from latency_models import NetworkSpec
+from supernet.errors import InvalidArchError, UnknownSpaceError
+
+Arch = dict[str, Any]
+RngLike = np.random.Generator | int | None
+
+
+def as_rng(rng: RngLike) -> np.random.Generator:
+    """Accept a Generator (used as is), a seed, or None (fresh entropy)."""
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round a channel count to a multiple of `divisor`, never more than 10% below `value`.
+
+    The rule MobileNet, once-for-all and MCUNet all use; widths must match theirs exactly.
+    """
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+class SearchSpace(ABC):
+    """A set of architectures, each a plain JSON dict (an "arch").
+
+    Subclasses define the genes; this base gives the canonical id and the JSON round-trip.
+    """
+
+    name: str
+
+    @abstractmethod
+    def sample(self, rng: RngLike = None) -> Arch:
+        """A uniformly random arch, in canonical form."""
+
+    @abstractmethod
+    def mutate(self, arch: Arch, rng: RngLike = None, prob: float = 0.1) -> Arch:
+        """Resample each gene with probability `prob`; returns a new canonical arch."""
+
+    @abstractmethod
+    def crossover(self, a: Arch, b: Arch, rng: RngLike = None) -> Arch:
+        """Take each gene from `a` or `b` with equal probability; returns a canonical arch."""
+
+    @abstractmethod
+    def validate(self, arch: Any) -> Arch:
+        """Return a normalized copy of `arch`, or raise InvalidArchError naming the problem."""
+
+    @abstractmethod
+    def canonical(self, arch: Arch) -> Arch:
+        """The validated arch with genes that do not affect the network set to fixed values."""
+
+    @abstractmethod
+    def encode(self, arch: Arch) -> np.ndarray:
+        """A fixed-length float vector (length `encoding_size`), the input of predictors."""
+
+    @property
+    @abstractmethod
+    def encoding_size(self) -> int: ...
+
+    @abstractmethod
+    def to_spec(self, arch: Arch, batch: int = 1) -> NetworkSpec:
+        """The network as a latency_models.NetworkSpec."""
+
+    @abstractmethod
+    def size(self) -> int:
+        """How many distinct networks the space holds."""
+
+    @abstractmethod
+    def largest(self) -> Arch: ...
+
+    @abstractmethod
+    def smallest(self) -> Arch: ...
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """The choices of each gene, as JSON-able data (for `nas space list` and docs)."""
+
+    def arch_id(self, arch: Arch) -> str:
+        """A short hash of the canonical JSON: equal networks share it, different ones do not."""
+        digest = hashlib.sha256(self.to_json(arch).encode()).hexdigest()
+        return digest[:16]
+
+    def to_json(self, arch: Arch) -> str:
+        return json.dumps(self.canonical(arch), sort_keys=True, separators=(",", ":"))
+
+    def from_json(self, text: str) -> Arch:
+        try:
+            arch = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InvalidArchError(self.name, "<json>", f"not valid JSON ({err})") from None
+        return self.validate(arch)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+_REGISTRY: dict[str, Callable[[], SearchSpace]] = {}
+
+
+def register_space(name: str) -> Callable[[Callable[[], SearchSpace]], Callable[[], SearchSpace]]:
+    def decorator(factory: Callable[[], SearchSpace]) -> Callable[[], SearchSpace]:
+        if name in _REGISTRY:
+            raise ValueError(f"search space {name!r} is registered twice")
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorator
+
+
+def list_spaces() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_space(name: str) -> SearchSpace:
+    """A named preset, e.g. "ofa-mbv3-w1.2" (see `list_spaces()`)."""
+    if isinstance(name, SearchSpace):
+        return name
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise UnknownSpaceError(name, list_spaces()) from None
+    return factory()
