@@ -1,5 +1,44 @@
-"""Per-device cost models. They see only a NetworkSpec, never a torch module."""
+"""Per-device cost models. They see only a NetworkSpec, never a torch module.
 
+    import latency_models as lm
+    hw = lm.load_hardware("h100-sxm")     # a profile name (lm.list_hardware()) or a YAML path
+    hw.predict(spec)                      # {"latency_ms": ..., "macs": ..., "params": ...}
+    hw.predict_many(specs)                # one dict per spec, vectorised
+    hw.predict(spec, precision="fp16")    # per-kind options (hw.options())
+    hw.metrics                            # the metric names this device reports
+
+`lm.trace(model, input_shape)` turns a torch module into a NetworkSpec; it (and the timing
+helpers in latency_models.measure) import torch lazily, so the models run without torch.
+"""
+
+from typing import Any
+
+from latency_models.arrays import LAYER_CLASSES, SpecArrays, SpecBatch
+from latency_models.base import CostModel, Fit
+from latency_models.errors import (
+    HardwareError,
+    MeasurementError,
+    MissingEntryError,
+    OptionError,
+    ProfileError,
+    TraceError,
+    UnknownHardwareError,
+    UnsupportedSpecError,
+)
+from latency_models.gpu import GPUModel
+from latency_models.hardware import (
+    KINDS,
+    PROFILE_DIR,
+    dump_profile,
+    from_profile,
+    hardware_path,
+    list_hardware,
+    load_hardware,
+)
+from latency_models.learned import LearnedModel
+from latency_models.lut import LUTModel
+from latency_models.mcu import MCUModel
+from latency_models.measured import MeasuredModel
 from latency_models.spec import (
     ACTIVATIONS,
     OPS,
@@ -10,14 +49,52 @@ from latency_models.spec import (
     SpecError,
     conv_output_size,
 )
+from latency_models.zoo import zoo_names, zoo_spec
+
+
+def __getattr__(name: str) -> Any:
+    if name == "trace":  # imports torch: only when asked for
+        from latency_models.tracing import trace
+
+        return trace
+    raise AttributeError(f"module 'latency_models' has no attribute {name!r}")
+
 
 __all__ = [
     "ACTIVATIONS",
+    "KINDS",
+    "LAYER_CLASSES",
     "OPS",
+    "PROFILE_DIR",
     "BlockSpec",
+    "CostModel",
+    "Fit",
+    "GPUModel",
+    "HardwareError",
+    "LUTModel",
     "LayerSpec",
+    "LearnedModel",
+    "MCUModel",
+    "MeasuredModel",
+    "MeasurementError",
+    "MissingEntryError",
     "NetworkSpec",
+    "OptionError",
+    "ProfileError",
+    "SpecArrays",
+    "SpecBatch",
     "SpecBuilder",
     "SpecError",
+    "TraceError",
+    "UnknownHardwareError",
+    "UnsupportedSpecError",
     "conv_output_size",
+    "dump_profile",
+    "from_profile",
+    "hardware_path",
+    "list_hardware",
+    "load_hardware",
+    "trace",
+    "zoo_names",
+    "zoo_spec",
 ]

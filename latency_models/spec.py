@@ -7,10 +7,15 @@ MACs and params are derived from the spec, never stored, so they cannot disagree
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from latency_models.arrays import SpecArrays
 
 Shape = tuple[int, int, int]
 
@@ -140,6 +145,12 @@ class BlockSpec:
         object.__setattr__(self, "out_shape", tuple(int(v) for v in self.out_shape))
         object.__setattr__(self, "attrs", dict(self.attrs))
 
+    @cached_property
+    def signature(self) -> tuple[Any, ...]:
+        """(kind, in_shape, out_shape, sorted attrs): hashable, computed once per block
+        (spaces reuse BlockSpec objects across the specs they build)."""
+        return (self.kind, self.in_shape, self.out_shape, _freeze(self.attrs))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -227,8 +238,22 @@ class NetworkSpec:
     def layers_of(self, block: str) -> list[LayerSpec]:
         return [layer for layer in self.layers if layer.block == block]
 
+    @cached_property
+    def arrays(self) -> SpecArrays:
+        """The layers as numbers, for vectorised cost models; built once per spec and shared
+        by every device that costs it (the spec is immutable, so the cache cannot go stale)."""
+        from latency_models.arrays import SpecArrays
+
+        return SpecArrays.of(self)
+
     def with_batch(self, batch: int) -> NetworkSpec:
-        return NetworkSpec(self.layers, self.input_shape, batch, self.name, self.blocks)
+        """The same network at another batch size. A shallow copy: the graph was checked when
+        this spec was built, and the cached arrays do not depend on the batch."""
+        if batch < 1:
+            raise SpecError(f"batch must be >= 1, got {batch}")
+        spec = copy.copy(self)
+        object.__setattr__(spec, "batch", batch)
+        return spec
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -257,6 +282,15 @@ class NetworkSpec:
         return cls.from_dict(json.loads(text))
 
 
+def _freeze(value: Any) -> Any:
+    """A hashable copy: lists become tuples, mappings sorted tuples of pairs."""
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
 def conv_output_size(size: int, kernel: int, stride: int) -> int:
     """Spatial size after a convolution or pooling with 'same' padding (kernel // 2)."""
     pad = kernel // 2
@@ -283,6 +317,12 @@ class SpecBuilder:
 
     def shape(self, src: str | None) -> Shape:
         return self.input_shape if src is None else self._shapes[src]
+
+    def external(self, name: str, shape: Shape) -> str:
+        """Name a tensor made outside this builder (a block's input, when blocks are built
+        one at a time and cached) so that layers can read it."""
+        self._shapes[name] = tuple(int(v) for v in shape)
+        return name
 
     def _add(self, name: str, op: str, src: str | None, out_shape: Shape, **kw: Any) -> str:
         inputs = kw.pop("inputs", None)

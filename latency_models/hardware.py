@@ -1,0 +1,103 @@
+"""Hardware profiles: YAML files in latency_models/profiles/, loaded into device models.
+
+    hw = load_hardware("h100-sxm")          # a profile name, or the path of a YAML file
+    hw.predict(spec)                        # {"latency_ms": ..., "macs": ..., "params": ...}
+
+A profile names its `kind`, which picks the model class; the other fields are that kind's
+parameters (see profiles/README.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from latency_models.base import CostModel, Reader
+from latency_models.errors import ProfileError, UnknownHardwareError
+from latency_models.gpu import GPUModel
+from latency_models.learned import LearnedModel
+from latency_models.lut import LUTModel
+from latency_models.mcu import MCUModel
+from latency_models.measured import MeasuredModel
+
+log = logging.getLogger(__name__)
+
+PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+
+KINDS: dict[str, type[CostModel]] = {
+    cls.kind: cls for cls in (MCUModel, LUTModel, GPUModel, MeasuredModel, LearnedModel)
+}
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """Block style, except lists of plain numbers and strings on one line (tree arrays)."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flat = all(isinstance(v, int | float | str) and not isinstance(v, bool) for v in data)
+    flow = flat and all(not isinstance(v, str) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def list_hardware(directory: Path = PROFILE_DIR) -> list[str]:
+    """Names of the profiles shipped in `directory` (the file names without .yaml)."""
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def hardware_path(name_or_path: str | Path, directory: Path = PROFILE_DIR) -> Path:
+    text = str(name_or_path)
+    candidate = directory / f"{text}.yaml"
+    if "/" not in text and not text.endswith((".yaml", ".yml")):
+        if candidate.is_file():
+            return candidate
+        raise UnknownHardwareError(text, list_hardware(directory))
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise UnknownHardwareError(text, list_hardware(directory))
+    return path
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        with open(path) as f:
+            return yaml.load(f, Loader=_Loader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ProfileError(str(path), None, f"not valid YAML{where}: {problem}") from None
+    except OSError as err:
+        raise ProfileError(str(path), None, f"cannot read: {err.strerror or err}") from None
+
+
+def load_hardware(name_or_path: str | Path) -> CostModel:
+    """A device model from a shipped profile name (see `list_hardware()`) or a YAML path."""
+    if isinstance(name_or_path, CostModel):
+        return name_or_path
+    path = hardware_path(name_or_path)
+    return from_profile(read_yaml(path), str(path), default_name=path.stem)
+
+
+def from_profile(data: Any, source: str, default_name: str = "custom") -> CostModel:
+    """A device model from a profile mapping (already parsed)."""
+    reader = Reader(data, source)
+    kind = reader.string("kind", choices=sorted(KINDS))
+    name = reader.string("name", default_name)
+    model = KINDS[kind](name, data, source)
+    log.debug("loaded %s profile %r from %s", kind, name, source)
+    return model
+
+
+def dump_profile(profile: dict[str, Any], path: Path) -> None:
+    """Write a profile as YAML (block style, keys in the given order)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        yaml.dump(profile, f, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)

@@ -1,0 +1,272 @@
+"""Look-up-table models: a network's latency is the sum of its blocks' table entries.
+
+`lut` (e.g. `note10`): once-for-all's measured Note10 tables, one per input resolution, keys
+in the tables' own format (see keys.py). A resolution between two tabulated ones is
+interpolated block by block: the block is looked up as it is in the same network at the two
+nearest tabulated resolutions r0 < r < r1, and its latency is interpolated linearly in its
+input pixel count, t = (P(r) - P(r0)) / (P(r1) - P(r0)) (linearly in r when the pixel counts
+are equal). A resolution outside the tables is an error. A key missing from a table is an
+error that lists the nearest keys; it is never read as zero.
+
+All table models share: the block signature cache, the error for missing keys, and the fit of
+`latency = scale x sum + overhead_ms + per_block_ms x blocks + per_layer_ms x layers` to
+measurements (all zero but the scale unless calibrated).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from latency_models.arrays import SpecBatch
+from latency_models.base import CostModel, Fit, Reader, mape
+from latency_models.errors import HardwareError, MissingEntryError, UnsupportedSpecError
+from latency_models.keys import KEY_FORMATS, BlockSig, rescale
+from latency_models.spec import NetworkSpec
+
+Table = dict[str, float]
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_table(reader: Reader, key: str, value: Any, base_dir: Path, field: str | None) -> Table:
+    """A table given inline (key: number or key: {field: number}) or as a YAML file path."""
+    source = reader.source
+    if isinstance(value, str):
+        path = (base_dir / value).resolve()
+        try:
+            with open(path) as f:
+                value = yaml.load(f, Loader=_Loader)
+        except (OSError, yaml.YAMLError) as err:
+            raise reader.error(key, f"cannot read table {path}: {err}") from None
+        source = str(path)
+    entries = Reader(value, source, "" if source != reader.source else reader.path(key) + ".")
+    table: Table = {}
+    for name, entry in entries.data.items():
+        if isinstance(entry, Mapping):
+            if field is None or field not in entry:
+                raise entries.error(str(name), f"entry has no field {field!r}", list(entry))
+            entry = entry[field]
+        if isinstance(entry, bool) or not isinstance(entry, int | float) or entry < 0:
+            raise entries.error(str(name), f"expected a latency in ms >= 0, got {entry!r}")
+        table[str(name)] = float(entry)
+    if not table:
+        raise reader.error(key, "the table is empty")
+    return table
+
+
+def nearest_keys(key: str, table: Mapping[str, float], n: int = 3) -> list[str]:
+    return difflib.get_close_matches(key, list(table), n=n, cutoff=0.0)
+
+
+class BlockTableModel(CostModel):
+    """Shared by the table kinds: blocks -> keys -> entries, summed and calibrated.
+
+    Entries are cached per model instance (no global state) under the blocks' `generic` key
+    strings, which the spec's arrays hold: strings hash once, so summing a known network is a
+    few dictionary look-ups.
+    """
+
+    def __init__(self, name: str, profile: Mapping[str, Any], source: str) -> None:
+        super().__init__(name, profile, source)
+        r = Reader(profile, source)
+        self.key_format = r.string("key_format", "generic", choices=sorted(KEY_FORMATS))
+        self._key = KEY_FORMATS[self.key_format]
+        cal = r.mapping("calibration", {})
+        self.scale = cal.number("scale", 1.0, positive=True)
+        self.overhead_ms = cal.number("overhead_ms", 0.0)
+        self.per_block_ms = cal.number("per_block_ms", 0.0)
+        self.per_layer_ms = cal.number("per_layer_ms", 0.0)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return ("latency_ms", "macs", "params")
+
+    def key_of(self, sig: BlockSig, first: bool) -> str:
+        """The block's key in this table's format (the first block may be named apart)."""
+        return self._key(sig, 0 if first else 1)
+
+    def _lookup(self, table: Table, sig: BlockSig, first: bool, context: str) -> float:
+        key = self.key_of(sig, first)
+        try:
+            return table[key]
+        except KeyError:
+            raise MissingEntryError(self.name, key, nearest_keys(key, table), context) from None
+
+    @staticmethod
+    def _keys(spec: NetworkSpec) -> tuple[str, ...]:
+        keys = spec.arrays.block_keys
+        if not keys:
+            raise UnsupportedSpecError(
+                f"spec {spec.name or '(unnamed)'!r} has no blocks; look-up tables are keyed "
+                "by block (specs from space.to_spec have them; traced specs do not)"
+            )
+        return keys
+
+    @staticmethod
+    def _sum(first: dict, rest: dict, keys: Sequence[Hashable]) -> float:
+        return first[keys[0]] + sum(map(rest.__getitem__, keys[1:]))
+
+    def _sum_exact(
+        self, spec: NetworkSpec, table: Table, caches: tuple[dict, dict], context: str
+    ) -> float:
+        """Sum of the entries of a table that holds the spec's blocks as they are."""
+        keys = self._keys(spec)
+        first, rest = caches
+        try:
+            return self._sum(first, rest, keys)
+        except KeyError:  # blocks this model has not seen yet: look them up once
+            for i, (sig, key) in enumerate(zip(spec.arrays.blocks, keys, strict=True)):
+                cache = first if i == 0 else rest
+                if key not in cache:
+                    cache[key] = self._lookup(table, sig, i == 0, context)
+            return self._sum(first, rest, keys)
+
+    def _block_sum(self, spec: NetworkSpec) -> float:
+        """Sum of the table entries of the spec's blocks (subclasses pick the table)."""
+        raise NotImplementedError
+
+    def _columns(self, batch: SpecBatch, options: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        sums = np.fromiter(map(self._block_sum, batch.specs), float, len(batch.specs))
+        blocks = np.fromiter((len(s.arrays.block_keys) for s in batch.specs), float, len(batch))
+        latency = self.scale * sums + self.overhead_ms + self.per_block_ms * blocks
+        return {"latency_ms": latency + self.per_layer_ms * batch.counts}
+
+    def fit(
+        self, specs: Sequence[NetworkSpec], measured: Mapping[str, np.ndarray], **options: Any
+    ) -> Fit:
+        """Fit scale, overhead_ms, per_block_ms and per_layer_ms (non-negative) to measured
+        latency_ms, minimising the relative error."""
+        if "latency_ms" not in measured or not len(specs):
+            raise HardwareError("calibrating a table profile needs measured latency_ms values")
+        y = np.asarray(measured["latency_ms"], float)
+        sums = np.array([self._block_sum(s) for s in specs])
+        blocks = np.array([len(s.arrays.block_keys) for s in specs], float)
+        layers = np.array([len(s.layers) for s in specs], float)
+        before = self.predict_arrays(specs)["latency_ms"]
+        scale, overhead, per_block, per_layer = fit_scale_overhead(sums, blocks, layers, y)
+        profile = dict(self.profile)
+        calibration = dict(profile.get("calibration") or {})
+        calibration.update(
+            scale=scale, overhead_ms=overhead, per_block_ms=per_block, per_layer_ms=per_layer
+        )
+        profile["calibration"] = calibration
+        after = scale * sums + overhead + per_block * blocks + per_layer * layers
+        return Fit(
+            profile, {"latency_ms_mape": mape(before, y)}, {"latency_ms_mape": mape(after, y)}
+        )
+
+
+def fit_scale_overhead(
+    sums: np.ndarray, blocks: np.ndarray, layers: np.ndarray, measured: np.ndarray
+) -> tuple[float, float, float, float]:
+    """Non-negative (scale, overhead_ms, per_block_ms, per_layer_ms) minimising the squared
+    relative error of scale x sums + overhead + per_block x blocks + per_layer x layers."""
+    from scipy.optimize import lsq_linear  # fitting only
+
+    a = np.stack([sums, np.ones_like(sums), blocks, layers], axis=1) / measured[:, None]
+    # the scale stays positive: a table that does not count is not a table model
+    lower, upper = [1e-3, 0.0, 0.0, 0.0], [np.inf] * 4
+    coef = lsq_linear(a, np.ones_like(measured), bounds=(lower, upper)).x
+    return tuple(float(f"{c:.5g}") for c in coef)  # type: ignore[return-value]
+
+
+class LUTModel(BlockTableModel):
+    kind = "lut"
+    description_of_kind = "measured per-block look-up tables, one per input resolution"
+    FIELDS = (
+        "name",
+        "kind",
+        "description",
+        "reference",
+        "key_format",
+        "value_field",
+        "batch",
+        "tables",
+        "calibration",
+        "covers",
+    )
+
+    def __init__(self, name: str, profile: Mapping[str, Any], source: str) -> None:
+        super().__init__(name, profile, source)
+        r = Reader(profile, source)
+        r.only(self.FIELDS)
+        self.batch = r.integer("batch", 1)
+        field = r.string("value_field", "mean")
+        tables = r.mapping("tables")
+        base_dir = Path(source).parent
+        self.tables: dict[int, Table] = {}
+        for res, value in tables.data.items():
+            if isinstance(res, bool) or not isinstance(res, int) or res < 1:
+                raise tables.error(str(res), "table keys must be input resolutions (integers)")
+            self.tables[res] = read_table(tables, str(res), value, base_dir, field)
+        if not self.tables:
+            raise r.error("tables", "must name at least one resolution")
+        self.resolutions = sorted(self.tables)
+        # per resolution: entries of the first block, of the others (see BlockTableModel)
+        self._exact: dict[int, tuple[dict, dict]] = {r: ({}, {}) for r in self.tables}
+        self._between: dict[int, tuple[dict, dict]] = {}
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            **super().summary(),
+            "key_format": self.key_format,
+            "batch": self.batch,
+            "resolutions": self.resolutions,
+            "entries": {r: len(t) for r, t in self.tables.items()},
+            "calibration": {
+                "scale": self.scale,
+                "overhead_ms": self.overhead_ms,
+                "per_block_ms": self.per_block_ms,
+                "per_layer_ms": self.per_layer_ms,
+            },
+        }
+
+    def _resolution(self, spec: NetworkSpec) -> int:
+        _, h, w = spec.input_shape
+        if h != w:
+            raise UnsupportedSpecError(f"hardware {self.name!r}: tables are for square inputs")
+        if spec.batch != self.batch:
+            raise UnsupportedSpecError(
+                f"hardware {self.name!r}: spec batch {spec.batch} is not tabulated; "
+                f"allowed: {self.batch}"
+            )
+        return h
+
+    def _block_sum(self, spec: NetworkSpec) -> float:
+        r = self._resolution(spec)
+        if r in self._exact:
+            return self._sum_exact(spec, self.tables[r], self._exact[r], f"r={r}")
+        if not self.resolutions[0] < r < self.resolutions[-1]:
+            raise UnsupportedSpecError(
+                f"hardware {self.name!r}: resolution {r} is outside its tables "
+                f"({self.resolutions[0]}..{self.resolutions[-1]}); tabulated: {self.resolutions}"
+            )
+        arrays = spec.arrays
+        # a block's size at another resolution depends on the strides before it
+        keys = list(zip(self._keys(spec), arrays.block_strides, strict=True))
+        first, rest = self._between.setdefault(r, ({}, {}))
+        try:
+            return self._sum(first, rest, keys)
+        except KeyError:
+            for i, (sig, key) in enumerate(zip(arrays.blocks, keys, strict=True)):
+                cache = first if i == 0 else rest
+                if key not in cache:
+                    cache[key] = self._interpolate(r, sig, i == 0, key[1])
+            return self._sum(first, rest, keys)
+
+    def _interpolate(self, r: int, sig: BlockSig, first: bool, stride_before: int) -> float:
+        r0 = max(x for x in self.resolutions if x < r)
+        r1 = min(x for x in self.resolutions if x > r)
+        sig0, p0 = rescale(sig, stride_before, r0)
+        sig1, p1 = rescale(sig, stride_before, r1)
+        _, p = rescale(sig, stride_before, r)
+        v0 = self._lookup(self.tables[r0], sig0, first, f"r={r0}, to interpolate r={r}")
+        v1 = self._lookup(self.tables[r1], sig1, first, f"r={r1}, to interpolate r={r}")
+        t = (p - p0) / (p1 - p0) if p1 != p0 else (r - r0) / (r1 - r0)
+        return v0 + t * (v1 - v0)

@@ -1,0 +1,90 @@
+"""A table of block latencies measured on this machine (`nas latency build-lut`).
+
+latency = scale x sum(block entries) + overhead_ms + per_block_ms x blocks
+          + per_layer_ms x layers
+
+The entries are each block timed alone; a network run end to end costs more (the interpreter
+between blocks, caches, allocation), so `calibration` holds a scale and overheads fitted on
+separate calibration subnets measured end to end. Tables are keyed by batch size; keys are in
+the `generic` format (keys.py), so one profile can hold blocks of several spaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from latency_models.base import Reader
+from latency_models.errors import UnsupportedSpecError
+from latency_models.lut import BlockTableModel, Table, read_table
+from latency_models.spec import NetworkSpec
+
+TIMING_FIELDS = (
+    "device",
+    "processor",
+    "threads",
+    "warmup",
+    "repeats",
+    "rounds",
+    "statistic",
+    "torch",
+    "spaces",
+    "date",
+    "seconds",
+)
+
+
+class MeasuredModel(BlockTableModel):
+    kind = "measured"
+    description_of_kind = "block latencies measured on this machine, calibrated end to end"
+    FIELDS = (
+        "name",
+        "kind",
+        "description",
+        "reference",
+        "key_format",
+        "measurement",
+        "calibration",
+        "tables",
+    )
+
+    def __init__(self, name: str, profile: Mapping[str, Any], source: str) -> None:
+        super().__init__(name, profile, source)
+        r = Reader(profile, source)
+        r.only(self.FIELDS)
+        measurement = r.mapping("measurement", {})
+        measurement.only(TIMING_FIELDS)
+        self.measurement = dict(measurement.data)
+        self.threads = measurement.integer("threads", 1)
+        self.warmup = measurement.integer("warmup", 10, minimum=0)
+        self.repeats = measurement.integer("repeats", 100)
+        self.rounds = measurement.integer("rounds", 10)
+        self.statistic = measurement.string("statistic", "median", choices=("median", "min"))
+        self.calibration = dict(r.raw("calibration", {}) or {})
+        tables = r.mapping("tables")
+        self.tables: dict[int, Table] = {}
+        for batch, value in tables.data.items():
+            if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+                raise tables.error(str(batch), "table keys must be batch sizes (integers >= 1)")
+            self.tables[batch] = read_table(tables, str(batch), value, Path(source).parent, None)
+        self._caches: dict[int, tuple[dict, dict]] = {b: ({}, {}) for b in self.tables}
+
+    def summary(self) -> dict[str, Any]:
+        cal = {k: v for k, v in self.calibration.items() if k != "arch_ids"}
+        return {
+            **super().summary(),
+            "key_format": self.key_format,
+            "measurement": self.measurement,
+            "entries": {b: len(t) for b, t in self.tables.items()},
+            "calibration": cal,
+        }
+
+    def _block_sum(self, spec: NetworkSpec) -> float:
+        caches = self._caches.get(spec.batch)
+        if caches is None:
+            raise UnsupportedSpecError(
+                f"hardware {self.name!r} has no table for batch {spec.batch}; "
+                f"allowed: {sorted(self.tables)} (build one with nas latency build-lut --batch)"
+            )
+        return self._sum_exact(spec, self.tables[spec.batch], caches, f"batch {spec.batch}")
