@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -75,6 +76,18 @@ class SearchSpace(ABC):
         """The network as a latency_models.NetworkSpec."""
 
     @abstractmethod
+    def genes(self) -> list[tuple[str, tuple]]:
+        """The arch as named categorical genes (for samplers such as Optuna's NSGA-II):
+        [(name, choices), ...]; every arch maps to one value per gene."""
+
+    @abstractmethod
+    def from_genes(self, genes: dict[str, Any]) -> Arch:
+        """The canonical arch of a full set of gene values (raises InvalidArchError)."""
+
+    @abstractmethod
+    def to_genes(self, arch: Arch) -> dict[str, Any]: ...
+
+    @abstractmethod
     def size(self) -> int:
         """How many distinct networks the space holds."""
 
@@ -88,10 +101,19 @@ class SearchSpace(ABC):
     def describe(self) -> dict[str, Any]:
         """The choices of each gene, as JSON-able data (for `nas space list` and docs)."""
 
+    def variant(self, channels: int | None = None, classes: int | None = None) -> SearchSpace:
+        """The same genes for inputs with `channels` channels and `classes` classes."""
+        raise NotImplementedError(f"space {self.name!r} has no variants")
+
     def arch_id(self, arch: Arch) -> str:
         """A short hash of the canonical JSON: equal networks share it, different ones do not."""
-        digest = hashlib.sha256(self.to_json(arch).encode()).hexdigest()
-        return digest[:16]
+        return self.canonical_id(self.canonical(arch))
+
+    @staticmethod
+    def canonical_id(canonical_arch: Arch) -> str:
+        """arch_id of an arch already in canonical form (skips validating it again)."""
+        text = json.dumps(canonical_arch, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_json(self, arch: Arch) -> str:
         return json.dumps(self.canonical(arch), sort_keys=True, separators=(",", ":"))
@@ -124,12 +146,34 @@ def list_spaces() -> list[str]:
     return sorted(_REGISTRY)
 
 
+_VARIANT = re.compile(r"^(?P<base>[^\[\]]+?)(?:\[(?P<args>[^\[\]]*)\])?$")
+VARIANT_KEYS = ("channels", "classes")
+
+
 def get_space(name: str) -> SearchSpace:
-    """A named preset, e.g. "ofa-mbv3-w1.2" (see `list_spaces()`)."""
+    """A named preset, e.g. "ofa-mbv3-w1.2" (see `list_spaces()`).
+
+    A preset retargeted to other data keeps its genes and changes only its input channels and
+    classes: "ofa-mbv3-w1.0[channels=3,classes=10]". That string is the variant's own name, so
+    it round-trips through checkpoints and the database.
+    """
     if isinstance(name, SearchSpace):
         return name
+    match = _VARIANT.match(name.strip())
+    base = match["base"] if match else name
     try:
-        factory = _REGISTRY[name]
+        factory = _REGISTRY[base]
     except KeyError:
         raise UnknownSpaceError(name, list_spaces()) from None
-    return factory()
+    space = factory()
+    if match and match["args"] is not None:
+        overrides: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in match["args"].split(","))):
+            key, _, value = item.partition("=")
+            if key not in VARIANT_KEYS or not value.isdigit() or int(value) < 1:
+                raise UnknownSpaceError(
+                    name, [f"{base}[channels=N,classes=N]", *list_spaces()]
+                ) from None
+            overrides[key] = int(value)
+        space = space.variant(**overrides)
+    return space

@@ -1,0 +1,186 @@
+"""Is the weight-shared supernet worth searching? Figures for the trained default supernet.
+
+Prints one JSON object per figure:
+  acc_largest / acc_smallest          top-1 of the largest and smallest subnets (val and test)
+  inherited_vs_scratch                per arch: inherited accuracy (supernet weights, BN
+                                      recalibrated) against the same arch trained from scratch
+                                      for as many epochs as the supernet's whole schedule
+  weight_sharing_gap_mean             mean of inherited - scratch, in points of top-1
+  weight_sharing_rank_corr            Kendall tau between inherited and scratch accuracies
+  predictor_kendall_tau / _rmse       accuracy predictor on held-out archs
+
+    python experiments/bench_weight_sharing.py [--checkpoint runs/mnist-supernet]
+        [--config experiments/mnist_supernet.yaml] [--archs 5] [--predictor-n 1000]
+
+Without a checkpoint it first trains the supernet with --config (resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import kendalltau
+
+import supernet
+from supernet.checkpoint import TrainedSupernet, load_supernet
+from supernet.data import Dataset, random_shift, resize
+from supernet.predictor import fit_predictor, measure_archs
+from supernet.space import Arch
+from supernet.train import CosineWithWarmup, TrainConfig, load_train_config, train_supernet
+
+
+def emit(name: str, value: float, unit: str, **context) -> None:
+    print(json.dumps({"name": name, "value": value, "unit": unit, **context}), flush=True)
+
+
+def train_from_scratch(
+    trained: TrainedSupernet, data: Dataset, arch: Arch, epochs: int, seed: int
+) -> torch.nn.Module:
+    """The arch as a static net with fresh random weights, trained alone at its resolution
+    with the supernet run's optimizer settings and the learning rate of its first phase."""
+    cfg = TrainConfig(**trained.meta["train_config"])
+    torch.manual_seed(seed)
+    net = supernet.build(trained.space).extract(arch).train()
+    net = net.to(memory_format=torch.channels_last)
+    lr = cfg.phases[0].lr
+    optimizer = torch.optim.SGD(
+        net.parameters(),
+        lr=lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay,
+    )
+    steps = math.ceil(len(data.train) / cfg.batch_size)
+    schedule = CosineWithWarmup(optimizer, lr, steps, epochs * steps)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for idx in torch.split(torch.randperm(len(data.train), generator=gen), cfg.batch_size):
+            x = random_shift(data.normalize(data.train.images[idx]), cfg.augment_shift, gen)
+            x = resize(x, arch["r"]).contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(
+                net(x), data.train.labels[idx], label_smoothing=cfg.label_smoothing
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return net.eval()
+
+
+@torch.no_grad()
+def accuracy(net: torch.nn.Module, data: Dataset, split: str, resolution: int) -> float:
+    part = data.split(split)
+    x = resize(data.normalize(part.images), resolution).contiguous(
+        memory_format=torch.channels_last
+    )
+    return (net(x).argmax(1) == part.labels).float().mean().item()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default="runs/mnist-supernet")
+    parser.add_argument("--config", default="experiments/mnist_supernet.yaml")
+    parser.add_argument("--archs", type=int, default=5)
+    parser.add_argument("--predictor-n", type=int, default=1000)
+    parser.add_argument("--held-out", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    path = Path(args.checkpoint)
+    if not (path / "supernet.pt" if path.is_dir() else path).exists():
+        config = load_train_config(args.config, out_dir=str(path))
+        train_supernet(config, resume=True, progress=False)
+    trained = load_supernet(path)
+    data = trained.dataset()
+    space = trained.space
+    epochs = int(trained.meta["total_epochs"])
+    context = {
+        "space": space.name,
+        "dataset": data.name,
+        "supernet_epochs": epochs,
+        "checkpoint_sha256": trained.sha256[:12],
+    }
+
+    for split in ("val", "test"):
+        evaluator = trained.evaluator(data, split=split)
+        for which in ("largest", "smallest"):
+            result = evaluator.evaluate(getattr(space, which)())
+            emit(
+                f"acc_{which}",
+                round(result.top1, 4),
+                "top1",
+                split=split,
+                images=result.images,
+                **context,
+            )
+
+    # inherited (weight sharing) against trained from scratch, same archs, same split
+    evaluator = trained.evaluator(data, split="val")
+    rng = np.random.default_rng(args.seed)
+    inherited, scratch = [], []
+    for k in range(args.archs):
+        arch = space.sample(rng)
+        started = time.perf_counter()
+        inherited.append(evaluator.evaluate(arch).top1)
+        net = train_from_scratch(trained, data, arch, epochs, seed=args.seed + k)
+        scratch.append(accuracy(net, data, "val", arch["r"]))
+        emit(
+            "inherited_vs_scratch",
+            round(inherited[-1] - scratch[-1], 4),
+            "top1 difference",
+            arch_id=space.arch_id(arch),
+            r=arch["r"],
+            macs=space.to_spec(arch).macs,
+            inherited=round(inherited[-1], 4),
+            scratch=round(scratch[-1], 4),
+            scratch_epochs=epochs,
+            seconds=round(time.perf_counter() - started, 1),
+            **context,
+        )
+    gap = 100 * float(np.mean(np.array(inherited) - np.array(scratch)))
+    emit(
+        "weight_sharing_gap_mean",
+        round(gap, 3),
+        "points of top1 (inherited - scratch)",
+        archs=args.archs,
+        split="val",
+        **context,
+    )
+    tau = kendalltau(inherited, scratch).statistic
+    emit(
+        "weight_sharing_rank_corr", round(float(tau), 3), "kendall tau", archs=args.archs, **context
+    )
+
+    measurements = measure_archs(trained, args.predictor_n, seed=args.seed, progress=False)
+    predictor = fit_predictor(
+        space, measurements, trained.sha256, held_out=args.held_out, seed=args.seed
+    )
+    m = predictor.metrics
+    emit(
+        "predictor_kendall_tau",
+        round(m["kendall_tau"], 4),
+        "kendall tau",
+        goal=">= 0.8",
+        n_train=m["n_train"],
+        n_held_out=m["n_held_out"],
+        **context,
+    )
+    emit(
+        "predictor_rmse",
+        round(100 * m["rmse"], 3),
+        "points of top1",
+        n_train=m["n_train"],
+        n_held_out=m["n_held_out"],
+        **context,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Accuracy of subnets of a trained supernet, with BatchNorm recalibration.
+
+A weight-shared supernet's BatchNorm running statistics belong to no subnet in particular
+(training uses batch statistics), so before a subnet is evaluated they are re-estimated on
+a fixed set of training images, as once-for-all does. Images stay in memory as tensors; each
+resolution is resized once and cached, so evaluating many archs decodes nothing again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+from torch import Tensor, nn
+
+from supernet.data import Dataset, resize
+from supernet.space import Arch, SearchSpace
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    arch_id: str
+    top1: float  # fraction of correct predictions, in [0, 1]
+    loss: float  # mean cross-entropy
+    images: int
+    resolution: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.no_grad()
+def recalibrate_bn(net: nn.Module, batches: Iterable[Tensor]) -> None:
+    """Replace every BatchNorm's running statistics by their average over `batches`.
+
+    Uses torch's cumulative moving average (momentum=None) in train mode; dropout is kept off
+    so recalibration consumes no randomness and is repeatable.
+    """
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    was_training = net.training
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    net.train()
+    for module in net.modules():
+        if isinstance(module, nn.Dropout):
+            module.eval()
+    try:
+        for x in batches:
+            net(x)
+    finally:
+        for bn, momentum in zip(bns, momenta, strict=True):
+            bn.momentum = momentum
+        net.train(was_training)
+
+
+class SupernetEvaluator:
+    """`evaluate(arch)` / `evaluate_many(archs)` on one split of a dataset."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        space: SearchSpace,
+        dataset: Dataset,
+        *,
+        split: str = "val",
+        recalibration_images: int = 500,
+        batch_size: int = 500,
+        channels_last: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if recalibration_images < 1:
+            raise ValueError("recalibration_images must be >= 1")
+        self.net, self.space, self.dataset = net, space, dataset
+        self.split, self.batch_size, self.channels_last = split, batch_size, channels_last
+        target = dataset.split(split)
+        if len(target) == 0:
+            raise ValueError(f"split {split!r} of dataset {dataset.name!r} is empty")
+        self.images = dataset.normalize(target.images)
+        self.labels = target.labels
+        # A fixed, seeded subset of training images for BN statistics.
+        gen = torch.Generator().manual_seed(seed)
+        n_cal = min(recalibration_images, len(dataset.train))
+        pick = torch.randperm(len(dataset.train), generator=gen)[:n_cal]
+        self.calibration = dataset.normalize(dataset.train.images[pick])
+        self._resized: dict[tuple[str, int], Tensor] = {}
+
+    def _at(self, which: str, resolution: int) -> Tensor:
+        key = (which, resolution)
+        if key not in self._resized:
+            images = self.images if which == "eval" else self.calibration
+            x = resize(images, resolution)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            self._resized[key] = x
+        return self._resized[key]
+
+    def _batches(self, x: Tensor) -> list[Tensor]:
+        return list(torch.split(x, self.batch_size))
+
+    def recalibrate(self, arch: Arch) -> None:
+        self.net.set_active(arch)
+        recalibrate_bn(self.net, self._batches(self._at("calibration", arch["r"])))
+
+    @torch.no_grad()
+    def evaluate(self, arch: Arch) -> EvalResult:
+        arch = self.space.canonical(arch)
+        was_training = self.net.training
+        self.recalibrate(arch)
+        self.net.eval()
+        x = self._at("eval", arch["r"])
+        correct, loss_sum = 0, 0.0
+        for xb, yb in zip(self._batches(x), torch.split(self.labels, self.batch_size), strict=True):
+            logits = self.net(xb)
+            loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
+            correct += int((logits.argmax(1) == yb).sum())
+        self.net.train(was_training)
+        n = len(self.labels)
+        return EvalResult(self.space.arch_id(arch), correct / n, loss_sum / n, n, arch["r"])
+
+    def evaluate_many(
+        self, archs: Sequence[Arch], progress: bool = False, description: str = "evaluating"
+    ) -> list[EvalResult]:
+        results = []
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task(description, total=len(archs))
+            for arch in archs:
+                results.append(self.evaluate(arch))
+                bar.advance(task)
+        return results

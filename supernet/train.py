@@ -1,0 +1,592 @@
+"""Supernet training by progressive shrinking (once-for-all), with in-place distillation.
+
+The run is a list of phases, each with its own epochs, learning rate (cosine with linear
+warmup) and the gene choices it trains, e.g. largest -> kernel -> depth -> expand -> width.
+Every step follows the sandwich rule at one sampled resolution: the largest subnet learns
+from the labels, then the smallest and `random_subnets` random subnets learn from the labels
+and from the largest subnet's soft predictions (in-place distillation); their gradients
+accumulate into one optimizer step. Before a phase that adds smaller expand ratios, middle
+channels are sorted by importance, protecting the prefixes that smaller ratios already use.
+
+A checkpoint with optimizer, scheduler and every RNG state is written after each epoch;
+`resume=True` continues a killed run and reproduces the unbroken run bit for bit on CPU.
+
+The step (`sandwich_step`) touches only its arguments, so it runs unchanged under torch DDP
+(wrap the supernet with find_unused_parameters=True, seed the arch sampler identically on
+every rank and shard the batches); this module runs it in one process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import Tensor, nn
+
+from supernet.checkpoint import (
+    SUPERNET_FORMAT,
+    file_sha256,
+    read_checkpoint,
+    save_atomic,
+    save_supernet,
+)
+from supernet.data import Dataset, DatasetConfig, load_dataset, random_shift, resize
+from supernet.evaluate import SupernetEvaluator
+from supernet.factory import build
+from supernet.mbconv_space import MBConvSpace
+from supernet.space import Arch, get_space
+
+log = logging.getLogger(__name__)
+STATE_FORMAT = "nas-train-state/1"
+
+
+class ConfigError(ValueError):
+    """A training config that does not validate; the message names the field."""
+
+
+class PhaseConfig(BaseModel):
+    """One progressive-shrinking phase. A gene left out is trained at its largest choice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    epochs: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    warmup_epochs: float = Field(0.0, ge=0)
+    ks: list[int] | None = None
+    e: list[int] | None = None
+    d: list[int] | None = None  # applied to every stage, within each stage's own choices
+    w: list[float] | None = None
+    r: list[int] | None = None  # None: every resolution of the space (elastic from the start)
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    space: str
+    data: DatasetConfig = DatasetConfig()
+    out_dir: str = "runs/supernet"
+    seed: int = 0
+    threads: int | None = Field(None, ge=1)  # None: torch's default
+    batch_size: int = Field(64, ge=1)
+    channels_last: bool = True  # 2-3x faster training steps on CPU
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(3e-5, ge=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    random_subnets: int = Field(2, ge=0)  # the "n" of the sandwich rule
+    distill_weight: float = Field(1.0, ge=0)
+    distill_temperature: float = Field(1.0, gt=0)
+    augment_shift: int = Field(2, ge=0)  # random translation, pixels at the stored size
+    bn_recalibration_images: int = Field(500, ge=1)
+    eval_batch_size: int = Field(500, ge=1)
+    phases: list[PhaseConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_phase_names(self) -> TrainConfig:
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names):
+            raise ValueError(f"phase names must be unique, got {names}")
+        return self
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(p.epochs for p in self.phases)
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for item in err.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "<root>"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a YAML mapping")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig(**raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, str(path))) from None
+
+
+# ----- what a phase trains -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhaseChoices:
+    """The gene choices one phase samples from, resolved against the space."""
+
+    ks: tuple[int, ...]
+    e: tuple[int, ...]
+    d: tuple[tuple[int, ...], ...]  # per stage
+    w: tuple[float, ...]
+    r: tuple[int, ...]
+
+    @classmethod
+    def resolve(cls, space: MBConvSpace, phase: PhaseConfig, index: int) -> PhaseChoices:
+        c = space.config
+
+        def pick(key: str, given: list | None, allowed: Sequence) -> tuple:
+            if given is None:
+                return (max(allowed),)
+            bad = [v for v in given if v not in allowed]
+            if bad or not given:
+                raise ConfigError(
+                    f"phases[{index}] ({phase.name}).{key}: {bad or given} not in the "
+                    f"space's choices {list(allowed)}"
+                )
+            return tuple(sorted(set(given)))
+
+        ks = pick("ks", phase.ks, c.kernel_sizes)
+        e = pick("e", phase.e, c.expand_ratios)
+        w = pick("w", phase.w, c.width_mults)
+        r = pick("r", phase.r, c.resolutions) if phase.r is not None else tuple(c.resolutions)
+        all_depths = sorted({d for s in c.stages for d in s.depths})
+        d_given = pick("d", phase.d, all_depths) if phase.d is not None else None
+        depths = []
+        for stage in c.stages:
+            if d_given is None:
+                depths.append((max(stage.depths),))
+            else:
+                # a stage keeps its largest depth if none of the phase's depths fits it
+                depths.append(
+                    tuple(d for d in d_given if d in stage.depths) or (max(stage.depths),)
+                )
+        return cls(ks, e, tuple(depths), w, r)
+
+    @property
+    def elastic(self) -> bool:
+        return any(len(v) > 1 for v in (self.ks, self.e, self.w, *self.d))
+
+    def _arch(self, space: MBConvSpace, r: int, pick: Callable[[Sequence], Any]) -> Arch:
+        arch: Arch = {
+            "ks": [pick(self.ks) for _ in range(space.num_blocks)],
+            "e": [pick(self.e) for _ in range(space.num_blocks)],
+            "d": [pick(d) for d in self.d],
+            "r": r,
+        }
+        if space.config.elastic_width:
+            arch["w"] = pick(self.w)
+        return space.canonical(arch)
+
+    def largest(self, space: MBConvSpace, r: int) -> Arch:
+        return self._arch(space, r, max)
+
+    def smallest(self, space: MBConvSpace, r: int) -> Arch:
+        return self._arch(space, r, min)
+
+    def sample(self, space: MBConvSpace, r: int, rng: np.random.Generator) -> Arch:
+        return self._arch(space, r, lambda choices: choices[int(rng.integers(len(choices)))])
+
+
+# ----- schedule and step -------------------------------------------------------------------
+
+
+class CosineWithWarmup:
+    """Linear warmup to the phase's lr, then cosine decay to zero, per optimizer step."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, warmup: int, total: int):
+        self.optimizer, self.base_lr = optimizer, base_lr
+        self.warmup, self.total = warmup, max(total, 1)
+        self.step_count = 0
+        self._apply()
+
+    def lr(self) -> float:
+        t = self.step_count
+        if t < self.warmup:
+            return self.base_lr * (t + 1) / self.warmup
+        progress = (t - self.warmup) / max(self.total - self.warmup, 1)
+        return 0.5 * self.base_lr * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    def _apply(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr()
+
+    def step(self) -> None:
+        self.step_count += 1
+        self._apply()
+
+    def state_dict(self) -> dict[str, int]:
+        return {"step_count": self.step_count}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.step_count = int(state["step_count"])
+        self._apply()
+
+
+def soft_cross_entropy(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    """Cross-entropy against the teacher's softened distribution, scaled by T^2."""
+    target = F.softmax(teacher / temperature, dim=1)
+    log_probs = F.log_softmax(student / temperature, dim=1)
+    return -(target * log_probs).sum(1).mean() * temperature**2
+
+
+@dataclass
+class StepStats:
+    loss_largest: float
+    loss_students: float
+
+
+def sandwich_step(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    y: Tensor,
+    archs: Sequence[Arch],
+    config: TrainConfig,
+) -> StepStats:
+    """One optimizer step: archs[0] (the largest) learns from labels, the rest also from it."""
+    optimizer.zero_grad(set_to_none=True)
+    net.set_active(archs[0])
+    logits = net(x)
+    loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+    loss.backward()
+    teacher = logits.detach()
+    students = 0.0
+    for arch in archs[1:]:
+        net.set_active(arch)
+        out = net(x)
+        student_loss = F.cross_entropy(out, y, label_smoothing=config.label_smoothing)
+        if config.distill_weight > 0:
+            student_loss = student_loss + config.distill_weight * soft_cross_entropy(
+                out, teacher, config.distill_temperature
+            )
+        student_loss.backward()
+        students += student_loss.item()
+    optimizer.step()
+    return StepStats(loss.item(), students / max(len(archs) - 1, 1))
+
+
+# ----- the run -----------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    supernet_path: Path
+    sha256: str
+    history: list[dict[str, Any]]
+    seconds: float
+    final: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised by `stop_after_steps` (tests simulate a killed run with it)."""
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, progress: bool = True) -> None:
+        self.config = config
+        self.progress = progress
+        self.out_dir = Path(config.out_dir)
+        self.state_path = self.out_dir / "checkpoint.pt"
+        self.supernet_path = self.out_dir / "supernet.pt"
+        base = get_space(config.space)
+        if not isinstance(base, MBConvSpace):
+            raise ConfigError(f"space {config.space!r} cannot be trained by this trainer")
+        self.data: Dataset = load_dataset(config.data)
+        # retarget the space to the data (e.g. ofa-mbv3 on CIFAR-10: 3 channels, 10 classes)
+        self.space = base.variant(self.data.in_channels, self.data.num_classes)
+        self.choices = [PhaseChoices.resolve(self.space, p, i) for i, p in enumerate(config.phases)]
+
+    # -- state --
+
+    def _fresh(self) -> None:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        self.net = build(self.space)
+        if cfg.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.arch_rng = np.random.default_rng(cfg.seed)
+        self.data_gen = torch.Generator().manual_seed(cfg.seed)
+        self.phase_index, self.epochs_done, self.global_step = 0, 0, 0
+        self.history: list[dict[str, Any]] = []
+        self.optimizer_state: dict | None = None
+        self.scheduler_state: dict | None = None
+
+    def _load(self) -> None:
+        state = read_checkpoint(self.state_path, STATE_FORMAT)
+        saved = TrainConfig(**state["config"])
+        if saved != self.config:
+            diff = sorted(
+                k for k in TrainConfig.model_fields if getattr(saved, k) != getattr(self.config, k)
+            )
+            raise ConfigError(
+                f"cannot resume {self.state_path}: the config differs in {diff}; "
+                "use the run's own config or another out_dir"
+            )
+        self._fresh()
+        self.net.load_state_dict(state["model"])
+        self.arch_rng.bit_generator.state = state["arch_rng"]
+        self.data_gen.set_state(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.phase_index, self.epochs_done = state["phase_index"], state["epochs_done"]
+        self.global_step, self.history = state["global_step"], list(state["history"])
+        self.optimizer_state, self.scheduler_state = state["optimizer"], state["scheduler"]
+
+    def _save(self, optimizer: torch.optim.Optimizer, scheduler: CosineWithWarmup) -> None:
+        save_atomic(
+            {
+                "format": STATE_FORMAT,
+                "config": self.config.model_dump(),
+                "space": self.space.name,
+                "model": self.net.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "arch_rng": self.arch_rng.bit_generator.state,
+                "data_rng": self.data_gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "phase_index": self.phase_index,
+                "epochs_done": self.epochs_done,
+                "global_step": self.global_step,
+                "history": self.history,
+            },
+            self.state_path,
+        )
+
+    # -- loop --
+
+    def _optimizer(self, phase: PhaseConfig) -> tuple[torch.optim.Optimizer, CosineWithWarmup]:
+        cfg = self.config
+        # No weight decay on BatchNorm, biases and kernel transforms, as once-for-all does.
+        decay = [p for n, p in self.net.named_parameters() if p.dim() > 1 and "transform" not in n]
+        rest = [p for n, p in self.net.named_parameters() if p.dim() <= 1 or "transform" in n]
+        groups = [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": rest, "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.SGD(
+            groups,
+            lr=phase.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
+        )
+        steps_per_epoch = math.ceil(len(self.data.train) / cfg.batch_size)
+        scheduler = CosineWithWarmup(
+            optimizer,
+            phase.lr,
+            round(phase.warmup_epochs * steps_per_epoch),
+            phase.epochs * steps_per_epoch,
+        )
+        return optimizer, scheduler
+
+    def _sort_channels_for(self, index: int) -> None:
+        """Before a phase that adds smaller expand ratios, sort middle channels (OFA)."""
+        if index == 0:
+            return
+        before, now = set(self.choices[index - 1].e), set(self.choices[index].e)
+        if now - before and min(now) < min(before):
+            keep = sorted(e for e in before if e != max(before))
+            log.info("sorting middle channels by importance (keeping prefixes for e=%s)", keep)
+            self.net.sort_middle_channels(keep)
+
+    def _batch(self, index: Tensor, resolution: int) -> tuple[Tensor, Tensor]:
+        x = self.data.normalize(self.data.train.images[index])
+        x = random_shift(x, self.config.augment_shift, self.data_gen)
+        x = resize(x, resolution)
+        if self.config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.data.train.labels[index]
+
+    def run(self, resume: bool = False, stop_after_steps: int | None = None) -> TrainResult:
+        cfg = self.config
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if resume and self.state_path.exists():
+            self._load()
+            log.info(
+                "resuming %s at phase %d, epoch %d",
+                self.state_path,
+                self.phase_index,
+                self.epochs_done,
+            )
+        elif self.state_path.exists():
+            raise ConfigError(
+                f"{self.out_dir} already holds a training run; pass --resume to continue it "
+                "or choose another out_dir"
+            )
+        else:
+            self._fresh()
+        if self.phase_index >= len(cfg.phases) and self.supernet_path.exists():
+            log.info("training already complete: %s", self.supernet_path)
+            return self._completed()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+        started = time.perf_counter()
+        evaluator = SupernetEvaluator(
+            self.net,
+            self.space,
+            self.data,
+            split="val",
+            recalibration_images=cfg.bn_recalibration_images,
+            batch_size=cfg.eval_batch_size,
+            channels_last=cfg.channels_last,
+            seed=cfg.seed,
+        )
+        steps_per_epoch = math.ceil(len(self.data.train) / cfg.batch_size)
+        done_before = sum(p.epochs for p in cfg.phases[: self.phase_index]) + self.epochs_done
+        columns = (
+            TextColumn("[bold]{task.fields[phase]}[/] epoch {task.fields[epoch]}"),
+            BarColumn(),
+            TextColumn("loss {task.fields[loss]:.3f}"),
+            TextColumn("acc L {task.fields[acc_l]} S {task.fields[acc_s]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, disable=not self.progress) as bar:
+            task = bar.add_task(
+                "train",
+                total=cfg.total_epochs * steps_per_epoch,
+                completed=done_before * steps_per_epoch,
+                phase="",
+                epoch="",
+                loss=0.0,
+                acc_l="-",
+                acc_s="-",
+            )
+            while self.phase_index < len(cfg.phases):
+                index = self.phase_index
+                phase, choices = cfg.phases[index], self.choices[index]
+                optimizer, scheduler = self._optimizer(phase)
+                if self.epochs_done == 0:
+                    self._sort_channels_for(index)
+                else:
+                    optimizer.load_state_dict(self.optimizer_state)
+                    scheduler.load_state_dict(self.scheduler_state)
+                for epoch in range(self.epochs_done, phase.epochs):
+                    self.net.train()
+                    order = torch.randperm(len(self.data.train), generator=self.data_gen)
+                    losses = []
+                    for batch_index in torch.split(order, cfg.batch_size):
+                        r = choices.r[int(self.arch_rng.integers(len(choices.r)))]
+                        archs = [choices.largest(self.space, r)]
+                        if choices.elastic:
+                            archs.append(choices.smallest(self.space, r))
+                            archs += [
+                                choices.sample(self.space, r, self.arch_rng)
+                                for _ in range(cfg.random_subnets)
+                            ]
+                        x, y = self._batch(batch_index, r)
+                        stats = sandwich_step(self.net, optimizer, x, y, archs, cfg)
+                        scheduler.step()
+                        self.global_step += 1
+                        losses.append(stats.loss_largest)
+                        bar.update(
+                            task,
+                            advance=1,
+                            loss=stats.loss_largest,
+                            phase=phase.name,
+                            epoch=f"{epoch + 1}/{phase.epochs}",
+                        )
+                        if stop_after_steps is not None and self.global_step >= stop_after_steps:
+                            raise TrainingInterrupted(f"stopped after {self.global_step} steps")
+                    self.epochs_done = epoch + 1
+                    record = self._epoch_record(phase, choices, evaluator, losses, started)
+                    self.history.append(record)
+                    bar.update(
+                        task,
+                        acc_l=f"{record['acc_largest']:.2%}",
+                        acc_s=f"{record['acc_smallest']:.2%}",
+                    )
+                    log.info("%s", json.dumps(record))
+                    if self.epochs_done == phase.epochs:  # the next phase starts fresh
+                        self.phase_index, self.epochs_done = index + 1, 0
+                    self._save(optimizer, scheduler)
+        return self._finish(evaluator, started)
+
+    def _completed(self) -> TrainResult:
+        data = read_checkpoint(self.supernet_path, SUPERNET_FORMAT)
+        meta = data.get("meta", {})
+        return TrainResult(
+            self.out_dir,
+            self.supernet_path,
+            file_sha256(self.supernet_path),
+            list(meta.get("history", [])),
+            0.0,
+            dict(meta.get("final_val", {})),
+        )
+
+    def _epoch_record(
+        self,
+        phase: PhaseConfig,
+        choices: PhaseChoices,
+        evaluator: SupernetEvaluator,
+        losses: list[float],
+        started: float,
+    ) -> dict[str, Any]:
+        largest = evaluator.evaluate(choices.largest(self.space, max(choices.r)))
+        smallest = evaluator.evaluate(choices.smallest(self.space, min(choices.r)))
+        return {
+            "phase": phase.name,
+            "epoch": self.epochs_done,
+            "step": self.global_step,
+            "train_loss": round(float(np.mean(losses)), 5),
+            "acc_largest": largest.top1,
+            "acc_smallest": smallest.top1,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+
+    def _finish(self, evaluator: SupernetEvaluator, started: float) -> TrainResult:
+        largest = evaluator.evaluate(self.space.largest())
+        smallest = evaluator.evaluate(self.space.smallest())
+        final = {
+            "acc_largest": largest.top1,
+            "acc_smallest": smallest.top1,
+            "loss_largest": largest.loss,
+            "loss_smallest": smallest.loss,
+        }
+        meta = {
+            "train_config": self.config.model_dump(),
+            "history": self.history,
+            "final_val": final,
+            "bn_recalibration_images": self.config.bn_recalibration_images,
+            "channels_last": self.config.channels_last,
+            "total_epochs": self.config.total_epochs,
+            "torch": str(torch.__version__),
+        }
+        sha = save_supernet(
+            self.net, self.space, self.data, self.config.data, self.supernet_path, meta
+        )
+        with (self.out_dir / "history.jsonl").open("w") as f:
+            for record in self.history:
+                f.write(json.dumps(record) + "\n")
+        return TrainResult(
+            self.out_dir,
+            self.supernet_path,
+            sha,
+            self.history,
+            time.perf_counter() - started,
+            final,
+        )
+
+
+def train_supernet(
+    config: TrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after_steps: int | None = None,
+) -> TrainResult:
+    """Train (or resume) a supernet run; writes out_dir/{checkpoint,supernet}.pt."""
+    return Trainer(config, progress=progress).run(resume=resume, stop_after_steps=stop_after_steps)

@@ -1,0 +1,59 @@
+"""Fixtures shared by the test suites."""
+
+from __future__ import annotations
+
+import pytest
+
+from supernet.checkpoint import TrainedSupernet, load_supernet
+from supernet.train import TrainConfig, train_supernet
+
+
+@pytest.fixture(scope="session")
+def tiny_supernet(tmp_path_factory) -> TrainedSupernet:
+    """A supernet trained for two steps on 32 digits: real, and ready in a few seconds."""
+    out = tmp_path_factory.mktemp("tiny-supernet")
+    config = TrainConfig(
+        space="mnist-mbv3",
+        data={"kind": "mnist", "limit": 32},
+        out_dir=str(out),
+        batch_size=16,
+        bn_recalibration_images=16,
+        phases=[{"name": "kernel", "epochs": 1, "lr": 0.05, "ks": [3, 5, 7]}],
+    )
+    return load_supernet(train_supernet(config, progress=False).supernet_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_predictor(tiny_supernet) -> str:
+    """An accuracy predictor fitted on 30 archs measured with the tiny supernet."""
+    from supernet.predictor import fit_predictor, measure_archs
+
+    measurements = measure_archs(tiny_supernet, 30, seed=0, progress=False)
+    predictor = fit_predictor(
+        tiny_supernet.space, measurements, tiny_supernet.sha256, held_out=5, epochs=20
+    )
+    return str(predictor.save(tiny_supernet.path.parent / "predictor.pt"))
+
+
+@pytest.fixture
+def search_config(tmp_path, tiny_supernet, tiny_predictor):
+    """A factory of small, valid search configs on the tiny supernet (SQLite in tmp_path)."""
+    from nas.config import parse_search_config
+
+    def make(**overrides):
+        raw = {
+            "name": "test-search",
+            "supernet": str(tiny_supernet.path),
+            "predictor": tiny_predictor,
+            "targets": {
+                "stm32f746": {"peak_sram_kb": 12, "flash_kb": 600},
+                "h100-sxm": {"latency_ms": 0.7, "batch": 64, "precision": "fp16"},
+            },
+            "algorithm": {"population": 8, "generations": 3, "seed": 0},
+            "evaluation": "predictor",
+            "database": f"sqlite:///{tmp_path / 'nas.db'}",
+        }
+        raw.update(overrides)
+        return parse_search_config(raw, "test")
+
+    return make

@@ -1,0 +1,59 @@
+"""BN recalibration and subnet evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+import supernet
+from supernet.data import DatasetConfig, load_dataset
+from supernet.evaluate import SupernetEvaluator, recalibrate_bn
+
+
+def test_recalibration_replaces_running_stats_with_data_statistics():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5))
+    bn = net[1]
+    bn.running_mean.fill_(7.0)
+    batches = [torch.randn(8, 1, 6, 6) * 2 + 1 for _ in range(3)]
+    net.eval()
+    recalibrate_bn(net, batches)
+    with torch.no_grad():
+        features = torch.cat([net[0](b) for b in batches])
+    assert torch.allclose(bn.running_mean, features.mean(dim=(0, 2, 3)), atol=1e-5)
+    per_batch_var = torch.stack([net[0](b).var(dim=(0, 2, 3)) for b in batches]).detach()
+    assert torch.allclose(bn.running_var, per_batch_var.mean(0), atol=1e-4)
+    assert bn.momentum == 0.1 and not net.training  # settings restored
+
+
+def test_recalibration_changes_supernet_statistics_per_subnet():
+    space = supernet.get_space("mnist-mbv3")
+    net = supernet.build(space)
+    before = net.blocks[0].depthwise.bn.running_var.clone()
+    x = [torch.randn(16, 1, 20, 20)]
+    net.set_active(dict(space.largest(), r=20))
+    recalibrate_bn(net, x)
+    after_large = net.blocks[0].depthwise.bn.running_var.clone()
+    assert not torch.equal(before, after_large)
+    net.set_active(dict(space.smallest(), r=20))
+    recalibrate_bn(net, x)
+    assert not torch.equal(after_large, net.blocks[0].depthwise.bn.running_var)
+
+
+def test_evaluate_matches_the_extracted_net():
+    data = load_dataset(DatasetConfig(kind="mnist", limit=64))
+    space = supernet.get_space("mnist-mbv3")
+    torch.manual_seed(0)
+    net = supernet.build(space)
+    evaluator = SupernetEvaluator(net, space, data, recalibration_images=32, batch_size=20)
+    arch = space.sample(np.random.default_rng(0))
+    result = evaluator.evaluate(arch)
+    assert result.images == 64 and result.resolution == arch["r"]
+    static = net.extract(arch).eval()  # carries the recalibrated statistics
+    x = evaluator._at("eval", arch["r"])
+    with torch.no_grad():
+        predictions = static(x).argmax(1)
+    assert result.top1 == (predictions == data.val.labels).float().mean().item()
+    again = evaluator.evaluate_many([arch, space.smallest()])
+    assert again[0] == result and again[1].resolution == min(space.config.resolutions)
