@@ -37,6 +37,9 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python experiments/bench_supernet.py
+	$(BIN)/python experiments/bench_latency.py
+	$(BIN)/python experiments/bench_weight_sharing.py
+	$(BIN)/python experiments/bench_search.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,21 +1,33 @@
 #!/usr/bin/env bash
-# `make demo`: the main job end to end on the bundled defaults.
-# At this stage of the project: the search spaces (list, sample, describe).
+# `make demo`: the main job end to end on the bundled data (5,000 real MNIST digits):
+# train a supernet, fit its accuracy predictor, search for an MCU, a GPU and this CPU at
+# once, print the Pareto front, and export the best feasible subnet for the MCU.
+# Re-running reuses what is already in runs/ (training resumes or is skipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAS=.venv/bin/nas
+PY=.venv/bin/python
+RUN=runs/mnist-supernet
 mkdir -p runs/demo
 
-echo "== search-space presets"
-$NAS space list
+echo "== 1. train the default supernet by progressive shrinking (about 9 minutes on 2 cores)"
+$NAS supernet train experiments/mnist_supernet.yaml --resume
+$NAS supernet eval --checkpoint "$RUN" --arch largest --arch smallest --random 3 --seed 0
 
-echo "== three random archs of the MNIST space (seed 0)"
-$NAS space sample --space mnist-mbv3 --n 3 --seed 0 | tee runs/demo/archs.jsonl
+echo "== 2. fit the accuracy predictor on 1,000 subnets measured with the supernet"
+$NAS predictor fit --checkpoint "$RUN" --n 1000 --held-out 200
 
-echo "== the first of them, layer by layer"
-$NAS space describe --space mnist-mbv3 --arch "$(head -n 1 runs/demo/archs.jsonl)"
+echo "== 3. search stm32f746 + h100-sxm + local-cpu at once (experiments/search_mnist.yaml)"
+$NAS hardware list
+$NAS search launch experiments/search_mnist.yaml --json | tee runs/demo/search.json
+SEARCH=$($PY -c 'import json,sys; print(json.load(open("runs/demo/search.json"))["search_id"])')
 
-echo "== MobileNetV2-1.0 is an arch of the MCU space (3.50M params, 300.8M MACs)"
-$NAS space describe --space mcu-mbv2 \
-  --arch '{"ks":[3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3],"e":[6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6,6],"d":[2,3,4,3,3,1],"w":1.0,"r":224}' \
-  | tail -n 2
+echo "== 4. the Pareto front (all objectives), and the front for the MCU alone"
+$NAS pareto "$SEARCH" --plot runs/demo/front.png
+$NAS pareto "$SEARCH" --target stm32f746 --format json > runs/demo/front-mcu.json
+$NAS pareto "$SEARCH" --target stm32f746 --where 'peak_sram_kb<=6'
+
+echo "== 5. export the most accurate feasible subnet for the MCU"
+BEST=$($PY -c 'import json; print(json.load(open("runs/demo/front-mcu.json"))["front"][0]["candidate"])')
+$NAS export "$SEARCH" "$BEST" --format torchscript,onnx,state_dict --out runs/demo/export
+echo "model card: runs/demo/export/model_card.json   front plot: runs/demo/front.png"

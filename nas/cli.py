@@ -5,17 +5,30 @@ from __future__ import annotations
 import logging
 
 import typer
+from rich.console import Console
 from rich.logging import RichHandler
 
 from nas import __version__
-from nas.commands import space
+from nas.commands import hardware as hardware_commands
+from nas.commands import latency as latency_commands
+from nas.commands import predictor as predictor_commands
+from nas.commands import search as search_commands
+from nas.commands import space as space_commands
+from nas.commands import supernet as supernet_commands
 
 app = typer.Typer(
     help="Neural architecture search: supernets, per-device cost models, constrained search.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(space.app, name="space")
+app.add_typer(space_commands.app, name="space")
+app.add_typer(supernet_commands.app, name="supernet")
+app.add_typer(predictor_commands.app, name="predictor")
+app.add_typer(hardware_commands.app, name="hardware")
+app.add_typer(latency_commands.app, name="latency")
+app.add_typer(search_commands.app, name="search")
+app.command("pareto")(search_commands.pareto_command)
+app.command("export")(search_commands.export_command)
 
 
 def _version(value: bool) -> None:
@@ -31,8 +44,12 @@ def main(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
+    # INFO from this project only; libraries (onnxscript, torch.onnx, alembic) speak at WARNING
+    for package in ("nas", "supernet", "latency_models"):
+        logging.getLogger(package).setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(message)s",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=True)],
+        # logs go to stderr: stdout carries results (tables, --json) for scripts
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=True)],
     )

@@ -8,14 +8,35 @@ from collections.abc import Iterator
 import typer
 from rich.console import Console
 
+from latency_models.errors import HardwareError, TraceError
+from latency_models.spec import SpecError
+from nas.config import SearchConfigError
+from nas.export import ExportError
+from nas.pareto import QueryError
+from nas.search import SearchError
+from nas.store import StoreError
+from nas.workers import WorkerError
+from supernet.data import DatasetError
 from supernet.errors import CheckpointError, InvalidArchError, UnknownSpaceError
+from supernet.train import ConfigError
 
 # Errors caused by the user's input: reported in one line, exit status 2, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     InvalidArchError,
     UnknownSpaceError,
     CheckpointError,
+    DatasetError,
+    ConfigError,
     FileNotFoundError,
+    HardwareError,
+    TraceError,
+    SpecError,
+    SearchConfigError,
+    SearchError,
+    StoreError,
+    QueryError,
+    ExportError,
+    WorkerError,
 )
 
 stderr = Console(stderr=True)

@@ -1,0 +1,242 @@
+"""`nas search`: launch, resume, cancel, list and show searches; `nas pareto`; `nas export`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from nas.commands import user_errors, wide_console
+from nas.config import ACCURACY, load_search_config
+from nas.export import export_candidate
+from nas.pareto import QueryError, columns_of, load_config, pareto_front, plot, to_csv, to_json
+from nas.search import cancel_search, launch_search, resume_search
+from nas.store import DEFAULT_URL, Search, Store
+
+app = typer.Typer(help="Searches: launch, resume, cancel, list, show.", no_args_is_help=True)
+console = wide_console()
+
+
+def db_option(default: str | None = None) -> typer.models.OptionInfo:
+    return typer.Option(
+        default, "--db", help=f"Database URL (default: $NAS_DATABASE_URL or {DEFAULT_URL})."
+    )
+
+
+def open_store(url: str | None) -> Store:
+    return Store(url or os.environ.get("NAS_DATABASE_URL") or DEFAULT_URL)
+
+
+def _print_outcome(outcome, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(outcome.to_dict()))
+        return
+    style = {"completed": "green", "infeasible": "yellow", "cancelled": "yellow"}.get(
+        outcome.status, "red" if outcome.status == "failed" else "white"
+    )
+    console.print(
+        f"search {outcome.search_id}: [{style}]{outcome.status}[/]  "
+        f"{outcome.generations_done}/{outcome.generations_total} generations, "
+        f"{outcome.candidates} candidates ({outcome.evaluations} evaluated), "
+        f"{outcome.feasible} feasible, {outcome.seconds:.1f} s\n{outcome.message}",
+        soft_wrap=True,
+    )
+
+
+@app.command("launch")
+def launch(
+    config: Path = typer.Argument(..., help="Search config YAML (see experiments/)."),
+    db: str | None = db_option(),
+    workers: int | None = typer.Option(None, "--workers", min=0, help="0: in-process; N: Ray."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Join this Ray cluster."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+) -> None:
+    """Run a constrained NSGA-II search; results go to the database as it runs."""
+    with user_errors():
+        cfg = load_search_config(config, database=db, workers=workers, ray_address=ray_address)
+        outcome = launch_search(cfg, Store(cfg.database), progress=progress and not as_json)
+    _print_outcome(outcome, as_json)
+
+
+@app.command("resume")
+def resume(
+    search_id: int = typer.Argument(..., help="The search's id."),
+    db: str | None = db_option(),
+    force: bool = typer.Option(False, "--force", help="Even if its driver looks alive."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Continue a search whose driver died (rebuilds the study from the stored rows)."""
+    with user_errors():
+        outcome = resume_search(
+            search_id, open_store(db), force=force, progress=progress and not as_json
+        )
+    _print_outcome(outcome, as_json)
+
+
+@app.command("cancel")
+def cancel(search_id: int = typer.Argument(...), db: str | None = db_option()) -> None:
+    """Ask a running search to stop after its current generation."""
+    with user_errors():
+        status = cancel_search(search_id, open_store(db))
+    console.print(f"search {search_id}: {status}")
+
+
+def _search_dict(row: Search) -> dict:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "status": row.status,
+        "space": row.space,
+        "generations": f"{row.generations_done}/{row.generations_total}",
+        "candidates": row.candidates_done,
+        "evaluated": row.evaluations_done,
+        "feasible": row.feasible_done,
+        "best": row.best,
+        "seconds": round(row.seconds, 1),
+        "message": row.message,
+        "created_at": row.created_at.isoformat(),
+        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+        "evaluation": row.config.get("evaluation"),
+        "targets": row.config.get("targets"),
+        "objectives": row.config.get("objectives"),
+    }
+
+
+@app.command("list")
+def list_searches(db: str | None = db_option(), as_json: bool = typer.Option(False, "--json")):
+    """All searches with their status, progress and best values."""
+    with user_errors():
+        store = open_store(db)
+        with store.session() as s:
+            rows = [_search_dict(r) for r in s.query(Search).order_by(Search.id).all()]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table(title=f"searches in {store.url}")
+    for col in (
+        "id",
+        "name",
+        "status",
+        "generations",
+        "candidates",
+        "feasible",
+        "best top1",
+        "seconds",
+    ):
+        table.add_column(col)
+    for r in rows:
+        best = r["best"].get(ACCURACY)
+        table.add_row(
+            str(r["id"]),
+            r["name"],
+            r["status"],
+            r["generations"],
+            str(r["candidates"]),
+            str(r["feasible"]),
+            "-" if best is None else f"{best:.2%}",
+            str(r["seconds"]),
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    search_id: int = typer.Argument(...),
+    db: str | None = db_option(),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """One search: config, status, progress, best values, timing."""
+    with user_errors():
+        store = open_store(db)
+        with store.session() as s:
+            row = s.get(Search, search_id)
+            if row is None:
+                raise FileNotFoundError(f"no search with id {search_id} in {store.url}")
+            info = _search_dict(row)
+    if as_json:
+        typer.echo(json.dumps(info))
+        return
+    for key, value in info.items():
+        console.print(f"[bold]{key:>12}[/]  {value}", soft_wrap=True)
+
+
+def pareto_command(
+    search_id: int = typer.Argument(..., help="The search's id."),
+    target: str | None = typer.Option(None, "--target", help="Only this device's objectives."),
+    where: list[str] = typer.Option([], "--where", help="Tighter limit, e.g. 'peak_sram_kb<=256'."),
+    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+    plot_path: Path | None = typer.Option(None, "--plot", help="Write a PNG of the front."),
+    measured: bool = typer.Option(False, "--measured", help="Rank by supernet-measured top1."),
+    db: str | None = db_option(),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+) -> None:
+    """The non-dominated feasible candidates of a search."""
+    fmt = "json" if as_json else fmt
+    with user_errors():
+        if fmt not in ("table", "json", "csv"):
+            raise QueryError(f"--format must be table, json or csv, not {fmt!r}")
+        front = pareto_front(open_store(db), search_id, target, where, measured)
+        if plot_path:
+            plot(front, plot_path)
+    if fmt == "json":
+        typer.echo(to_json(front))
+    elif fmt == "csv":
+        typer.echo(to_csv(front), nl=False)
+    else:
+        cols = columns_of(front, load_config(open_store(db), search_id))
+        where_text = f" where {', '.join(map(str, front.conditions))}" if front.conditions else ""
+        table = Table(
+            title=f"search {search_id}: Pareto front, {len(front.front)} candidates{where_text}"
+        )
+        for col in cols:
+            table.add_column(col, justify="left" if col == "arch_id" else "right")
+        for c in front.front:
+            row = c.to_dict()
+            table.add_row(*[_fmt(col, row.get(col)) for col in cols])
+        console.print(table)
+    if plot_path and fmt == "table":
+        console.print(f"plot: {plot_path}")
+
+
+def _fmt(col: str, value: object) -> str:
+    if value is None:
+        return "-"
+    if col == ACCURACY and isinstance(value, float):
+        return f"{value:.2%}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def export_command(
+    search_id: int = typer.Argument(..., help="The search's id."),
+    candidate: int = typer.Argument(..., help="The candidate number (see `nas pareto`)."),
+    fmt: str = typer.Option("torchscript,onnx,state_dict", "--format", help="Comma-separated."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder."),
+    db: str | None = db_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print the model card as JSON."),
+) -> None:
+    """Extract a candidate (BN recalibrated), write model files and a model card."""
+    with user_errors():
+        result = export_candidate(open_store(db), search_id, candidate, fmt, out)
+    if as_json:
+        typer.echo(json.dumps({"out_dir": str(result.out_dir), "card": result.card}))
+        return
+    card = result.card
+    console.print(
+        f"exported search {search_id} candidate {candidate} to {result.out_dir}\n"
+        f"files: {', '.join(p.name for p in result.files.values())}, model_card.json\n"
+        f"top-1 measured val {card['accuracy']['measured_top1']['val']:.2%}, "
+        f"test {card['accuracy']['measured_top1']['test']:.2%}; costs: "
+        + "; ".join(
+            f"{d}: "
+            + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k not in ("macs", "params"))
+            for d, m in card["costs"].items()
+        ),
+        soft_wrap=True,
+    )

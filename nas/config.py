@@ -1,0 +1,195 @@
+"""Search configs: YAML validated with pydantic, then checked against the devices' models.
+
+    name: mnist-three-devices
+    supernet: runs/mnist-supernet/supernet.pt
+    predictor: runs/mnist-supernet/predictor.pt
+    objectives: [{metric: top1, goal: maximize}, {metric: stm32f746.latency_ms, goal: minimize}]
+    targets:
+      stm32f746: {peak_sram_kb: 320, flash_kb: 1024}          # limits on the device's metrics
+      h100-sxm: {latency_ms: 2.0, batch: 64, precision: fp16}  # batch and device options too
+    algorithm: {population: 48, generations: 20, crossover_prob: 0.9, seed: 0}
+    evaluation: predictor            # predictor | supernet | predictor+verify
+    workers: 0                       # 0: in-process; N: N Ray actors
+    database: sqlite:///runs/nas.db
+
+A metric is `top1` (accuracy), `macs` or `params` (of the network, the same everywhere), or
+`DEVICE.METRIC`. Every error names the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+import latency_models as lm
+from nas.store import DEFAULT_URL
+
+ACCURACY = "top1"
+# Metrics of the network itself, the same on every device: stored once, named without a device.
+NETWORK_METRICS = ("macs", "params")
+SPEC_OPTIONS = ("batch",)  # applied to the NetworkSpec; the rest go to the device's model
+
+
+def split_metric(key: str) -> tuple[str, str]:
+    """ "stm32f746.latency_ms" -> ("stm32f746", "latency_ms"); "macs" -> ("", "macs")."""
+    device, _, name = key.rpartition(".")
+    return device, name
+
+
+def join_metric(device: str, name: str) -> str:
+    return f"{device}.{name}" if device else name
+
+
+class SearchConfigError(ValueError):
+    """A search config that does not validate; the message names the field."""
+
+
+class Objective(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str
+    goal: Literal["maximize", "minimize"]
+
+
+class Algorithm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # nsga2: Optuna's NSGA-II; random: uniform sampling with the same budget (a baseline)
+    sampler: Literal["nsga2", "random"] = "nsga2"
+    population: int = Field(48, ge=4)
+    generations: int = Field(20, ge=1)
+    mutation_prob: float | None = Field(None, ge=0, le=1)  # None: 1 / number of genes
+    crossover_prob: float = Field(0.9, ge=0, le=1)
+    swapping_prob: float = Field(0.5, ge=0, le=1)
+    seed: int = 0
+
+
+class Target(BaseModel):
+    """One device: limits on its metrics, plus `batch` and model options (e.g. precision)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limits: dict[str, float] = Field(default_factory=dict)
+    batch: int = Field(1, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "search"
+    supernet: str
+    predictor: str | None = None
+    space: str | None = None  # must match the supernet's; for documentation and checking
+    objectives: list[Objective] = Field(default_factory=list)
+    targets: dict[str, Target] = Field(min_length=1)
+    algorithm: Algorithm = Algorithm()
+    evaluation: Literal["predictor", "supernet", "predictor+verify"] = "predictor"
+    workers: int = Field(0, ge=0)
+    ray_address: str | None = None
+    database: str = DEFAULT_URL
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _split_target_fields(cls, value: Any) -> Any:
+        """`{latency_ms: 2, batch: 64, precision: fp16}` -> limits / batch / options."""
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for device, fields in value.items():
+            if not isinstance(fields, dict) or {"limits", "options"} & set(fields):
+                out[device] = fields
+                continue
+            target: dict[str, Any] = {"limits": {}, "options": {}}
+            for key, v in fields.items():
+                if key == "batch":
+                    target["batch"] = v
+                elif isinstance(v, int | float) and not isinstance(v, bool):
+                    target["limits"][key] = v
+                else:
+                    target["options"][key] = v
+            out[device] = target
+        return out
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [o.metric for o in self.objectives]
+
+
+def _errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid search config {source}:"]
+    for item in err.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "<root>"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_search_config(raw: Any, source: str = "<config>") -> SearchConfig:
+    """Validate a config mapping: schema, devices, their metrics, options and objectives."""
+    if not isinstance(raw, dict):
+        raise SearchConfigError(f"search config {source} must be a YAML mapping")
+    try:
+        config = SearchConfig(**raw)
+    except ValidationError as err:
+        raise SearchConfigError(_errors(err, source)) from None
+    check_against_devices(config, source)
+    if not config.objectives:
+        config.objectives = [Objective(metric=ACCURACY, goal="maximize")] + [
+            Objective(metric=f"{device}.latency_ms", goal="minimize") for device in config.targets
+        ]
+    return config
+
+
+def check_against_devices(config: SearchConfig, source: str) -> None:
+    metrics = {ACCURACY, *NETWORK_METRICS}
+    for device, target in config.targets.items():
+        where = f"targets.{device}"
+        try:
+            hw = lm.load_hardware(device)
+        except lm.HardwareError as err:
+            raise SearchConfigError(f"invalid search config {source}: {where}: {err}") from None
+        allowed = list(hw.metrics)
+        for name, value in target.limits.items():
+            if name not in hw.metrics:
+                raise SearchConfigError(
+                    f"invalid search config {source}: {where}.{name}: {device} has no metric "
+                    f"{name!r}; allowed limits: {allowed}, options: batch, "
+                    f"{', '.join(hw.options()) or '(none)'}"
+                )
+            if value <= 0:
+                raise SearchConfigError(
+                    f"invalid search config {source}: {where}.{name}: a limit must be > 0, "
+                    f"got {value}"
+                )
+        try:
+            hw.check_options(target.options)
+        except lm.HardwareError as err:
+            raise SearchConfigError(f"invalid search config {source}: {where}: {err}") from None
+        metrics.update(f"{device}.{m}" for m in hw.metrics if m not in NETWORK_METRICS)
+    for i, objective in enumerate(config.objectives):
+        if objective.metric not in metrics:
+            raise SearchConfigError(
+                f"invalid search config {source}: objectives.{i}.metric: unknown metric "
+                f"{objective.metric!r}; allowed: {sorted(metrics)}"
+            )
+    if config.evaluation in ("predictor", "predictor+verify") and not config.predictor:
+        raise SearchConfigError(
+            f"invalid search config {source}: predictor: evaluation {config.evaluation!r} "
+            "needs a predictor (fit one with `nas predictor fit`)"
+        )
+
+
+def load_search_config(path: str | Path, **overrides: Any) -> SearchConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise SearchConfigError(f"search config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SearchConfigError(f"search config {path} is not valid YAML: {err}") from None
+    if isinstance(raw, dict):
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_search_config(raw, str(path))

@@ -1,0 +1,342 @@
+"""Pareto queries over a stored search.
+
+`pareto_front(store, search_id, target=..., where=[...])` loads the feasible candidates (the
+filters run in SQL, served by the metrics index), keeps one candidate per distinct arch, and
+returns the non-dominated ones under the search's objectives (or only those of one device).
+A `--where` filter may set a limit tighter than the search used: `peak_sram_kb<=256`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import operator
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from nas.config import (
+    ACCURACY,
+    NETWORK_METRICS,
+    Objective,
+    SearchConfig,
+    join_metric,
+    split_metric,
+)
+from nas.store import Candidate, Metric, Search, Store
+
+OPERATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
+_CONDITION = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
+
+
+class QueryError(ValueError):
+    """A Pareto query that names an unknown search, device or metric, or a bad filter."""
+
+
+@dataclass
+class CandidateRow:
+    trial: int
+    generation: int
+    arch_id: str
+    arch: dict[str, Any]
+    feasible: bool
+    violation: float
+    metrics: dict[str, float]  # "top1" and "device.metric"
+    top1_measured: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidate": self.trial,
+            "generation": self.generation,
+            "arch_id": self.arch_id,
+            "feasible": self.feasible,
+            "top1_measured": self.top1_measured,
+            **self.metrics,
+            "arch": self.arch,
+        }
+
+
+@dataclass
+class Condition:
+    metric: str  # device.metric or top1
+    op: str
+    value: float
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.op}{self.value:g}"
+
+
+@dataclass
+class Front:
+    search_id: int
+    objectives: list[Objective]
+    front: list[CandidateRow]
+    candidates: list[CandidateRow] = field(default_factory=list)  # all, for plots
+    conditions: list[Condition] = field(default_factory=list)
+
+
+def non_dominated(points: np.ndarray) -> list[int]:
+    """Indices of the rows no other row dominates (every column is minimised)."""
+    points = np.asarray(points, dtype=float)
+    if len(points) == 0:
+        return []
+    order = np.lexsort(points.T[::-1])  # sort by the first objective, then the next...
+    kept: list[int] = []
+    for i in order:
+        p = points[i]
+        dominated = False
+        for j in kept:
+            q = points[j]
+            if np.all(q <= p) and np.any(q < p):
+                dominated = True
+                break
+        if not dominated:
+            kept.append(int(i))
+    return sorted(kept)
+
+
+def load_config(store: Store, search_id: int) -> SearchConfig:
+    with store.session() as s:
+        row = s.get(Search, search_id)
+        if row is None:
+            raise QueryError(f"no search with id {search_id} in {store.url}")
+        return SearchConfig(**row.config)
+
+
+def parse_conditions(
+    texts: Sequence[str], config: SearchConfig, target: str | None
+) -> list[Condition]:
+    """'peak_sram_kb<=256' (device taken from --target, or the only device that has it)."""
+    conditions = []
+    for text in texts:
+        match = _CONDITION.match(text)
+        if not match:
+            raise QueryError(
+                f"cannot read filter {text!r}; write METRIC<=VALUE (or <, >=, >), e.g. "
+                "'peak_sram_kb<=256' or 'stm32f746.latency_ms<500'"
+            )
+        name, op, value = match.groups()
+        conditions.append(Condition(_resolve_metric(name, config, target), op, float(value)))
+    return conditions
+
+
+def _device_metrics(config: SearchConfig) -> dict[str, tuple[str, ...]]:
+    import latency_models as lm
+
+    return {device: lm.load_hardware(device).metrics for device in config.targets}
+
+
+def _resolve_metric(name: str, config: SearchConfig, target: str | None) -> str:
+    if name == ACCURACY or name in NETWORK_METRICS:
+        return name
+    devices = _device_metrics(config)
+    device, _, metric = name.rpartition(".")  # a device may be a profile path with dots
+    if device in devices:
+        if metric in devices[device]:
+            return name
+        raise QueryError(
+            f"device {device} has no metric {metric!r}; it has {list(devices[device])}"
+        )
+    if target is not None:
+        if name in devices.get(target, ()):
+            return f"{target}.{name}"
+        raise QueryError(f"device {target} has no metric {name!r}; it has {list(devices[target])}")
+    owners = [d for d, metrics in devices.items() if name in metrics]
+    if len(owners) == 1:
+        return f"{owners[0]}.{name}"
+    if not owners:
+        known = sorted({m for metrics in devices.values() for m in metrics} | {ACCURACY})
+        known = [m for m in known if m not in NETWORK_METRICS] + list(NETWORK_METRICS)
+        raise QueryError(f"no device of this search reports {name!r}; metrics: {known}")
+    raise QueryError(f"{name!r} is reported by {owners}; write DEVICE.{name} or pass --target")
+
+
+def load_candidates(
+    store: Store,
+    search_id: int,
+    feasible_only: bool = False,
+    conditions: Sequence[Condition] = (),
+) -> list[CandidateRow]:
+    """Candidates of a search with their metrics; conditions are applied in SQL."""
+    query = select(Candidate).where(Candidate.search_id == search_id)
+    if feasible_only:
+        query = query.where(Candidate.feasible.is_(True))
+    for cond in conditions:
+        compare = OPERATORS[cond.op]
+        if cond.metric == ACCURACY:
+            query = query.where(compare(Candidate.top1, cond.value))
+            continue
+        device, name = split_metric(cond.metric)
+        matching = select(Metric.candidate_id).where(
+            Metric.search_id == search_id,
+            Metric.device == device,
+            Metric.name == name,
+            compare(Metric.value, cond.value),
+        )
+        query = query.where(Candidate.id.in_(matching))
+    with store.session() as s:
+        rows = s.scalars(query.order_by(Candidate.trial)).all()
+        ids = [r.id for r in rows]
+        metrics: dict[int, dict[str, float]] = {i: {} for i in ids}
+        if ids:
+            values = s.execute(
+                select(Metric.candidate_id, Metric.device, Metric.name, Metric.value).where(
+                    Metric.search_id == search_id
+                )
+            ).all()
+            for cid, device, name, value in values:
+                if cid in metrics:
+                    metrics[cid][join_metric(device, name)] = value
+    return [
+        CandidateRow(
+            r.trial,
+            r.generation,
+            r.arch_id,
+            r.arch,
+            r.feasible,
+            r.violation,
+            {ACCURACY: r.top1, **metrics[r.id]},
+            r.top1_measured,
+        )
+        for r in rows
+    ]
+
+
+def objectives_for(config: SearchConfig, target: str | None) -> list[Objective]:
+    if target is None:
+        return list(config.objectives)
+    if target not in config.targets:
+        raise QueryError(f"search has no target {target!r}; targets: {list(config.targets)}")
+    chosen = [
+        o for o in config.objectives if o.metric == ACCURACY or o.metric.startswith(f"{target}.")
+    ]
+    if not any(o.metric.startswith(f"{target}.") for o in chosen):
+        chosen.append(Objective(metric=f"{target}.latency_ms", goal="minimize"))
+    return chosen
+
+
+def pareto_front(
+    store: Store,
+    search_id: int,
+    target: str | None = None,
+    where: Sequence[str] = (),
+    measured: bool = False,
+) -> Front:
+    """The non-dominated feasible candidates (one per arch), best accuracy first.
+
+    `measured=True` ranks by the supernet-measured accuracy where a candidate has one
+    (predictor+verify searches measure their final front)."""
+    config = load_config(store, search_id)
+    objectives = objectives_for(config, target)
+    conditions = parse_conditions(where, config, target)
+    everything = load_candidates(store, search_id)
+    feasible = load_candidates(store, search_id, feasible_only=True, conditions=conditions)
+    unique: dict[str, CandidateRow] = {}
+    for c in feasible:
+        unique.setdefault(c.arch_id, c)
+    rows = list(unique.values())
+
+    def value(c: CandidateRow, o: Objective) -> float:
+        v = c.metrics[o.metric]
+        if measured and o.metric == ACCURACY and c.top1_measured is not None:
+            v = c.top1_measured
+        return -v if o.goal == "maximize" else v
+
+    points = np.array([[value(c, o) for o in objectives] for c in rows]).reshape(len(rows), -1)
+    front = [rows[i] for i in non_dominated(points)]
+    front.sort(key=lambda c: -c.metrics[ACCURACY])
+    return Front(search_id, objectives, front, everything, conditions)
+
+
+# ----- output ---------------------------------------------------------------------------------
+
+
+def columns_of(front: Front, config: SearchConfig | None = None) -> list[str]:
+    """Objectives first, then the limited metrics; with `config`, macs/params once and only
+    the metrics a limit or objective names (the table); without, every metric (CSV)."""
+    metrics = [o.metric for o in front.objectives]
+    every = sorted({k for c in front.front for k in c.metrics} - set(metrics))
+    if config is None:
+        return ["candidate", "arch_id", *metrics, *every]
+    limited = [f"{d}.{m}" for d, t in config.targets.items() for m in t.limits]
+    shown = [m for m in limited if m not in metrics]
+    network = [m for m in NETWORK_METRICS if m not in metrics]
+    return ["candidate", "arch_id", *metrics, *shown, *network]
+
+
+def to_json(front: Front) -> str:
+    return json.dumps(
+        {
+            "search": front.search_id,
+            "objectives": [o.model_dump() for o in front.objectives],
+            "where": [str(c) for c in front.conditions],
+            "front": [c.to_dict() for c in front.front],
+        }
+    )
+
+
+def to_csv(front: Front) -> str:
+    buffer = io.StringIO()
+    cols = columns_of(front)
+    writer = csv.writer(buffer)
+    writer.writerow([*cols, "top1_measured", "arch"])
+    for c in front.front:
+        row = c.to_dict()
+        writer.writerow([row.get(k) for k in cols] + [c.top1_measured, json.dumps(c.arch)])
+    return buffer.getvalue()
+
+
+def plot(front: Front, path: str | Path, x_metric: str | None = None) -> Path:
+    """Accuracy against a cost metric; all candidates, the feasible ones and the front."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    costs = [o.metric for o in front.objectives if o.metric != ACCURACY]
+    x_metric = x_metric or (costs[0] if costs else None)
+    if x_metric is None:
+        raise QueryError("the plot needs a cost objective for its x axis")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    everything = [c for c in front.candidates if x_metric in c.metrics]
+    infeasible = [c for c in everything if not c.feasible]
+    feasible = [c for c in everything if c.feasible]
+    for group, style in (
+        (infeasible, {"color": "0.8", "label": "infeasible"}),
+        (feasible, {"color": "tab:blue", "alpha": 0.4, "label": "feasible"}),
+    ):
+        if group:
+            ax.scatter(
+                [c.metrics[x_metric] for c in group],
+                [100 * c.metrics[ACCURACY] for c in group],
+                s=8,
+                **style,
+            )
+    points = sorted(front.front, key=lambda c: c.metrics[x_metric])
+    # With more than two objectives the front is not a curve in this projection: no line.
+    style = "o-" if len(front.objectives) == 2 else "o"
+    ax.plot(
+        [c.metrics[x_metric] for c in points],
+        [100 * c.metrics[ACCURACY] for c in points],
+        style,
+        color="tab:red",
+        markersize=4,
+        label=f"front ({len(points)})",
+    )
+    ax.set_xlabel(x_metric)
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(f"search {front.search_id}: top-1 vs {x_metric}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,170 @@
+"""Where candidates are evaluated: in the driver's process, or by a pool of Ray actors.
+
+Each Ray actor builds one CandidateEvaluator, so it loads the checkpoint, the predictor and
+the device models once. A batch is split into one chunk per actor; a chunk whose actor dies
+is given to a fresh actor (up to `max_retries` times), so the search completes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from nas.evaluation import CandidateEvaluator, EvaluatorSpec, Metrics
+from supernet.space import Arch
+
+log = logging.getLogger(__name__)
+
+
+class WorkerError(RuntimeError):
+    """Ray could not be reached, or a chunk failed on every retry."""
+
+
+class EvaluatorPool(ABC):
+    @abstractmethod
+    def evaluate(
+        self, archs: Sequence[Arch], accuracy: str | None = "predictor"
+    ) -> list[Metrics]: ...
+
+    def close(self) -> None:  # noqa: B027 - pools without resources need nothing
+        """Release workers."""
+
+    def __enter__(self) -> EvaluatorPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalPool(EvaluatorPool):
+    def __init__(self, spec: EvaluatorSpec) -> None:
+        self.evaluator = CandidateEvaluator(spec)
+
+    def evaluate(self, archs: Sequence[Arch], accuracy: str | None = "predictor") -> list[Metrics]:
+        return self.evaluator.evaluate(archs, accuracy)
+
+
+class _Actor:
+    """The Ray actor body (wrapped with ray.remote when the pool starts)."""
+
+    def __init__(self, spec: EvaluatorSpec) -> None:
+        self.evaluator = CandidateEvaluator(spec)
+
+    def evaluate(self, archs: list[Arch], accuracy: str | None) -> list[Metrics]:
+        return self.evaluator.evaluate(archs, accuracy)
+
+    def where(self) -> tuple[str, int]:
+        """(Ray node id, process id): which machine and process this actor runs in."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id(), os.getpid()
+
+
+def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
+    """Connect to `address` (a cluster from `ray start --head`) or start a local Ray.
+
+    Returns True when this call started Ray (and so should shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            # a short temp dir of its own: Ray's socket paths must stay under 107 bytes
+            ray.init(num_cpus=num_cpus, _temp_dir=tempfile.mkdtemp(prefix="ray-"), **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        where = address or "a local instance"
+        raise WorkerError(f"cannot start or join Ray at {where}: {err}") from None
+    return True
+
+
+class RayPool(EvaluatorPool):
+    def __init__(
+        self,
+        spec: EvaluatorSpec,
+        workers: int,
+        address: str | None = None,
+        max_retries: int = 3,
+    ) -> None:
+        import ray
+
+        if workers < 1:
+            raise ValueError("a Ray pool needs at least one worker")
+        self.owns_ray = start_ray(address)
+        self.spec, self.max_retries = spec, max_retries
+        self._remote = ray.remote(num_cpus=1, max_restarts=0)(_Actor)
+        self.actors = [self._new_actor() for _ in range(workers)]
+        self.restarts = 0
+
+    def _new_actor(self) -> Any:
+        return self._remote.remote(self.spec)
+
+    def evaluate(self, archs: Sequence[Arch], accuracy: str | None = "predictor") -> list[Metrics]:
+        import ray
+        from ray.exceptions import RayActorError
+
+        archs = list(archs)
+        if not archs:
+            return []
+        n = len(self.actors)
+        size = -(-len(archs) // n)
+        chunks = [archs[i : i + size] for i in range(0, len(archs), size)]
+        results: list[list[Metrics] | None] = [None] * len(chunks)
+        attempts = [0] * len(chunks)
+        pending = {
+            self.actors[i].evaluate.remote(chunk, accuracy): (i, i)
+            for i, chunk in enumerate(chunks)
+        }
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            ref = ready[0]
+            index, slot = pending.pop(ref)
+            try:
+                results[index] = ray.get(ref)
+            except RayActorError as err:
+                attempts[index] += 1
+                if attempts[index] > self.max_retries:
+                    raise WorkerError(
+                        f"chunk {index} failed on {attempts[index]} actors: {err}"
+                    ) from err
+                log.warning(
+                    "a Ray actor died (%s); retrying its %d candidates on a new actor",
+                    type(err).__name__,
+                    len(chunks[index]),
+                )
+                self.actors[slot] = self._new_actor()
+                self.restarts += 1
+                retry = self.actors[slot].evaluate.remote(chunks[index], accuracy)
+                pending[retry] = (index, slot)
+        return [row for chunk in results for row in chunk or []]
+
+    def locations(self) -> list[tuple[str, int]]:
+        import ray
+
+        return ray.get([actor.where.remote() for actor in self.actors])
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+        if self.owns_ray:
+            ray.shutdown()
+
+
+def make_pool(spec: EvaluatorSpec, workers: int, address: str | None = None) -> EvaluatorPool:
+    """workers == 0: evaluate in this process; N: N Ray actors (local, or at `address`)."""
+    if workers == 0 and not address:
+        return LocalPool(spec)
+    # one torch thread per actor: each actor is given one CPU
+    return RayPool(dataclasses.replace(spec, threads=spec.threads or 1), max(workers, 1), address)

@@ -1,0 +1,156 @@
+"""`nas latency`: predict, measure, calibrate, build-lut, validate, fit, on this CPU.
+
+The timings here are tiny (few runs of MNIST-sized subnets at resolution 12): they test the
+commands, not the machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import latency_models as lm
+from nas.cli import app
+
+runner = CliRunner()
+FAST = ("--warmup", "1", "--repeats", "2", "--rounds", "1")
+TINYENGINE = str(Path(lm.PROFILE_DIR) / "mcu" / "tinyengine-stm32h743.csv")
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.read_text().splitlines()))
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory) -> Path:
+    """12 MNIST subnets at r=12, timed on this CPU."""
+    path = tmp_path_factory.mktemp("latency") / "m.csv"
+    result = run(
+        "latency", "measure", "--device", "cpu", "--space", "mnist-mbv3", "--n", "12",
+        "-r", "12", *FAST, "--out", str(path),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_predict_table_and_json():
+    args = ("latency", "predict", "-H", "stm32h743", "-H", "a100-sxm", "-s", "mcu-mbv2")
+    result = run(*args, "--arch", "smallest")
+    assert result.exit_code == 0, result.output
+    assert "peak_sram_kb" in result.output and "a100-sxm" in result.output
+    lines = run(*args, "--arch", "smallest", "--json", "--batch", "8").output.splitlines()
+    costs = [json.loads(line) for line in lines]
+    assert costs[0]["hardware"] == "stm32h743" and costs[1]["latency_ms"] > 0
+
+
+def test_predict_errors_exit_2():
+    result = run("latency", "predict", "-H", "a100-sxm", "-s", "mcu-mbv2", "-a", "smallest",
+                 "--precision", "fp8")  # fmt: skip
+    assert result.exit_code == 2 and "no fp8 support" in result.output
+    result = run("latency", "predict", "-H", "nope", "-s", "mcu-mbv2", "-a", "smallest")
+    assert result.exit_code == 2 and "unknown hardware 'nope'" in result.output
+
+
+def test_measure_writes_rows(measured):
+    rows = read_rows(measured)
+    assert len(rows) == 12
+    assert {r["space"] for r in rows} == {"mnist-mbv3"} and rows[0]["device"] == "cpu"
+    assert all(float(r["latency_ms"]) > 0 for r in rows)
+    assert all(json.loads(r["arch"])["r"] == 12 for r in rows)
+    assert rows[0]["statistic"] == "median"
+    assert rows[0]["latency_ms"] == rows[0]["latency_median_ms"]
+
+
+def test_measure_cuda_without_gpu_is_an_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    result = run("latency", "measure", "--device", "cuda", "-s", "mnist-mbv3", "--n", "1")
+    assert result.exit_code == 2 and "torch sees no CUDA GPU" in result.output
+    result = run("latency", "measure", "--device", "cpu", "--precision", "fp16", "-s",
+                 "mnist-mbv3", "--n", "1")  # fmt: skip
+    assert result.exit_code == 2 and "allowed: fp32" in result.output
+
+
+def test_calibrate_a_gpu_profile_on_cpu_measurements(measured, tmp_path):
+    out = tmp_path / "cpu-roofline.yaml"
+    result = run("latency", "calibrate", "-H", "a100-sxm", "-m", str(measured), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    hw = lm.load_hardware(str(out))
+    assert hw.kind == "gpu" and hw.name == "cpu-roofline"
+    cal = hw.profile["calibration"]
+    assert cal["rows"] == 12
+    assert cal["mape_after"]["latency_ms_mape"] < cal["mape_before"]["latency_ms_mape"]
+
+
+def test_calibrate_the_mcu_on_tinyengine(tmp_path):
+    out = tmp_path / "mcu.yaml"
+    result = run("latency", "calibrate", "-H", "stm32h743", "-m", TINYENGINE, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    cal = lm.load_hardware(str(out)).profile["calibration"]
+    assert cal["mape_after"]["peak_sram_kb_mape"] < 0.02
+    assert cal["mape_after"]["flash_kb_mape"] < 0.01
+
+
+def test_calibrate_errors(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("space,arch,seconds\nmnist-mbv3,{},1\n")
+    result = run("latency", "calibrate", "-H", "a100-sxm", "-m", str(bad), "-o", "x.yaml")
+    assert result.exit_code == 2 and "no measured column" in result.output
+    bad.write_text('space,arch,latency_ms\nmnist-mbv3,"{""ks"": [4]}",1\n')
+    result = run("latency", "calibrate", "-H", "a100-sxm", "-m", str(bad), "-o", "x.yaml")
+    assert result.exit_code == 2 and "line 2: column arch" in result.output
+    result = run("latency", "calibrate", "-H", "a100-sxm", "-m", "/no/file.csv", "-o", "x.yaml")
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = run("latency", "calibrate", "-H", "note10", "-m", TINYENGINE, "-o", "x.yaml")
+    assert result.exit_code == 2
+
+
+def test_build_lut_validate_and_fit(measured, tmp_path):
+    profile = tmp_path / "local.yaml"
+    result = run(
+        "latency", "build-lut", "--device", "cpu", "-s", "mnist-mbv3", "-r", "12",
+        "--calibrate", "4", *FAST, "--out", str(profile),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    hw = lm.load_hardware(str(profile))
+    assert hw.kind == "measured" and len(hw.calibration["arch_ids"]) == 4
+    assert hw.measurement["threads"] == 1 and hw.measurement["spaces"] == ["mnist-mbv3"]
+
+    learned = tmp_path / "gbdt.yaml"
+    result = run("latency", "fit", "-m", str(measured), "-o", str(learned), "--trees", "20")
+    assert result.exit_code == 0, result.output
+    assert lm.load_hardware(str(learned)).kind == "learned"
+
+    png, saved = tmp_path / "v.png", tmp_path / "v.csv"
+    result = run(
+        "latency", "validate", "-H", str(profile), "-H", str(learned), "-s", "mnist-mbv3",
+        "--n", "4", "-r", "12", "--repeats", "2", "--rounds", "1", "--plot", str(png),
+        "--save", str(saved),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "within ±10%" in result.output and "gbdt" in result.output
+    assert png.stat().st_size > 1000 and len(read_rows(saved)) == 4
+    # validation subnets exclude the calibration and training subnets
+    ids = {r["arch_id"] for r in read_rows(saved)}
+    assert not ids & set(hw.calibration["arch_ids"])
+    assert not ids & {r["arch_id"] for r in read_rows(measured)}
+
+    again = run("latency", "validate", "-H", str(profile), "-s", "mnist-mbv3", "--measurements",
+                str(saved), "--json")  # fmt: skip
+    assert again.exit_code == 0, again.output
+    figures = json.loads(again.output)
+    assert figures["n"] == 4 and 0 <= figures["within_10pct"] <= 1 and "kendall_tau" in figures
+
+    missing = run("latency", "validate", "-H", str(profile), "-s", "mnist-mbv3", "--n", "2",
+                  "-r", "16", "--repeats", "1", "--rounds", "1")  # fmt: skip
+    assert missing.exit_code == 2 and "no entry for" in missing.output

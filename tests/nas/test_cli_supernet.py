@@ -1,0 +1,124 @@
+"""`nas supernet train/eval` and `nas predictor fit/predict`, run in-process."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from typer.testing import CliRunner
+
+from nas.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def tiny_config_file(tmp_path, out):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "space": "mnist-mbv3",
+                "data": {"kind": "mnist", "limit": 32},
+                "out_dir": str(out),
+                "batch_size": 16,
+                "bn_recalibration_images": 16,
+                "phases": [
+                    {"name": "largest", "epochs": 1, "lr": 0.1},
+                    {"name": "kernel", "epochs": 1, "lr": 0.05, "ks": [3, 5, 7]},
+                ],
+            }
+        )
+    )
+    return path
+
+
+def test_train_eval_fit_predict(tmp_path):
+    out = tmp_path / "run"
+    config = tiny_config_file(tmp_path, tmp_path / "ignored")
+    result = run("supernet", "train", config, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["supernet"] == str(out / "supernet.pt") and 0 <= summary["acc_largest"] <= 1
+
+    again = run("supernet", "train", config, "--out", out, "--resume", "--json")
+    assert (
+        again.exit_code == 0
+        and json.loads(again.output.splitlines()[-1])["sha256"] == (summary["sha256"])
+    )
+
+    evaluated = run("supernet", "eval", "-c", out, "-a", "largest", "--random", "2", "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    rows = [json.loads(line) for line in evaluated.output.strip().splitlines()]
+    assert len(rows) == 3 and all(0 <= r["top1"] <= 1 for r in rows)
+    table = run("supernet", "eval", "-c", out / "supernet.pt", "--split", "test")
+    assert table.exit_code == 0 and "top-1" in table.output
+
+    fitted = run(
+        "predictor", "fit", "-c", out, "--n", "24", "--held-out", "4", "--epochs", "5", "--json"
+    )
+    assert fitted.exit_code == 0, fitted.output
+    metrics = json.loads(fitted.output.strip().splitlines()[-1])
+    assert metrics["n_held_out"] == 4 and metrics["predictor"] == str(out / "predictor.pt")
+
+    predicted = run("predictor", "predict", "-p", out / "predictor.pt", "-a", "smallest", "-c", out)
+    assert predicted.exit_code == 0, predicted.output
+    assert "predicted_top1" in predicted.output
+
+
+def test_predictor_refused_for_another_checkpoint(tmp_path, tiny_supernet):
+    out = tmp_path / "run"
+    config = tiny_config_file(tmp_path, out)
+    assert run("supernet", "train", config, "--json").exit_code == 0
+    assert (
+        run(
+            "predictor",
+            "fit",
+            "-c",
+            out,
+            "--n",
+            "16",
+            "--held-out",
+            "4",
+            "--epochs",
+            "2",
+            "--no-progress",
+        ).exit_code
+        == 0
+    )
+    result = run(
+        "predictor",
+        "predict",
+        "-p",
+        out / "predictor.pt",
+        "-a",
+        "largest",
+        "-c",
+        tiny_supernet.path,
+    )
+    assert result.exit_code == 2
+    assert "was fitted on a checkpoint with SHA-256" in result.output
+
+
+def test_user_errors_are_one_line(tmp_path):
+    missing = run("supernet", "train", tmp_path / "nope.yaml")
+    assert missing.exit_code == 2 and "config file not found" in missing.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("space: mnist-mbv3\nphases: [{name: a, epochs: 0, lr: 1}]\n")
+    result = run("supernet", "train", bad)
+    assert result.exit_code == 2 and "phases.0.epochs" in result.output
+    corrupt = tmp_path / "supernet.pt"
+    corrupt.write_bytes(b"garbage")
+    result = run("supernet", "eval", "-c", corrupt)
+    assert result.exit_code == 2 and "cannot read checkpoint" in result.output
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    bad.write_text(
+        f"space: mnist-mbv3\ndata: {{kind: imagefolder, path: {folder}}}\n"
+        "phases: [{name: a, epochs: 1, lr: 1}]\n"
+    )
+    result = run("supernet", "train", bad)
+    assert result.exit_code == 2 and "no class subfolders" in result.output

@@ -1,0 +1,99 @@
+"""Ray workers: a local instance, an actor that dies, and a two-node cluster."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+from nas.evaluation import EvaluatorSpec
+from nas.search import COMPLETED, launch_search
+from nas.store import Store
+from nas.workers import LocalPool, RayPool
+
+ray = pytest.importorskip("ray")
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for this module (2 CPUs, no dashboard, a short temp dir of its own)."""
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _temp_dir=tempfile.mkdtemp(prefix="ray-"),
+    )
+    yield
+    ray.shutdown()
+
+
+def _rows(store, search_id):
+    from sqlalchemy import select
+
+    from nas.store import Candidate
+
+    with store.session() as s:
+        return [
+            (c.trial, c.arch_id, round(c.top1, 6), c.feasible)
+            for c in s.scalars(
+                select(Candidate).where(Candidate.search_id == search_id).order_by(Candidate.trial)
+            )
+        ]
+
+
+def test_search_on_two_actors_matches_in_process(local_ray, search_config, tmp_path):
+    config = search_config(workers=2)
+    store = Store(config.database)
+    on_ray = launch_search(config, store, progress=False)
+    local = launch_search(search_config(workers=0), store, progress=False)
+    assert on_ray.status == COMPLETED
+    assert _rows(store, on_ray.search_id) == _rows(store, local.search_id)
+
+
+def test_dead_actor_work_is_retried(local_ray, search_config):
+    config = search_config()
+    spec = EvaluatorSpec.from_config(config, threads=1)
+    archs = [LocalPool(spec).evaluator.space.sample(np.random.default_rng(i)) for i in range(12)]
+    expected = LocalPool(spec).evaluate(archs)
+    pool = RayPool(spec, workers=2)
+    try:
+        ray.kill(pool.actors[0])  # dies before it can return its chunk
+        got = pool.evaluate(archs)
+        assert pool.restarts == 1
+        assert [round(r["top1"], 6) for r in got] == [round(r["top1"], 6) for r in expected]
+        assert got[0]["stm32f746.peak_sram_kb"] == expected[0]["stm32f746.peak_sram_kb"]
+    finally:
+        pool.close()
+
+
+def test_two_node_cluster_runs_a_search(local_ray, search_config):
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()  # the cluster brings its own head node
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    cluster.add_node(num_cpus=1)
+    try:
+        config = search_config(workers=2, ray_address=cluster.address)
+        spec = EvaluatorSpec.from_config(config, threads=1)
+        pool = RayPool(spec, workers=2, address=cluster.address)
+        try:
+            nodes = {node for node, _ in pool.locations()}
+            assert len(nodes) == 2  # one CPU per node: the actors are on different machines
+            outcome = launch_search(config, Store(config.database), pool=pool, progress=False)
+            assert outcome.status == COMPLETED and outcome.candidates == 24
+        finally:
+            pool.close()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            _temp_dir=tempfile.mkdtemp(prefix="ray-"),
+        )
