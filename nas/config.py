@@ -21,11 +21,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 import latency_models as lm
 from nas.store import DEFAULT_URL
+from supernet.config_io import format_validation_error, merge_overrides, read_yaml_mapping
 
 ACCURACY = "top1"
 # Metrics of the network itself, the same on every device: stored once, named without a device.
@@ -119,14 +119,6 @@ class SearchConfig(BaseModel):
         return [o.metric for o in self.objectives]
 
 
-def _errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid search config {source}:"]
-    for item in err.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "<root>"
-        lines.append(f"  {where}: {item['msg']}")
-    return "\n".join(lines)
-
-
 def parse_search_config(raw: Any, source: str = "<config>") -> SearchConfig:
     """Validate a config mapping: schema, devices, their metrics, options and objectives."""
     if not isinstance(raw, dict):
@@ -134,7 +126,7 @@ def parse_search_config(raw: Any, source: str = "<config>") -> SearchConfig:
     try:
         config = SearchConfig(**raw)
     except ValidationError as err:
-        raise SearchConfigError(_errors(err, source)) from None
+        raise SearchConfigError(format_validation_error(err, f"search config {source}")) from None
     check_against_devices(config, source)
     if not config.objectives:
         config.objectives = [Objective(metric=ACCURACY, goal="maximize")] + [
@@ -183,13 +175,5 @@ def check_against_devices(config: SearchConfig, source: str) -> None:
 
 
 def load_search_config(path: str | Path, **overrides: Any) -> SearchConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise SearchConfigError(f"search config not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise SearchConfigError(f"search config {path} is not valid YAML: {err}") from None
-    if isinstance(raw, dict):
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-    return parse_search_config(raw, str(path))
+    raw = read_yaml_mapping(path, SearchConfigError, "search config")
+    return parse_search_config(merge_overrides(raw, overrides), str(path))

@@ -228,11 +228,7 @@ class SearchRunner:
         cls, search_id: int, store: Store, force: bool = False, **kwargs: Any
     ) -> SearchRunner:
         with store.session() as s:
-            row = s.get(Search, search_id)
-            if row is None:
-                raise SearchError(f"no search with id {search_id} in {store.url}")
-            if row.status in FINAL:
-                raise SearchError(f"search {search_id} is already {row.status}")
+            row = _unfinished(s, search_id, store)
             host, _, pid = row.driver.partition(":")
             if (
                 row.status == RUNNING
@@ -553,6 +549,16 @@ def outcome_of(row: Search, status: str | None = None, message: str | None = Non
     )
 
 
+def _unfinished(session: Any, search_id: int, store: Store) -> Search:
+    """The search's row; SearchError if there is none or it has already ended."""
+    row = session.get(Search, search_id)
+    if row is None:
+        raise SearchError(f"no search with id {search_id} in {store.url}")
+    if row.status in FINAL:
+        raise SearchError(f"search {search_id} is already {row.status}")
+    return row
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -581,11 +587,7 @@ def resume_search(search_id: int, store: Store, force: bool = False, **kwargs: A
 def cancel_search(search_id: int, store: Store) -> str:
     """Ask the driver to stop after its generation; returns the new status."""
     with store.session() as s:
-        row = s.get(Search, search_id)
-        if row is None:
-            raise SearchError(f"no search with id {search_id} in {store.url}")
-        if row.status in FINAL:
-            raise SearchError(f"search {search_id} is already {row.status}")
+        row = _unfinished(s, search_id, store)
         if row.status == FAILED:
             row.status, row.finished_at = CANCELLED, _now()
         else:

@@ -42,6 +42,7 @@ from supernet.checkpoint import (
     save_atomic,
     save_supernet,
 )
+from supernet.config_io import format_validation_error, merge_overrides, read_yaml_mapping
 from supernet.data import Dataset, DatasetConfig, load_dataset, random_shift, resize
 from supernet.evaluate import SupernetEvaluator
 from supernet.factory import build
@@ -106,29 +107,12 @@ class TrainConfig(BaseModel):
         return sum(p.epochs for p in self.phases)
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"invalid config {source}:"]
-    for item in err.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "<root>"
-        lines.append(f"  {where}: {item['msg']}")
-    return "\n".join(lines)
-
-
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config {path} is not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config {path} must be a YAML mapping")
-    raw.update({k: v for k, v in overrides.items() if v is not None})
+    raw = merge_overrides(read_yaml_mapping(path, ConfigError, "config"), overrides)
     try:
         return TrainConfig(**raw)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, str(path))) from None
+        raise ConfigError(format_validation_error(err, f"config {path}")) from None
 
 
 # ----- what a phase trains -----------------------------------------------------------------
