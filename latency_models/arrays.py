@@ -119,6 +119,8 @@ class SpecArrays:
         out_elems = cout * hout * wout
         weights = np.where(is_conv, cout * (cin // np.maximum(g, 1)) * k * k, 0)
         weights = np.where(is_linear, cin * cout, weights)
+        is_const = op == OP_CODES["const"]  # a generator's learned input: stored values
+        weights = np.where(is_const, out_elems, weights)
         macs = np.where(is_conv, weights * hout * wout, 0) + np.where(is_linear, cin * cout, 0)
         table[:, COL["macs"]] = macs
         table[:, COL["weights"]] = weights
@@ -130,7 +132,7 @@ class SpecArrays:
         table[:, COL["in_dies"]] = in_dies
         blocks, strides = _blocks(spec)
         bias_bn = rows[:, 12] * cout + rows[:, 11] * 2 * cout
-        params = int(np.sum(np.where(is_conv | is_linear, weights + bias_bn, 0)))
+        params = int(np.sum(np.where(is_conv | is_linear, weights + bias_bn, weights)))
         keys = tuple(generic_key(sig, i) for i, sig in enumerate(blocks))
         columns = np.ascontiguousarray(table.T)
         return cls(columns, int(macs.sum()), params, blocks, keys, strides)

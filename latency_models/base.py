@@ -238,7 +238,8 @@ def layer_params(batch: SpecBatch) -> np.ndarray:
     has_weights = op <= 4  # conv classes and linear
     cout = batch.col("cout")
     extra = batch.col("bias") * cout + batch.col("bn") * 2 * cout
-    return np.where(has_weights, batch.col("weights") + extra, 0)
+    # other layers store nothing, except a const (its values are in "weights")
+    return np.where(has_weights, batch.col("weights") + extra, batch.col("weights"))
 
 
 def _as_specs(specs: Sequence[NetworkSpec]) -> Sequence[NetworkSpec]:

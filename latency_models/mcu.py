@@ -151,7 +151,9 @@ class MCUModel(CostModel):
     def _flash_bytes(self, b: SpecBatch) -> np.ndarray:
         weighted = b.col("cls") <= CLASS_CODES["linear"]
         per_channel = (self.bias_bytes + self.scale_bytes) * b.col("cout")
-        return b.sum(np.where(weighted, b.col("weights") * self.weight_bytes + per_channel, 0))
+        # other layers store nothing, except a const (a generator's input): int8 values
+        stored = b.col("weights") * self.weight_bytes
+        return b.sum(np.where(weighted, stored + per_channel, stored))
 
     def _cycles(self, b: SpecBatch) -> np.ndarray:
         cls_ = b.col("cls")

@@ -37,6 +37,7 @@ ACT_MODULES: dict[str, Callable[[], nn.Module]] = {
     "swish": nn.SiLU,
     "tanh": nn.Tanh,
     "gelu": nn.GELU,
+    "lrelu": lambda: nn.LeakyReLU(0.2),
 }
 DTYPES = {
     "fp32": torch.float32,
@@ -147,6 +148,29 @@ def time_module(module: nn.Module, input_shape: Sequence[int], timing: Timing) -
 # ----- a NetworkSpec as a torch module --------------------------------------------------------
 
 
+class _Const(nn.Module):
+    """A learned constant (a generator's input), repeated over the batch of its input."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.value = nn.Parameter(torch.randn(1, *shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value.expand(x.shape[0], *self.value.shape[1:])
+
+
+class _Fixed(nn.Module):
+    """A tensor from outside a timed block that does not have the block's input shape (a
+    generator's style vector, the previous image of a skip connection): held fixed."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.register_buffer("value", torch.randn(1, *shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value.expand(x.shape[0], *self.value.shape[1:])
+
+
 def _layer_module(layer: LayerSpec) -> nn.Module | None:
     c_in, c_out = layer.in_shape[0], layer.out_shape[0]
     if layer.op == "conv":
@@ -174,16 +198,28 @@ def _layer_module(layer: LayerSpec) -> nn.Module | None:
         return nn.MaxPool2d(layer.kernel, layer.stride, layer.kernel // 2)
     if layer.op == "act":
         return ACT_MODULES[layer.act or "relu"]()
+    if layer.op == "const":
+        return _Const(layer.out_shape)
     return None
 
 
-def layers_to_module(layers: Sequence[LayerSpec]) -> fx.GraphModule:
+def layers_to_module(
+    layers: Sequence[LayerSpec],
+    outside: Mapping[str, tuple[int, ...]] | None = None,
+    input_shape: tuple[int, ...] | None = None,
+) -> fx.GraphModule:
     """A module running `layers` in order. Inputs named outside `layers` (or none) read the
-    module's single input, so one block of a spec can run alone."""
+    module's single input (of `input_shape`), so one block of a spec can run alone; an outside
+    input of another shape (`outside`: name -> shape) is a fixed tensor."""
     root = nn.Module()
     graph = fx.Graph()
     x = graph.placeholder("x")
     env: dict[str, fx.Node] = {}
+    for src, shape in (outside or {}).items():
+        if tuple(shape) != tuple(input_shape or ()):
+            target = f"outside_{len(env)}"
+            root.add_module(target, _Fixed(tuple(shape)))
+            env[src] = graph.call_module(target, (x,))
     readers: dict[str, int] = {}
     for layer in layers:
         for src in layer.inputs:
@@ -231,7 +267,16 @@ def spec_to_module(spec: NetworkSpec, block: str | None = None) -> fx.GraphModul
     layers = spec.layers_of(block)
     if not layers:
         raise HardwareError(f"spec {spec.name!r} has no block {block!r}")
-    return layers_to_module(layers)
+    shapes = {layer.name: layer.out_shape for layer in spec.layers}
+    inside = {layer.name for layer in layers}
+    outside = {
+        src: shapes[src]
+        for layer in layers
+        for src in layer.inputs
+        if src not in inside and src in shapes
+    }
+    (info,) = [b for b in spec.blocks if b.name == block]
+    return layers_to_module(layers, outside, info.in_shape)
 
 
 def measure_block_table(

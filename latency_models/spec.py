@@ -30,8 +30,19 @@ OPS: dict[str, str] = {
     "mul": "element-wise product, the second input broadcast (squeeze-and-excitation gate)",
     "act": "a standalone activation",
     "resize": "spatial resize of the input",
+    "const": "a learned constant tensor (a generator's input); reads nothing",
 }
-ACTIVATIONS = ("relu", "relu6", "h_swish", "h_sigmoid", "sigmoid", "swish", "tanh", "gelu")
+ACTIVATIONS = (
+    "relu",
+    "relu6",
+    "h_swish",
+    "h_sigmoid",
+    "sigmoid",
+    "swish",
+    "tanh",
+    "gelu",
+    "lrelu",
+)
 
 
 class SpecError(ValueError):
@@ -88,16 +99,20 @@ class LayerSpec:
 
     @property
     def weight_count(self) -> int:
-        """Weights of the op itself, without bias or BatchNorm."""
+        """Weights of the op itself, without bias or BatchNorm (a const: its values)."""
         if self.op == "conv":
             return self.out_shape[0] * (self.in_shape[0] // self.groups) * self.kernel**2
         if self.op == "linear":
             return self.in_shape[0] * self.out_shape[0]
+        if self.op == "const":
+            return self.out_elements
         return 0
 
     @property
     def params(self) -> int:
         """Trainable parameters, counted as torch counts them (BatchNorm weight and bias)."""
+        if self.op == "const":
+            return self.weight_count
         if self.op not in ("conv", "linear"):
             return 0
         c_out = self.out_shape[0]
@@ -200,6 +215,11 @@ class NetworkSpec:
                         f"layer {layer.name!r} reads {src!r}, which is not an earlier layer"
                     )
                 sources.append(out_shapes[src])
+            if layer.op == "const":
+                if layer.inputs or layer.in_shape != layer.out_shape:
+                    raise SpecError(f"const layer {layer.name!r} reads nothing and keeps its shape")
+                out_shapes[layer.name] = layer.out_shape
+                continue
             if not sources:
                 sources = [self.input_shape]
             expected = 2 if layer.op in ("add", "mul") else 1
@@ -387,6 +407,22 @@ class SpecBuilder:
         c, h, w = self.shape(src)
         out = (c, conv_output_size(h, kernel, stride), conv_output_size(w, kernel, stride))
         return self._add(name, op, src, out, kernel=kernel, stride=stride)
+
+    def const(self, name: str, shape: Shape) -> str:
+        """A learned constant (a generator's input): reads nothing."""
+        layer = LayerSpec(name, "const", shape, shape, block=self.block)
+        self.layers.append(layer)
+        self._shapes[name] = layer.out_shape
+        return name
+
+    def resize(self, name: str, size: int, src: str | None = "") -> str:
+        src = self._src(src)
+        c, _, _ = self.shape(src)
+        return self._add(name, "resize", src, (c, size, size))
+
+    def act(self, name: str, act: str, src: str | None = "") -> str:
+        src = self._src(src)
+        return self._add(name, "act", src, self.shape(src), act=act)
 
     def add(self, name: str, a: str | None, b: str | None) -> str:
         return self._add(name, "add", a, self.shape(a), inputs=_names(a, b))

@@ -479,6 +479,29 @@ class MBConvSpace(SearchSpace):
     def largest(self) -> Arch:
         return self._extreme(max)
 
+    def input_shape(self, arch: Arch, batch: int = 1) -> tuple[int, ...]:
+        return (batch, self.config.in_channels, arch["r"], arch["r"])
+
+    def block_cover(self, resolutions: Sequence[int] | None = None) -> list[Arch]:
+        """Every resolution (and width) with all blocks at each (kernel, expand) choice and
+        full depth: together they hold every distinct block shape."""
+        c = self.config
+        archs = []
+        for r in resolutions or c.resolutions:
+            for w in c.width_mults if c.elastic_width else [None]:
+                for k in c.kernel_sizes:
+                    for e in c.expand_ratios:
+                        arch: Arch = {
+                            "ks": [k] * self.num_blocks,
+                            "e": [e] * self.num_blocks,
+                            "d": [max(s.depths) for s in c.stages],
+                            "r": r,
+                        }
+                        if w is not None:
+                            arch["w"] = w
+                        archs.append(self.validate(arch))
+        return archs
+
     def smallest(self) -> Arch:
         return self._extreme(min)
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,7 @@ class SearchSpace(ABC):
     """
 
     name: str
+    resolution_gene: str = "r"  # the gene that sets the input (or output) resolution
 
     @abstractmethod
     def sample(self, rng: RngLike = None) -> Arch:
@@ -100,6 +101,19 @@ class SearchSpace(ABC):
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """The choices of each gene, as JSON-able data (for `nas space list` and docs)."""
+
+    def input_shape(self, arch: Arch, batch: int = 1) -> tuple[int, ...]:
+        """The input of the network `net.extract(arch)` builds (batch first)."""
+        raise NotImplementedError(f"space {self.name!r} does not state its input shape")
+
+    def at_resolution(self, arch: Arch, resolution: int) -> Arch:
+        """`arch` with its resolution gene set to `resolution` (raises InvalidArchError)."""
+        return self.canonical({**arch, self.resolution_gene: resolution})
+
+    def block_cover(self, resolutions: Sequence[int] | None = None) -> list[Arch]:
+        """Archs that together contain every distinct block of the space (at `resolutions`,
+        default all): what a measured look-up table must time."""
+        raise NotImplementedError(f"space {self.name!r} cannot list its distinct blocks")
 
     def variant(self, channels: int | None = None, classes: int | None = None) -> SearchSpace:
         """The same genes for inputs with `channels` channels and `classes` classes."""

@@ -114,7 +114,7 @@ def sample_archs(
     for _ in range(100 * n + 100):
         arch = space.sample(rng)
         if resolutions:
-            arch = space.validate({**arch, "r": int(rng.choice(list(resolutions)))})
+            arch = space.at_resolution(arch, int(rng.choice(list(resolutions))))
         aid = space.arch_id(arch)
         if aid not in exclude and aid not in archs:
             archs[aid] = arch
@@ -144,8 +144,7 @@ def measure_archs(
     torch.manual_seed(0)
     net = supernet.build(space)
     copies = [[net.extract(arch).eval() for arch in archs] for _ in range(instances)]
-    channels = space.config.in_channels  # type: ignore[attr-defined]
-    shapes = [(batch, channels, arch["r"], arch["r"]) for arch in archs]
+    shapes = [space.input_shape(arch, batch) for arch in archs]
     per_round = Timing(
         timing.device,
         timing.precision,
@@ -411,36 +410,6 @@ def calibrate(
     console.print(table)
 
 
-def grid_archs(space: SearchSpace, resolutions: Sequence[int] | None) -> list[Arch]:
-    """Archs that together contain every distinct block shape of an MBConv space: every
-    resolution (and width) with all blocks at each (kernel, expand) choice and full depth."""
-    genes = space.describe()["genes"]
-    if not {"ks", "e", "d", "r"} <= set(genes):
-        raise HardwareError(f"build-lut needs an MBConv space (genes ks/e/d/r), not {space.name}")
-    rs = list(resolutions or genes["r"]["choices"])
-    for r in rs:
-        if r not in genes["r"]["choices"]:
-            raise InvalidArchError(
-                space.name, "r", f"value {r} is not allowed", value=r, allowed=genes["r"]["choices"]
-            )
-    widths = genes["w"]["choices"] if "w" in genes else [None]
-    archs = []
-    for r in rs:
-        for w in widths:
-            for k in genes["ks"]["choices"]:
-                for e in genes["e"]["choices"]:
-                    arch: Arch = {
-                        "ks": [k] * genes["ks"]["length"],
-                        "e": [e] * genes["e"]["length"],
-                        "d": [max(c) for c in genes["d"]["choices"]],
-                        "r": r,
-                    }
-                    if w is not None:
-                        arch["w"] = w
-                    archs.append(arch)
-    return archs
-
-
 @app.command("build-lut")
 def build_lut(
     space: str = SPACE_OPTION,
@@ -480,7 +449,11 @@ def build_lut(
         profile = _base_profile(path, name, merge)
         model = lm.from_profile(profile, str(path))
         assert isinstance(model, BlockTableModel)
-        specs = [s.to_spec(a, batch=batch) for a in grid_archs(s, resolutions)]
+        try:
+            cover = s.block_cover(resolutions)
+        except NotImplementedError as err:
+            raise HardwareError(f"build-lut: {err}") from None
+        specs = [s.to_spec(a, batch=batch) for a in cover]
         entries: dict[str, tuple[lm.NetworkSpec, int]] = {}
         for spec in specs:
             for i, sig in enumerate(spec.arrays.blocks):
