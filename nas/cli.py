@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from nas import __version__
+from nas.commands import gan as gan_commands
 from nas.commands import hardware as hardware_commands
 from nas.commands import latency as latency_commands
 from nas.commands import predictor as predictor_commands
@@ -24,6 +25,7 @@ app = typer.Typer(
 app.add_typer(space_commands.app, name="space")
 app.add_typer(supernet_commands.app, name="supernet")
 app.add_typer(predictor_commands.app, name="predictor")
+app.add_typer(gan_commands.app, name="gan")
 app.add_typer(hardware_commands.app, name="hardware")
 app.add_typer(latency_commands.app, name="latency")
 app.add_typer(search_commands.app, name="search")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from supernet.anycost_gan import AnycostGenerator
+from supernet.anycost_space import AnycostGANSpace
 from supernet.mbconv_space import MBConvSpace
 from supernet.mbconv_supernet import MBConvSupernet
 from supernet.space import SearchSpace, get_space
@@ -14,4 +16,6 @@ def build(space: SearchSpace | str) -> nn.Module:
     space = get_space(space) if isinstance(space, str) else space
     if isinstance(space, MBConvSpace):
         return MBConvSupernet(space)
+    if isinstance(space, AnycostGANSpace):
+        return AnycostGenerator(space)
     raise TypeError(f"no supernet is defined for spaces of type {type(space).__name__}")

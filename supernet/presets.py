@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from supernet.anycost_space import AnycostGANConfig, AnycostGANSpace
 from supernet.mbconv_space import MBConvSpace, MBConvSpaceConfig, StageConfig
 from supernet.space import register_space
 
@@ -132,5 +133,27 @@ def mcu_mbv2() -> MBConvSpace:
             dropout=0.2,
             description="MCUNet-style MobileNetV2 space with elastic width, ImageNet (224x224x3)",
             reference="Lin et al., MCUNet, NeurIPS 2020; Sandler et al., MobileNetV2, CVPR 2018",
+        )
+    )
+
+
+@register_space("anycost-gan-mnist")
+def anycost_gan_mnist() -> AnycostGANSpace:
+    """Anycost GAN sub-generators for the bundled digits (padded to 32x32, one channel)."""
+    return AnycostGANSpace(
+        AnycostGANConfig(
+            name="anycost-gan-mnist",
+            image_channels=1,
+            image_size=32,
+            z_dim=64,
+            w_dim=64,
+            mapping_layers=4,
+            widths={4: 128, 8: 128, 16: 64, 32: 32},
+            ratios=(0.25, 0.5, 0.75, 1.0),
+            resolutions=(8, 16, 32),
+            description="Anycost GAN: StyleGAN2-style generator for MNIST (1x32x32), elastic "
+            "channels per layer and output resolution",
+            reference="Lin et al., Anycost GANs for Interactive Image Synthesis and Editing, "
+            "CVPR 2021; Karras et al., StyleGAN2, CVPR 2020",
         )
     )

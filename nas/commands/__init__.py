@@ -18,6 +18,7 @@ from nas.store import StoreError
 from nas.workers import WorkerError
 from supernet.data import DatasetError
 from supernet.errors import CheckpointError, InvalidArchError, UnknownSpaceError
+from supernet.gan_train import GanConfigError
 from supernet.train import ConfigError
 
 # Errors caused by the user's input: reported in one line, exit status 2, no traceback.
@@ -27,6 +28,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     CheckpointError,
     DatasetError,
     ConfigError,
+    GanConfigError,
     FileNotFoundError,
     HardwareError,
     TraceError,

@@ -1,0 +1,64 @@
+"""What a trained file is: a classifier supernet or an Anycost generator, and its space.
+
+The search service treats both alike; what differs is how a candidate's quality is
+measured, and which metrics name that quality.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from supernet.checkpoint import SUPERNET_FORMAT
+from supernet.errors import CheckpointError
+from supernet.gan_eval import GAN_FORMAT
+from supernet.space import SearchSpace, get_space
+
+KIND_OF_FORMAT = {SUPERNET_FORMAT: "classifier", GAN_FORMAT: "gan"}
+# quality metrics of each kind and whether larger or smaller is better
+QUALITY_METRICS: dict[str, dict[str, str]] = {
+    "classifier": {"top1": "maximize"},
+    "gan": {"fid": "minimize", "consistency": "minimize"},
+}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    kind: str  # classifier | gan
+    space: SearchSpace
+
+    @property
+    def quality_metrics(self) -> dict[str, str]:
+        return QUALITY_METRICS[self.kind]
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """A run folder stands for the trained file in it (supernet.pt or gan.pt)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("supernet.pt", "gan.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path} holds neither supernet.pt nor gan.pt")
+    return path
+
+
+def open_artifact(path: str | os.PathLike) -> Artifact:
+    path = resolve(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, corrupt or foreign file
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+    found = data.get("format") if isinstance(data, dict) else None
+    if found not in KIND_OF_FORMAT:
+        raise CheckpointError(
+            f"{path} is neither a trained supernet nor a trained GAN (format {found!r}); "
+            "train one with `nas supernet train` or `nas gan train`"
+        )
+    return Artifact(path, KIND_OF_FORMAT[found], get_space(data["space"]))

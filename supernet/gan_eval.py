@@ -1,0 +1,246 @@
+"""Evaluating Anycost sub-generators: domain FID, consistency, sample grids; loading a run.
+
+Domain FID is the Fréchet distance between embeddings of generated and real images in the
+in-project feature network (supernet.gan_metrics): comparable only with other domain FIDs of
+the same feature net, never with Inception FID. A sub-generator at resolution r is compared
+with real images brought to r too, so both carry the same blur. Consistency is how close a
+sub-generator's image is to the full generator's on the same latent, downsampled to the
+sub-generator's resolution: pixel MSE plus perceptual distance.
+
+Latents are fixed by the seed and noise is the generator's fixed noise, so every arch is
+measured on the same inputs, and the numbers repeat.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+from torch import Tensor
+
+from supernet.anycost_gan import AnycostGenerator
+from supernet.anycost_space import AnycostGANSpace
+from supernet.checkpoint import file_sha256, read_checkpoint
+from supernet.data import Dataset, DatasetConfig, load_dataset, resize
+from supernet.errors import CheckpointError
+from supernet.gan_metrics import (
+    FeatureNet,
+    embed_images,
+    frechet_distance,
+    load_feature_net,
+    perceptual_distance,
+    to_gan_range,
+)
+from supernet.space import Arch, get_space
+
+GAN_FORMAT = "nas-anycost-gan/1"
+
+
+@dataclass(frozen=True)
+class GanEvalResult:
+    arch_id: str
+    fid: float
+    consistency: float  # mse + perceptual
+    consistency_mse: float
+    consistency_perceptual: float
+    resolution: int
+    samples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class GanEvaluator:
+    def __init__(
+        self,
+        generator: AnycostGenerator,
+        space: AnycostGANSpace,
+        dataset: Dataset,
+        feature_net: FeatureNet,
+        samples: int = 500,
+        seed: int = 0,
+        batch_size: int = 250,
+        split: str = "val",
+    ) -> None:
+        self.generator, self.space, self.features = generator, space, feature_net
+        self.batch_size = batch_size
+        gen = torch.Generator().manual_seed(seed)
+        self.z = torch.randn(samples, space.config.z_dim, generator=gen)
+        real = dataset.split(split).images
+        if len(real) < 10:
+            raise ValueError(f"split {split!r} has {len(real)} images; domain FID needs more")
+        self.real = to_gan_range(real[:samples], space.config.image_size)
+        self._real_embeddings: dict[int, np.ndarray] = {}
+
+    def _real(self, resolution: int) -> np.ndarray:
+        if resolution not in self._real_embeddings:
+            self._real_embeddings[resolution] = embed_images(
+                self.features, resize(self.real, resolution), self.batch_size
+            )
+        return self._real_embeddings[resolution]
+
+    @torch.no_grad()
+    def generate(self, arch: Arch, z: Tensor | None = None) -> Tensor:
+        """Images of the sub-generator `arch` for the evaluation latents (fixed noise)."""
+        g = self.generator
+        was_training = g.training
+        g.eval()
+        g.set_active(arch)
+        z = self.z if z is None else z
+        out = torch.cat([g(chunk, random_noise=False) for chunk in torch.split(z, self.batch_size)])
+        g.train(was_training)
+        return out
+
+    def fid(self, arch: Arch) -> float:
+        arch = self.space.canonical(arch)
+        fake = embed_images(self.features, self.generate(arch), self.batch_size)
+        return frechet_distance(fake, self._real(arch["res"]))
+
+    @torch.no_grad()
+    def consistency_terms(self, arch: Arch) -> tuple[float, float]:
+        arch = self.space.canonical(arch)
+        target = resize(self.generate(self.space.largest()), arch["res"])
+        fake = self.generate(arch)
+        mse = F.mse_loss(fake, target).item()
+        perceptual = (
+            torch.cat(
+                [
+                    perceptual_distance(self.features, a, b)
+                    for a, b in zip(
+                        torch.split(fake, self.batch_size),
+                        torch.split(target, self.batch_size),
+                        strict=True,
+                    )
+                ]
+            )
+            .mean()
+            .item()
+        )
+        return mse, perceptual
+
+    def consistency(self, arch: Arch) -> float:
+        return sum(self.consistency_terms(arch))
+
+    def evaluate(self, arch: Arch) -> GanEvalResult:
+        arch = self.space.canonical(arch)
+        mse, perceptual = self.consistency_terms(arch)
+        return GanEvalResult(
+            self.space.arch_id(arch),
+            self.fid(arch),
+            mse + perceptual,
+            mse,
+            perceptual,
+            arch["res"],
+            len(self.z),
+        )
+
+    def evaluate_many(self, archs: Sequence[Arch], progress: bool = False) -> list[GanEvalResult]:
+        results = []
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task("evaluating sub-generators", total=len(archs))
+            for arch in archs:
+                results.append(self.evaluate(arch))
+                bar.advance(task)
+        return results
+
+
+def grid_archs(space: AnycostGANSpace) -> list[tuple[str, Arch]]:
+    """Rows of the sample grid: the full generator, uniform channel ratios, lower resolutions."""
+    rows = [(f"{r}x channels", space.uniform(r)) for r in sorted(space.config.ratios, reverse=True)]
+    for res in sorted(space.config.resolutions, reverse=True)[1:]:
+        rows.append((f"full, {res}px", space.uniform(1.0, res)))
+    return rows
+
+
+@torch.no_grad()
+def save_sample_grid(
+    generator: AnycostGenerator,
+    space: AnycostGANSpace,
+    path: str | os.PathLike,
+    seed: int = 0,
+    columns: int = 8,
+    archs: Sequence[tuple[str, Arch]] | None = None,
+) -> Path:
+    """A PNG: one row per sub-generator, one column per latent (the same latents in every
+    row); lower resolutions are shown enlarged (nearest) to the full size."""
+    from PIL import Image
+
+    archs = list(archs or grid_archs(space))
+    z = torch.randn(columns, space.config.z_dim, generator=torch.Generator().manual_seed(seed))
+    size = space.config.image_size
+    was_training = generator.training
+    generator.eval()
+    rows = []
+    for _, arch in archs:
+        generator.set_active(arch)
+        images = generator(z, random_noise=False)
+        images = F.interpolate(images, size=(size, size), mode="nearest")
+        rows.append(torch.cat(list(images), dim=-1))  # (C, size, columns*size)
+    generator.train(was_training)
+    grid = torch.cat(rows, dim=-2)  # (C, rows*size, columns*size)
+    pixels = ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    array = pixels.permute(1, 2, 0).numpy()
+    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    image = image.resize((image.width * 3, image.height * 3), Image.Resampling.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+@dataclass
+class TrainedGan:
+    generator: AnycostGenerator
+    space: AnycostGANSpace
+    dataset_config: DatasetConfig
+    feature_net: FeatureNet
+    path: Path
+    sha256: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def dataset(self) -> Dataset:
+        return load_dataset(self.dataset_config)
+
+    def evaluator(self, dataset: Dataset | None = None, **kwargs: Any) -> GanEvaluator:
+        kwargs.setdefault("samples", self.meta.get("eval_samples", 500))
+        return GanEvaluator(
+            self.generator, self.space, dataset or self.dataset(), self.feature_net, **kwargs
+        )
+
+
+def load_gan(path: str | os.PathLike) -> TrainedGan:
+    """A trained Anycost GAN (gan.pt or its folder) with the feature net it was measured with."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "gan.pt"
+    data = read_checkpoint(path, GAN_FORMAT)
+    space = get_space(data["space"])
+    if not isinstance(space, AnycostGANSpace):
+        raise CheckpointError(f"{path} names space {space.name!r}, which is not a GAN space")
+    generator = AnycostGenerator(space)
+    try:
+        generator.load_state_dict(data["generator"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{path} does not match space {space.name!r}: {err}") from None
+    feature_path = path.parent / "feature_net.pt"
+    feature_net, _ = load_feature_net(feature_path)
+    if file_sha256(feature_path) != data["feature_net_sha256"]:
+        raise CheckpointError(
+            f"{feature_path} is not the feature net {path} was measured with (SHA-256 differs)"
+        )
+    return TrainedGan(
+        generator.eval(),
+        space,
+        DatasetConfig(**data["dataset"]),
+        feature_net,
+        path,
+        file_sha256(path),
+        dict(data.get("meta", {})),
+    )
