@@ -25,7 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import latency_models as lm
 from nas.store import DEFAULT_URL
+from supernet.artifacts import open_artifact
 from supernet.config_io import format_validation_error, merge_overrides, read_yaml_mapping
+from supernet.errors import CheckpointError
 
 ACCURACY = "top1"
 # Metrics of the network itself, the same on every device: stored once, named without a device.
@@ -127,16 +129,18 @@ def parse_search_config(raw: Any, source: str = "<config>") -> SearchConfig:
         config = SearchConfig(**raw)
     except ValidationError as err:
         raise SearchConfigError(format_validation_error(err, f"search config {source}")) from None
-    check_against_devices(config, source)
-    if not config.objectives:
-        config.objectives = [Objective(metric=ACCURACY, goal="maximize")] + [
+    quality = check_against_devices(config, source)
+    if not config.objectives:  # the first quality metric, and every device's latency
+        metric, goal = next(iter(quality.items()))
+        config.objectives = [Objective(metric=metric, goal=goal)] + [
             Objective(metric=f"{device}.latency_ms", goal="minimize") for device in config.targets
         ]
     return config
 
 
-def check_against_devices(config: SearchConfig, source: str) -> None:
-    metrics = {ACCURACY, *NETWORK_METRICS}
+def check_against_devices(config: SearchConfig, source: str) -> dict[str, str]:
+    """Check targets, options and objectives; returns the quality metrics of the checkpoint."""
+    metrics = set(NETWORK_METRICS)
     for device, target in config.targets.items():
         where = f"targets.{device}"
         try:
@@ -161,17 +165,29 @@ def check_against_devices(config: SearchConfig, source: str) -> None:
         except lm.HardwareError as err:
             raise SearchConfigError(f"invalid search config {source}: {where}: {err}") from None
         metrics.update(f"{device}.{m}" for m in hw.metrics if m not in NETWORK_METRICS)
+    try:  # after the targets: those need no files, so their errors come first
+        artifact = open_artifact(config.supernet)
+    except CheckpointError as err:
+        raise SearchConfigError(f"invalid search config {source}: supernet: {err}") from None
+    metrics.update(artifact.quality_metrics)
     for i, objective in enumerate(config.objectives):
         if objective.metric not in metrics:
             raise SearchConfigError(
                 f"invalid search config {source}: objectives.{i}.metric: unknown metric "
                 f"{objective.metric!r}; allowed: {sorted(metrics)}"
             )
+    if artifact.kind == "gan" and (config.predictor or config.evaluation != "supernet"):
+        raise SearchConfigError(
+            f"invalid search config {source}: evaluation: {config.supernet} is a GAN; each "
+            "sub-generator is measured with the trained generator: set `evaluation: supernet` "
+            "and no predictor"
+        )
     if config.evaluation in ("predictor", "predictor+verify") and not config.predictor:
         raise SearchConfigError(
             f"invalid search config {source}: predictor: evaluation {config.evaluation!r} "
             "needs a predictor (fit one with `nas predictor fit`)"
         )
+    return artifact.quality_metrics
 
 
 def load_search_config(path: str | Path, **overrides: Any) -> SearchConfig:

@@ -1,7 +1,9 @@
-"""Candidate evaluation: accuracy (predictor or supernet) and every target device's costs.
+"""Candidate evaluation: quality and every target device's costs.
 
-A `CandidateEvaluator` loads the supernet checkpoint, the predictor and the device models once
-and then evaluates batches of archs. The search runs one in-process, or one per Ray actor
+Quality is a classifier's top-1 (from the accuracy predictor, or measured with the supernet)
+or a generator's domain FID and consistency (measured with the trained Anycost generator).
+A `CandidateEvaluator` loads the checkpoint, the predictor and the device models once and
+then evaluates batches of archs. The search runs one in-process, or one per Ray actor
 (nas.workers). Its input, `EvaluatorSpec`, is plain data so it can be shipped to actors.
 """
 
@@ -18,9 +20,11 @@ import torch
 
 import latency_models as lm
 from nas.config import ACCURACY, NETWORK_METRICS, SearchConfig
-from supernet.checkpoint import SUPERNET_FORMAT, TrainedSupernet, load_supernet, read_checkpoint
+from supernet.artifacts import open_artifact
+from supernet.checkpoint import TrainedSupernet, load_supernet
+from supernet.gan_eval import GanEvaluator, TrainedGan, load_gan
 from supernet.predictor import AccuracyPredictor, load_predictor
-from supernet.space import Arch, SearchSpace, get_space
+from supernet.space import Arch, SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +54,22 @@ class EvaluatorSpec:
 
 
 def supernet_space(path: str | Path) -> SearchSpace:
-    """The space of a supernet file, without building the network."""
-    path = Path(path)
-    data = read_checkpoint(path / "supernet.pt" if path.is_dir() else path, SUPERNET_FORMAT)
-    return get_space(data["space"])
+    """The space of a trained file (supernet or GAN), without building the network."""
+    return open_artifact(path).space
 
 
 class CandidateEvaluator:
-    """Evaluates archs: `evaluate(archs, accuracy="predictor"|"supernet")` -> metrics dicts."""
+    """Evaluates archs: `evaluate(archs, quality="predictor"|"supernet"|None)` -> metrics."""
 
     def __init__(self, spec: EvaluatorSpec) -> None:
         if spec.threads:
             torch.set_num_threads(spec.threads)
         self.spec = spec
-        self.space = supernet_space(spec.supernet)
+        artifact = open_artifact(spec.supernet)
+        self.kind, self.space = artifact.kind, artifact.space
         self._trained: TrainedSupernet | None = None
         self._supernet_evaluator = None
+        self._gan_evaluator: GanEvaluator | None = None
         self.predictor: AccuracyPredictor | None = (
             load_predictor(spec.predictor, spec.supernet) if spec.predictor else None
         )
@@ -91,6 +95,19 @@ class CandidateEvaluator:
             raise ValueError("accuracy from the predictor needs a predictor")
         return self.predictor.predict(archs)
 
+    def gan_quality(self, archs: Sequence[Arch]) -> list[Metrics]:
+        """Domain FID and consistency, measured with the trained generator."""
+        if self._gan_evaluator is None:
+            trained: TrainedGan = load_gan(self.spec.supernet)
+            self._gan_evaluator = trained.evaluator()
+        results = [self._gan_evaluator.evaluate(arch) for arch in archs]
+        return [{"fid": r.fid, "consistency": r.consistency} for r in results]
+
+    def quality(self, archs: Sequence[Arch], source: str) -> list[Metrics]:
+        if self.kind == "gan":
+            return self.gan_quality(archs)
+        return [{ACCURACY: float(v)} for v in self.accuracy(archs, source).tolist()]
+
     def spec_of(self, arch: Arch, batch: int) -> lm.NetworkSpec:
         key = (self.space.arch_id(arch), batch)
         if key not in self._specs:
@@ -111,12 +128,13 @@ class CandidateEvaluator:
                     row[key] = float(value)
         return out
 
-    def evaluate(self, archs: Sequence[Arch], accuracy: str | None = "predictor") -> list[Metrics]:
-        """Costs on every device, plus top1 from `accuracy` ("predictor", "supernet" or None)."""
+    def evaluate(self, archs: Sequence[Arch], quality: str | None = "predictor") -> list[Metrics]:
+        """Costs on every device, plus quality from `quality`: "predictor" or "supernet"
+        (measured with the trained network), or None for costs only."""
         if not archs:
             return []
         rows = self.costs(archs)
-        if accuracy is not None:
-            for row, value in zip(rows, self.accuracy(archs, accuracy).tolist(), strict=True):
-                row[ACCURACY] = float(value)
+        if quality is not None:
+            for row, measured in zip(rows, self.quality(archs, quality), strict=True):
+                row.update(measured)
         return rows

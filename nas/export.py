@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -27,8 +27,10 @@ from sqlalchemy import select
 from nas import __version__
 from nas.pareto import load_config
 from nas.store import Candidate, Export, Metric, Search, Store
+from supernet.artifacts import open_artifact
 from supernet.checkpoint import load_supernet
 from supernet.data import resize
+from supernet.gan_eval import load_gan, save_sample_grid
 
 log = logging.getLogger(__name__)
 FORMATS = ("torchscript", "onnx", "state_dict")
@@ -86,6 +88,98 @@ def _onnx_check(static: torch.nn.Module, path: Path, inputs: torch.Tensor) -> tu
     return float(np.abs(got - expected).max()), allowed
 
 
+@dataclass
+class PreparedModel:
+    """What an export writes, whatever kind of network it is."""
+
+    module: torch.nn.Module
+    space: str
+    example: torch.Tensor  # traced by the ONNX exporter
+    check_inputs: torch.Tensor  # another batch size, to check the dynamic batch axis too
+    input_name: str
+    output_name: str
+    card: dict[str, Any]
+    extra_files: dict[str, Any] = field(default_factory=dict)  # name -> write(path) -> path
+
+
+def _check_sha(path: str, sha: str, expected: str, search_id: int) -> None:
+    if sha != expected:
+        raise ExportError(
+            f"{path} changed since search {search_id} ran (SHA-256 {sha[:12]}... != "
+            f"{expected[:12]}...); export from the original file"
+        )
+
+
+def _prepare_classifier(
+    path: str, sha: str, search_id: int, arch: dict, searched: dict
+) -> PreparedModel:
+    trained = load_supernet(path)
+    _check_sha(path, trained.sha256, sha, search_id)
+    data = trained.dataset()
+    # Test first, validation last: the validation pass leaves the BN statistics in place.
+    measured = {
+        split: trained.evaluator(data, split=split).evaluate(arch).top1 for split in ("test", "val")
+    }
+    static = trained.net.extract(arch).eval().to(memory_format=torch.contiguous_format)
+    sample = resize(data.normalize(data.val.images[:8]), arch["r"]).contiguous()
+    space = trained.space
+    card = {
+        "input": {
+            "shape": [1, space.config.in_channels, arch["r"], arch["r"]],
+            "normalization": {"mean": list(data.mean), "std": list(data.std)},
+            "classes": data.classes,
+        },
+        "accuracy": {
+            "searched": {"top1": searched["top1"], "source": searched["source"]},
+            "predicted_top1": searched["top1"] if searched["source"] == "predictor" else None,
+            "measured_top1": {"val": measured["val"], "test": measured["test"]},
+            "measured_in_search": searched["top1_measured"],
+            "note": "measured with the supernet's weights after BatchNorm recalibration",
+        },
+    }
+    return PreparedModel(
+        static, space.name, sample, torch.cat([sample, sample[:3]]), "input", "logits", card
+    )
+
+
+def _prepare_generator(
+    path: str, sha: str, search_id: int, arch: dict, searched: dict
+) -> PreparedModel:
+    trained = load_gan(path)
+    _check_sha(path, trained.sha256, sha, search_id)
+    space = trained.space
+    result = trained.evaluator().evaluate(arch)
+    static = trained.generator.extract(arch).eval()
+    latents = torch.randn(8, space.config.z_dim, generator=torch.Generator().manual_seed(0))
+
+    def grid(target: Path) -> Path:
+        return save_sample_grid(trained.generator, space, target, archs=[("candidate", arch)])
+
+    card = {
+        "input": {"latent": [1, space.config.z_dim], "distribution": "standard normal"},
+        "output": {
+            "shape": [1, space.config.image_channels, arch["res"], arch["res"]],
+            "range": "about [-1, 1]; fixed noise",
+        },
+        "quality": {
+            "searched": {k: searched.get(k) for k in ("fid", "consistency")},
+            "measured": result.to_dict(),
+            "note": "domain FID in the in-project feature net's space (not Inception FID); "
+            "consistency = MSE + perceptual distance to the full generator",
+        },
+    }
+    return PreparedModel(
+        static,
+        space.name,
+        latents,
+        torch.cat([latents, latents[:3]]),
+        "latent",
+        "image",
+        card,
+        {"samples.png": grid},
+    )
+
+
 def export_candidate(
     store: Store,
     search_id: int,
@@ -104,95 +198,82 @@ def export_candidate(
         if row is None:
             raise ExportError(f"search {search_id} has no candidate {candidate}")
         costs: dict[str, dict[str, float]] = {}
+        network: dict[str, float] = {}  # macs, params, and a generator's quality metrics
         for device, name, value in s.execute(
             select(Metric.device, Metric.name, Metric.value).where(Metric.candidate_id == row.id)
         ):
-            if device:  # network metrics (macs, params) are in the card's top level
+            if device:
                 costs.setdefault(device, {})[name] = value
+            else:
+                network[name] = value
         expected_sha = search.supernet.sha256
         predictor_sha = search.predictor.sha256 if search.predictor else None
-        arch, arch_id, feasible = dict(row.arch), row.arch_id, row.feasible
-        top1, top1_source, top1_measured = row.top1, row.top1_source, row.top1_measured
+        arch, arch_id, feasible, candidate_id = dict(row.arch), row.arch_id, row.feasible, row.id
+        searched = {
+            "top1": row.top1,
+            "source": row.top1_source,
+            "top1_measured": row.top1_measured,
+            **network,
+        }
 
-    trained = load_supernet(config.supernet)
-    if trained.sha256 != expected_sha:
-        raise ExportError(
-            f"{config.supernet} changed since search {search_id} ran (SHA-256 "
-            f"{trained.sha256[:12]}... != {expected_sha[:12]}...); export from the original file"
-        )
-    space = trained.space
-    data = trained.dataset()
-    # Test first, validation last: the validation pass leaves the BN statistics in place.
-    measured = {
-        split: trained.evaluator(data, split=split).evaluate(arch).top1 for split in ("test", "val")
-    }
-    static = trained.net.extract(arch).eval().to(memory_format=torch.contiguous_format)
+    kind = open_artifact(config.supernet).kind
+    prepare = _prepare_generator if kind == "gan" else _prepare_classifier
+    model = prepare(config.supernet, expected_sha, search_id, arch, searched)
 
     out = Path(out_dir or f"runs/exports/search{search_id}-candidate{candidate}")
     out.mkdir(parents=True, exist_ok=True)
-    r = arch["r"]
-    sample = resize(data.normalize(data.val.images[:8]), r).contiguous()
     files: dict[str, Path] = {}
-    onnx_diff = allowed = None
+    onnx_check = None
     for fmt in formats:
         path = out / FILE_NAMES[fmt]
         if fmt == "torchscript":
-            torch.jit.script(static).save(str(path))
+            torch.jit.script(model.module).save(str(path))
         elif fmt == "state_dict":
-            torch.save({"space": space.name, "arch": arch, "state_dict": static.state_dict()}, path)
+            state = {"space": model.space, "arch": arch, "state_dict": model.module.state_dict()}
+            torch.save(state, path)
         else:
             program = torch.onnx.export(
-                static,
-                (sample,),
+                model.module,
+                (model.example,),
                 dynamo=True,
                 verbose=False,
-                input_names=["input"],
-                output_names=["logits"],
+                input_names=[model.input_name],
+                output_names=[model.output_name],
                 dynamic_shapes=({0: torch.export.Dim("batch")},),
             )
             program.save(str(path))
-            onnx_diff, allowed = _onnx_check(static, path, torch.cat([sample, sample[:3]]))
-            if onnx_diff > allowed:
+            diff, allowed = _onnx_check(model.module, path, model.check_inputs)
+            if diff > allowed:
                 raise ExportError(
-                    f"onnxruntime and torch disagree on {path} (max abs difference {onnx_diff:.3g} "
+                    f"onnxruntime and torch disagree on {path} (max abs difference {diff:.3g} "
                     f"> {allowed:.3g}); the ONNX file is not usable"
                 )
+            onnx_check = {
+                "max_abs_diff": diff,
+                "allowed": allowed,
+                "rule": f"max abs diff <= {ONNX_TOLERANCE} x max(1, max |output|)",
+                "runtime": "onnxruntime",
+            }
         files[fmt] = path
+    for name, write in model.extra_files.items():
+        files[name] = write(out / name)
 
-    spec = space.to_spec(arch)
     card = {
         "search": {"id": search_id, "name": config.name, "candidate": candidate},
-        "space": space.name,
+        "space": model.space,
+        "kind": kind,
         "arch": arch,
         "arch_id": arch_id,
         "feasible": feasible,
-        "input": {
-            "shape": [1, space.config.in_channels, r, r],
-            "normalization": {"mean": list(data.mean), "std": list(data.std)},
-            "classes": data.classes,
-        },
-        "accuracy": {
-            "searched": {"top1": top1, "source": top1_source},
-            "predicted_top1": top1 if top1_source == "predictor" else None,
-            "measured_top1": {"val": measured["val"], "test": measured["test"]},
-            "measured_in_search": top1_measured,
-            "note": "measured with the supernet's weights after BatchNorm recalibration",
-        },
+        **model.card,
         "costs": costs,
         "limits": {d: t.limits for d, t in config.targets.items()},
-        "macs": spec.macs,
-        "params": spec.params,
-        "checkpoint": {"path": str(config.supernet), "sha256": trained.sha256},
+        "macs": int(network.get("macs", 0)),
+        "params": int(network.get("params", 0)),
+        "checkpoint": {"path": str(config.supernet), "sha256": expected_sha},
         "predictor_sha256": predictor_sha,
-        "files": {fmt: {"path": p.name, "sha256": _sha256(p)} for fmt, p in files.items()},
-        "onnx_check": None
-        if onnx_diff is None
-        else {
-            "max_abs_diff": onnx_diff,
-            "allowed": allowed,
-            "rule": f"max abs diff <= {ONNX_TOLERANCE} x max(1, max |logit|)",
-            "runtime": "onnxruntime",
-        },
+        "files": {name: {"path": p.name, "sha256": _sha256(p)} for name, p in files.items()},
+        "onnx_check": onnx_check,
         "rebuild": "supernet.build(supernet.get_space(card['space'])).extract(card['arch']) "
         "then load_state_dict(torch.load(model.state_dict.pt)['state_dict'])",
         "versions": _versions(),
@@ -202,7 +283,11 @@ def export_candidate(
     card_path.write_text(json.dumps(card, indent=2))
     with store.session() as s:
         record = Export(
-            search_id=search_id, candidate_id=row.id, formats=formats, out_dir=str(out), card=card
+            search_id=search_id,
+            candidate_id=candidate_id,
+            formats=formats,
+            out_dir=str(out),
+            card=card,
         )
         s.add(record)
         s.flush()

@@ -30,7 +30,10 @@ from nas.config import (
     split_metric,
 )
 from nas.store import Candidate, Metric, Search, Store
+from supernet.artifacts import QUALITY_METRICS
 
+# metrics of the network itself (stored without a device): quality, macs, params
+NETWORK_LEVEL = {m for metrics in QUALITY_METRICS.values() for m in metrics} | set(NETWORK_METRICS)
 OPERATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 _CONDITION = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
 
@@ -47,7 +50,7 @@ class CandidateRow:
     arch: dict[str, Any]
     feasible: bool
     violation: float
-    metrics: dict[str, float]  # "top1" and "device.metric"
+    metrics: dict[str, float]  # quality ("top1", or "fid" and "consistency"), "device.metric"
     top1_measured: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,7 +136,7 @@ def _device_metrics(config: SearchConfig) -> dict[str, tuple[str, ...]]:
 
 
 def _resolve_metric(name: str, config: SearchConfig, target: str | None) -> str:
-    if name == ACCURACY or name in NETWORK_METRICS:
+    if name in NETWORK_LEVEL:
         return name
     devices = _device_metrics(config)
     device, _, metric = name.rpartition(".")  # a device may be a profile path with dots
@@ -169,7 +172,7 @@ def load_candidates(
         query = query.where(Candidate.feasible.is_(True))
     for cond in conditions:
         compare = OPERATORS[cond.op]
-        if cond.metric == ACCURACY:
+        if cond.metric == ACCURACY:  # a column of the candidate, not a metrics row
             query = query.where(compare(Candidate.top1, cond.value))
             continue
         device, name = split_metric(cond.metric)
@@ -201,7 +204,7 @@ def load_candidates(
             r.arch,
             r.feasible,
             r.violation,
-            {ACCURACY: r.top1, **metrics[r.id]},
+            {**({} if r.top1 is None else {ACCURACY: r.top1}), **metrics[r.id]},
             r.top1_measured,
         )
         for r in rows
@@ -250,7 +253,8 @@ def pareto_front(
 
     points = np.array([[value(c, o) for o in objectives] for c in rows]).reshape(len(rows), -1)
     front = [rows[i] for i in non_dominated(points)]
-    front.sort(key=lambda c: -c.metrics[ACCURACY])
+    first = objectives[0]  # the quality objective: best first
+    front.sort(key=lambda c: value(c, first))
     return Front(search_id, objectives, front, everything, conditions)
 
 
@@ -299,7 +303,9 @@ def plot(front: Front, path: str | Path, x_metric: str | None = None) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    costs = [o.metric for o in front.objectives if o.metric != ACCURACY]
+    quality = front.objectives[0].metric  # top1 for classifiers, fid for generators
+    scale = 100.0 if quality == ACCURACY else 1.0
+    costs = [o.metric for o in front.objectives[1:]]
     x_metric = x_metric or (costs[0] if costs else None)
     if x_metric is None:
         raise QueryError("the plot needs a cost objective for its x axis")
@@ -314,7 +320,7 @@ def plot(front: Front, path: str | Path, x_metric: str | None = None) -> Path:
         if group:
             ax.scatter(
                 [c.metrics[x_metric] for c in group],
-                [100 * c.metrics[ACCURACY] for c in group],
+                [scale * c.metrics[quality] for c in group],
                 s=8,
                 **style,
             )
@@ -323,15 +329,15 @@ def plot(front: Front, path: str | Path, x_metric: str | None = None) -> Path:
     style = "o-" if len(front.objectives) == 2 else "o"
     ax.plot(
         [c.metrics[x_metric] for c in points],
-        [100 * c.metrics[ACCURACY] for c in points],
+        [scale * c.metrics[quality] for c in points],
         style,
         color="tab:red",
         markersize=4,
         label=f"front ({len(points)})",
     )
     ax.set_xlabel(x_metric)
-    ax.set_ylabel("top-1 (%)")
-    ax.set_title(f"search {front.search_id}: top-1 vs {x_metric}")
+    ax.set_ylabel("top-1 (%)" if quality == ACCURACY else quality)
+    ax.set_title(f"search {front.search_id}: {quality} vs {x_metric}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -184,7 +184,8 @@ class SearchRunner:
         self.distributions = {name: CategoricalDistribution(c) for name, c in self.genes}
         self.limits = limits_of(config)
         self.objectives = config.objectives
-        self.accuracy_source = "supernet" if config.evaluation == "supernet" else "predictor"
+        # "supernet": measured with the trained network (for a GAN: its generator)
+        self.quality_source = "supernet" if config.evaluation == "supernet" else "predictor"
         self._own_pool = pool is None
         self.pool = pool or make_pool(
             EvaluatorSpec.from_config(config), config.workers, config.ray_address
@@ -297,7 +298,8 @@ class SearchRunner:
             if row.generation >= generations_done:
                 continue  # a generation is stored whole or not at all; defensive
             metrics = per_candidate.get(row.id, {})
-            metrics[ACCURACY] = row.top1
+            if row.top1 is not None:  # classifiers; a generator's quality is in `metrics`
+                metrics[ACCURACY] = row.top1
             self.state.cache[row.arch_id] = metrics
             self._account(metrics)
             study.add_trial(
@@ -333,7 +335,7 @@ class SearchRunner:
     def _precheck(self) -> str | None:
         """If the smallest subnet exceeds a limit, no subnet is expected to meet it (every cost
         here grows with every gene): end before spending a generation."""
-        (metrics,) = self.pool.evaluate([self.space.smallest()], accuracy=None)
+        (metrics,) = self.pool.evaluate([self.space.smallest()], quality=None)
         for lim in self.limits:
             if metrics[lim.metric] > lim.value:
                 return (
@@ -366,7 +368,7 @@ class SearchRunner:
             BarColumn(),
             TextColumn("gen {task.completed}/{task.total}"),
             TextColumn("{task.fields[rate]:.0f} cand/s  feasible {task.fields[feasible]}"),
-            TextColumn("best top1 {task.fields[top1]}"),
+            TextColumn(f"best {self.objectives[0].metric} " + "{task.fields[best]}"),
             TimeElapsedColumn(),
         )
         with Progress(*columns, disable=not self.progress) as bar:
@@ -376,7 +378,7 @@ class SearchRunner:
                 completed=done,
                 rate=0.0,
                 feasible=self.state.feasible,
-                top1="-",
+                best="-",
             )
             for generation in range(done, a.generations):
                 if self._status() == CANCELLING:
@@ -385,13 +387,13 @@ class SearchRunner:
                 self._generation(study, generation)
                 elapsed = time.perf_counter() - started
                 self.state.seconds += elapsed
-                best = self.state.best.get(ACCURACY)
+                best = self.state.best.get(self.objectives[0].metric)
                 bar.update(
                     task,
                     advance=1,
                     rate=a.population / max(elapsed, 1e-9),
                     feasible=self.state.feasible,
-                    top1="-" if best is None else f"{best:.2%}",
+                    best="-" if best is None else f"{best:.4g}",
                 )
                 if self.on_generation is not None:
                     self.on_generation(self.outcome(RUNNING, ""))
@@ -417,7 +419,7 @@ class SearchRunner:
             if arch_id not in self.state.cache:
                 new.setdefault(arch_id, arch)
         if new:
-            results = self.pool.evaluate(list(new.values()), self.accuracy_source)
+            results = self.pool.evaluate(list(new.values()), self.quality_source)
             self.state.cache.update(zip(new, results, strict=True))
         rows = []
         for trial, p, arch, arch_id in zip(trials, params, archs, ids, strict=True):
@@ -444,10 +446,10 @@ class SearchRunner:
                         "params": p,
                         "feasible": all(v <= 0 for v in excess),
                         "violation": float(sum(max(v, 0.0) for v in excess)),
-                        "top1": metrics[ACCURACY],
-                        "top1_source": self.accuracy_source,
-                        "top1_measured": metrics[ACCURACY]
-                        if self.accuracy_source == "supernet"
+                        "top1": metrics.get(ACCURACY),
+                        "top1_source": self.quality_source,
+                        "top1_measured": metrics.get(ACCURACY)
+                        if self.quality_source == "supernet"
                         else None,
                     }
                     for number, p, arch, arch_id, metrics, excess in rows

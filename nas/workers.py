@@ -28,7 +28,7 @@ class WorkerError(RuntimeError):
 class EvaluatorPool(ABC):
     @abstractmethod
     def evaluate(
-        self, archs: Sequence[Arch], accuracy: str | None = "predictor"
+        self, archs: Sequence[Arch], quality: str | None = "predictor"
     ) -> list[Metrics]: ...
 
     def close(self) -> None:  # noqa: B027 - pools without resources need nothing
@@ -45,8 +45,8 @@ class LocalPool(EvaluatorPool):
     def __init__(self, spec: EvaluatorSpec) -> None:
         self.evaluator = CandidateEvaluator(spec)
 
-    def evaluate(self, archs: Sequence[Arch], accuracy: str | None = "predictor") -> list[Metrics]:
-        return self.evaluator.evaluate(archs, accuracy)
+    def evaluate(self, archs: Sequence[Arch], quality: str | None = "predictor") -> list[Metrics]:
+        return self.evaluator.evaluate(archs, quality)
 
 
 class _Actor:
@@ -55,8 +55,8 @@ class _Actor:
     def __init__(self, spec: EvaluatorSpec) -> None:
         self.evaluator = CandidateEvaluator(spec)
 
-    def evaluate(self, archs: list[Arch], accuracy: str | None) -> list[Metrics]:
-        return self.evaluator.evaluate(archs, accuracy)
+    def evaluate(self, archs: list[Arch], quality: str | None) -> list[Metrics]:
+        return self.evaluator.evaluate(archs, quality)
 
     def where(self) -> tuple[str, int]:
         """(Ray node id, process id): which machine and process this actor runs in."""
@@ -108,7 +108,7 @@ class RayPool(EvaluatorPool):
     def _new_actor(self) -> Any:
         return self._remote.remote(self.spec)
 
-    def evaluate(self, archs: Sequence[Arch], accuracy: str | None = "predictor") -> list[Metrics]:
+    def evaluate(self, archs: Sequence[Arch], quality: str | None = "predictor") -> list[Metrics]:
         import ray
         from ray.exceptions import RayActorError
 
@@ -121,8 +121,7 @@ class RayPool(EvaluatorPool):
         results: list[list[Metrics] | None] = [None] * len(chunks)
         attempts = [0] * len(chunks)
         pending = {
-            self.actors[i].evaluate.remote(chunk, accuracy): (i, i)
-            for i, chunk in enumerate(chunks)
+            self.actors[i].evaluate.remote(chunk, quality): (i, i) for i, chunk in enumerate(chunks)
         }
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -143,7 +142,7 @@ class RayPool(EvaluatorPool):
                 )
                 self.actors[slot] = self._new_actor()
                 self.restarts += 1
-                retry = self.actors[slot].evaluate.remote(chunks[index], accuracy)
+                retry = self.actors[slot].evaluate.remote(chunks[index], quality)
                 pending[retry] = (index, slot)
         return [row for chunk in results for row in chunk or []]
 

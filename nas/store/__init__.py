@@ -101,10 +101,30 @@ class Store:
         """Upgrade the schema to the newest migration (a no-op when it is current)."""
         cfg = alembic_config(self.url)
         logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per open otherwise
+        sqlite = self.engine.dialect.name == "sqlite"
         try:
-            with self.engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+            with self.engine.connect() as conn:
+                if sqlite:
+                    # SQLite alters a column by copying the table and dropping the old one;
+                    # with foreign keys on, that drop cascades and deletes every metrics and
+                    # exports row. The pragma only takes effect outside a transaction.
+                    conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                    conn.commit()
+                try:
+                    with conn.begin():
+                        cfg.attributes["connection"] = conn
+                        command.upgrade(cfg, "head")
+                        if sqlite and (
+                            broken := conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                        ):
+                            raise StoreError(
+                                f"migrating {safe_url(self.url)} would break references "
+                                f"({broken[:3]}); rolled back"
+                            )
+                finally:
+                    if sqlite:
+                        conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                        conn.commit()
         except SQLAlchemyError as err:
             raise StoreError(f"cannot migrate database {safe_url(self.url)}: {err}") from None
         except Exception as err:  # alembic: a revision this code does not know (newer schema)

@@ -98,7 +98,9 @@ class Candidate(Base):
     params: Mapped[dict[str, Any]]  # the Optuna parameters, to rebuild the study on resume
     feasible: Mapped[bool] = mapped_column(Boolean)
     violation: Mapped[float] = mapped_column(Float)  # sum of relative limit excesses, 0 if ok
-    top1: Mapped[float] = mapped_column(Float)  # the accuracy the search optimised
+    # a classifier's accuracy as the search saw it (None for generators: their quality
+    # metrics, e.g. fid, are in `metrics` with an empty device)
+    top1: Mapped[float | None] = mapped_column(Float)
     top1_source: Mapped[str] = mapped_column(String(20))  # predictor | supernet
     top1_measured: Mapped[float | None] = mapped_column(Float)  # supernet, when verified
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

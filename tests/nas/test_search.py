@@ -36,9 +36,9 @@ class CountingPool(LocalPool):
         super().__init__(spec)
         self.calls: list[int] = []
 
-    def evaluate(self, archs, accuracy="predictor"):
+    def evaluate(self, archs, quality="predictor"):
         self.calls.append(len(archs))
-        return super().evaluate(archs, accuracy)
+        return super().evaluate(archs, quality)
 
 
 def candidates(store: Store, search_id: int) -> list[Candidate]:

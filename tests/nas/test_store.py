@@ -9,11 +9,12 @@ import os
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
+from alembic import command
+from sqlalchemy import create_engine, inspect, text
 
 from nas.pareto import pareto_front
 from nas.search import COMPLETED, launch_search, resume_search
-from nas.store import Store, StoreError
+from nas.store import Store, StoreError, alembic_config
 
 POSTGRES = os.environ.get("NAS_TEST_POSTGRES_URL")
 needs_postgres = pytest.mark.skipif(
@@ -27,8 +28,31 @@ def test_new_database_gets_the_schema(tmp_path):
         store.tables()
     )
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     Store(store.url)  # reopening is a no-op migration
+
+
+def test_results_in_an_older_schema_survive_the_upgrade(tmp_path, search_config):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Store(url, migrate=False)
+    cfg = alembic_config(old.url)
+    with old.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")  # the first released schema: top1 NOT NULL
+    config = search_config(database=url, algorithm={"population": 8, "generations": 2})
+    outcome = launch_search(config, old, progress=False)
+    before = pareto_front(old, outcome.search_id)
+    old.dispose()
+    store = Store(url)
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT count(*) FROM candidates")).scalar() == 16
+        assert conn.execute(text("SELECT count(*) FROM metrics")).scalar() > 16
+    after = pareto_front(store, outcome.search_id)
+    assert [c.arch_id for c in after.front] == [c.arch_id for c in before.front]
+    top1 = {c["name"]: c for c in inspect(store.engine).get_columns("candidates")}["top1"]
+    assert top1["nullable"]  # generator searches store no top-1
+    store.dispose()
 
 
 def test_database_newer_than_the_code_is_refused(tmp_path):
