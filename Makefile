@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-all lint format bench clean
+.PHONY: venv demo demo-gan test test-all lint format bench clean
 
 # pip (not uv/poetry): it takes the pinned CPU torch wheel from the local disk.
 $(STAMP): pyproject.toml
@@ -17,6 +17,9 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	bash experiments/demo.sh
+
+demo-gan: $(STAMP)
+	bash experiments/demo_gan.sh
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -40,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python experiments/bench_latency.py
 	$(BIN)/python experiments/bench_weight_sharing.py
 	$(BIN)/python experiments/bench_search.py
+	$(BIN)/python experiments/bench_gan.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

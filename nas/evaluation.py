@@ -100,7 +100,7 @@ class CandidateEvaluator:
         if self._gan_evaluator is None:
             trained: TrainedGan = load_gan(self.spec.supernet)
             self._gan_evaluator = trained.evaluator()
-        results = [self._gan_evaluator.evaluate(arch) for arch in archs]
+        results = self._gan_evaluator.evaluate_many(archs)
         return [{"fid": r.fid, "consistency": r.consistency} for r in results]
 
     def quality(self, archs: Sequence[Arch], source: str) -> list[Metrics]:

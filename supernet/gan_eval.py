@@ -1,11 +1,14 @@
 """Evaluating Anycost sub-generators: domain FID, consistency, sample grids; loading a run.
 
-Domain FID is the Fréchet distance between embeddings of generated and real images in the
+Domain FID is the Fréchet distance between statistics of generated and real images in the
 in-project feature network (supernet.gan_metrics): comparable only with other domain FIDs of
-the same feature net, never with Inception FID. A sub-generator at resolution r is compared
-with real images brought to r too, so both carry the same blur. Consistency is how close a
-sub-generator's image is to the full generator's on the same latent, downsampled to the
-sub-generator's resolution: pixel MSE plus perceptual distance.
+the same feature net, never with Inception FID. Consistency is how close a sub-generator's
+image is to the full generator's on the same latent: pixel MSE plus perceptual distance.
+
+Both are measured on the image a sub-generator delivers at the full output size: an 8 or
+16 px output is upsampled (bilinear) first. Every sub-generator is then ranked on the same
+task, and a search cannot buy a better score by dropping resolution (measured against real
+digits at its own resolution, an 8 px generator would score better than the full one).
 
 Latents are fixed by the seed and noise is the generator's fixed noise, so every arch is
 measured on the same inputs, and the numbers repeat.
@@ -77,14 +80,16 @@ class GanEvaluator:
         if len(real) < 10:
             raise ValueError(f"split {split!r} has {len(real)} images; domain FID needs more")
         self.real = to_gan_range(real[:samples], space.config.image_size)
-        self._real_embeddings: dict[int, np.ndarray] = {}
+        self._real_statistics: np.ndarray | None = None
 
-    def _real(self, resolution: int) -> np.ndarray:
-        if resolution not in self._real_embeddings:
-            self._real_embeddings[resolution] = embed_images(
-                self.features, resize(self.real, resolution), self.batch_size
-            )
-        return self._real_embeddings[resolution]
+    def _real(self) -> np.ndarray:
+        if self._real_statistics is None:
+            self._real_statistics = embed_images(self.features, self.real, self.batch_size)
+        return self._real_statistics
+
+    def delivered(self, arch: Arch) -> Tensor:
+        """The sub-generator's images at the full output size (upsampled if lower)."""
+        return resize(self.generate(arch), self.space.config.image_size)
 
     @torch.no_grad()
     def generate(self, arch: Arch, z: Tensor | None = None) -> Tensor:
@@ -99,41 +104,46 @@ class GanEvaluator:
         return out
 
     def fid(self, arch: Arch) -> float:
-        arch = self.space.canonical(arch)
-        fake = embed_images(self.features, self.generate(arch), self.batch_size)
-        return frechet_distance(fake, self._real(arch["res"]))
+        return self._fid(self.delivered(arch))
+
+    def _fid(self, images: Tensor) -> float:
+        fake = embed_images(self.features, images, self.batch_size)
+        return frechet_distance(fake, self._real())
+
+    def reference(self) -> Tensor:
+        """The full generator's images: what consistency compares with."""
+        return self.generate(self.space.largest())
+
+    def consistency_terms(self, arch: Arch) -> tuple[float, float]:
+        """(pixel MSE, perceptual distance) to the full generator, at the full size."""
+        return self._consistency(self.delivered(arch), self.reference())
 
     @torch.no_grad()
-    def consistency_terms(self, arch: Arch) -> tuple[float, float]:
-        arch = self.space.canonical(arch)
-        target = resize(self.generate(self.space.largest()), arch["res"])
-        fake = self.generate(arch)
-        mse = F.mse_loss(fake, target).item()
-        perceptual = (
-            torch.cat(
-                [
-                    perceptual_distance(self.features, a, b)
-                    for a, b in zip(
-                        torch.split(fake, self.batch_size),
-                        torch.split(target, self.batch_size),
-                        strict=True,
-                    )
-                ]
+    def _consistency(self, images: Tensor, reference: Tensor) -> tuple[float, float]:
+        mse = F.mse_loss(images, reference).item()
+        distances = [
+            perceptual_distance(self.features, a, b)
+            for a, b in zip(
+                torch.split(images, self.batch_size),
+                torch.split(reference, self.batch_size),
+                strict=True,
             )
-            .mean()
-            .item()
-        )
-        return mse, perceptual
+        ]
+        return mse, torch.cat(distances).mean().item()
 
     def consistency(self, arch: Arch) -> float:
         return sum(self.consistency_terms(arch))
 
-    def evaluate(self, arch: Arch) -> GanEvalResult:
+    def evaluate(self, arch: Arch, reference: Tensor | None = None) -> GanEvalResult:
+        """FID and consistency of one arch; pass `reference()` when measuring many archs, so
+        the full generator's images are made once."""
         arch = self.space.canonical(arch)
-        mse, perceptual = self.consistency_terms(arch)
+        images = self.delivered(arch)
+        reference = self.reference() if reference is None else reference
+        mse, perceptual = self._consistency(images, reference)
         return GanEvalResult(
             self.space.arch_id(arch),
-            self.fid(arch),
+            self._fid(images),
             mse + perceptual,
             mse,
             perceptual,
@@ -142,11 +152,12 @@ class GanEvaluator:
         )
 
     def evaluate_many(self, archs: Sequence[Arch], progress: bool = False) -> list[GanEvalResult]:
+        reference = self.reference()
         results = []
         with Progress(disable=not progress, transient=True) as bar:
             task = bar.add_task("evaluating sub-generators", total=len(archs))
             for arch in archs:
-                results.append(self.evaluate(arch))
+                results.append(self.evaluate(arch, reference))
                 bar.advance(task)
         return results
 

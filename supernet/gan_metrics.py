@@ -22,14 +22,12 @@ import logging
 import math
 import os
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -370,9 +368,11 @@ class _FeatureTap(nn.Module):
 def frechet_distance(feats_a: np.ndarray | Tensor, feats_b: np.ndarray | Tensor) -> float:
     """Fréchet distance between Gaussians fitted to two (N, D) feature sets.
 
-    FD = |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)). When the covariance product is
-    singular (fewer samples than dimensions, dead units), `eps` is added to both diagonals
-    before the square root; negligible imaginary parts from round-off are dropped.
+    FD = |mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2)). The last trace is
+    computed as the sum of square roots of the eigenvalues of S_a^(1/2) S_b S_a^(1/2), which
+    has the same eigenvalues as S_a S_b but is symmetric: two symmetric eigendecompositions,
+    no complex round-off, and singular covariances (fewer samples than dimensions, dead
+    units) need no special case.
     """
     a, b = _as_features(feats_a, "feats_a"), _as_features(feats_b, "feats_b")
     if a.shape[1] != b.shape[1]:
@@ -380,9 +380,9 @@ def frechet_distance(feats_a: np.ndarray | Tensor, feats_b: np.ndarray | Tensor)
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     cov_a = np.atleast_2d(np.cov(a, rowvar=False))
     cov_b = np.atleast_2d(np.cov(b, rowvar=False))
-    covmean = _sqrtm_product(cov_a, cov_b)
     diff = mu_a - mu_b
-    value = float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(covmean))
+    trace_sqrt = _trace_sqrt_product(cov_a, cov_b)
+    value = float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt)
     # round-off can leave a tiny negative for (nearly) identical sets
     return max(value, 0.0)
 
@@ -400,28 +400,13 @@ def _as_features(feats: np.ndarray | Tensor, name: str) -> np.ndarray:
     return array
 
 
-def _sqrtm_product(cov_a: np.ndarray, cov_b: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """(cov_a @ cov_b)^(1/2), regularised when the product is singular."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", scipy.linalg.LinAlgWarning)
-        try:
-            covmean = scipy.linalg.sqrtm(cov_a @ cov_b)
-            singular = not np.isfinite(covmean).all()
-        except scipy.linalg.LinAlgWarning:
-            singular = True
-    if singular:
-        log.debug("singular covariance product; adding %g to the diagonals", eps)
-        offset = np.eye(cov_a.shape[0]) * eps
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-            covmean = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
-    if np.iscomplexobj(covmean):
-        scale = max(float(np.abs(covmean.real).max()), 1.0)
-        imag = float(np.abs(np.diagonal(covmean).imag).max())
-        if imag > 1e-3 * scale:
-            raise ValueError(f"Fréchet distance: covariance square root is complex ({imag:.3g})")
-        covmean = covmean.real
-    return covmean
+def _trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
+    """tr((cov_a @ cov_b)^(1/2)) for symmetric positive semi-definite matrices."""
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    inner = root_a @ cov_b @ root_a
+    eigen = np.linalg.eigvalsh((inner + inner.T) / 2)  # symmetric up to round-off
+    return float(np.sqrt(np.clip(eigen, 0.0, None)).sum())
 
 
 @torch.no_grad()
@@ -450,9 +435,9 @@ def domain_fid(
 
     Measured in the in-project `FeatureNet`'s space, so values are only comparable with other
     domain FIDs from the same feature net file, never with Inception FID. Images of a lower
-    resolution are resized to the net's size inside it; compare a low-resolution generator
-    against real images brought to the same resolution first, so both carry the same blur.
-    Use at least a few hundred images per set: the estimate is biased upwards for small sets.
+    resolution are resized to the net's size inside it, so they are judged as the images
+    they become at that size (GanEvaluator compares every sub-generator so). Use at least a
+    few hundred images per set: the estimate is biased upwards for small sets.
     """
     fake = embed_images(net, fake_images, batch_size)
     real = embed_images(net, real_images, batch_size)

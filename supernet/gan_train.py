@@ -10,8 +10,11 @@ plus the perceptual distance of the in-project feature network.
 
 Losses: non-saturating logistic; lazy R1 penalty on real images every `r1_every` steps.
 As in StyleGAN, the generator that is evaluated and saved is an exponential moving average
-of the trained one (`ema_beta`): GAN weights oscillate from step to step, their average far
-less.
+of the trained one: GAN weights oscillate from step to step, their average far less. Its
+half-life is `ema_half_life` steps, but at most a tenth of the steps since the average
+(re)started (StyleGAN2-ADA's ramp-up). The average restarts when stage 2 sorts the
+channels: sub-generators then learn fast, and an average over weights from before and after
+that is worse for them than either end.
 A checkpoint with both networks, both optimizers and every RNG state is written after each
 epoch; `resume=True` continues a killed run and reproduces the unbroken run on CPU.
 """
@@ -77,7 +80,7 @@ class GanTrainConfig(BaseModel):
     stage2_epochs: int = Field(6, ge=0)
     consistency_mse: float = Field(1.0, ge=0)
     consistency_perceptual: float = Field(1.0, ge=0)
-    ema_beta: float = Field(0.995, ge=0, lt=1)  # 0: evaluate the trained weights themselves
+    ema_half_life: float = Field(140.0, ge=0)  # steps; 0: evaluate the trained weights
     eval_samples: int = Field(500, ge=10)  # images per domain-FID estimate
 
     @property
@@ -91,10 +94,6 @@ def load_gan_config(path: str | Path, **overrides: Any) -> GanTrainConfig:
         return GanTrainConfig(**raw)
     except ValidationError as err:
         raise GanConfigError(format_validation_error(err, f"GAN config {path}")) from None
-
-
-def downsample(images: Tensor, resolution: int) -> Tensor:
-    return resize(images, resolution)
 
 
 @dataclass
@@ -138,6 +137,7 @@ class GanTrainer:
         self.generator = AnycostGenerator(self.space)
         self.discriminator = ConditionalDiscriminator(self.space)
         self.g_ema = self._average_of(self.generator)
+        self.ema_steps = 0  # steps since the average (re)started
         self.opt_g, self.opt_d = self._optimizers()
         self.arch_rng = np.random.default_rng(cfg.seed)
         self.data_gen = torch.Generator().manual_seed(cfg.seed)
@@ -150,7 +150,9 @@ class GanTrainer:
 
     @torch.no_grad()
     def _update_average(self) -> None:
-        beta = self.config.ema_beta
+        self.ema_steps += 1
+        half_life = min(self.config.ema_half_life, 0.1 * self.ema_steps)
+        beta = 0.5 ** (1.0 / half_life) if half_life > 0 else 0.0
         for avg, p in zip(self.g_ema.parameters(), self.generator.parameters(), strict=True):
             avg.lerp_(p, 1.0 - beta)
         for avg, b in zip(self.g_ema.buffers(), self.generator.buffers(), strict=True):
@@ -176,6 +178,7 @@ class GanTrainer:
         self._fresh()
         self.generator.load_state_dict(state["generator"])
         self.g_ema.load_state_dict(state["g_ema"])
+        self.ema_steps = state["ema_steps"]
         self.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
@@ -196,6 +199,7 @@ class GanTrainer:
                 "config": self.config.model_dump(),
                 "generator": self.generator.state_dict(),
                 "g_ema": self.g_ema.state_dict(),
+                "ema_steps": self.ema_steps,
                 "discriminator": self.discriminator.state_dict(),
                 "opt_g": self.opt_g.state_dict(),
                 "opt_d": self.opt_d.state_dict(),
@@ -260,7 +264,7 @@ class GanTrainer:
         if sub is not None:
             sub = {**sub, "res": res}
             sub = self.space.canonical(sub)
-        real = downsample(real32, res)
+        real = resize(real32, res)
         z = torch.randn(n, self.space.config.z_dim)
 
         # discriminator
@@ -281,7 +285,7 @@ class GanTrainer:
         if sub is not None:
             with torch.no_grad():  # the full generator at full resolution is the reference
                 g.set_active(self.space.largest())
-                target = downsample(g(z, random_noise=False), res)
+                target = resize(g(z, random_noise=False), res)
             g.set_active(sub)
             fake_sub = g(z)
             g_loss = g_loss + F.softplus(-self.discriminator(fake_sub, self._code(sub))).mean()
@@ -358,7 +362,8 @@ class GanTrainer:
                 epochs = cfg.stage1_epochs if self.stage == 1 else cfg.stage2_epochs
                 if self.stage == 2 and self.epochs_done == 0 and epochs > 0:
                     self.generator.sort_channels()  # before elastic channels, as Anycost does
-                    self.g_ema = self._average_of(self.generator)  # the average restarts sorted
+                    self.g_ema = self._average_of(self.generator)  # the average restarts
+                    self.ema_steps = 0
                     evaluator.generator = self.g_ema
                     self.opt_g, self.opt_d = self._optimizers()  # moments follow no permutation
                 for epoch in range(self.epochs_done, epochs):

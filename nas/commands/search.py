@@ -228,11 +228,16 @@ def export_command(
         typer.echo(json.dumps({"out_dir": str(result.out_dir), "card": result.card}))
         return
     card = result.card
+    if card["kind"] == "gan":
+        measured = card["quality"]["measured"]
+        quality = f"domain FID {measured['fid']:.4g}, consistency {measured['consistency']:.4g}"
+    else:
+        top1 = card["accuracy"]["measured_top1"]
+        quality = f"top-1 measured val {top1['val']:.2%}, test {top1['test']:.2%}"
     console.print(
         f"exported search {search_id} candidate {candidate} to {result.out_dir}\n"
         f"files: {', '.join(p.name for p in result.files.values())}, model_card.json\n"
-        f"top-1 measured val {card['accuracy']['measured_top1']['val']:.2%}, "
-        f"test {card['accuracy']['measured_top1']['test']:.2%}; costs: "
+        f"{quality}; costs: "
         + "; ".join(
             f"{d}: "
             + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k not in ("macs", "params"))

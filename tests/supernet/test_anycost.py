@@ -229,6 +229,12 @@ def test_short_run_writes_generator_grid_and_history(tiny_gan):
     assert grid.size == (8 * 32 * 3, rows * 32 * 3)
     trained = load_gan(tiny_gan.gan_path)
     assert trained.sha256 == tiny_gan.sha256 and trained.space.name == SPACE
+    # what is saved is the moving average of the generator, restarted at stage 2
+    state = read_checkpoint(tiny_gan.out_dir / "checkpoint.pt", "nas-gan-train-state/1")
+    saved = read_checkpoint(tiny_gan.gan_path, "nas-anycost-gan/1")["generator"]
+    assert state["ema_steps"] == 4  # two stage-2 epochs of two steps
+    assert all(torch.equal(saved[k], v) for k, v in state["g_ema"].items())
+    assert not all(torch.equal(saved[k], v) for k, v in state["generator"].items())
     result = trained.evaluator(samples=16).evaluate(trained.space.uniform(0.5, 16))
     assert result.fid >= 0 and result.consistency >= 0 and result.resolution == 16
 
