@@ -84,16 +84,7 @@ class AnycostGANSpace(SearchSpace):
     # ----- validation and canonical form ----------------------------------------------------
 
     def validate(self, arch: Any) -> Arch:
-        if not isinstance(arch, Mapping):
-            raise InvalidArchError(
-                self.name, "<arch>", f"expected a JSON object, got {type(arch).__name__}"
-            )
-        for key in arch:
-            if key not in self.fields:
-                raise InvalidArchError(self.name, str(key), "unknown field", allowed=self.fields)
-        for key in self.fields:
-            if key not in arch:
-                raise InvalidArchError(self.name, key, "missing field")
+        self._check_fields(arch, self.fields)
         ch = arch["ch"]
         if not isinstance(ch, list | tuple):
             raise InvalidArchError(self.name, "ch", f"expected a list, got {type(ch).__name__}")

@@ -10,9 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from supernet.checkpoint import SUPERNET_FORMAT
+from supernet.checkpoint import SUPERNET_FORMAT, read_checkpoint
 from supernet.errors import CheckpointError
 from supernet.gan_eval import GAN_FORMAT
 from supernet.space import SearchSpace, get_space
@@ -49,16 +47,13 @@ def resolve(path: str | os.PathLike) -> Path:
 
 def open_artifact(path: str | os.PathLike) -> Artifact:
     path = resolve(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, corrupt or foreign file
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
-    found = data.get("format") if isinstance(data, dict) else None
-    if found not in KIND_OF_FORMAT:
+        data = read_checkpoint(path, tuple(KIND_OF_FORMAT))
+    except CheckpointError as err:
+        if not path.is_file():
+            raise
         raise CheckpointError(
-            f"{path} is neither a trained supernet nor a trained GAN (format {found!r}); "
-            "train one with `nas supernet train` or `nas gan train`"
-        )
-    return Artifact(path, KIND_OF_FORMAT[found], get_space(data["space"]))
+            f"{err}: neither a trained supernet nor a trained GAN; train one with "
+            "`nas supernet train` or `nas gan train`"
+        ) from None
+    return Artifact(path, KIND_OF_FORMAT[data["format"]], get_space(data["space"]))

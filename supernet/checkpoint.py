@@ -40,7 +40,10 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def read_checkpoint(path: str | os.PathLike, expected_format: str) -> dict[str, Any]:
+def read_checkpoint(
+    path: str | os.PathLike, expected_format: str | tuple[str, ...]
+) -> dict[str, Any]:
+    """The dict saved at `path`, whose "format" is `expected_format` (or one of them)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
@@ -49,8 +52,10 @@ def read_checkpoint(path: str | os.PathLike, expected_format: str) -> dict[str, 
     except Exception as err:  # truncated, corrupt or foreign file
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
     found = data.get("format") if isinstance(data, dict) else None
-    if found != expected_format:
-        raise CheckpointError(f"{path} is not a {expected_format!r} file (found format {found!r})")
+    allowed = (expected_format,) if isinstance(expected_format, str) else expected_format
+    if found not in allowed:
+        wanted = " or ".join(repr(f) for f in allowed)
+        raise CheckpointError(f"{path} is not a {wanted} file (found format {found!r})")
     return data
 
 

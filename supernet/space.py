@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -101,6 +101,19 @@ class SearchSpace(ABC):
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """The choices of each gene, as JSON-able data (for `nas space list` and docs)."""
+
+    def _check_fields(self, arch: Any, fields: Sequence[str]) -> None:
+        """`arch` is a JSON object with exactly `fields` (InvalidArchError names the field)."""
+        if not isinstance(arch, Mapping):
+            raise InvalidArchError(
+                self.name, "<arch>", f"expected a JSON object, got {type(arch).__name__}"
+            )
+        for key in arch:
+            if key not in fields:
+                raise InvalidArchError(self.name, str(key), "unknown field", allowed=fields)
+        for key in fields:
+            if key not in arch:
+                raise InvalidArchError(self.name, key, "missing field")
 
     def input_shape(self, arch: Arch, batch: int = 1) -> tuple[int, ...]:
         """The input of the network `net.extract(arch)` builds (batch first)."""
