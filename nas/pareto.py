@@ -216,8 +216,11 @@ def objectives_for(config: SearchConfig, target: str | None) -> list[Objective]:
         return list(config.objectives)
     if target not in config.targets:
         raise QueryError(f"search has no target {target!r}; targets: {list(config.targets)}")
+    # the network's own objectives (quality, macs, params) hold on every device
     chosen = [
-        o for o in config.objectives if o.metric == ACCURACY or o.metric.startswith(f"{target}.")
+        o
+        for o in config.objectives
+        if o.metric in NETWORK_LEVEL or o.metric.startswith(f"{target}.")
     ]
     if not any(o.metric.startswith(f"{target}.") for o in chosen):
         chosen.append(Objective(metric=f"{target}.latency_ms", goal="minimize"))

@@ -329,6 +329,14 @@ def test_gan_search_pareto_and_export_from_the_cli(tiny_gan, tmp_path):
         assert row["stm32h743.peak_sram_kb"] <= 64
         assert row["stm32h743.latency_ms"] <= 400
 
+    mcu = runner.invoke(
+        app,
+        ["pareto", str(outcome["search_id"]), "--db", db, "--json", "--target", "stm32h743"],
+    )
+    assert mcu.exit_code == 0, mcu.output
+    mcu_front = json.loads(mcu.output.strip().splitlines()[-1])
+    assert [o["metric"] for o in mcu_front["objectives"]] == ["fid", "stm32h743.latency_ms"]
+
     best = rows[0]
     out = tmp_path / "export"
     exported = runner.invoke(
