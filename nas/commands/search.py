@@ -125,12 +125,14 @@ def list_searches(db: str | None = db_option(), as_json: bool = typer.Option(Fal
         "generations",
         "candidates",
         "feasible",
-        "best top1",
+        "best (first objective)",
         "seconds",
     ):
         table.add_column(col)
     for r in rows:
-        best = r["best"].get(ACCURACY)
+        metric = (r["objectives"] or [{"metric": ACCURACY}])[0]["metric"]
+        best = r["best"].get(metric)
+        shown = f"{best:.2%}" if metric == ACCURACY else f"{best:.4g}"
         table.add_row(
             str(r["id"]),
             r["name"],
@@ -138,7 +140,7 @@ def list_searches(db: str | None = db_option(), as_json: bool = typer.Option(Fal
             r["generations"],
             str(r["candidates"]),
             str(r["feasible"]),
-            "-" if best is None else f"{best:.2%}",
+            "-" if best is None else f"{metric} {shown}",
             str(r["seconds"]),
         )
     console.print(table)
