@@ -29,7 +29,7 @@ from typing import Any
 import latency_models as lm
 from latency_models.measure import Timing, time_module
 from supernet.gan_eval import GanEvaluator, load_gan, save_sample_grid
-from supernet.gan_metrics import embed_images, frechet_distance, to_gan_range
+from supernet.gan_metrics import frechet_distance, image_statistics, to_gan_range
 from supernet.gan_train import load_gan_config, train_gan
 
 # device -> (batch, options)
@@ -64,8 +64,8 @@ def main() -> None:
 
     train_real = to_gan_range(data.train.images[:samples], space.config.image_size)
     floor = frechet_distance(
-        embed_images(trained.feature_net, train_real),
-        embed_images(trained.feature_net, evaluator.real),
+        image_statistics(trained.feature_net, train_real),
+        image_statistics(trained.feature_net, evaluator.real),
     )
     emit("fid_real_floor", round(floor, 4), "domain FID", samples=samples)
 
@@ -76,8 +76,9 @@ def main() -> None:
     full_module = trained.generator.extract(full).eval()
     timing = Timing("cpu", "fp32", threads=args.threads, warmup=10, repeats=40)
     latent_shape = (1, space.config.z_dim)
+    reference = evaluator.reference()  # the full generator's images, made once
     for label, arch in rows:
-        result = evaluator.evaluate(arch)
+        result = evaluator.evaluate(arch, reference)
         context = {"subnet": label, "arch": arch, "samples": samples}
         emit("fid", round(result.fid, 4), "domain FID", **context)
         emit("fid_over_real_floor", round(result.fid / floor, 3), "ratio", **context)

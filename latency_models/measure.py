@@ -148,20 +148,10 @@ def time_module(module: nn.Module, input_shape: Sequence[int], timing: Timing) -
 # ----- a NetworkSpec as a torch module --------------------------------------------------------
 
 
-class _Const(nn.Module):
-    """A learned constant (a generator's input), repeated over the batch of its input."""
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        super().__init__()
-        self.value = nn.Parameter(torch.randn(1, *shape))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.value.expand(x.shape[0], *self.value.shape[1:])
-
-
 class _Fixed(nn.Module):
-    """A tensor from outside a timed block that does not have the block's input shape (a
-    generator's style vector, the previous image of a skip connection): held fixed."""
+    """A fixed tensor repeated over the batch of the module's input: a `const` layer (a
+    generator's learned input), or a tensor from outside a timed block that does not have
+    the block's input shape (a generator's style vector, a skip connection's image)."""
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -199,7 +189,7 @@ def _layer_module(layer: LayerSpec) -> nn.Module | None:
     if layer.op == "act":
         return ACT_MODULES[layer.act or "relu"]()
     if layer.op == "const":
-        return _Const(layer.out_shape)
+        return _Fixed(layer.out_shape)
     return None
 
 

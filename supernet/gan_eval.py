@@ -35,8 +35,8 @@ from supernet.data import Dataset, DatasetConfig, load_dataset, resize
 from supernet.errors import CheckpointError
 from supernet.gan_metrics import (
     FeatureNet,
-    embed_images,
     frechet_distance,
+    image_statistics,
     load_feature_net,
     perceptual_distance,
     to_gan_range,
@@ -84,7 +84,7 @@ class GanEvaluator:
 
     def _real(self) -> np.ndarray:
         if self._real_statistics is None:
-            self._real_statistics = embed_images(self.features, self.real, self.batch_size)
+            self._real_statistics = image_statistics(self.features, self.real, self.batch_size)
         return self._real_statistics
 
     def delivered(self, arch: Arch) -> Tensor:
@@ -107,19 +107,16 @@ class GanEvaluator:
         return self._fid(self.delivered(arch))
 
     def _fid(self, images: Tensor) -> float:
-        fake = embed_images(self.features, images, self.batch_size)
+        fake = image_statistics(self.features, images, self.batch_size)
         return frechet_distance(fake, self._real())
 
     def reference(self) -> Tensor:
         """The full generator's images: what consistency compares with."""
         return self.generate(self.space.largest())
 
-    def consistency_terms(self, arch: Arch) -> tuple[float, float]:
-        """(pixel MSE, perceptual distance) to the full generator, at the full size."""
-        return self._consistency(self.delivered(arch), self.reference())
-
     @torch.no_grad()
     def _consistency(self, images: Tensor, reference: Tensor) -> tuple[float, float]:
+        """(pixel MSE, perceptual distance) to the full generator's images."""
         mse = F.mse_loss(images, reference).item()
         distances = [
             perceptual_distance(self.features, a, b)
@@ -130,9 +127,6 @@ class GanEvaluator:
             )
         ]
         return mse, torch.cat(distances).mean().item()
-
-    def consistency(self, arch: Arch) -> float:
-        return sum(self.consistency_terms(arch))
 
     def evaluate(self, arch: Arch, reference: Tensor | None = None) -> GanEvalResult:
         """FID and consistency of one arch; pass `reference()` when measuring many archs, so

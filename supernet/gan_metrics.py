@@ -108,14 +108,6 @@ class FeatureNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.classifier = nn.Linear(c_in, num_classes)
 
-    @property
-    def embed_dim(self) -> int:
-        return self.widths[-1]
-
-    @property
-    def statistics_dim(self) -> int:
-        return 2 * sum(self.widths)
-
     def config(self) -> dict[str, Any]:
         """Constructor arguments as plain data (saved with the weights)."""
         return {
@@ -142,11 +134,11 @@ class FeatureNet(nn.Module):
         return maps
 
     def embed(self, x: Tensor) -> Tensor:
-        """Penultimate embedding (N, embed_dim): the globally pooled last stage."""
+        """Penultimate embedding (N, widths[-1]): the globally pooled last stage."""
         return self.features(x)[-1].mean(dim=(2, 3))
 
     def statistics(self, x: Tensor) -> Tensor:
-        """What domain FID compares (N, statistics_dim): the spatial mean and standard
+        """What domain FID compares (N, 2 * sum(widths)): the spatial mean and standard
         deviation of every channel of every stage. The early stages carry edges and strokes;
         with the penultimate embedding alone (class evidence), blurred blobs of the right
         shape score as well as sharp digits."""
@@ -410,7 +402,7 @@ def _trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def embed_images(net: FeatureNet, images: Tensor, batch_size: int = 500) -> np.ndarray:
+def image_statistics(net: FeatureNet, images: Tensor, batch_size: int = 500) -> np.ndarray:
     """`FeatureNet.statistics` (N, D) as float64, in eval mode and without gradients.
 
     Float images must be in [-1, 1]; uint8 images are converted with `to_gan_range` first.
@@ -424,7 +416,7 @@ def embed_images(net: FeatureNet, images: Tensor, batch_size: int = 500) -> np.n
         for start in range(0, len(images), batch_size):
             chunks.append(net.statistics(images[start : start + batch_size].float()).double())
     if not chunks:
-        raise ValueError("embed_images got no images")
+        raise ValueError("image_statistics got no images")
     return torch.cat(chunks).numpy()
 
 
@@ -439,6 +431,6 @@ def domain_fid(
     they become at that size (GanEvaluator compares every sub-generator so). Use at least a
     few hundred images per set: the estimate is biased upwards for small sets.
     """
-    fake = embed_images(net, fake_images, batch_size)
-    real = embed_images(net, real_images, batch_size)
+    fake = image_statistics(net, fake_images, batch_size)
+    real = image_statistics(net, real_images, batch_size)
     return frechet_distance(fake, real)

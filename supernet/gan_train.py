@@ -421,12 +421,11 @@ class GanTrainer:
         }
 
     def _finish(self, evaluator: GanEvaluator, started: float) -> GanTrainResult:
-        final = {
-            f"fid_{ratio}x": evaluator.fid(self.space.uniform(ratio))
-            for ratio in sorted(self.space.config.ratios, reverse=True)
-        }
-        final["consistency_0.5x"] = evaluator.consistency(self.space.uniform(0.5))
-        final["consistency_0.25x"] = evaluator.consistency(self.space.uniform(0.25))
+        ratios = sorted(self.space.config.ratios, reverse=True)
+        results = evaluator.evaluate_many([self.space.uniform(r) for r in ratios])
+        final = {f"fid_{r}x": result.fid for r, result in zip(ratios, results, strict=True)}
+        for ratio, result in zip(ratios[1:], results[1:], strict=True):  # the full one is 0
+            final[f"consistency_{ratio}x"] = result.consistency
         save_sample_grid(
             self.g_ema, self.space, self.out_dir / "samples.png", seed=self.config.seed
         )
