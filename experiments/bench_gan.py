@@ -28,9 +28,9 @@ from typing import Any
 
 import latency_models as lm
 from latency_models.measure import Timing, time_module
-from supernet.gan_eval import GanEvaluator, load_gan, save_sample_grid
-from supernet.gan_metrics import frechet_distance, image_statistics, to_gan_range
-from supernet.gan_train import load_gan_config, train_gan
+from supernet.anycost.evaluate import GanEvaluator, load_gan, save_sample_grid
+from supernet.anycost.metrics import frechet_distance, image_statistics, to_gan_range
+from supernet.anycost.train import load_gan_config, train_gan
 
 # device -> (batch, options)
 DEVICES: dict[str, tuple[int, dict[str, str]]] = {

@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from scipy.stats import kendalltau
 
 import supernet
-from supernet.checkpoint import TrainedSupernet, load_supernet
 from supernet.data import Dataset, random_shift, resize
-from supernet.predictor import fit_predictor, measure_archs
+from supernet.mbconv.checkpoint import TrainedSupernet, load_supernet
+from supernet.mbconv.predictor import fit_predictor, measure_archs
+from supernet.mbconv.train import CosineWithWarmup, TrainConfig, load_train_config, train_supernet
 from supernet.space import Arch
-from supernet.train import CosineWithWarmup, TrainConfig, load_train_config, train_supernet
 
 
 def emit(name: str, value: float, unit: str, **context) -> None:

@@ -21,9 +21,11 @@ from latency_models.errors import (
     MissingEntryError,
     OptionError,
     ProfileError,
+    SpecError,
     TraceError,
     UnknownHardwareError,
     UnsupportedSpecError,
+    UserError,
 )
 from latency_models.gpu import GPUModel
 from latency_models.hardware import (
@@ -46,7 +48,6 @@ from latency_models.spec import (
     LayerSpec,
     NetworkSpec,
     SpecBuilder,
-    SpecError,
     conv_output_size,
 )
 from latency_models.zoo import zoo_names, zoo_spec
@@ -88,6 +89,7 @@ __all__ = [
     "TraceError",
     "UnknownHardwareError",
     "UnsupportedSpecError",
+    "UserError",
     "conv_output_size",
     "dump_profile",
     "from_profile",

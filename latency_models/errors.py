@@ -9,7 +9,15 @@ def _join(values: Iterable[object]) -> str:
     return ", ".join(str(v) for v in values)
 
 
-class HardwareError(ValueError):
+class UserError(Exception):
+    """Base of every error the user's input caused: a bad arch, config, file, option or id.
+
+    Every package's errors derive from it, so a door (the CLI, the HTTP API) reports exactly
+    these in one line and lets anything else (a bug) surface with its traceback.
+    """
+
+
+class HardwareError(UserError, ValueError):
     """Base of every error a user can fix by changing a profile, an option or a spec."""
 
 
@@ -68,5 +76,9 @@ class MeasurementError(HardwareError):
     """A measurement file (CSV) with a missing column or a bad value."""
 
 
-class TraceError(ValueError):
+class SpecError(UserError, ValueError):
+    """A NetworkSpec or LayerSpec that is internally inconsistent."""
+
+
+class TraceError(UserError, ValueError):
     """A torch module that `latency_models.trace()` cannot turn into a NetworkSpec."""

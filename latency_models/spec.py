@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from latency_models.errors import SpecError
+
 if TYPE_CHECKING:
     from latency_models.arrays import SpecArrays
 
@@ -43,10 +45,6 @@ ACTIVATIONS = (
     "gelu",
     "lrelu",
 )
-
-
-class SpecError(ValueError):
-    """A NetworkSpec or LayerSpec that is internally inconsistent."""
 
 
 @dataclass(frozen=True)

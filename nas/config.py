@@ -24,10 +24,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 import latency_models as lm
+from nas.errors import SearchConfigError
 from nas.store import DEFAULT_URL
 from supernet.artifacts import open_artifact
-from supernet.config_io import format_validation_error, merge_overrides, read_yaml_mapping
 from supernet.errors import CheckpointError
+from supernet.io import format_validation_error, merge_overrides, read_yaml_mapping
 
 ACCURACY = "top1"
 # Metrics of the network itself, the same on every device: stored once, named without a device.
@@ -43,10 +44,6 @@ def split_metric(key: str) -> tuple[str, str]:
 
 def join_metric(device: str, name: str) -> str:
     return f"{device}.{name}" if device else name
-
-
-class SearchConfigError(ValueError):
-    """A search config that does not validate; the message names the field."""
 
 
 class Objective(BaseModel):

@@ -20,10 +20,10 @@ import torch
 
 import latency_models as lm
 from nas.config import ACCURACY, NETWORK_METRICS, SearchConfig
+from supernet.anycost.evaluate import GanEvaluator, TrainedGan, load_gan
 from supernet.artifacts import open_artifact
-from supernet.checkpoint import TrainedSupernet, load_supernet
-from supernet.gan_eval import GanEvaluator, TrainedGan, load_gan
-from supernet.predictor import AccuracyPredictor, load_predictor
+from supernet.mbconv.checkpoint import TrainedSupernet, load_supernet
+from supernet.mbconv.predictor import AccuracyPredictor, load_predictor
 from supernet.space import Arch, SearchSpace
 
 log = logging.getLogger(__name__)

@@ -25,12 +25,13 @@ import torch
 from sqlalchemy import select
 
 from nas import __version__
+from nas.errors import ExportError, NotFoundError
 from nas.pareto import load_config
-from nas.store import Candidate, Export, Metric, Search, Store
+from nas.store import Candidate, Export, Metric, Store
+from supernet.anycost.evaluate import load_gan, save_sample_grid
 from supernet.artifacts import open_artifact
-from supernet.checkpoint import load_supernet
 from supernet.data import resize
-from supernet.gan_eval import load_gan, save_sample_grid
+from supernet.mbconv.checkpoint import load_supernet
 
 log = logging.getLogger(__name__)
 FORMATS = ("torchscript", "onnx", "state_dict")
@@ -40,10 +41,6 @@ FILE_NAMES = {
     "state_dict": "model.state_dict.pt",
 }
 ONNX_TOLERANCE = 1e-4
-
-
-class ExportError(RuntimeError):
-    """An export that cannot be made or does not check out; the message says why."""
 
 
 @dataclass
@@ -191,12 +188,12 @@ def export_candidate(
     formats = parse_formats(formats)
     config = load_config(store, search_id)
     with store.session() as s:
-        search = s.get(Search, search_id)
+        search = store.search(s, search_id)
         row = s.scalar(
             select(Candidate).where(Candidate.search_id == search_id, Candidate.trial == candidate)
         )
         if row is None:
-            raise ExportError(f"search {search_id} has no candidate {candidate}")
+            raise NotFoundError(f"search {search_id} has no candidate {candidate}")
         costs: dict[str, dict[str, float]] = {}
         network: dict[str, float] = {}  # macs, params, and a generator's quality metrics
         for device, name, value in s.execute(

@@ -29,17 +29,14 @@ from nas.config import (
     join_metric,
     split_metric,
 )
-from nas.store import Candidate, Metric, Search, Store
+from nas.errors import QueryError
+from nas.store import Candidate, Metric, Store
 from supernet.artifacts import QUALITY_METRICS
 
 # metrics of the network itself (stored without a device): quality, macs, params
 NETWORK_LEVEL = {m for metrics in QUALITY_METRICS.values() for m in metrics} | set(NETWORK_METRICS)
 OPERATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 _CONDITION = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
-
-
-class QueryError(ValueError):
-    """A Pareto query that names an unknown search, device or metric, or a bad filter."""
 
 
 @dataclass
@@ -106,10 +103,7 @@ def non_dominated(points: np.ndarray) -> list[int]:
 
 def load_config(store: Store, search_id: int) -> SearchConfig:
     with store.session() as s:
-        row = s.get(Search, search_id)
-        if row is None:
-            raise QueryError(f"no search with id {search_id} in {store.url}")
-        return SearchConfig(**row.config)
+        return SearchConfig(**store.search(s, search_id).config)
 
 
 def parse_conditions(

@@ -32,11 +32,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import insert, select, update
 
 from nas.config import ACCURACY, SearchConfig, join_metric, split_metric
+from nas.errors import SearchError
 from nas.evaluation import EvaluatorSpec, Metrics, supernet_space
 from nas.pareto import pareto_front
 from nas.store import Candidate, Metric, Predictor, Search, Store, Supernet
 from nas.workers import EvaluatorPool, make_pool
-from supernet.checkpoint import file_sha256
+from supernet.io import file_sha256
 from supernet.space import Arch, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -73,10 +74,6 @@ class GenerationalNSGAII(optuna.samplers.NSGAIISampler):
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if t.number // self.population_size == generation
         ]
-
-
-class SearchError(RuntimeError):
-    """A search that cannot be launched, resumed or cancelled; the message says why."""
 
 
 @dataclass
@@ -148,7 +145,7 @@ def register_artifacts(
         supernet_id = row.id
         predictor_id = None
         if config.predictor:
-            from supernet.predictor import load_predictor
+            from supernet.mbconv.predictor import load_predictor
 
             predictor = load_predictor(config.predictor, config.supernet)  # refuses a mismatch
             sha = file_sha256(config.predictor)
@@ -553,9 +550,7 @@ def outcome_of(row: Search, status: str | None = None, message: str | None = Non
 
 def _unfinished(session: Any, search_id: int, store: Store) -> Search:
     """The search's row; SearchError if there is none or it has already ended."""
-    row = session.get(Search, search_id)
-    if row is None:
-        raise SearchError(f"no search with id {search_id} in {store.url}")
+    row = store.search(session, search_id)
     if row.status in FINAL:
         raise SearchError(f"search {search_id} is already {row.status}")
     return row

@@ -15,14 +15,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+from nas.errors import WorkerError
 from nas.evaluation import CandidateEvaluator, EvaluatorSpec, Metrics
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
-
-
-class WorkerError(RuntimeError):
-    """Ray could not be reached, or a chunk failed on every retry."""
 
 
 class EvaluatorPool(ABC):

@@ -3,7 +3,7 @@
 from supernet import presets as _presets  # noqa: F401  (registers the named spaces)
 from supernet.errors import CheckpointError, InvalidArchError, UnknownSpaceError
 from supernet.factory import build
-from supernet.ofa_import import load_ofa_checkpoint
+from supernet.mbconv.ofa_import import load_ofa_checkpoint
 from supernet.space import Arch, SearchSpace, get_space, list_spaces, make_divisible
 
 __all__ = [

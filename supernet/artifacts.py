@@ -10,9 +10,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from supernet.checkpoint import SUPERNET_FORMAT, read_checkpoint
+from supernet.anycost.evaluate import GAN_FORMAT
 from supernet.errors import CheckpointError
-from supernet.gan_eval import GAN_FORMAT
+from supernet.io import read_checkpoint
+from supernet.mbconv.checkpoint import SUPERNET_FORMAT
 from supernet.space import SearchSpace, get_space
 
 KIND_OF_FORMAT = {SUPERNET_FORMAT: "classifier", GAN_FORMAT: "gan"}

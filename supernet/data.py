@@ -25,13 +25,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
+from supernet.errors import DatasetError
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
-
-
-class DatasetError(ValueError):
-    """A dataset path or file that cannot be used; the message names it."""
 
 
 class DatasetConfig(BaseModel):

@@ -1,12 +1,18 @@
-"""Errors that name the bad input, so a user can fix it without reading our code."""
+"""Errors that name the bad input, so a user can fix it without reading our code.
+
+All derive from `UserError` (defined in the lowest layer, latency_models, so that its cost
+model errors share the base); the doors report these in one line, and nothing else.
+"""
 
 from __future__ import annotations
 
 import itertools
 from typing import Any
 
+from latency_models.errors import UserError
 
-class InvalidArchError(ValueError):
+
+class InvalidArchError(UserError, ValueError):
     """An arch dict that does not belong to a search space.
 
     Carries the field, the position inside a list field (None for scalars), the bad value and
@@ -32,7 +38,7 @@ class InvalidArchError(ValueError):
         super().__init__(message)
 
 
-class UnknownSpaceError(KeyError):
+class UnknownSpaceError(UserError, KeyError):
     def __init__(self, name: str, available: list[str]) -> None:
         self.name, self.available = name, available
         super().__init__(f"unknown search space {name!r}; available: {', '.join(available)}")
@@ -41,8 +47,32 @@ class UnknownSpaceError(KeyError):
         return str(self.args[0])
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be loaded into the requested supernet (names the first bad key)."""
+
+
+class PredictorMismatchError(CheckpointError):
+    """A predictor fitted on another supernet than the one it is used with."""
+
+
+class DatasetError(UserError, ValueError):
+    """A dataset config or folder that cannot be loaded; the message names the problem."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config (training, GAN training, search) that does not validate; names the field."""
+
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DatasetError",
+    "InvalidArchError",
+    "PredictorMismatchError",
+    "UnknownSpaceError",
+    "UserError",
+    "format_choices",
+]
 
 
 def format_choices(allowed: Any) -> str:

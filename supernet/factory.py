@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from supernet.anycost_gan import AnycostGenerator
-from supernet.anycost_space import AnycostGANSpace
-from supernet.mbconv_space import MBConvSpace
-from supernet.mbconv_supernet import MBConvSupernet
+from supernet.anycost.generator import AnycostGenerator
+from supernet.anycost.space import AnycostGANSpace
+from supernet.mbconv.space import MBConvSpace
+from supernet.mbconv.supernet import MBConvSupernet
 from supernet.space import SearchSpace, get_space
 
 

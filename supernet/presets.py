@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from supernet.anycost_space import AnycostGANConfig, AnycostGANSpace
-from supernet.mbconv_space import MBConvSpace, MBConvSpaceConfig, StageConfig
+from supernet.anycost.space import AnycostGANConfig, AnycostGANSpace
+from supernet.mbconv.space import MBConvSpace, MBConvSpaceConfig, StageConfig
 from supernet.space import register_space
 
 OFA_DEPTHS = (2, 3, 4)

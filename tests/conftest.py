@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from supernet.checkpoint import TrainedSupernet, load_supernet
-from supernet.train import TrainConfig, train_supernet
+from supernet.mbconv.checkpoint import TrainedSupernet, load_supernet
+from supernet.mbconv.train import TrainConfig, train_supernet
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,7 @@ def tiny_supernet(tmp_path_factory) -> TrainedSupernet:
 @pytest.fixture(scope="session")
 def tiny_predictor(tiny_supernet) -> str:
     """An accuracy predictor fitted on 30 archs measured with the tiny supernet."""
-    from supernet.predictor import fit_predictor, measure_archs
+    from supernet.mbconv.predictor import fit_predictor, measure_archs
 
     measurements = measure_archs(tiny_supernet, 30, seed=0, progress=False)
     predictor = fit_predictor(

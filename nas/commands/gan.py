@@ -10,8 +10,8 @@ from rich.table import Table
 
 from nas.commands import user_errors, wide_console
 from nas.commands.space import parse_arch
-from supernet.gan_eval import load_gan, save_sample_grid
-from supernet.gan_train import load_gan_config, train_gan
+from supernet.anycost.evaluate import load_gan, save_sample_grid
+from supernet.anycost.train import load_gan_config, train_gan
 
 app = typer.Typer(
     help="Anycost GANs: train, evaluate sub-generators, sample grids.", no_args_is_help=True

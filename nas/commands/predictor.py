@@ -9,8 +9,8 @@ import typer
 
 from nas.commands import user_errors, wide_console
 from nas.commands.space import parse_arch
-from supernet.checkpoint import load_supernet
-from supernet.predictor import fit_predictor, load_predictor, measure_archs
+from supernet.mbconv.checkpoint import load_supernet
+from supernet.mbconv.predictor import fit_predictor, load_predictor, measure_archs
 from supernet.space import get_space
 
 app = typer.Typer(

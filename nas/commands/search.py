@@ -156,10 +156,7 @@ def show(
     with user_errors():
         store = open_store(db)
         with store.session() as s:
-            row = s.get(Search, search_id)
-            if row is None:
-                raise FileNotFoundError(f"no search with id {search_id} in {store.url}")
-            info = _search_dict(row)
+            info = _search_dict(store.search(s, search_id))
     if as_json:
         typer.echo(json.dumps(info))
         return

@@ -10,9 +10,9 @@ from rich.table import Table
 
 from nas.commands import user_errors, wide_console
 from nas.commands.space import parse_arch
-from supernet.checkpoint import load_supernet
+from supernet.mbconv.checkpoint import load_supernet
+from supernet.mbconv.train import load_train_config, train_supernet
 from supernet.space import as_rng
-from supernet.train import load_train_config, train_supernet
 
 app = typer.Typer(
     help="Supernets: train (progressive shrinking) and evaluate subnets.", no_args_is_help=True

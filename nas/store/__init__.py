@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from nas.errors import NotFoundError, StoreError
 from nas.store.models import Base, Candidate, Export, Metric, Predictor, Search, Supernet
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,6 @@ __all__ = [
     "StoreError",
     "Supernet",
 ]
-
-
-class StoreError(RuntimeError):
-    """The database cannot be used (unreachable, bad URL, newer schema than this code)."""
 
 
 def normalize_url(url: str) -> str:
@@ -134,6 +131,13 @@ class Store:
                     f"nas ({err}); upgrade nas"
                 ) from None
             raise
+
+    def search(self, session: Session, search_id: int) -> Search:
+        """The row of search `search_id`; NotFoundError (naming the database) if none."""
+        row = session.get(Search, search_id)
+        if row is None:
+            raise NotFoundError(f"no search with id {search_id} in {safe_url(self.url)}")
+        return row
 
     def tables(self) -> list[str]:
         return sorted(inspect(self.engine).get_table_names())

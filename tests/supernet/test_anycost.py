@@ -14,15 +14,15 @@ from typer.testing import CliRunner
 import supernet
 from nas.cli import app
 from supernet import InvalidArchError
-from supernet.anycost_gan import ConditionalDiscriminator
-from supernet.checkpoint import read_checkpoint
-from supernet.gan_eval import load_gan
-from supernet.gan_train import (
-    GanConfigError,
+from supernet.anycost.discriminator import ConditionalDiscriminator
+from supernet.anycost.evaluate import load_gan
+from supernet.anycost.train import (
+    ConfigError,
     GanTrainConfig,
     GanTrainingInterrupted,
     train_gan,
 )
+from supernet.io import read_checkpoint
 
 SPACE = "anycost-gan-mnist"
 
@@ -253,13 +253,13 @@ def test_killed_and_resumed_gan_run_is_exact(tmp_path):
 
 
 def test_gan_config_errors(tmp_path):
-    with pytest.raises(GanConfigError, match="not a GAN space"):
+    with pytest.raises(ConfigError, match="not a GAN space"):
         train_gan(tiny(tmp_path, space="mnist-mbv3"), progress=False)
     bad = tmp_path / "bad.yaml"
     bad.write_text("stage1_epochs: -1\n")
-    from supernet.gan_train import load_gan_config
+    from supernet.anycost.train import load_gan_config
 
-    with pytest.raises(GanConfigError, match="stage1_epochs"):
+    with pytest.raises(ConfigError, match="stage1_epochs"):
         load_gan_config(bad)
 
 

@@ -8,7 +8,7 @@ from torch import nn
 
 import supernet
 from supernet.data import DatasetConfig, load_dataset
-from supernet.evaluate import SupernetEvaluator, recalibrate_bn
+from supernet.mbconv.evaluate import SupernetEvaluator, recalibrate_bn
 
 
 def test_recalibration_replaces_running_stats_with_data_statistics():

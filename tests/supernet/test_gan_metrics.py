@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from supernet.data import DatasetConfig, load_dataset, resize
-from supernet.errors import CheckpointError
-from supernet.gan_metrics import (
+from supernet.anycost.metrics import (
     FeatureNet,
     domain_fid,
     frechet_distance,
@@ -18,6 +16,8 @@ from supernet.gan_metrics import (
     to_gan_range,
     train_feature_net,
 )
+from supernet.data import DatasetConfig, load_dataset, resize
+from supernet.errors import CheckpointError
 
 
 @pytest.fixture(scope="module")

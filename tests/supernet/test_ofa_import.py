@@ -8,7 +8,7 @@ import torch
 
 import supernet
 from supernet import CheckpointError
-from supernet.ofa_import import normalize_ofa_key
+from supernet.mbconv.ofa_import import normalize_ofa_key
 from tests.supernet.ofa_reference import ofa_mobilenet_v3
 
 WIDTHS = {"ofa-mbv3-w1.0": 1.0, "ofa-mbv3-w1.2": 1.2}

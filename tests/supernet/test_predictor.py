@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import supernet
-from supernet.predictor import (
+from supernet.mbconv.predictor import (
     Measurement,
     PredictorMismatchError,
     fit_predictor,
@@ -75,7 +75,7 @@ def test_predictor_for_another_space_is_refused(tmp_path):
 
 
 def test_measurements_resume_from_their_file(tiny_supernet, tmp_path):
-    from supernet.predictor import measurements_path
+    from supernet.mbconv.predictor import measurements_path
 
     assert measurements_path(tiny_supernet).name == (
         f"measurements.{tiny_supernet.sha256[:12]}.jsonl"

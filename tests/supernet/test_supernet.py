@@ -11,7 +11,7 @@ from torch import nn
 
 import supernet
 from supernet import InvalidArchError
-from supernet.ops import (
+from supernet.mbconv.ops import (
     ConvBNAct,
     ElasticBatchNorm2d,
     ElasticConv2d,
@@ -36,7 +36,7 @@ PLAIN_LEAVES = (
     nn.Identity,
     nn.AdaptiveAvgPool2d,
 )
-CONTAINERS = (nn.Sequential, MBConvBlock, SqueezeExcite, supernet.mbconv_supernet.StaticMBConvNet)
+CONTAINERS = (nn.Sequential, MBConvBlock, SqueezeExcite, supernet.mbconv.supernet.StaticMBConvNet)
 
 
 def randomize(net: nn.Module, seed: int = 0) -> nn.Module:
@@ -188,7 +188,7 @@ def test_channel_sorting_keeps_trained_prefix():
     space = supernet.get_space("mnist-mbv3")
     net = randomize(supernet.build(space), seed=4)
     block = net.blocks[0]
-    boundary = supernet.mbconv_space.mid_channels(block.max_in_channels, 4)
+    boundary = supernet.mbconv.space.mid_channels(block.max_in_channels, 4)
     marker = block.project.conv.weight[:, :boundary].detach().clone()
     order = block.sort_middle_channels([boundary])
     assert set(order[:boundary].tolist()) == set(range(boundary))

@@ -8,9 +8,10 @@ import pytest
 import torch
 import yaml
 
-from supernet.checkpoint import load_supernet, read_checkpoint
 from supernet.data import DatasetConfig
-from supernet.train import (
+from supernet.io import read_checkpoint
+from supernet.mbconv.checkpoint import load_supernet
+from supernet.mbconv.train import (
     ConfigError,
     CosineWithWarmup,
     PhaseChoices,

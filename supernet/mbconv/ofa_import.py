@@ -31,8 +31,8 @@ import torch
 from torch import Tensor
 
 from supernet.errors import CheckpointError
-from supernet.mbconv_space import MBConvSpace
-from supernet.mbconv_supernet import MBConvSupernet
+from supernet.mbconv.space import MBConvSpace
+from supernet.mbconv.supernet import MBConvSupernet
 from supernet.space import SearchSpace, get_space
 
 BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")

@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor, nn
 
-from supernet.checkpoint import read_checkpoint, save_atomic
 from supernet.data import Dataset, random_shift, resize
 from supernet.errors import CheckpointError
-from supernet.train import CosineWithWarmup
+from supernet.io import read_checkpoint, save_atomic
+from supernet.mbconv.train import CosineWithWarmup
 
 log = logging.getLogger(__name__)
 

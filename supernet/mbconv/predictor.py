@@ -23,16 +23,13 @@ from rich.progress import Progress
 from scipy.stats import kendalltau
 from torch import nn
 
-from supernet.checkpoint import TrainedSupernet, file_sha256, read_checkpoint, save_atomic
-from supernet.errors import CheckpointError
+from supernet.errors import CheckpointError, PredictorMismatchError
+from supernet.io import file_sha256, read_checkpoint, save_atomic
+from supernet.mbconv.checkpoint import TrainedSupernet
 from supernet.space import Arch, SearchSpace, as_rng, get_space
 
 log = logging.getLogger(__name__)
 PREDICTOR_FORMAT = "nas-accuracy-predictor/1"
-
-
-class PredictorMismatchError(CheckpointError):
-    """A predictor used with a checkpoint (or space) it was not fitted on."""
 
 
 class AccuracyMLP(nn.Module):

@@ -7,14 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from supernet.mbconv_space import MBConvSpace, mid_channels
-from supernet.ops import (
+from supernet.mbconv.ops import (
     ConvBNAct,
     ElasticBatchNorm2d,
     ElasticConv2d,
     ElasticLinear,
     ElasticMBConvBlock,
 )
+from supernet.mbconv.space import MBConvSpace, mid_channels
 from supernet.space import Arch
 
 

@@ -38,13 +38,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
-from supernet.anycost_gan import AnycostGenerator, ConditionalDiscriminator
-from supernet.anycost_space import AnycostGANSpace
-from supernet.checkpoint import file_sha256, read_checkpoint, save_atomic
-from supernet.config_io import format_validation_error, merge_overrides, read_yaml_mapping
-from supernet.data import Dataset, DatasetConfig, load_dataset, resize
-from supernet.gan_eval import GAN_FORMAT, GanEvaluator, save_sample_grid
-from supernet.gan_metrics import (
+from supernet.anycost.discriminator import ConditionalDiscriminator
+from supernet.anycost.evaluate import GAN_FORMAT, GanEvaluator, save_sample_grid
+from supernet.anycost.generator import AnycostGenerator
+from supernet.anycost.metrics import (
     FeatureNet,
     load_feature_net,
     perceptual_distance,
@@ -52,14 +49,21 @@ from supernet.gan_metrics import (
     to_gan_range,
     train_feature_net,
 )
+from supernet.anycost.space import AnycostGANSpace
+from supernet.data import Dataset, DatasetConfig, load_dataset, resize
+from supernet.errors import ConfigError
+from supernet.io import (
+    file_sha256,
+    format_validation_error,
+    merge_overrides,
+    read_checkpoint,
+    read_yaml_mapping,
+    save_atomic,
+)
 from supernet.space import Arch, get_space
 
 log = logging.getLogger(__name__)
 STATE_FORMAT = "nas-gan-train-state/1"
-
-
-class GanConfigError(ValueError):
-    """A GAN training config that does not validate; the message names the field."""
 
 
 class GanTrainConfig(BaseModel):
@@ -89,11 +93,11 @@ class GanTrainConfig(BaseModel):
 
 
 def load_gan_config(path: str | Path, **overrides: Any) -> GanTrainConfig:
-    raw = merge_overrides(read_yaml_mapping(path, GanConfigError, "GAN config"), overrides)
+    raw = merge_overrides(read_yaml_mapping(path, ConfigError, "GAN config"), overrides)
     try:
         return GanTrainConfig(**raw)
     except ValidationError as err:
-        raise GanConfigError(format_validation_error(err, f"GAN config {path}")) from None
+        raise ConfigError(format_validation_error(err, f"GAN config {path}")) from None
 
 
 @dataclass
@@ -115,7 +119,7 @@ class GanTrainer:
         self.config, self.progress = config, progress
         space = get_space(config.space)
         if not isinstance(space, AnycostGANSpace):
-            raise GanConfigError(f"space {config.space!r} is not a GAN space")
+            raise ConfigError(f"space {config.space!r} is not a GAN space")
         self.space = space
         self.out_dir = Path(config.out_dir)
         self.state_path = self.out_dir / "checkpoint.pt"
@@ -123,7 +127,7 @@ class GanTrainer:
         self.feature_path = self.out_dir / "feature_net.pt"
         self.data: Dataset = load_dataset(config.data)
         if self.data.in_channels != space.config.image_channels:
-            raise GanConfigError(
+            raise ConfigError(
                 f"data has {self.data.in_channels} channels, space {space.name!r} makes "
                 f"{space.config.image_channels}"
             )
@@ -174,7 +178,7 @@ class GanTrainer:
                 for k in GanTrainConfig.model_fields
                 if getattr(saved, k) != getattr(self.config, k)
             )
-            raise GanConfigError(f"cannot resume {self.state_path}: the config differs in {diff}")
+            raise ConfigError(f"cannot resume {self.state_path}: the config differs in {diff}")
         self._fresh()
         self.generator.load_state_dict(state["generator"])
         self.g_ema.load_state_dict(state["g_ema"])
@@ -313,7 +317,7 @@ class GanTrainer:
         if resume and self.state_path.exists():
             self._load()
         elif self.state_path.exists():
-            raise GanConfigError(
+            raise ConfigError(
                 f"{self.out_dir} already holds a training run; pass --resume to continue it "
                 "or choose another out_dir"
             )

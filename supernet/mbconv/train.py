@@ -35,26 +35,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor, nn
 
-from supernet.checkpoint import (
-    SUPERNET_FORMAT,
-    file_sha256,
-    read_checkpoint,
-    save_atomic,
-    save_supernet,
-)
-from supernet.config_io import format_validation_error, merge_overrides, read_yaml_mapping
 from supernet.data import Dataset, DatasetConfig, load_dataset, random_shift, resize
-from supernet.evaluate import SupernetEvaluator
+from supernet.errors import ConfigError
 from supernet.factory import build
-from supernet.mbconv_space import MBConvSpace
+from supernet.io import (
+    file_sha256,
+    format_validation_error,
+    merge_overrides,
+    read_checkpoint,
+    read_yaml_mapping,
+    save_atomic,
+)
+from supernet.mbconv.checkpoint import SUPERNET_FORMAT, save_supernet
+from supernet.mbconv.evaluate import SupernetEvaluator
+from supernet.mbconv.space import MBConvSpace
 from supernet.space import Arch, get_space
 
 log = logging.getLogger(__name__)
 STATE_FORMAT = "nas-train-state/1"
-
-
-class ConfigError(ValueError):
-    """A training config that does not validate; the message names the field."""
 
 
 class PhaseConfig(BaseModel):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from supernet.mbconv_space import mid_channels, se_channels
+from supernet.mbconv.space import mid_channels, se_channels
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

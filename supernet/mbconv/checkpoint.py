@@ -2,12 +2,11 @@
 
 - `supernet.pt`: the trained weights with what is needed to use them (space name, dataset
   config, normalisation, training summary). Searches and predictors refer to it by SHA-256.
-- `checkpoint.pt`: the full training state for `--resume` (see supernet.train).
+- `checkpoint.pt`: the full training state for `--resume` (see supernet.mbconv.train).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,46 +16,12 @@ import torch
 
 from supernet.data import Dataset, DatasetConfig, load_dataset
 from supernet.errors import CheckpointError
-from supernet.evaluate import SupernetEvaluator
-from supernet.factory import build
+from supernet.io import file_sha256, read_checkpoint, save_atomic
+from supernet.mbconv.evaluate import SupernetEvaluator
+from supernet.mbconv.supernet import MBConvSupernet
 from supernet.space import SearchSpace, get_space
 
 SUPERNET_FORMAT = "nas-supernet/1"
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a kill never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def read_checkpoint(
-    path: str | os.PathLike, expected_format: str | tuple[str, ...]
-) -> dict[str, Any]:
-    """The dict saved at `path`, whose "format" is `expected_format` (or one of them)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, corrupt or foreign file
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
-    found = data.get("format") if isinstance(data, dict) else None
-    allowed = (expected_format,) if isinstance(expected_format, str) else expected_format
-    if found not in allowed:
-        wanted = " or ".join(repr(f) for f in allowed)
-        raise CheckpointError(f"{path} is not a {wanted} file (found format {found!r})")
-    return data
 
 
 @dataclass
@@ -113,7 +78,7 @@ def load_supernet(path: str | os.PathLike) -> TrainedSupernet:
         path = path / "supernet.pt"
     data = read_checkpoint(path, SUPERNET_FORMAT)
     space = get_space(data["space"])
-    net = build(space)
+    net = MBConvSupernet(space)
     try:
         net.load_state_dict(data["model"])
     except RuntimeError as err:

@@ -1,7 +1,7 @@
 """Evaluating Anycost sub-generators: domain FID, consistency, sample grids; loading a run.
 
 Domain FID is the Fréchet distance between statistics of generated and real images in the
-in-project feature network (supernet.gan_metrics): comparable only with other domain FIDs of
+in-project feature network (supernet.anycost.metrics): comparable only with other domain FIDs of
 the same feature net, never with Inception FID. Consistency is how close a sub-generator's
 image is to the full generator's on the same latent: pixel MSE plus perceptual distance.
 
@@ -28,12 +28,8 @@ import torch.nn.functional as F
 from rich.progress import Progress
 from torch import Tensor
 
-from supernet.anycost_gan import AnycostGenerator
-from supernet.anycost_space import AnycostGANSpace
-from supernet.checkpoint import file_sha256, read_checkpoint
-from supernet.data import Dataset, DatasetConfig, load_dataset, resize
-from supernet.errors import CheckpointError
-from supernet.gan_metrics import (
+from supernet.anycost.generator import AnycostGenerator
+from supernet.anycost.metrics import (
     FeatureNet,
     frechet_distance,
     image_statistics,
@@ -41,6 +37,10 @@ from supernet.gan_metrics import (
     perceptual_distance,
     to_gan_range,
 )
+from supernet.anycost.space import AnycostGANSpace
+from supernet.data import Dataset, DatasetConfig, load_dataset, resize
+from supernet.errors import CheckpointError
+from supernet.io import file_sha256, read_checkpoint
 from supernet.space import Arch, get_space
 
 GAN_FORMAT = "nas-anycost-gan/1"

@@ -1,0 +1,54 @@
+"""The service's errors. Each derives from `UserError`, the one base the doors catch.
+
+`NotFoundError` marks a reference to something that does not exist (a search id, a
+candidate number, an export): the CLI prints it like any user error, the HTTP API answers
+404 with it.
+"""
+
+from __future__ import annotations
+
+from latency_models.errors import UserError
+from supernet.errors import ConfigError
+
+
+class SearchConfigError(ConfigError):
+    """A search config that does not validate; the message names the field."""
+
+
+class SearchError(UserError, RuntimeError):
+    """A search that cannot be launched, resumed or cancelled; the message says why."""
+
+
+class NotFoundError(UserError, LookupError):
+    """No search, candidate or export with the id given."""
+
+    def __str__(self) -> str:  # LookupError would otherwise quote a single argument
+        return str(self.args[0]) if self.args else ""
+
+
+class QueryError(UserError, ValueError):
+    """A Pareto query that cannot be run (an unknown metric, a malformed filter)."""
+
+
+class ExportError(UserError, RuntimeError):
+    """An export that cannot be made or does not check out; the message says why."""
+
+
+class WorkerError(UserError, RuntimeError):
+    """Ray could not be reached, or a chunk failed on every retry."""
+
+
+class StoreError(UserError, RuntimeError):
+    """The database cannot be used (unreachable, bad URL, newer schema than this code)."""
+
+
+__all__ = [
+    "ExportError",
+    "NotFoundError",
+    "QueryError",
+    "SearchConfigError",
+    "SearchError",
+    "StoreError",
+    "UserError",
+    "WorkerError",
+]

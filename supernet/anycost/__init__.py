@@ -1,0 +1,1 @@
+"""The Anycost GAN family: elastic StyleGAN2-style generators, their training and metrics."""

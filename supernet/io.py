@@ -1,0 +1,84 @@
+"""Reading and writing the project's files: trained artifacts and YAML configs.
+
+- Writes are atomic (a temporary file, then a rename), so a kill never leaves half a file.
+- A trained file is read once into an `Artifact` that carries its SHA-256; whoever needs the
+  file again (a Ray actor, an export) checks that hash instead of trusting the path.
+- A run folder stands for the trained file in it; `resolve_artifact_path` is the one place
+  that says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from pydantic import ValidationError
+
+from supernet.errors import CheckpointError
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a kill never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_checkpoint(
+    path: str | os.PathLike, expected_format: str | tuple[str, ...]
+) -> dict[str, Any]:
+    """The dict saved at `path`, whose "format" is `expected_format` (or one of them)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, corrupt or foreign file
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+    found = data.get("format") if isinstance(data, dict) else None
+    allowed = (expected_format,) if isinstance(expected_format, str) else expected_format
+    if found not in allowed:
+        wanted = " or ".join(repr(f) for f in allowed)
+        raise CheckpointError(f"{path} is not a {wanted} file (found format {found!r})")
+    return data
+
+
+def format_validation_error(err: ValidationError, what: str) -> str:
+    """One line per problem, each naming the field: `  phases.0.epochs: Field required`."""
+    lines = [f"invalid {what}:"]
+    for item in err.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "<root>"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def read_yaml_mapping(path: str | Path, error: type[Exception], what: str = "config") -> dict:
+    """The mapping in a YAML file; `error` (naming the file) if it is missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise error(f"{what} {path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise error(f"{what} {path} must be a YAML mapping")
+    return raw
+
+
+def merge_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Command-line overrides (None means: not given) on top of a file's values."""
+    return {**raw, **{k: v for k, v in overrides.items() if v is not None}}
