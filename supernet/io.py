@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +39,55 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def read_checkpoint(
-    path: str | os.PathLike, expected_format: str | tuple[str, ...]
-) -> dict[str, Any]:
-    """The dict saved at `path`, whose "format" is `expected_format` (or one of them)."""
+# The trained file each artifact kind keeps in its run folder, in the order they are tried.
+ARTIFACT_FILE_NAMES = ("supernet.pt", "gan.pt")
+
+
+def resolve_artifact_path(
+    path: str | os.PathLike, file_names: tuple[str, ...] = ARTIFACT_FILE_NAMES
+) -> Path:
+    """A run folder stands for the trained file in it (the first of `file_names` it holds);
+    a file path is taken as it is. The one place that says so."""
     path = Path(path)
+    if path.is_dir():
+        for name in file_names:
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path} is a folder that holds none of {', '.join(file_names)}")
+    return path
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A trained file read once: its absolute path, the SHA-256 of the bytes that were read,
+    and the dict they held. Code that needs the file again checks `sha256`, never the path."""
+
+    path: Path
+    sha256: str
+    data: dict[str, Any] = field(repr=False)
+
+    @property
+    def format(self) -> str:
+        return self.data["format"]
+
+    def check_sha256(self, expected: str | None, what: str = "file") -> None:
+        """CheckpointError unless this file is the one recorded with hash `expected`."""
+        if expected is not None and expected != self.sha256:
+            raise CheckpointError(
+                f"{self.path} is not the {what} recorded (SHA-256 {self.sha256[:12]}... != "
+                f"{expected[:12]}...); it was replaced or another file was given"
+            )
+
+
+def read_artifact(path: str | os.PathLike, expected_format: str | tuple[str, ...]) -> Artifact:
+    """Read a saved dict whose "format" is `expected_format` (or one of them), hashing the
+    same bytes that are loaded: one read and one hash, and the hash is of what was used."""
+    path = resolve_artifact_path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
+    raw = path.read_bytes()
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, corrupt or foreign file
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
     found = data.get("format") if isinstance(data, dict) else None
@@ -53,7 +95,14 @@ def read_checkpoint(
     if found not in allowed:
         wanted = " or ".join(repr(f) for f in allowed)
         raise CheckpointError(f"{path} is not a {wanted} file (found format {found!r})")
-    return data
+    return Artifact(path.resolve(), hashlib.sha256(raw).hexdigest(), data)
+
+
+def read_checkpoint(
+    path: str | os.PathLike, expected_format: str | tuple[str, ...]
+) -> dict[str, Any]:
+    """The dict saved at `path` (see `read_artifact`), when its hash is not needed."""
+    return read_artifact(path, expected_format).data
 
 
 def format_validation_error(err: ValidationError, what: str) -> str:
