@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import latency_models as lm
-from latency_models.measure import Timing, time_module
+from latency_models.torch.measure import Timing, time_module
 from supernet.anycost.evaluate import GanEvaluator, load_gan, save_sample_grid
 from supernet.anycost.metrics import frechet_distance, image_statistics, to_gan_range
 from supernet.anycost.train import load_gan_config, train_gan

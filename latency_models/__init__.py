@@ -8,7 +8,7 @@
     hw.metrics                            # the metric names this device reports
 
 `lm.trace(model, input_shape)` turns a torch module into a NetworkSpec; it (and the timing
-helpers in latency_models.measure) import torch lazily, so the models run without torch.
+helpers in latency_models.torch.measure) import torch lazily, so the models run without torch.
 """
 
 from typing import Any
@@ -24,10 +24,10 @@ from latency_models.errors import (
     SpecError,
     TraceError,
     UnknownHardwareError,
+    UnknownNetworkError,
     UnsupportedSpecError,
     UserError,
 )
-from latency_models.gpu import GPUModel
 from latency_models.hardware import (
     KINDS,
     PROFILE_DIR,
@@ -37,10 +37,11 @@ from latency_models.hardware import (
     list_hardware,
     load_hardware,
 )
-from latency_models.learned import LearnedModel
-from latency_models.lut import LUTModel
-from latency_models.mcu import MCUModel
-from latency_models.measured import MeasuredModel
+from latency_models.models.gpu import GPUModel
+from latency_models.models.learned import LearnedModel
+from latency_models.models.lut import LUTModel
+from latency_models.models.mcu import MCUModel
+from latency_models.models.measured import MeasuredModel
 from latency_models.spec import (
     ACTIVATIONS,
     OPS,
@@ -50,12 +51,12 @@ from latency_models.spec import (
     SpecBuilder,
     conv_output_size,
 )
-from latency_models.zoo import zoo_names, zoo_spec
+from latency_models.zoo import zoo_spec
 
 
 def __getattr__(name: str) -> Any:
     if name == "trace":  # imports torch: only when asked for
-        from latency_models.tracing import trace
+        from latency_models.torch.tracing import trace
 
         return trace
     raise AttributeError(f"module 'latency_models' has no attribute {name!r}")
@@ -88,6 +89,7 @@ __all__ = [
     "SpecError",
     "TraceError",
     "UnknownHardwareError",
+    "UnknownNetworkError",
     "UnsupportedSpecError",
     "UserError",
     "conv_output_size",
@@ -97,6 +99,5 @@ __all__ = [
     "list_hardware",
     "load_hardware",
     "trace",
-    "zoo_names",
     "zoo_spec",
 ]

@@ -14,26 +14,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from latency_models.keys import BlockSig, generic_key
-from latency_models.spec import ACTIVATIONS, OPS
+from latency_models.ops import ACTIVATIONS, OPS
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for annotations only: spec.py imports this module, never the reverse
     from latency_models.spec import NetworkSpec
 
 OP_CODES: dict[str, int] = {op: i for i, op in enumerate(OPS)}
 ACT_CODES: dict[str | None, int] = {None: 0, **{a: i + 1 for i, a in enumerate(ACTIVATIONS)}}
 
 # Cost classes: the groups of layers that run at one speed on a device (profiles key on these).
+# conv: dense, kernel > 1x1 (the stem); pointwise: dense 1x1 (expand, project, head, SE);
+# depthwise: groups == channels; grouped: other grouped convolutions; linear: fully connected;
+# pool: average / max / global-average; elementwise: residual add, SE multiply, activation, resize.
 LAYER_CLASSES = ("conv", "pointwise", "depthwise", "grouped", "linear", "pool", "elementwise")
 CLASS_CODES = {name: i for i, name in enumerate(LAYER_CLASSES)}
-CLASS_DOC = {
-    "conv": "dense convolution with a kernel larger than 1x1 (e.g. the stem)",
-    "pointwise": "dense 1x1 convolution (expand, project, head, SE)",
-    "depthwise": "depthwise convolution (groups == channels)",
-    "grouped": "other grouped convolution",
-    "linear": "fully connected layer",
-    "pool": "average / max / global-average pooling",
-    "elementwise": "residual add, SE multiply, standalone activation, resize",
-}
 
 # Rows of SpecArrays.columns: one value per layer each.
 COLUMNS = (
@@ -62,7 +56,6 @@ COLUMNS = (
 COL = {name: i for i, name in enumerate(COLUMNS)}
 
 _POOL_OPS = {OP_CODES[o] for o in ("avgpool", "maxpool", "global_avgpool")}
-_ELEMENTWISE_OPS = {OP_CODES[o] for o in ("add", "mul", "act", "resize")}
 
 
 @dataclass(frozen=True)

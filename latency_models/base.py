@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from latency_models.arrays import COL, SpecBatch
+from latency_models.arrays import SpecBatch
 from latency_models.errors import HardwareError, OptionError, ProfileError
 from latency_models.spec import NetworkSpec
 
@@ -136,7 +136,6 @@ class Fit:
     profile: dict[str, Any]  # the new profile, ready to write as YAML
     before: dict[str, float]  # error figures of the old profile, e.g. {"latency_ms_mape": 0.31}
     after: dict[str, float]
-    notes: list[str] = field(default_factory=list)
 
 
 class CostModel(ABC):
@@ -232,16 +231,6 @@ class CostModel(ABC):
         raise HardwareError(f"hardware {self.name!r}: {self.kind} profiles cannot be calibrated")
 
 
-def layer_params(batch: SpecBatch) -> np.ndarray:
-    """Trainable parameters per layer, counted as torch counts them (as LayerSpec.params)."""
-    op = batch.col("cls")
-    has_weights = op <= 4  # conv classes and linear
-    cout = batch.col("cout")
-    extra = batch.col("bias") * cout + batch.col("bn") * 2 * cout
-    # other layers store nothing, except a const (its values are in "weights")
-    return np.where(has_weights, batch.col("weights") + extra, batch.col("weights"))
-
-
 def _as_specs(specs: Sequence[NetworkSpec]) -> Sequence[NetworkSpec]:
     if isinstance(specs, NetworkSpec):
         return [specs]
@@ -258,4 +247,4 @@ def mape(predicted: np.ndarray, measured: np.ndarray) -> float:
     return float(np.mean(np.abs(predicted - measured) / measured))
 
 
-__all__ = ["COL", "CostModel", "Fit", "Reader", "layer_params", "mape"]
+__all__ = ["CostModel", "Fit", "Reader", "mape"]

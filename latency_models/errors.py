@@ -68,6 +68,17 @@ class MissingEntryError(HardwareError, KeyError):
         return str(self.args[0])
 
 
+class UnknownNetworkError(HardwareError, KeyError):
+    """A reference network name that latency_models.zoo does not hold."""
+
+    def __init__(self, name: str, available: Iterable[str]) -> None:
+        self.name, self.available = name, list(available)
+        super().__init__(f"unknown reference network {name!r}; available: {_join(self.available)}")
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0])
+
+
 class UnsupportedSpecError(HardwareError):
     """A spec this device model cannot cost (a resolution outside its tables, no blocks, ...)."""
 

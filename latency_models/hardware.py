@@ -17,11 +17,11 @@ import yaml
 
 from latency_models.base import CostModel, Reader
 from latency_models.errors import ProfileError, UnknownHardwareError
-from latency_models.gpu import GPUModel
-from latency_models.learned import LearnedModel
-from latency_models.lut import LUTModel
-from latency_models.mcu import MCUModel
-from latency_models.measured import MeasuredModel
+from latency_models.models.gpu import GPUModel
+from latency_models.models.learned import LearnedModel
+from latency_models.models.lut import LUTModel
+from latency_models.models.mcu import MCUModel
+from latency_models.models.measured import MeasuredModel
 
 log = logging.getLogger(__name__)
 

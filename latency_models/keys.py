@@ -21,8 +21,8 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from latency_models.errors import UnsupportedSpecError
+from latency_models.ops import Shape
 
-Shape = tuple[int, int, int]
 # A block as a hashable value: (kind, in_shape, out_shape, attrs as sorted (name, value) pairs).
 BlockSig = tuple[str, Shape, Shape, tuple[tuple[str, Any], ...]]
 

@@ -12,39 +12,11 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from latency_models.arrays import SpecArrays
 from latency_models.errors import SpecError
-
-if TYPE_CHECKING:
-    from latency_models.arrays import SpecArrays
-
-Shape = tuple[int, int, int]
-
-# op -> what it computes
-OPS: dict[str, str] = {
-    "conv": "2-D convolution (dense, grouped or depthwise), optional BatchNorm and activation",
-    "linear": "fully connected layer on a (features, 1, 1) input",
-    "avgpool": "local average pooling",
-    "maxpool": "local max pooling",
-    "global_avgpool": "average over the whole spatial extent, to (C, 1, 1)",
-    "add": "element-wise sum of two equal-shaped inputs (residual)",
-    "mul": "element-wise product, the second input broadcast (squeeze-and-excitation gate)",
-    "act": "a standalone activation",
-    "resize": "spatial resize of the input",
-    "const": "a learned constant tensor (a generator's input); reads nothing",
-}
-ACTIVATIONS = (
-    "relu",
-    "relu6",
-    "h_swish",
-    "h_sigmoid",
-    "sigmoid",
-    "swish",
-    "tanh",
-    "gelu",
-    "lrelu",
-)
+from latency_models.ops import ACTIVATIONS, OPS, Shape
 
 
 @dataclass(frozen=True)
@@ -82,10 +54,6 @@ class LayerSpec:
             raise SpecError(f"layer {self.name!r}: channels not divisible by groups={self.groups}")
 
     @property
-    def is_depthwise(self) -> bool:
-        return self.op == "conv" and self.groups > 1 and self.groups == self.in_shape[0]
-
-    @property
     def macs(self) -> int:
         """Multiply-accumulates for one sample (convolutions and linear layers only)."""
         if self.op == "conv":
@@ -115,11 +83,6 @@ class LayerSpec:
             return 0
         c_out = self.out_shape[0]
         return self.weight_count + (c_out if self.bias else 0) + (2 * c_out if self.bn else 0)
-
-    @property
-    def in_elements(self) -> int:
-        c, h, w = self.in_shape
-        return c * h * w
 
     @property
     def out_elements(self) -> int:
@@ -260,8 +223,6 @@ class NetworkSpec:
     def arrays(self) -> SpecArrays:
         """The layers as numbers, for vectorised cost models; built once per spec and shared
         by every device that costs it (the spec is immutable, so the cache cannot go stale)."""
-        from latency_models.arrays import SpecArrays
-
         return SpecArrays.of(self)
 
     def with_batch(self, batch: int) -> NetworkSpec:

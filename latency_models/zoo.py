@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from latency_models.errors import UnknownNetworkError
 from latency_models.spec import NetworkSpec, SpecBuilder
 
 Block = tuple[int, int, int, int]  # expand ratio, output channels, stride, kernel
@@ -184,16 +185,12 @@ ZOO: dict[str, ZooNet] = {
 }
 
 
-def zoo_names() -> list[str]:
-    return list(ZOO)
-
-
 def zoo_spec(name: str, batch: int = 1) -> NetworkSpec:
     """The named reference network as a NetworkSpec (block kinds as `space.to_spec` emits)."""
     try:
         net = ZOO[name]
     except KeyError:
-        raise KeyError(f"unknown reference network {name!r}; available: {', '.join(ZOO)}") from None
+        raise UnknownNetworkError(name, ZOO) from None
     r = net.resolution
     b = SpecBuilder((3, r, r), name=name, batch=batch)
     b.begin_block("stem")

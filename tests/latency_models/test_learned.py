@@ -7,7 +7,7 @@ import pytest
 
 import latency_models as lm
 import supernet
-from latency_models.learned import FEATURES, features, train
+from latency_models.models.learned import FEATURES, features, train
 from tests.latency_models.conftest import residual_net
 
 

@@ -11,6 +11,7 @@ import pytest
 
 import latency_models as lm
 from latency_models import ProfileError
+from latency_models.zoo import ZOO
 from tests.latency_models.conftest import chain_net
 
 PROFILE = {
@@ -96,7 +97,7 @@ def test_f746_is_the_h743_at_its_clock():
 
 def test_fit_recovers_runtime_and_is_repeatable():
     hw = toy(runtime_sram_kb=0, runtime_flash_kb=0)
-    specs = [lm.zoo_spec(n) for n in lm.zoo_names()]
+    specs = [lm.zoo_spec(n) for n in ZOO]
     truth = toy(runtime_sram_kb=12.0, runtime_flash_kb=50.0, sram_activation_factor=1.1)
     costs = truth.predict_many(specs)
     measured = {

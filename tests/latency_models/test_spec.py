@@ -12,12 +12,10 @@ def test_conv_counts():
     assert conv.macs == 32 * 16 * 16 * 16 * 9
     assert conv.params == 32 * 16 * 9 + 2 * 32
     assert conv.weight_count == 32 * 16 * 9
-    assert not conv.is_depthwise
 
 
 def test_depthwise_counts():
     dw = LayerSpec("dw", "conv", (64, 14, 14), (64, 14, 14), kernel=5, groups=64)
-    assert dw.is_depthwise
     assert dw.macs == 64 * 14 * 14 * 25
     assert dw.params == 64 * 25
 

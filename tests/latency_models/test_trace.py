@@ -10,7 +10,7 @@ from torch import nn
 import latency_models as lm
 import supernet
 from latency_models import TraceError
-from latency_models.measure import spec_to_module
+from latency_models.torch.measure import spec_to_module
 
 
 def _layer_key(layer: lm.LayerSpec) -> tuple:
@@ -192,3 +192,9 @@ def test_unsupported_ops_are_named(module, message):
 def test_bad_input_shape():
     with pytest.raises(TraceError, match="input_shape must be"):
         lm.trace(nn.Conv2d(3, 3, 1), (8, 8))
+
+
+def test_every_activation_name_builds_a_module():
+    from latency_models.torch.measure import ACT_MODULES
+
+    assert tuple(ACT_MODULES) == lm.ACTIVATIONS

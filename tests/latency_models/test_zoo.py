@@ -36,5 +36,8 @@ def test_mbv2_is_an_arch_of_the_mcu_space():
 
 
 def test_unknown_network():
-    with pytest.raises(KeyError, match="unknown reference network 'resnet50'; available: mcunet"):
+    with pytest.raises(
+        lm.UnknownNetworkError, match="unknown reference network 'resnet50'; available: mcunet"
+    ):
         lm.zoo_spec("resnet50")
+    assert issubclass(lm.UnknownNetworkError, KeyError | lm.UserError)

@@ -17,7 +17,7 @@ from typing import Any
 
 from latency_models.base import Reader
 from latency_models.errors import UnsupportedSpecError
-from latency_models.lut import BlockTableModel, Table, read_table
+from latency_models.models.lut import BlockTableModel, Table, read_table
 from latency_models.spec import NetworkSpec
 
 TIMING_FIELDS = (

@@ -20,6 +20,7 @@ over the output. See profiles/README.md for where each number comes from.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,8 @@ from latency_models.arrays import CLASS_CODES, LAYER_CLASSES, SpecBatch
 from latency_models.base import CostModel, Fit, Reader, mape
 from latency_models.errors import HardwareError, OptionError
 from latency_models.spec import NetworkSpec
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
 PRECISION_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp8": 1}
@@ -252,11 +255,9 @@ class GPUModel(CostModel):
             "tensor": _round(params["half_tensor"]),
             "vector": _round(params["half_vector"]),
         }
+        log.debug("%s: least squares: %d evaluations, %s", self.name, result.nfev, result.message)
         return Fit(
-            profile,
-            {"latency_ms_mape": mape(before, y)},
-            {"latency_ms_mape": mape(after, y)},
-            [f"least squares: {result.nfev} evaluations, {result.message}"],
+            profile, {"latency_ms_mape": mape(before, y)}, {"latency_ms_mape": mape(after, y)}
         )
 
 

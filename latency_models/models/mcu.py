@@ -207,7 +207,6 @@ class MCUModel(CostModel):
         profile["calibration"] = calibration
         errors_before: dict[str, float] = {}
         errors_after: dict[str, float] = {}
-        notes: list[str] = []
         if "latency_ms" in measured:
             y = np.asarray(measured["latency_ms"], float)
             coef = self._fit_cycles(batch, y, prior_weight)
@@ -232,7 +231,7 @@ class MCUModel(CostModel):
         for metric in ("latency_ms", "peak_sram_kb", "flash_kb"):
             if metric in measured:
                 errors_after[f"{metric}_mape"] = mape(after[metric], measured[metric])
-        return Fit(profile, errors_before, errors_after, notes)
+        return Fit(profile, errors_before, errors_after)
 
     def _fit_cycles(self, b: SpecBatch, y: np.ndarray, prior_weight: float) -> dict[str, float]:
         cls_ = b.col("cls")

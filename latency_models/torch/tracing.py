@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from latency_models.errors import TraceError
-from latency_models.spec import LayerSpec, NetworkSpec, SpecError
+from latency_models.errors import SpecError, TraceError
+from latency_models.spec import LayerSpec, NetworkSpec
 
 _ACT_MODULES: dict[type[nn.Module], str] = {
     nn.ReLU: "relu",
