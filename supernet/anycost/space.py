@@ -14,11 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from latency_models import NetworkSpec, SpecBuilder
-from supernet.errors import InvalidArchError
-from supernet.space import Arch, RngLike, SearchSpace, as_rng
+from supernet.space import Arch, ArchField, CanonicalArch, RngLike, SearchSpace, as_rng
 
 
 @dataclass(frozen=True)
@@ -60,7 +57,6 @@ class AnycostGANSpace(SearchSpace):
         self.name = config.name
         self.layers = config.layers
         self.num_layers = len(self.layers)
-        self.fields = ("ch", "res")
         self.resolution_gene = "res"
         # layer i is followed by a ToRGB when it is the last layer of its resolution
         self.ends_resolution = [
@@ -72,7 +68,7 @@ class AnycostGANSpace(SearchSpace):
 
     def channels(self, arch: Arch) -> list[int]:
         """Output channels of every layer (inactive layers included, at their ratio)."""
-        arch = self.validate(arch)
+        arch = arch if self.trusted(arch) else self.validate(arch)
         return [self.width(layer, r) for layer, r in zip(self.layers, arch["ch"], strict=True)]
 
     def width(self, layer: GanLayer, ratio: float) -> int:
@@ -81,66 +77,27 @@ class AnycostGANSpace(SearchSpace):
     def active(self, arch: Arch, index: int) -> bool:
         return self.layers[index].resolution <= arch["res"]
 
-    # ----- validation and canonical form ----------------------------------------------------
+    # ----- the arch layout ------------------------------------------------------------------
 
-    def validate(self, arch: Any) -> Arch:
-        self._check_fields(arch, self.fields)
-        ch = arch["ch"]
-        if not isinstance(ch, list | tuple):
-            raise InvalidArchError(self.name, "ch", f"expected a list, got {type(ch).__name__}")
-        if len(ch) != self.num_layers:
-            raise InvalidArchError(
-                self.name, "ch", f"expected {self.num_layers} entries, got {len(ch)}"
-            )
-        ratios = [self._ratio(i, v) for i, v in enumerate(ch)]
-        res = arch["res"]
-        allowed = list(self.config.resolutions)
-        if isinstance(res, bool) or not isinstance(res, int | np.integer):
-            raise InvalidArchError(
-                self.name, "res", f"value {res!r} is not an integer", value=res, allowed=allowed
-            )
-        if int(res) not in allowed:
-            raise InvalidArchError(
-                self.name, "res", f"value {res!r} is not allowed", value=res, allowed=allowed
-            )
-        return {"ch": ratios, "res": int(res)}
-
-    def _ratio(self, position: int, value: Any) -> float:
-        allowed = list(self.config.ratios)
-        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-            raise InvalidArchError(
-                self.name,
-                "ch",
-                f"value {value!r} is not a number",
-                position=position,
-                value=value,
-                allowed=allowed,
-            )
-        for choice in allowed:
-            if abs(float(value) - choice) < 1e-9:
-                return float(choice)
-        raise InvalidArchError(
-            self.name,
-            "ch",
-            f"value {value!r} is not allowed",
-            position=position,
-            value=value,
-            allowed=allowed,
+    def arch_fields(self) -> tuple[ArchField, ...]:
+        c = self.config
+        return (
+            ArchField.many("ch", [c.ratios] * self.num_layers, kind="float", role="gated"),
+            ArchField.one("res", c.resolutions, role="controls"),
         )
 
-    def canonical(self, arch: Arch) -> Arch:
-        arch = self.validate(arch)
-        low = min(self.config.ratios)
-        arch["ch"] = [r if self.active(arch, i) else low for i, r in enumerate(arch["ch"])]
-        return arch
+    def gene_active(self, arch: Arch, field: str, position: int) -> bool:
+        return self.active(arch, position)
 
-    # ----- sampling and genetic operators ---------------------------------------------------
+    # ----- sampling -------------------------------------------------------------------------
+    # mutate and crossover are the generic ones (the same draws as before they were shared).
 
-    def _pick(self, rng: np.random.Generator, choices: Sequence) -> Any:
-        return choices[int(rng.integers(len(choices)))]
+    def sample(self, rng: RngLike = None) -> CanonicalArch:
+        """Half uniform configs (one ratio everywhere), half flexible per-layer configs.
 
-    def sample(self, rng: RngLike = None) -> Arch:
-        """Half uniform configs (one ratio everywhere), half flexible per-layer configs."""
+        Kept here rather than the generic per-position draw: the uniform configs are the ones
+        Anycost GAN trains and reports, and a seed must give the same archs as before.
+        """
         rng = as_rng(rng)
         c = self.config
         if rng.random() < 0.5:
@@ -149,76 +106,7 @@ class AnycostGANSpace(SearchSpace):
             ch = [self._pick(rng, c.ratios) for _ in range(self.num_layers)]
         return self.canonical({"ch": ch, "res": self._pick(rng, c.resolutions)})
 
-    def mutate(self, arch: Arch, rng: RngLike = None, prob: float = 0.1) -> Arch:
-        if not 0.0 <= prob <= 1.0:
-            raise ValueError(f"mutation prob must be in [0, 1], got {prob}")
-        rng = as_rng(rng)
-        parent = self.canonical(arch)
-        res = self._pick(rng, self.config.resolutions) if rng.random() < prob else parent["res"]
-        child = {"ch": list(parent["ch"]), "res": res}
-        for i in range(self.num_layers):
-            newly_active = self.active(child, i) and not self.active(parent, i)
-            if newly_active or rng.random() < prob:
-                child["ch"][i] = self._pick(rng, self.config.ratios)
-        return self.canonical(child)
-
-    def crossover(self, a: Arch, b: Arch, rng: RngLike = None) -> Arch:
-        rng = as_rng(rng)
-        parents = (self.canonical(a), self.canonical(b))
-        res = parents[int(rng.integers(2))]["res"]
-        ch = []
-        for i in range(self.num_layers):
-            donors = [p for p in parents if self.active(p, i)] or list(parents)
-            ch.append(donors[int(rng.integers(len(donors)))]["ch"][i])
-        return self.canonical({"ch": ch, "res": res})
-
-    def genes(self) -> list[tuple[str, tuple]]:
-        genes = [(f"ch.{i}", tuple(self.config.ratios)) for i in range(self.num_layers)]
-        return [*genes, ("res", tuple(self.config.resolutions))]
-
-    def from_genes(self, genes: dict[str, Any]) -> Arch:
-        try:
-            arch = {"ch": [genes[f"ch.{i}"] for i in range(self.num_layers)], "res": genes["res"]}
-        except KeyError as err:
-            raise InvalidArchError(self.name, "<genes>", f"missing gene {err}") from None
-        return self.canonical(arch)
-
-    def to_genes(self, arch: Arch) -> dict[str, Any]:
-        arch = self.canonical(arch)
-        return {**{f"ch.{i}": r for i, r in enumerate(arch["ch"])}, "res": arch["res"]}
-
-    # ----- predictors, sizes, specs ---------------------------------------------------------
-
-    @property
-    def encoding_size(self) -> int:
-        return self.num_layers * len(self.config.ratios) + len(self.config.resolutions)
-
-    def encode(self, arch: Arch) -> np.ndarray:
-        arch = self.canonical(arch)
-        c = self.config
-        vec = np.zeros(self.encoding_size, dtype=np.float32)
-        for i, ratio in enumerate(arch["ch"]):
-            if self.active(arch, i):
-                vec[i * len(c.ratios) + c.ratios.index(ratio)] = 1.0
-        vec[self.num_layers * len(c.ratios) + c.resolutions.index(arch["res"])] = 1.0
-        return vec
-
-    def size(self) -> int:
-        total = 0
-        for res in self.config.resolutions:
-            active = sum(1 for layer in self.layers if layer.resolution <= res)
-            total += len(self.config.ratios) ** active
-        return total
-
-    def largest(self) -> Arch:
-        return self.canonical(
-            {"ch": [max(self.config.ratios)] * self.num_layers, "res": max(self.config.resolutions)}
-        )
-
-    def smallest(self) -> Arch:
-        return self.canonical(
-            {"ch": [min(self.config.ratios)] * self.num_layers, "res": min(self.config.resolutions)}
-        )
+    # ----- description and specs ------------------------------------------------------------
 
     def input_shape(self, arch: Arch, batch: int = 1) -> tuple[int, ...]:
         return (batch, self.config.z_dim)  # a latent vector per image
@@ -249,10 +137,7 @@ class AnycostGANSpace(SearchSpace):
             "reference": c.reference,
             "input": f"latent z of {c.z_dim} values",
             "output": f"{c.image_channels}x{c.image_size}x{c.image_size} image",
-            "genes": {
-                "ch": {"length": self.num_layers, "choices": list(c.ratios)},
-                "res": {"choices": list(c.resolutions)},
-            },
+            "genes": self.describe_genes(),
             "layers": [layer.name for layer in self.layers],
             "widths": dict(c.widths),
             "size": self.size(),
@@ -268,7 +153,7 @@ class AnycostGANSpace(SearchSpace):
         """
         arch = self.canonical(arch)
         c = self.config
-        b = SpecBuilder((c.z_dim, 1, 1), name=f"{self.name}:{self.canonical_id(arch)}", batch=batch)
+        b = SpecBuilder((c.z_dim, 1, 1), name=f"{self.name}:{self.arch_id(arch)}", batch=batch)
         b.begin_block("mapping")
         for i in range(c.mapping_layers):
             b.linear(f"mapping.{i}", c.w_dim, src=None if i == 0 else "")

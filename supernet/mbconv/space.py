@@ -16,17 +16,13 @@ choice and equal networks get equal ids.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
-
-from latency_models import BlockSpec, LayerSpec, NetworkSpec, SpecBuilder
-from latency_models.spec import Shape
-from supernet.errors import InvalidArchError
-from supernet.space import Arch, RngLike, SearchSpace, as_rng, make_divisible
+from latency_models import NetworkSpec
+from supernet.mbconv import spec as _spec
+from supernet.space import Arch, ArchField, CanonicalArch, SearchSpace, make_divisible
 
 SE_REDUCTION = 4  # squeeze-and-excitation bottleneck, as in MobileNetV3 and once-for-all
 CHANNEL_DIVISOR = 8
@@ -107,6 +103,8 @@ def mid_channels(in_channels: int, expand: int) -> int:
 
 
 class MBConvSpace(SearchSpace):
+    """Genes and structure of an MBConv space; the layers of an arch are built in `spec`."""
+
     def __init__(self, config: MBConvSpaceConfig) -> None:
         self.config = config
         self.name = config.name
@@ -115,15 +113,7 @@ class MBConvSpace(SearchSpace):
             (s, j) for s, st in enumerate(config.stages) for j in range(max(st.depths))
         ]
         self.num_blocks = len(self.block_stage)
-        self.fields: tuple[str, ...] = ("ks", "e", "d", "r") + (
-            ("w",) if config.elastic_width else ()
-        )
         # Derived once: validate and to_spec run thousands of times per search.
-        self._allowed = {
-            "ks": [frozenset(config.kernel_sizes)] * self.num_blocks,
-            "e": [frozenset(config.expand_ratios)] * self.num_blocks,
-            "d": [frozenset(s.depths) for s in config.stages],
-        }
         self._widths = {w: self._compute_widths(w) for w in config.width_mults}
         self._residual = [self._compute_residual(s, j) for s, j in self.block_stage]
 
@@ -138,6 +128,26 @@ class MBConvSpace(SearchSpace):
         return MBConvSpace(
             dataclasses.replace(c, name=name, in_channels=channels, num_classes=classes)
         )
+
+    # ----- the arch layout ------------------------------------------------------------------
+
+    def arch_fields(self) -> tuple[ArchField, ...]:
+        c = self.config
+        n = self.num_blocks
+        fields = (
+            ArchField.many("ks", [c.kernel_sizes] * n, role="gated"),
+            ArchField.many("e", [c.expand_ratios] * n, role="gated"),
+            ArchField.many("d", [s.depths for s in c.stages], role="controls"),
+            ArchField.one("r", c.resolutions),
+        )
+        if c.elastic_width:
+            fields += (ArchField.one("w", c.width_mults, kind="float"),)
+        return fields
+
+    def gene_active(self, arch: Arch, field: str, position: int) -> bool:
+        """Block i of stage s runs when its index within the stage is below d[s]."""
+        s, j = self.block_stage[position]
+        return j < arch["d"][s]
 
     # ----- widths and structure -------------------------------------------------------------
 
@@ -183,9 +193,7 @@ class MBConvSpace(SearchSpace):
 
     def plan(self, arch: Arch) -> NetPlan:
         """Resolve every channel count of an arch (shared by to_spec and extraction)."""
-        return self._plan(self.validate(arch))
-
-    def _plan(self, arch: Arch) -> NetPlan:
+        arch = self.canonical(arch)
         c = self.config
         w = self.width_mult(arch)
         widths = self.widths(w)
@@ -231,150 +239,9 @@ class MBConvSpace(SearchSpace):
             in_ch = out_ch
         return NetPlan(arch["r"], w, stem, tuple(blocks), tuple(widths["head"]))
 
-    # ----- genes ----------------------------------------------------------------------------
-
-    def _choices(self, key: str, position: int | None = None) -> tuple:
-        c = self.config
-        if key == "ks":
-            return c.kernel_sizes
-        if key == "e":
-            return c.expand_ratios
-        if key == "d":
-            return c.stages[position].depths
-        if key == "r":
-            return c.resolutions
-        return c.width_mults
-
-    def _length(self, key: str) -> int:
-        return len(self.config.stages) if key == "d" else self.num_blocks
-
-    def _active(self, arch: Arch, i: int) -> bool:
-        s, j = self.block_stage[i]
-        return j < arch["d"][s]
-
-    def _pick(self, rng: np.random.Generator, choices: Sequence) -> Any:
-        return choices[int(rng.integers(len(choices)))]
-
-    def sample(self, rng: RngLike = None) -> Arch:
-        rng = as_rng(rng)
-        c = self.config
-        arch: Arch = {
-            "ks": [self._pick(rng, c.kernel_sizes) for _ in range(self.num_blocks)],
-            "e": [self._pick(rng, c.expand_ratios) for _ in range(self.num_blocks)],
-            "d": [self._pick(rng, s.depths) for s in c.stages],
-            "r": self._pick(rng, c.resolutions),
-        }
-        if c.elastic_width:
-            arch["w"] = self._pick(rng, c.width_mults)
-        return self.canonical(arch)
-
-    def mutate(self, arch: Arch, rng: RngLike = None, prob: float = 0.1) -> Arch:
-        if not 0.0 <= prob <= 1.0:
-            raise ValueError(f"mutation prob must be in [0, 1], got {prob}")
-        rng = as_rng(rng)
-        parent = self.canonical(arch)
-        child: Arch = {k: list(v) if isinstance(v, list) else v for k, v in parent.items()}
-        for s in range(len(self.config.stages)):
-            if rng.random() < prob:
-                child["d"][s] = self._pick(rng, self._choices("d", s))
-        for i in range(self.num_blocks):
-            for key in ("ks", "e"):
-                # A block switched on by a deeper stage gets a fresh gene: the parent's value
-                # there is only the canonical placeholder, and keeping it would bias the search.
-                newly_active = self._active(child, i) and not self._active(parent, i)
-                if newly_active or rng.random() < prob:
-                    child[key][i] = self._pick(rng, self._choices(key))
-        for key in ("r", "w") if self.config.elastic_width else ("r",):
-            if rng.random() < prob:
-                child[key] = self._pick(rng, self._choices(key))
-        return self.canonical(child)
-
-    def crossover(self, a: Arch, b: Arch, rng: RngLike = None) -> Arch:
-        rng = as_rng(rng)
-        a, b = self.canonical(a), self.canonical(b)
-        parents = (a, b)
-        child: Arch = {"d": [parents[int(rng.integers(2))]["d"][s] for s in range(len(a["d"]))]}
-        for key in ("ks", "e"):
-            genes = []
-            for i in range(self.num_blocks):
-                # prefer a parent in which the block is active, so the gene was really chosen
-                donors = [p for p in parents if self._active(p, i)] or list(parents)
-                genes.append(donors[int(rng.integers(len(donors)))][key][i])
-            child[key] = genes
-        for key in ("r", "w") if self.config.elastic_width else ("r",):
-            child[key] = parents[int(rng.integers(2))][key]
-        return self.canonical(child)
-
-    # ----- validation and canonical form ----------------------------------------------------
-
-    def validate(self, arch: Any) -> Arch:
-        self._check_fields(arch, self.fields)
-        out: Arch = {}
-        for key in ("ks", "e", "d"):
-            value = arch[key]
-            if not isinstance(value, list | tuple):
-                raise InvalidArchError(
-                    self.name, key, f"expected a list, got {type(value).__name__} {value!r}"
-                )
-            if len(value) != self._length(key):
-                raise InvalidArchError(
-                    self.name, key, f"expected {self._length(key)} entries, got {len(value)}"
-                )
-            allowed = self._allowed[key]
-            # fast path for the common case; the slow path finds and names the bad entry
-            if all(type(v) is int and v in a for v, a in zip(value, allowed, strict=True)):
-                out[key] = list(value)
-            else:
-                out[key] = [self._check_int(key, i, v) for i, v in enumerate(value)]
-        out["r"] = self._check_int("r", None, arch["r"])
-        if self.config.elastic_width:
-            out["w"] = self._check_width(arch["w"])
-        return out
-
-    def _check_int(self, key: str, position: int | None, value: Any) -> int:
-        allowed = self._choices(key, position)
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise InvalidArchError(
-                self.name,
-                key,
-                f"value {value!r} is not an integer",
-                position=position,
-                value=value,
-                allowed=list(allowed),
-            )
-        if int(value) not in allowed:
-            raise InvalidArchError(
-                self.name,
-                key,
-                f"value {value!r} is not allowed",
-                position=position,
-                value=value,
-                allowed=list(allowed),
-            )
-        return int(value)
-
-    def _check_width(self, value: Any) -> float:
-        allowed = list(self.config.width_mults)
-        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-            raise InvalidArchError(
-                self.name, "w", f"value {value!r} is not a number", value=value, allowed=allowed
-            )
-        for choice in allowed:
-            if abs(float(value) - choice) < 1e-9:
-                return float(choice)
-        raise InvalidArchError(
-            self.name, "w", f"value {value!r} is not allowed", value=value, allowed=allowed
-        )
-
-    def canonical(self, arch: Arch) -> Arch:
-        arch = self.validate(arch)
-        for i in range(self.num_blocks):
-            if not self._active(arch, i):
-                arch["ks"][i] = min(self.config.kernel_sizes)
-                arch["e"][i] = min(self.config.expand_ratios)
-        return arch
-
     # ----- genes for samplers -----------------------------------------------------------------
+    # sample, mutate and crossover are the generic ones: they draw per field ("ks", "e", ...),
+    # not per sampler gene, so the pairing below does not change any seeded result.
 
     def genes(self) -> list[tuple[str, tuple]]:
         """One gene per block for kernel and expand together ("k5e4"), then depths, r, w.
@@ -391,27 +258,19 @@ class MBConvSpace(SearchSpace):
             genes.append(("w", tuple(c.width_mults)))
         return genes
 
-    def from_genes(self, genes: dict[str, Any]) -> Arch:
-        try:
-            pairs = [genes[f"ke.{i}"] for i in range(self.num_blocks)]
-            ks = [int(p[1 : p.index("e")]) for p in pairs]
-            es = [int(p[p.index("e") + 1 :]) for p in pairs]
-            arch: Arch = {
-                "ks": ks,
-                "e": es,
-                "d": [genes[f"d.{s}"] for s in range(len(self.config.stages))],
-                "r": genes["r"],
-            }
-            if self.config.elastic_width:
-                arch["w"] = genes["w"]
-        except (KeyError, ValueError, TypeError, AttributeError) as err:
-            raise InvalidArchError(
-                self.name, "<genes>", f"incomplete or malformed: {err}"
-            ) from None
-        return self.canonical(arch)
+    def _arch_of_genes(self, genes: Mapping[str, Any]) -> Arch:
+        pairs = [genes[f"ke.{i}"] for i in range(self.num_blocks)]
+        arch: Arch = {
+            "ks": [int(p[1 : p.index("e")]) for p in pairs],
+            "e": [int(p[p.index("e") + 1 :]) for p in pairs],
+            "d": [genes[f"d.{s}"] for s in range(len(self.config.stages))],
+            "r": genes["r"],
+        }
+        if self.config.elastic_width:
+            arch["w"] = genes["w"]
+        return arch
 
-    def to_genes(self, arch: Arch) -> dict[str, Any]:
-        arch = self.canonical(arch)
+    def _genes_of_arch(self, arch: Arch) -> dict[str, Any]:
         genes: dict[str, Any] = {
             f"ke.{i}": f"k{k}e{e}"
             for i, (k, e) in enumerate(zip(arch["ks"], arch["e"], strict=True))
@@ -422,90 +281,12 @@ class MBConvSpace(SearchSpace):
             genes["w"] = arch["w"]
         return genes
 
-    # ----- predictors, sizes, specs ---------------------------------------------------------
-
-    @property
-    def encoding_size(self) -> int:
-        c = self.config
-        size = self.num_blocks * (len(c.kernel_sizes) + len(c.expand_ratios))
-        size += sum(len(s.depths) for s in c.stages) + len(c.resolutions)
-        return size + (len(c.width_mults) if c.elastic_width else 0)
-
-    def encode(self, arch: Arch) -> np.ndarray:
-        """One-hot genes; an inactive block's ks and e are all zeros (as once-for-all does)."""
-        arch = self.canonical(arch)
-        c = self.config
-        parts: list[np.ndarray] = []
-        for i in range(self.num_blocks):
-            active = self._active(arch, i)
-            for key, choices in (("ks", c.kernel_sizes), ("e", c.expand_ratios)):
-                parts.append(_one_hot(choices, arch[key][i] if active else None))
-        for s, stage in enumerate(c.stages):
-            parts.append(_one_hot(stage.depths, arch["d"][s]))
-        parts.append(_one_hot(c.resolutions, arch["r"]))
-        if c.elastic_width:
-            parts.append(_one_hot(c.width_mults, arch["w"]))
-        return np.concatenate(parts).astype(np.float32)
-
-    def size(self) -> int:
-        c = self.config
-        per_block = len(c.kernel_sizes) * len(c.expand_ratios)
-        total = 1
-        for stage in c.stages:
-            total *= sum(per_block**d for d in stage.depths)
-        return total * len(c.resolutions) * (len(c.width_mults) if c.elastic_width else 1)
-
-    def _extreme(self, pick: Any) -> Arch:
-        c = self.config
-        arch: Arch = {
-            "ks": [pick(c.kernel_sizes)] * self.num_blocks,
-            "e": [pick(c.expand_ratios)] * self.num_blocks,
-            "d": [pick(s.depths) for s in c.stages],
-            "r": pick(c.resolutions),
-        }
-        if c.elastic_width:
-            arch["w"] = pick(c.width_mults)
-        return self.canonical(arch)
-
-    def largest(self) -> Arch:
-        return self._extreme(max)
-
-    def input_shape(self, arch: Arch, batch: int = 1) -> tuple[int, ...]:
-        return (batch, self.config.in_channels, arch["r"], arch["r"])
-
-    def block_cover(self, resolutions: Sequence[int] | None = None) -> list[Arch]:
-        """Every resolution (and width) with all blocks at each (kernel, expand) choice and
-        full depth: together they hold every distinct block shape."""
-        c = self.config
-        archs = []
-        for r in resolutions or c.resolutions:
-            for w in c.width_mults if c.elastic_width else [None]:
-                for k in c.kernel_sizes:
-                    for e in c.expand_ratios:
-                        arch: Arch = {
-                            "ks": [k] * self.num_blocks,
-                            "e": [e] * self.num_blocks,
-                            "d": [max(s.depths) for s in c.stages],
-                            "r": r,
-                        }
-                        if w is not None:
-                            arch["w"] = w
-                        archs.append(self.validate(arch))
-        return archs
-
-    def smallest(self) -> Arch:
-        return self._extreme(min)
+    # ----- description and specs ------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
         c = self.config
-        genes: dict[str, Any] = {
-            "ks": {"length": self.num_blocks, "choices": list(c.kernel_sizes)},
-            "e": {"length": self.num_blocks, "choices": list(c.expand_ratios)},
-            "d": {"length": len(c.stages), "choices": [list(s.depths) for s in c.stages]},
-            "r": {"choices": list(c.resolutions)},
-        }
-        if c.elastic_width:
-            genes["w"] = {"choices": list(c.width_mults)}
+        genes = self.describe_genes()
+        genes["d"]["choices"] = [list(s.depths) for s in c.stages]  # per stage, even if equal
         return {
             "name": self.name,
             "description": c.description,
@@ -517,150 +298,16 @@ class MBConvSpace(SearchSpace):
             "size": self.size(),
         }
 
+    def input_shape(self, arch: Arch, batch: int = 1) -> tuple[int, ...]:
+        return (batch, self.config.in_channels, arch["r"], arch["r"])
+
+    def block_cover(self, resolutions: Sequence[int] | None = None) -> list[CanonicalArch]:
+        """Every resolution (and width) with all blocks at each (kernel, expand) choice and
+        full depth: together they hold every distinct block shape."""
+        return _spec.block_cover(self, resolutions)
+
     def to_spec(self, arch: Arch, batch: int = 1) -> NetworkSpec:
         """Layers are built block by block; each block is cached (a search builds thousands
         of specs from a few hundred distinct blocks)."""
         arch = self.canonical(arch)
-        plan = self._plan(arch)
-        c = self.config
-        r = plan.resolution
-        parts = [
-            _conv_part(
-                "stem",
-                (c.in_channels, r, r),
-                None,
-                plan.stem_channels,
-                3,
-                c.stem_stride,
-                c.stem_act,
-                True,
-            )
-        ]
-        for blk in plan.blocks:
-            parts.append(_mbconv_part(blk, parts[-1][1].out_shape, parts[-1][0][-1].name))
-        head = plan.head_channels
-        parts.append(
-            _conv_part(
-                "final_expand",
-                parts[-1][1].out_shape,
-                parts[-1][0][-1].name,
-                head[0],
-                1,
-                1,
-                c.head_act,
-                True,
-            )
-        )
-        parts.append(_pool_part(parts[-1][1].out_shape, parts[-1][0][-1].name))
-        if c.head == "mbv3":
-            parts.append(
-                _conv_part(
-                    "feature_mix",
-                    parts[-1][1].out_shape,
-                    parts[-1][0][-1].name,
-                    head[1],
-                    1,
-                    1,
-                    c.head_act,
-                    False,
-                )
-            )
-        parts.append(_linear_part(parts[-1][1].out_shape, parts[-1][0][-1].name, c.num_classes))
-        return NetworkSpec(
-            layers=tuple(layer for layers, _ in parts for layer in layers),
-            input_shape=(c.in_channels, r, r),
-            batch=batch,
-            name=f"{self.name}:{self.canonical_id(arch)}",
-            blocks=tuple(block for _, block in parts),
-        )
-
-
-# Spec parts: (layers, block) of one block, built once per distinct block and input, cached.
-SpecPart = tuple[tuple[LayerSpec, ...], BlockSpec]
-
-
-def _builder(name: str, in_shape: Shape, src: str | None) -> tuple[SpecBuilder, str | None]:
-    b = SpecBuilder(in_shape)
-    if src is not None:
-        b.external(src, in_shape)
-    b.begin_block(name)
-    return b, src
-
-
-def _finish(b: SpecBuilder, kind: str, in_shape: Shape, **attrs: Any) -> SpecPart:
-    b.end_block(kind, in_shape, **attrs)
-    return tuple(b.layers), b.blocks[0]
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _conv_part(
-    name: str,
-    in_shape: Shape,
-    src: str | None,
-    width: int,
-    kernel: int,
-    stride: int,
-    act: str,
-    bn: bool,
-) -> SpecPart:
-    b, src = _builder(name, in_shape, src)
-    b.conv(name, width, kernel=kernel, stride=stride, act=act, bn=bn, src=src)
-    return _finish(b, "conv", in_shape, kernel=kernel, stride=stride, act=act)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _pool_part(in_shape: Shape, src: str) -> SpecPart:
-    b, src = _builder("pool", in_shape, src)
-    b.global_avgpool("pool", src=src)
-    return _finish(b, "global_avgpool", in_shape)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _linear_part(in_shape: Shape, src: str, classes: int) -> SpecPart:
-    b, src = _builder("classifier", in_shape, src)
-    b.linear("classifier", classes, src=src)
-    return _finish(b, "linear", in_shape)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _mbconv_part(blk: BlockPlan, in_shape: Shape, src: str) -> SpecPart:
-    name = f"blocks.{blk.index}"
-    b, src = _builder(name, in_shape, src)
-    if blk.expand != 1:
-        b.conv(f"{name}.expand", blk.mid_channels, act=blk.act, src=src)
-    dw = b.conv(
-        f"{name}.depthwise",
-        blk.mid_channels,
-        kernel=blk.kernel,
-        stride=blk.stride,
-        groups=blk.mid_channels,
-        act=blk.act,
-        src=b.last or src,
-    )
-    if blk.se_channels:
-        b.global_avgpool(f"{name}.se.pool")
-        b.conv(f"{name}.se.reduce", blk.se_channels, bias=True, bn=False, act="relu")
-        gate = b.conv(f"{name}.se.expand", blk.mid_channels, bias=True, bn=False, act="h_sigmoid")
-        b.mul(f"{name}.se.scale", dw, gate)
-    project = b.conv(f"{name}.project", blk.out_channels)
-    if blk.residual:
-        b.add(f"{name}.add", project, src)
-    return _finish(
-        b,
-        "mbconv",
-        in_shape,
-        mid=blk.mid_channels,
-        kernel=blk.kernel,
-        stride=blk.stride,
-        expand=blk.expand,
-        skip=blk.residual,
-        se=bool(blk.se_channels),
-        act=blk.act,
-    )
-
-
-def _one_hot(choices: Sequence, value: Any) -> np.ndarray:
-    vec = np.zeros(len(choices), dtype=np.float32)
-    if value is not None:
-        vec[list(choices).index(value)] = 1.0
-    return vec
+        return _spec.network_spec(self, self.plan(arch), self.arch_id(arch), batch)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 
 import numpy as np
 import pytest
 
 import supernet
 from supernet import InvalidArchError, UnknownSpaceError
+from supernet.space import CanonicalArch
 
 PRESETS = ["ofa-mbv3-w1.0", "ofa-mbv3-w1.2", "mnist-mbv3", "mcu-mbv2"]
 
@@ -314,3 +317,102 @@ def test_spec_grows_with_every_gene(space):
     bigger = dict(small, r=space.config.resolutions[-1])
     assert space.to_spec(bigger).macs > spec.macs
     assert space.to_spec(space.largest()).params > spec.params
+
+
+# ----- seeded results are part of the contract ----------------------------------------------
+
+# arch ids of sample(0), mutate(sample(0), 1, 0.5) and crossover(sample(2), sample(3), 4), as
+# the space-specific operators gave them before the generic ones replaced them
+SEEDED_IDS = {
+    "anycost-gan-mnist": ("0b584e8b0e76dd0c", "4da40fd13c48e0ae", "13c0b90b81e2d005"),
+    "mcu-mbv2": ("6f6703875ec72f9b", "1e4c47c814afe8e8", "2c22e22215b78564"),
+    "mnist-mbv3": ("b0c29d50ab52e46e", "799f1f1c03240d65", "f89ae28e097fc9c3"),
+    "ofa-mbv3-w1.0": ("0175da0d7786ef66", "324df187a7f59c06", "f51a5448c46d87c9"),
+    "ofa-mbv3-w1.2": ("0175da0d7786ef66", "324df187a7f59c06", "f51a5448c46d87c9"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEEDED_IDS))
+def test_seeded_operators_give_the_same_archs_as_before(name):
+    s = supernet.get_space(name)
+    got = (
+        s.arch_id(s.sample(0)),
+        s.arch_id(s.mutate(s.sample(0), 1, 0.5)),
+        s.arch_id(s.crossover(s.sample(2), s.sample(3), 4)),
+    )
+    assert got == SEEDED_IDS[name]
+
+
+# ----- trusted canonical archs: validated once where they enter ------------------------------
+
+
+@pytest.mark.parametrize("name", supernet.list_spaces())
+def test_canonical_arch_acts_as_the_plain_dict(name):
+    space = supernet.get_space(name)
+    rng = np.random.default_rng(11)
+    made = [space.sample(rng) for _ in range(8)] + [space.largest(), space.smallest()]
+    made += [space.mutate(made[0], rng, 0.5), space.crossover(made[0], made[1], rng)]
+    made.append(space.from_genes(space.to_genes(made[2])))
+    for arch in made:
+        assert type(arch) is CanonicalArch and arch.space_name == space.name
+        plain = json.loads(json.dumps(arch))
+        assert type(plain) is dict and plain == arch and arch == plain
+        assert space.arch_id(plain) == space.arch_id(arch)
+        np.testing.assert_array_equal(space.encode(plain), space.encode(arch))
+        assert space.to_spec(plain, batch=2) == space.to_spec(arch, batch=2)
+        assert space.canonical(arch) is arch
+        assert space.validate(plain) == arch and space.trusted(space.validate(plain))
+        for twin in (pickle.loads(pickle.dumps(arch)), copy.deepcopy(arch), copy.copy(arch)):
+            assert type(twin) is CanonicalArch and twin.space_name == space.name
+            assert twin == arch and space.trusted(twin)
+            assert space.arch_id(twin) == space.arch_id(plain)
+        assert json.dumps(arch, sort_keys=True) == json.dumps(plain, sort_keys=True)
+    deep = copy.deepcopy(arch)
+    assert all(deep[k] is not arch[k] for k in arch if isinstance(arch[k], list))
+
+
+@pytest.mark.parametrize("name", supernet.list_spaces())
+def test_plain_dicts_and_edited_archs_are_still_validated(name):
+    space = supernet.get_space(name)
+    bad = json.loads(json.dumps(space.sample(0)))
+    bad[space.fields[0]] = "x"
+    with pytest.raises(InvalidArchError):
+        space.validate(bad)
+    with pytest.raises(InvalidArchError):
+        space.to_spec(bad)
+    with pytest.raises(InvalidArchError):
+        space.arch_id(bad)
+    edited = space.sample(0)
+    edited[space.resolution_gene] = -1  # any edit drops the trust
+    assert edited.space_name is None and not space.trusted(edited)
+    with pytest.raises(InvalidArchError):
+        space.to_spec(edited)
+    # an arch of another space is not trusted either
+    other = CanonicalArch(space.sample(0), "some-other-space")
+    assert not space.trusted(other) and space.canonical(other) == other
+
+
+@pytest.mark.parametrize("name", supernet.list_spaces())
+def test_trusted_path_validates_at_most_once(name, monkeypatch):
+    space = supernet.get_space(name)
+    genes = space.to_genes(space.sample(0))
+    plain = json.loads(json.dumps(space.sample(1)))
+    calls = []
+    validate = space.validate
+    monkeypatch.setattr(space, "validate", lambda arch: calls.append(1) or validate(arch))
+
+    arch = space.from_genes(genes)
+    space.to_spec(arch)
+    space.encode(arch)
+    space.arch_id(arch)
+    space.to_genes(arch)
+    if hasattr(space, "plan"):
+        space.plan(arch)
+    assert len(calls) <= 1
+    calls.clear()
+    space.mutate(arch, 0, 0.5)
+    space.crossover(arch, space.smallest(), 0)
+    assert len(calls) <= 3  # one per new arch: the two children and the smallest
+    calls.clear()
+    space.to_spec(plain)
+    assert len(calls) == 1  # a plain dict is validated, once
