@@ -32,7 +32,8 @@ import supernet
 from supernet.data import Dataset, random_shift, resize
 from supernet.mbconv.checkpoint import TrainedSupernet, load_supernet
 from supernet.mbconv.predictor import fit_predictor, measure_archs
-from supernet.mbconv.train import CosineWithWarmup, TrainConfig, load_train_config, train_supernet
+from supernet.mbconv.train import TrainConfig, load_train_config, train_supernet
+from supernet.run import cosine_schedule
 from supernet.space import Arch
 
 
@@ -58,7 +59,7 @@ def train_from_scratch(
         weight_decay=cfg.weight_decay,
     )
     steps = math.ceil(len(data.train) / cfg.batch_size)
-    schedule = CosineWithWarmup(optimizer, lr, steps, epochs * steps)
+    schedule = cosine_schedule(optimizer, steps, epochs * steps)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         for idx in torch.split(torch.randperm(len(data.train), generator=gen), cfg.batch_size):

@@ -32,7 +32,7 @@ def train(
         cfg = load_gan_config(config, out_dir=str(out) if out else None)
         result = train_gan(cfg, resume=resume, progress=progress and not as_json)
     summary = {
-        "gan": str(result.gan_path),
+        "gan": str(result.path),
         "sha256": result.sha256,
         "seconds": round(result.seconds, 1),
         **result.final,
@@ -40,7 +40,7 @@ def train(
     if as_json:
         typer.echo(json.dumps(summary))
         return
-    console.print(f"generator: {result.gan_path}  (sha256 {result.sha256[:12]})", soft_wrap=True)
+    console.print(f"generator: {result.path}  (sha256 {result.sha256[:12]})", soft_wrap=True)
     for key, value in result.final.items():
         console.print(f"  {key:>18}: {value:.4g}")
     console.print(f"samples: {result.out_dir / 'samples.png'}")

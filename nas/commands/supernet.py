@@ -33,7 +33,7 @@ def train(
         cfg = load_train_config(config, out_dir=str(out) if out else None)
         result = train_supernet(cfg, resume=resume, progress=progress and not as_json)
     summary = {
-        "supernet": str(result.supernet_path),
+        "supernet": str(result.path),
         "sha256": result.sha256,
         "epochs": cfg.total_epochs,
         "seconds": round(result.seconds, 1),
@@ -43,7 +43,7 @@ def train(
         typer.echo(json.dumps(summary))
         return
     console.print(
-        f"supernet: {result.supernet_path}  (sha256 {result.sha256[:12]})\n"
+        f"supernet: {result.path}  (sha256 {result.sha256[:12]})\n"
         f"validation top-1: largest {result.final['acc_largest']:.2%}, "
         f"smallest {result.final['acc_smallest']:.2%}"
     )

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from supernet.data import Dataset, random_shift, resize
 from supernet.errors import CheckpointError
 from supernet.io import read_checkpoint, save_atomic
-from supernet.mbconv.train import CosineWithWarmup
+from supernet.run import cosine_schedule
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +195,7 @@ def train_feature_net(
     steps_per_epoch = math.ceil(len(train) / batch_size)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     total_steps = epochs * steps_per_epoch
-    scheduler = CosineWithWarmup(
-        optimizer, lr, warmup=math.ceil(0.25 * total_steps), total=total_steps
-    )
+    scheduler = cosine_schedule(optimizer, warmup=math.ceil(0.25 * total_steps), total=total_steps)
     columns = (
         TextColumn("[bold]feature net[/] epoch {task.fields[epoch]}"),
         BarColumn(),

@@ -16,7 +16,8 @@ half-life is `ema_half_life` steps, but at most a tenth of the steps since the a
 channels: sub-generators then learn fast, and an average over weights from before and after
 that is worse for them than either end.
 A checkpoint with both networks, both optimizers and every RNG state is written after each
-epoch; `resume=True` continues a killed run and reproduces the unbroken run on CPU.
+epoch (supernet.run); `resume=True` continues a killed run and reproduces the unbroken run on
+CPU.
 """
 
 from __future__ import annotations
@@ -26,14 +27,12 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
@@ -56,10 +55,10 @@ from supernet.io import (
     file_sha256,
     format_validation_error,
     merge_overrides,
-    read_checkpoint,
     read_yaml_mapping,
     save_atomic,
 )
+from supernet.run import ResumableRun, Rngs, TrainResult
 from supernet.space import Arch, get_space
 
 log = logging.getLogger(__name__)
@@ -100,30 +99,17 @@ def load_gan_config(path: str | Path, **overrides: Any) -> GanTrainConfig:
         raise ConfigError(format_validation_error(err, f"GAN config {path}")) from None
 
 
-@dataclass
-class GanTrainResult:
-    out_dir: Path
-    gan_path: Path
-    sha256: str
-    history: list[dict[str, Any]]
-    seconds: float
-    final: dict[str, Any] = field(default_factory=dict)
+class GanTrainer(ResumableRun):
+    state_format = STATE_FORMAT
+    artifact_name = "gan.pt"
+    artifact_format = GAN_FORMAT
 
-
-class GanTrainingInterrupted(RuntimeError):
-    """Raised by `stop_after_steps` (tests simulate a killed run with it)."""
-
-
-class GanTrainer:
     def __init__(self, config: GanTrainConfig, progress: bool = True) -> None:
-        self.config, self.progress = config, progress
+        super().__init__(config, progress)
         space = get_space(config.space)
         if not isinstance(space, AnycostGANSpace):
             raise ConfigError(f"space {config.space!r} is not a GAN space")
         self.space = space
-        self.out_dir = Path(config.out_dir)
-        self.state_path = self.out_dir / "checkpoint.pt"
-        self.gan_path = self.out_dir / "gan.pt"
         self.feature_path = self.out_dir / "feature_net.pt"
         self.data: Dataset = load_dataset(config.data)
         if self.data.in_channels != space.config.image_channels:
@@ -136,17 +122,14 @@ class GanTrainer:
     # ----- state ------------------------------------------------------------------------------
 
     def _fresh(self) -> None:
-        cfg = self.config
-        torch.manual_seed(cfg.seed)
+        self.rngs = Rngs.seeded(self.config.seed)
         self.generator = AnycostGenerator(self.space)
         self.discriminator = ConditionalDiscriminator(self.space)
         self.g_ema = self._average_of(self.generator)
         self.ema_steps = 0  # steps since the average (re)started
         self.opt_g, self.opt_d = self._optimizers()
-        self.arch_rng = np.random.default_rng(cfg.seed)
-        self.data_gen = torch.Generator().manual_seed(cfg.seed)
         self.stage, self.epochs_done, self.step = 1, 0, 0
-        self.history: list[dict[str, Any]] = []
+        self.history = []
 
     @staticmethod
     def _average_of(generator: AnycostGenerator) -> AnycostGenerator:
@@ -169,54 +152,32 @@ class GanTrainer:
             torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr, betas=cfg.betas),
         )
 
-    def _load(self) -> None:
-        state = read_checkpoint(self.state_path, STATE_FORMAT)
-        saved = GanTrainConfig(**state["config"])
-        if saved != self.config:
-            diff = sorted(
-                k
-                for k in GanTrainConfig.model_fields
-                if getattr(saved, k) != getattr(self.config, k)
-            )
-            raise ConfigError(f"cannot resume {self.state_path}: the config differs in {diff}")
-        self._fresh()
+    def _state(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.state_dict(),
+            "g_ema": self.g_ema.state_dict(),
+            "ema_steps": self.ema_steps,
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "stage": self.stage,
+            "epochs_done": self.epochs_done,
+            "step": self.step,
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
         self.generator.load_state_dict(state["generator"])
         self.g_ema.load_state_dict(state["g_ema"])
         self.ema_steps = state["ema_steps"]
         self.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        self.arch_rng.bit_generator.state = state["arch_rng"]
-        self.data_gen.set_state(state["data_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        self.stage, self.epochs_done, self.step = (
-            state["stage"],
-            state["epochs_done"],
-            state["step"],
-        )
-        self.history = list(state["history"])
+        self.stage, self.epochs_done = state["stage"], state["epochs_done"]
+        self.step = state["step"]
 
-    def _save(self) -> None:
-        save_atomic(
-            {
-                "format": STATE_FORMAT,
-                "config": self.config.model_dump(),
-                "generator": self.generator.state_dict(),
-                "g_ema": self.g_ema.state_dict(),
-                "ema_steps": self.ema_steps,
-                "discriminator": self.discriminator.state_dict(),
-                "opt_g": self.opt_g.state_dict(),
-                "opt_d": self.opt_d.state_dict(),
-                "arch_rng": self.arch_rng.bit_generator.state,
-                "data_rng": self.data_gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "stage": self.stage,
-                "epochs_done": self.epochs_done,
-                "step": self.step,
-                "history": self.history,
-            },
-            self.state_path,
-        )
+    @property
+    def done(self) -> bool:
+        return self.stage > 2
 
     def _feature_net(self) -> FeatureNet:
         """Trained once per run (deterministic), kept beside the checkpoints. Always used as
@@ -261,10 +222,10 @@ class GanTrainer:
         cfg = self.config
         g, n = self.generator, real32.shape[0]
         res = self.space.config.resolutions[
-            int(self.arch_rng.integers(len(self.space.config.resolutions)))
+            int(self.rngs.arch.integers(len(self.space.config.resolutions)))
         ]
         full = self.space.uniform(1.0, res)
-        sub = self.space.sample(self.arch_rng) if self.stage == 2 else None
+        sub = self.space.sample(self.rngs.arch) if self.stage == 2 else None
         if sub is not None:
             sub = {**sub, "res": res}
             sub = self.space.canonical(sub)
@@ -310,23 +271,8 @@ class GanTrainer:
 
     # ----- the run ----------------------------------------------------------------------------
 
-    def run(self, resume: bool = False, stop_after_steps: int | None = None) -> GanTrainResult:
+    def _train(self, stop_after_steps: int | None) -> TrainResult:
         cfg = self.config
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        if resume and self.state_path.exists():
-            self._load()
-        elif self.state_path.exists():
-            raise ConfigError(
-                f"{self.out_dir} already holds a training run; pass --resume to continue it "
-                "or choose another out_dir"
-            )
-        else:
-            self._fresh()
-        if self.stage > 2 and self.gan_path.exists():
-            return self._completed()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
         # Building these draws from torch's global RNG (module init); fork it so a resumed run
         # continues from exactly the RNG state its checkpoint saved.
         with torch.random.fork_rng(devices=[]):
@@ -372,7 +318,7 @@ class GanTrainer:
                     self.opt_g, self.opt_d = self._optimizers()  # moments follow no permutation
                 for epoch in range(self.epochs_done, epochs):
                     self.generator.train()
-                    order = torch.randperm(len(self.real), generator=self.data_gen)
+                    order = torch.randperm(len(self.real), generator=self.rngs.data)
                     losses: list[dict[str, float]] = []
                     for index in torch.split(order, cfg.batch_size):
                         if len(index) < 2:
@@ -386,8 +332,7 @@ class GanTrainer:
                             d=losses[-1]["d_loss"],
                             g=losses[-1]["g_loss"],
                         )
-                        if stop_after_steps is not None and self.step >= stop_after_steps:
-                            raise GanTrainingInterrupted(f"stopped after {self.step} steps")
+                        self._check_stop(self.step, stop_after_steps)
                     self.epochs_done = epoch + 1
                     record = self._epoch_record(evaluator, losses, started)
                     self.history.append(record)
@@ -424,7 +369,7 @@ class GanTrainer:
             "seconds": round(time.perf_counter() - started, 1),
         }
 
-    def _finish(self, evaluator: GanEvaluator, started: float) -> GanTrainResult:
+    def _finish(self, evaluator: GanEvaluator, started: float) -> TrainResult:
         ratios = sorted(self.space.config.ratios, reverse=True)
         results = evaluator.evaluate_many([self.space.uniform(r) for r in ratios])
         final = {f"fid_{r}x": result.fid for r, result in zip(ratios, results, strict=True)}
@@ -448,31 +393,9 @@ class GanTrainer:
                     "torch": str(torch.__version__),
                 },
             },
-            self.gan_path,
+            self.artifact_path,
         )
-        with (self.out_dir / "history.jsonl").open("w") as f:
-            for record in self.history:
-                f.write(json.dumps(record) + "\n")
-        return GanTrainResult(
-            self.out_dir,
-            self.gan_path,
-            file_sha256(self.gan_path),
-            self.history,
-            time.perf_counter() - started,
-            final,
-        )
-
-    def _completed(self) -> GanTrainResult:
-        data = read_checkpoint(self.gan_path, GAN_FORMAT)
-        meta = data.get("meta", {})
-        return GanTrainResult(
-            self.out_dir,
-            self.gan_path,
-            file_sha256(self.gan_path),
-            list(meta.get("history", [])),
-            0.0,
-            dict(meta.get("final", {})),
-        )
+        return self._finished(file_sha256(self.artifact_path), final, started)
 
 
 def train_gan(
@@ -480,6 +403,6 @@ def train_gan(
     resume: bool = False,
     progress: bool = True,
     stop_after_steps: int | None = None,
-) -> GanTrainResult:
+) -> TrainResult:
     """Train (or resume) an Anycost GAN run; writes out_dir/{checkpoint,gan,feature_net}.pt."""
     return GanTrainer(config, progress).run(resume=resume, stop_after_steps=stop_after_steps)

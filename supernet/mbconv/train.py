@@ -8,8 +8,9 @@ and from the largest subnet's soft predictions (in-place distillation); their gr
 accumulate into one optimizer step. Before a phase that adds smaller expand ratios, middle
 channels are sorted by importance, protecting the prefixes that smaller ratios already use.
 
-A checkpoint with optimizer, scheduler and every RNG state is written after each epoch;
-`resume=True` continues a killed run and reproduces the unbroken run bit for bit on CPU.
+A checkpoint with optimizer, scheduler and every RNG state is written after each epoch
+(supernet.run); `resume=True` continues a killed run and reproduces the unbroken run bit for
+bit on CPU.
 
 The step (`sandwich_step`) touches only its arguments, so it runs unchanged under torch DDP
 (wrap the supernet with find_unused_parameters=True, seed the arch sampler identically on
@@ -23,32 +24,26 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import LambdaLR
 
 from supernet.data import Dataset, DatasetConfig, load_dataset, random_shift, resize
 from supernet.errors import ConfigError
-from supernet.factory import build
-from supernet.io import (
-    file_sha256,
-    format_validation_error,
-    merge_overrides,
-    read_checkpoint,
-    read_yaml_mapping,
-    save_atomic,
-)
+from supernet.family import build
+from supernet.io import format_validation_error, merge_overrides, read_yaml_mapping
 from supernet.mbconv.checkpoint import SUPERNET_FORMAT, save_supernet
 from supernet.mbconv.evaluate import SupernetEvaluator
 from supernet.mbconv.space import MBConvSpace
+from supernet.run import ResumableRun, Rngs, TrainResult, cosine_schedule
 from supernet.space import Arch, get_space
 
 log = logging.getLogger(__name__)
@@ -183,41 +178,6 @@ class PhaseChoices:
         return self._arch(space, r, lambda choices: choices[int(rng.integers(len(choices)))])
 
 
-# ----- schedule and step -------------------------------------------------------------------
-
-
-class CosineWithWarmup:
-    """Linear warmup to the phase's lr, then cosine decay to zero, per optimizer step."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, warmup: int, total: int):
-        self.optimizer, self.base_lr = optimizer, base_lr
-        self.warmup, self.total = warmup, max(total, 1)
-        self.step_count = 0
-        self._apply()
-
-    def lr(self) -> float:
-        t = self.step_count
-        if t < self.warmup:
-            return self.base_lr * (t + 1) / self.warmup
-        progress = (t - self.warmup) / max(self.total - self.warmup, 1)
-        return 0.5 * self.base_lr * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    def _apply(self) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr()
-
-    def step(self) -> None:
-        self.step_count += 1
-        self._apply()
-
-    def state_dict(self) -> dict[str, int]:
-        return {"step_count": self.step_count}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.step_count = int(state["step_count"])
-        self._apply()
-
-
 def soft_cross_entropy(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
     """Cross-entropy against the teacher's softened distribution, scaled by T^2."""
     target = F.softmax(teacher / temperature, dim=1)
@@ -264,27 +224,14 @@ def sandwich_step(
 # ----- the run -----------------------------------------------------------------------------
 
 
-@dataclass
-class TrainResult:
-    out_dir: Path
-    supernet_path: Path
-    sha256: str
-    history: list[dict[str, Any]]
-    seconds: float
-    final: dict[str, Any] = field(default_factory=dict)
+class Trainer(ResumableRun):
+    state_format = STATE_FORMAT
+    artifact_name = "supernet.pt"
+    artifact_format = SUPERNET_FORMAT
+    final_key = "final_val"
 
-
-class TrainingInterrupted(RuntimeError):
-    """Raised by `stop_after_steps` (tests simulate a killed run with it)."""
-
-
-class Trainer:
     def __init__(self, config: TrainConfig, progress: bool = True) -> None:
-        self.config = config
-        self.progress = progress
-        self.out_dir = Path(config.out_dir)
-        self.state_path = self.out_dir / "checkpoint.pt"
-        self.supernet_path = self.out_dir / "supernet.pt"
+        super().__init__(config, progress)
         base = get_space(config.space)
         if not isinstance(base, MBConvSpace):
             raise ConfigError(f"space {config.space!r} cannot be trained by this trainer")
@@ -296,61 +243,39 @@ class Trainer:
     # -- state --
 
     def _fresh(self) -> None:
-        cfg = self.config
-        torch.manual_seed(cfg.seed)
+        self.rngs = Rngs.seeded(self.config.seed)
         self.net = build(self.space)
-        if cfg.channels_last:
+        if self.config.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.arch_rng = np.random.default_rng(cfg.seed)
-        self.data_gen = torch.Generator().manual_seed(cfg.seed)
         self.phase_index, self.epochs_done, self.global_step = 0, 0, 0
-        self.history: list[dict[str, Any]] = []
-        self.optimizer_state: dict | None = None
+        self.history = []
+        self.optimizer_state: dict | None = None  # of the phase under way, once resumed
         self.scheduler_state: dict | None = None
 
-    def _load(self) -> None:
-        state = read_checkpoint(self.state_path, STATE_FORMAT)
-        saved = TrainConfig(**state["config"])
-        if saved != self.config:
-            diff = sorted(
-                k for k in TrainConfig.model_fields if getattr(saved, k) != getattr(self.config, k)
-            )
-            raise ConfigError(
-                f"cannot resume {self.state_path}: the config differs in {diff}; "
-                "use the run's own config or another out_dir"
-            )
-        self._fresh()
+    def _state(self) -> dict[str, Any]:
+        return {
+            "space": self.space.name,
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "phase_index": self.phase_index,
+            "epochs_done": self.epochs_done,
+            "global_step": self.global_step,
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["model"])
-        self.arch_rng.bit_generator.state = state["arch_rng"]
-        self.data_gen.set_state(state["data_rng"])
-        torch.set_rng_state(state["torch_rng"])
         self.phase_index, self.epochs_done = state["phase_index"], state["epochs_done"]
-        self.global_step, self.history = state["global_step"], list(state["history"])
+        self.global_step = state["global_step"]
         self.optimizer_state, self.scheduler_state = state["optimizer"], state["scheduler"]
 
-    def _save(self, optimizer: torch.optim.Optimizer, scheduler: CosineWithWarmup) -> None:
-        save_atomic(
-            {
-                "format": STATE_FORMAT,
-                "config": self.config.model_dump(),
-                "space": self.space.name,
-                "model": self.net.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "arch_rng": self.arch_rng.bit_generator.state,
-                "data_rng": self.data_gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "phase_index": self.phase_index,
-                "epochs_done": self.epochs_done,
-                "global_step": self.global_step,
-                "history": self.history,
-            },
-            self.state_path,
-        )
+    @property
+    def done(self) -> bool:
+        return self.phase_index >= len(self.config.phases)
 
     # -- loop --
 
-    def _optimizer(self, phase: PhaseConfig) -> tuple[torch.optim.Optimizer, CosineWithWarmup]:
+    def _optimizer(self, phase: PhaseConfig) -> tuple[torch.optim.Optimizer, LambdaLR]:
         cfg = self.config
         # No weight decay on BatchNorm, biases and kernel transforms, as once-for-all does.
         decay = [p for n, p in self.net.named_parameters() if p.dim() > 1 and "transform" not in n]
@@ -366,13 +291,8 @@ class Trainer:
             nesterov=cfg.nesterov and cfg.momentum > 0,
         )
         steps_per_epoch = math.ceil(len(self.data.train) / cfg.batch_size)
-        scheduler = CosineWithWarmup(
-            optimizer,
-            phase.lr,
-            round(phase.warmup_epochs * steps_per_epoch),
-            phase.epochs * steps_per_epoch,
-        )
-        return optimizer, scheduler
+        warmup = round(phase.warmup_epochs * steps_per_epoch)
+        return optimizer, cosine_schedule(optimizer, warmup, phase.epochs * steps_per_epoch)
 
     def _sort_channels_for(self, index: int) -> None:
         """Before a phase that adds smaller expand ratios, sort middle channels (OFA)."""
@@ -386,36 +306,14 @@ class Trainer:
 
     def _batch(self, index: Tensor, resolution: int) -> tuple[Tensor, Tensor]:
         x = self.data.normalize(self.data.train.images[index])
-        x = random_shift(x, self.config.augment_shift, self.data_gen)
+        x = random_shift(x, self.config.augment_shift, self.rngs.data)
         x = resize(x, resolution)
         if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, self.data.train.labels[index]
 
-    def run(self, resume: bool = False, stop_after_steps: int | None = None) -> TrainResult:
+    def _train(self, stop_after_steps: int | None) -> TrainResult:
         cfg = self.config
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        if resume and self.state_path.exists():
-            self._load()
-            log.info(
-                "resuming %s at phase %d, epoch %d",
-                self.state_path,
-                self.phase_index,
-                self.epochs_done,
-            )
-        elif self.state_path.exists():
-            raise ConfigError(
-                f"{self.out_dir} already holds a training run; pass --resume to continue it "
-                "or choose another out_dir"
-            )
-        else:
-            self._fresh()
-        if self.phase_index >= len(cfg.phases) and self.supernet_path.exists():
-            log.info("training already complete: %s", self.supernet_path)
-            return self._completed()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
         started = time.perf_counter()
         evaluator = SupernetEvaluator(
             self.net,
@@ -451,28 +349,28 @@ class Trainer:
             while self.phase_index < len(cfg.phases):
                 index = self.phase_index
                 phase, choices = cfg.phases[index], self.choices[index]
-                optimizer, scheduler = self._optimizer(phase)
+                self.optimizer, self.scheduler = self._optimizer(phase)
                 if self.epochs_done == 0:
                     self._sort_channels_for(index)
                 else:
-                    optimizer.load_state_dict(self.optimizer_state)
-                    scheduler.load_state_dict(self.scheduler_state)
+                    self.optimizer.load_state_dict(self.optimizer_state)
+                    self.scheduler.load_state_dict(self.scheduler_state)
                 for epoch in range(self.epochs_done, phase.epochs):
                     self.net.train()
-                    order = torch.randperm(len(self.data.train), generator=self.data_gen)
+                    order = torch.randperm(len(self.data.train), generator=self.rngs.data)
                     losses = []
                     for batch_index in torch.split(order, cfg.batch_size):
-                        r = choices.r[int(self.arch_rng.integers(len(choices.r)))]
+                        r = choices.r[int(self.rngs.arch.integers(len(choices.r)))]
                         archs = [choices.largest(self.space, r)]
                         if choices.elastic:
                             archs.append(choices.smallest(self.space, r))
                             archs += [
-                                choices.sample(self.space, r, self.arch_rng)
+                                choices.sample(self.space, r, self.rngs.arch)
                                 for _ in range(cfg.random_subnets)
                             ]
                         x, y = self._batch(batch_index, r)
-                        stats = sandwich_step(self.net, optimizer, x, y, archs, cfg)
-                        scheduler.step()
+                        stats = sandwich_step(self.net, self.optimizer, x, y, archs, cfg)
+                        self.scheduler.step()
                         self.global_step += 1
                         losses.append(stats.loss_largest)
                         bar.update(
@@ -482,8 +380,7 @@ class Trainer:
                             phase=phase.name,
                             epoch=f"{epoch + 1}/{phase.epochs}",
                         )
-                        if stop_after_steps is not None and self.global_step >= stop_after_steps:
-                            raise TrainingInterrupted(f"stopped after {self.global_step} steps")
+                        self._check_stop(self.global_step, stop_after_steps)
                     self.epochs_done = epoch + 1
                     record = self._epoch_record(phase, choices, evaluator, losses, started)
                     self.history.append(record)
@@ -495,20 +392,8 @@ class Trainer:
                     log.info("%s", json.dumps(record))
                     if self.epochs_done == phase.epochs:  # the next phase starts fresh
                         self.phase_index, self.epochs_done = index + 1, 0
-                    self._save(optimizer, scheduler)
+                    self._save()
         return self._finish(evaluator, started)
-
-    def _completed(self) -> TrainResult:
-        data = read_checkpoint(self.supernet_path, SUPERNET_FORMAT)
-        meta = data.get("meta", {})
-        return TrainResult(
-            self.out_dir,
-            self.supernet_path,
-            file_sha256(self.supernet_path),
-            list(meta.get("history", [])),
-            0.0,
-            dict(meta.get("final_val", {})),
-        )
 
     def _epoch_record(
         self,
@@ -549,19 +434,9 @@ class Trainer:
             "torch": str(torch.__version__),
         }
         sha = save_supernet(
-            self.net, self.space, self.data, self.config.data, self.supernet_path, meta
+            self.net, self.space, self.data, self.config.data, self.artifact_path, meta
         )
-        with (self.out_dir / "history.jsonl").open("w") as f:
-            for record in self.history:
-                f.write(json.dumps(record) + "\n")
-        return TrainResult(
-            self.out_dir,
-            self.supernet_path,
-            sha,
-            self.history,
-            time.perf_counter() - started,
-            final,
-        )
+        return self._finished(sha, final, started)
 
 
 def train_supernet(

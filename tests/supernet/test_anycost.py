@@ -16,13 +16,10 @@ from nas.cli import app
 from supernet import InvalidArchError
 from supernet.anycost.discriminator import ConditionalDiscriminator
 from supernet.anycost.evaluate import load_gan
-from supernet.anycost.train import (
-    ConfigError,
-    GanTrainConfig,
-    GanTrainingInterrupted,
-    train_gan,
-)
+from supernet.anycost.train import GanTrainConfig, train_gan
+from supernet.errors import ConfigError
 from supernet.io import read_checkpoint
+from supernet.run import TrainingInterrupted
 
 SPACE = "anycost-gan-mnist"
 
@@ -227,11 +224,11 @@ def test_short_run_writes_generator_grid_and_history(tiny_gan):
     grid = Image.open(tiny_gan.out_dir / "samples.png")
     rows = 4 + 2  # four uniform ratios, then full width at 16 and 8 px
     assert grid.size == (8 * 32 * 3, rows * 32 * 3)
-    trained = load_gan(tiny_gan.gan_path)
+    trained = load_gan(tiny_gan.path)
     assert trained.sha256 == tiny_gan.sha256 and trained.space.name == SPACE
     # what is saved is the moving average of the generator, restarted at stage 2
     state = read_checkpoint(tiny_gan.out_dir / "checkpoint.pt", "nas-gan-train-state/1")
-    saved = read_checkpoint(tiny_gan.gan_path, "nas-anycost-gan/1")["generator"]
+    saved = read_checkpoint(tiny_gan.path, "nas-anycost-gan/1")["generator"]
     assert state["ema_steps"] == 4  # two stage-2 epochs of two steps
     assert all(torch.equal(saved[k], v) for k, v in state["g_ema"].items())
     assert not all(torch.equal(saved[k], v) for k, v in state["generator"].items())
@@ -243,11 +240,11 @@ def test_killed_and_resumed_gan_run_is_exact(tmp_path):
     unbroken = train_gan(tiny(tmp_path / "a"), progress=False)
     config = tiny(tmp_path / "b")
     for stop in (3, 5):  # in stage 1, then after the channel sort in stage 2
-        with pytest.raises(GanTrainingInterrupted):
+        with pytest.raises(TrainingInterrupted):
             train_gan(config, resume=True, progress=False, stop_after_steps=stop)
     resumed = train_gan(config, resume=True, progress=False)
-    a = read_checkpoint(unbroken.gan_path, "nas-anycost-gan/1")["generator"]
-    b = read_checkpoint(resumed.gan_path, "nas-anycost-gan/1")["generator"]
+    a = read_checkpoint(unbroken.path, "nas-anycost-gan/1")["generator"]
+    b = read_checkpoint(resumed.path, "nas-anycost-gan/1")["generator"]
     for key in a:
         assert torch.equal(a[key], b[key]), key
 
@@ -301,7 +298,7 @@ def test_gan_search_pareto_and_export_from_the_cli(tiny_gan, tmp_path):
     db = f"sqlite:///{tmp_path / 'nas.db'}"
     config = {
         "name": "gan-search",
-        "supernet": str(tiny_gan.gan_path),
+        "supernet": str(tiny_gan.path),
         "objectives": [
             {"metric": "fid", "goal": "minimize"},
             {"metric": "stm32h743.latency_ms", "goal": "minimize"},
@@ -376,7 +373,7 @@ def test_gan_search_config_refuses_a_predictor(tiny_gan, tmp_path):
     from nas.config import SearchConfigError, parse_search_config
 
     raw = {
-        "supernet": str(tiny_gan.gan_path),
+        "supernet": str(tiny_gan.path),
         "targets": {"stm32h743": {"latency_ms": 400}},
         "evaluation": "predictor",
         "predictor": "p.pt",

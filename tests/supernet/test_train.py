@@ -9,19 +9,18 @@ import torch
 import yaml
 
 from supernet.data import DatasetConfig
+from supernet.errors import ConfigError
 from supernet.io import read_checkpoint
 from supernet.mbconv.checkpoint import load_supernet
 from supernet.mbconv.train import (
-    ConfigError,
-    CosineWithWarmup,
     PhaseChoices,
     PhaseConfig,
     TrainConfig,
     Trainer,
-    TrainingInterrupted,
     load_train_config,
     train_supernet,
 )
+from supernet.run import TrainingInterrupted, cosine_schedule
 
 # 32 training images in batches of 16: two steps per epoch.
 TINY_DATA = {"kind": "mnist", "limit": 32}
@@ -64,7 +63,7 @@ def test_tiny_run_goes_through_every_phase(tmp_path):
     ]
     assert result.history[-1]["step"] == 2 * 7
     assert 0.0 <= result.final["acc_largest"] <= 1.0
-    trained = load_supernet(result.supernet_path)
+    trained = load_supernet(result.path)
     assert trained.space.name == "mnist-mbv3" and trained.sha256 == result.sha256
     assert (tmp_path / "run" / "history.jsonl").read_text().count("\n") == 7
 
@@ -80,7 +79,7 @@ def test_killed_and_resumed_run_equals_unbroken_run(tmp_path):
             train_supernet(broken, resume=True, progress=False, stop_after_steps=stop)
     resumed = train_supernet(broken, resume=True, progress=False)
 
-    expected, got = model_state(unbroken.supernet_path), model_state(resumed.supernet_path)
+    expected, got = model_state(unbroken.path), model_state(resumed.path)
     assert expected.keys() == got.keys()
     for key in expected:
         assert torch.equal(expected[key], got[key]), key
@@ -113,7 +112,7 @@ def test_existing_run_needs_resume_and_same_config(tmp_path):
 def test_sandwich_trains_elastic_parts(tmp_path):
     """After the kernel phase the kernel transforms have moved away from the identity."""
     result = train_supernet(tiny_config(tmp_path / "run", phases=TINY_PHASES[:2]), progress=False)
-    state = model_state(result.supernet_path)
+    state = model_state(result.path)
     transform = state["blocks.0.depthwise.conv.transform_5to3"]
     assert not torch.equal(transform, torch.eye(9))
 
@@ -156,19 +155,29 @@ def test_trainer_retargets_space_to_the_data(tmp_path):
 
 
 def test_cosine_schedule_with_warmup():
-    param = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.SGD([param], lr=1.0)
-    sched = CosineWithWarmup(opt, 0.4, warmup=4, total=12)
+    def optimizer():
+        return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.4)
+
+    opt = optimizer()
+    sched = cosine_schedule(opt, warmup=4, total=12)
     lrs = []
     for _ in range(12):
         lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
         sched.step()
     assert lrs[:4] == pytest.approx([0.1, 0.2, 0.3, 0.4])
     assert lrs[4] == pytest.approx(0.4) and lrs[-1] < 0.05
     assert all(a >= b for a, b in itertools.pairwise(lrs[4:]))
-    restored = CosineWithWarmup(opt, 0.4, warmup=4, total=12)
+    # restored as the trainer does (optimizer, then scheduler), it goes on with the same lrs
+    restored_opt = optimizer()
+    restored = cosine_schedule(restored_opt, warmup=4, total=12)
+    restored_opt.load_state_dict(opt.state_dict())
     restored.load_state_dict(sched.state_dict())
-    assert opt.param_groups[0]["lr"] == pytest.approx(sched.lr())
+    assert restored_opt.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    for _ in range(3):
+        sched.step()
+        restored.step()
+        assert restored_opt.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
 
 
 def test_dataset_config_default_is_the_bundled_digits():
