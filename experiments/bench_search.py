@@ -27,7 +27,7 @@ import numpy as np
 import optuna
 
 from nas.config import ACCURACY, parse_search_config
-from nas.evaluation import CandidateEvaluator, EvaluatorSpec
+from nas.evaluation import open_resources
 from nas.pareto import load_candidates, non_dominated
 from nas.search import launch_search, limits_of, violations
 from nas.store import Store
@@ -88,7 +88,7 @@ def bench_throughput(checkpoint: Path, candidates: int, rdb_trials: int, workdir
     )
 
     # Baseline: Optuna's RDB storage on the same engine, with the same evaluator and limits.
-    evaluator = CandidateEvaluator(EvaluatorSpec.from_config(config))
+    evaluator = open_resources(config).evaluator()
     space, limits = evaluator.space, limits_of(config)
     genes = space.genes()
 
@@ -173,8 +173,8 @@ def bench_hypervolume(checkpoint: Path, candidates: int, seeds: int, workdir: Pa
 
 def bench_ray(checkpoint: Path, archs_n: int) -> None:
     config = config_for(checkpoint, "sqlite://", 8, 1)
-    spec = EvaluatorSpec.from_config(config, threads=1)
-    space = CandidateEvaluator(spec).space
+    resources = open_resources(config)
+    spec, space = resources.spec(threads=1), resources.artifact.space
     rng = np.random.default_rng(0)
     archs = [space.sample(rng) for _ in range(archs_n)]
     owns = start_ray(None, num_cpus=2)

@@ -18,16 +18,17 @@ A metric is `top1` (accuracy), `macs` or `params` (of the network, the same ever
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 import latency_models as lm
 from nas.errors import SearchConfigError
 from nas.store import DEFAULT_URL
-from supernet.artifacts import open_artifact
 from supernet.errors import CheckpointError
+from supernet.family import OpenedArtifact, open_artifact
 from supernet.io import format_validation_error, merge_overrides, read_yaml_mapping
 
 ACCURACY = "top1"
@@ -44,6 +45,15 @@ def split_metric(key: str) -> tuple[str, str]:
 
 def join_metric(device: str, name: str) -> str:
     return f"{device}.{name}" if device else name
+
+
+@dataclass
+class OpenedFiles:
+    """The trained file and device models opened while validating a config, kept so that
+    the process that runs the search opens each of them once."""
+
+    artifact: OpenedArtifact
+    devices: dict[str, lm.CostModel]
 
 
 class Objective(BaseModel):
@@ -113,13 +123,32 @@ class SearchConfig(BaseModel):
             out[device] = target
         return out
 
+    # What validating the config opened (not part of the config's data): see OpenedFiles.
+    _opened: OpenedFiles | None = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:  # the data, not what validating it opened
+        return isinstance(other, SearchConfig) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # mutable, like every pydantic model
+
+    @property
+    def opened(self) -> OpenedFiles | None:
+        return self._opened
+
+    @opened.setter
+    def opened(self, value: OpenedFiles | None) -> None:
+        self._opened = value
+
     @property
     def metric_names(self) -> list[str]:
         return [o.metric for o in self.objectives]
 
 
 def parse_search_config(raw: Any, source: str = "<config>") -> SearchConfig:
-    """Validate a config mapping: schema, devices, their metrics, options and objectives."""
+    """Validate a config mapping: schema, devices, their metrics, options and objectives.
+
+    The device models and the trained file opened to check it stay with the config
+    (`config.opened`), so a search started from it reads neither again."""
     if not isinstance(raw, dict):
         raise SearchConfigError(f"search config {source} must be a YAML mapping")
     try:
@@ -138,6 +167,7 @@ def parse_search_config(raw: Any, source: str = "<config>") -> SearchConfig:
 def check_against_devices(config: SearchConfig, source: str) -> dict[str, str]:
     """Check targets, options and objectives; returns the quality metrics of the checkpoint."""
     metrics = set(NETWORK_METRICS)
+    devices: dict[str, lm.CostModel] = {}
     for device, target in config.targets.items():
         where = f"targets.{device}"
         try:
@@ -162,29 +192,32 @@ def check_against_devices(config: SearchConfig, source: str) -> dict[str, str]:
         except lm.HardwareError as err:
             raise SearchConfigError(f"invalid search config {source}: {where}: {err}") from None
         metrics.update(f"{device}.{m}" for m in hw.metrics if m not in NETWORK_METRICS)
+        devices[device] = hw
     try:  # after the targets: those need no files, so their errors come first
-        artifact = open_artifact(config.supernet)
+        opened = open_artifact(config.supernet)
     except CheckpointError as err:
         raise SearchConfigError(f"invalid search config {source}: supernet: {err}") from None
-    metrics.update(artifact.quality_metrics)
+    family = opened.family
+    metrics.update(family.quality_metrics)
     for i, objective in enumerate(config.objectives):
         if objective.metric not in metrics:
             raise SearchConfigError(
                 f"invalid search config {source}: objectives.{i}.metric: unknown metric "
                 f"{objective.metric!r}; allowed: {sorted(metrics)}"
             )
-    if artifact.kind == "gan" and (config.predictor or config.evaluation != "supernet"):
+    if not family.predicts_quality and (config.predictor or config.evaluation != "supernet"):
         raise SearchConfigError(
-            f"invalid search config {source}: evaluation: {config.supernet} is a GAN; each "
-            "sub-generator is measured with the trained generator: set `evaluation: supernet` "
-            "and no predictor"
+            f"invalid search config {source}: evaluation: {config.supernet} is a "
+            f"{family.description}, whose quality no predictor stands in for; each subnet "
+            "is measured with the trained network: set `evaluation: supernet` and no predictor"
         )
     if config.evaluation in ("predictor", "predictor+verify") and not config.predictor:
         raise SearchConfigError(
             f"invalid search config {source}: predictor: evaluation {config.evaluation!r} "
             "needs a predictor (fit one with `nas predictor fit`)"
         )
-    return artifact.quality_metrics
+    config.opened = OpenedFiles(opened, devices)
+    return family.quality_metrics
 
 
 def load_search_config(path: str | Path, **overrides: Any) -> SearchConfig:

@@ -1,10 +1,12 @@
 """Candidate evaluation: quality and every target device's costs.
 
-Quality is a classifier's top-1 (from the accuracy predictor, or measured with the supernet)
-or a generator's domain FID and consistency (measured with the trained Anycost generator).
-A `CandidateEvaluator` loads the checkpoint, the predictor and the device models once and
-then evaluates batches of archs. The search runs one in-process, or one per Ray actor
-(nas.workers). Its input, `EvaluatorSpec`, is plain data so it can be shipped to actors.
+Quality comes from the model family of the trained file (top-1 for classifiers; domain FID
+and consistency for generators), either predicted (an accuracy predictor, where the family
+has one) or measured with the trained network. A `CandidateEvaluator` holds the opened
+files and device models and evaluates batches of archs. The search runs one in-process,
+built from what validating its config already opened, or one per Ray actor (nas.workers),
+built from an `EvaluatorSpec`: plain data naming each file with the SHA-256 recorded at
+launch, which the actor checks before it evaluates anything.
 """
 
 from __future__ import annotations
@@ -12,19 +14,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 import latency_models as lm
-from nas.config import ACCURACY, NETWORK_METRICS, SearchConfig
-from supernet.anycost.evaluate import GanEvaluator, TrainedGan, load_gan
-from supernet.artifacts import open_artifact
-from supernet.mbconv.checkpoint import TrainedSupernet, load_supernet
+from nas.config import NETWORK_METRICS, SearchConfig
+from supernet.family import OpenedArtifact, open_artifact
 from supernet.mbconv.predictor import AccuracyPredictor, load_predictor
-from supernet.space import Arch, SearchSpace
+from supernet.space import Arch
 
 log = logging.getLogger(__name__)
 
@@ -40,79 +38,63 @@ class DeviceTarget:
 
 @dataclass(frozen=True)
 class EvaluatorSpec:
-    supernet: str
+    """What an evaluator needs, as plain data that can be shipped to Ray actors."""
+
+    supernet: str  # absolute path of the trained file
+    supernet_sha256: str  # as recorded at launch: an actor refuses any other file
     predictor: str | None
+    predictor_sha256: str | None
     devices: tuple[DeviceTarget, ...]
     threads: int | None = None  # torch threads per evaluator (1 per Ray actor)
 
-    @classmethod
-    def from_config(cls, config: SearchConfig, threads: int | None = None) -> EvaluatorSpec:
-        devices = tuple(
-            DeviceTarget(name, t.batch, dict(t.options)) for name, t in config.targets.items()
-        )
-        return cls(config.supernet, config.predictor, devices, threads)
 
-
-def supernet_space(path: str | Path) -> SearchSpace:
-    """The space of a trained file (supernet or GAN), without building the network."""
-    return open_artifact(path).space
+def device_targets(config: SearchConfig) -> tuple[DeviceTarget, ...]:
+    return tuple(DeviceTarget(name, t.batch, dict(t.options)) for name, t in config.targets.items())
 
 
 class CandidateEvaluator:
     """Evaluates archs: `evaluate(archs, quality="predictor"|"supernet"|None)` -> metrics."""
 
-    def __init__(self, spec: EvaluatorSpec) -> None:
-        if spec.threads:
-            torch.set_num_threads(spec.threads)
-        self.spec = spec
-        artifact = open_artifact(spec.supernet)
-        self.kind, self.space = artifact.kind, artifact.space
-        self._trained: TrainedSupernet | None = None
-        self._supernet_evaluator = None
-        self._gan_evaluator: GanEvaluator | None = None
-        self.predictor: AccuracyPredictor | None = (
-            load_predictor(spec.predictor, spec.supernet) if spec.predictor else None
-        )
-        self.devices = [(d, lm.load_hardware(d.name)) for d in spec.devices]
+    def __init__(
+        self,
+        artifact: OpenedArtifact,
+        predictor: AccuracyPredictor | None,
+        devices: Sequence[tuple[DeviceTarget, lm.CostModel]],
+    ) -> None:
+        self.artifact, self.space = artifact, artifact.space
+        self.predictor = predictor
+        self.devices = list(devices)
         self._specs: dict[tuple[str, int], lm.NetworkSpec] = {}
 
-    @property
-    def trained(self) -> TrainedSupernet:
-        if self._trained is None:  # loaded on first use: predictor-only searches never need it
-            self._trained = load_supernet(self.spec.supernet)
-        return self._trained
-
-    def measure(self, archs: Sequence[Arch]) -> np.ndarray:
-        """Top-1 on the validation split, measured with the supernet (BN recalibrated)."""
-        if self._supernet_evaluator is None:
-            self._supernet_evaluator = self.trained.evaluator()
-        return np.array([self._supernet_evaluator.evaluate(a).top1 for a in archs])
-
-    def accuracy(self, archs: Sequence[Arch], source: str) -> np.ndarray:
-        if source == "supernet":
-            return self.measure(archs)
-        if self.predictor is None:
-            raise ValueError("accuracy from the predictor needs a predictor")
-        return self.predictor.predict(archs)
-
-    def gan_quality(self, archs: Sequence[Arch]) -> list[Metrics]:
-        """Domain FID and consistency, measured with the trained generator."""
-        if self._gan_evaluator is None:
-            trained: TrainedGan = load_gan(self.spec.supernet)
-            self._gan_evaluator = trained.evaluator()
-        results = self._gan_evaluator.evaluate_many(archs)
-        return [{"fid": r.fid, "consistency": r.consistency} for r in results]
+    @classmethod
+    def from_spec(cls, spec: EvaluatorSpec) -> CandidateEvaluator:
+        """Open every file named by `spec`, refusing any whose hash is not the recorded one."""
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        artifact = open_artifact(spec.supernet, spec.supernet_sha256)
+        predictor = (
+            load_predictor(spec.predictor, artifact, spec.predictor_sha256)
+            if spec.predictor
+            else None
+        )
+        devices = [(d, lm.load_hardware(d.name)) for d in spec.devices]
+        return cls(artifact, predictor, devices)
 
     def quality(self, archs: Sequence[Arch], source: str) -> list[Metrics]:
-        if self.kind == "gan":
-            return self.gan_quality(archs)
-        return [{ACCURACY: float(v)} for v in self.accuracy(archs, source).tolist()]
+        """ "supernet": measured with the trained network; "predictor": predicted."""
+        if source == "supernet":
+            return self.artifact.trained().measure_quality(archs)
+        if self.predictor is None:
+            raise ValueError("quality from the predictor needs a predictor")
+        metric = next(iter(self.artifact.family.quality_metrics))  # the primary one
+        return [{metric: float(v)} for v in self.predictor.predict(archs).tolist()]
 
     def spec_of(self, arch: Arch, batch: int) -> lm.NetworkSpec:
-        key = (self.space.arch_id(arch), batch)
+        arch_id = self.space.arch_id(arch)
+        key = (arch_id, batch)
         if key not in self._specs:
-            base = self._specs.get((key[0], 1)) or self.space.to_spec(arch)
-            self._specs[(key[0], 1)] = base
+            base = self._specs.get((arch_id, 1)) or self.space.to_spec(arch)
+            self._specs[(arch_id, 1)] = base
             self._specs[key] = base if batch == 1 else base.with_batch(batch)
         return self._specs[key]
 
@@ -138,3 +120,51 @@ class CandidateEvaluator:
             for row, measured in zip(rows, self.quality(archs, quality), strict=True):
                 row.update(measured)
         return rows
+
+
+@dataclass
+class SearchResources:
+    """The files and models one search process uses, each opened once: the trained file,
+    the predictor and the device models. Ray actors get `spec()` and reopen them."""
+
+    artifact: OpenedArtifact
+    predictor: AccuracyPredictor | None
+    devices: list[tuple[DeviceTarget, lm.CostModel]]
+
+    def spec(self, threads: int | None = None) -> EvaluatorSpec:
+        predictor = self.predictor.artifact if self.predictor else None
+        return EvaluatorSpec(
+            str(self.artifact.path),
+            self.artifact.sha256,
+            str(predictor.path) if predictor else None,
+            predictor.sha256 if predictor else None,
+            tuple(d for d, _ in self.devices),
+            threads,
+        )
+
+    def evaluator(self) -> CandidateEvaluator:
+        return CandidateEvaluator(self.artifact, self.predictor, self.devices)
+
+
+def open_resources(
+    config: SearchConfig,
+    supernet_sha256: str | None = None,
+    predictor_sha256: str | None = None,
+) -> SearchResources:
+    """What a search needs, reusing what validating `config` opened; with recorded hashes
+    (a resumed search), refuse files that are not the ones the search was launched with."""
+    opened = config.opened
+    if opened is not None:
+        artifact = opened.artifact
+        artifact.artifact.check_sha256(supernet_sha256, "trained file")
+        hardware = opened.devices
+    else:
+        artifact = open_artifact(config.supernet, supernet_sha256)
+        hardware = {}
+    devices = [
+        (d, hardware.get(d.name) or lm.load_hardware(d.name)) for d in device_targets(config)
+    ]
+    predictor = (
+        load_predictor(config.predictor, artifact, predictor_sha256) if config.predictor else None
+    )
+    return SearchResources(artifact, predictor, devices)

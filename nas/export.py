@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -28,10 +28,8 @@ from nas import __version__
 from nas.errors import ExportError, NotFoundError
 from nas.pareto import load_config
 from nas.store import Candidate, Export, Metric, Store
-from supernet.anycost.evaluate import load_gan, save_sample_grid
-from supernet.artifacts import open_artifact
-from supernet.data import resize
-from supernet.mbconv.checkpoint import load_supernet
+from supernet.errors import CheckpointError
+from supernet.family import open_artifact
 
 log = logging.getLogger(__name__)
 FORMATS = ("torchscript", "onnx", "state_dict")
@@ -85,98 +83,6 @@ def _onnx_check(static: torch.nn.Module, path: Path, inputs: torch.Tensor) -> tu
     return float(np.abs(got - expected).max()), allowed
 
 
-@dataclass
-class PreparedModel:
-    """What an export writes, whatever kind of network it is."""
-
-    module: torch.nn.Module
-    space: str
-    example: torch.Tensor  # traced by the ONNX exporter
-    check_inputs: torch.Tensor  # another batch size, to check the dynamic batch axis too
-    input_name: str
-    output_name: str
-    card: dict[str, Any]
-    extra_files: dict[str, Any] = field(default_factory=dict)  # name -> write(path) -> path
-
-
-def _check_sha(path: str, sha: str, expected: str, search_id: int) -> None:
-    if sha != expected:
-        raise ExportError(
-            f"{path} changed since search {search_id} ran (SHA-256 {sha[:12]}... != "
-            f"{expected[:12]}...); export from the original file"
-        )
-
-
-def _prepare_classifier(
-    path: str, sha: str, search_id: int, arch: dict, searched: dict
-) -> PreparedModel:
-    trained = load_supernet(path)
-    _check_sha(path, trained.sha256, sha, search_id)
-    data = trained.dataset()
-    # Test first, validation last: the validation pass leaves the BN statistics in place.
-    measured = {
-        split: trained.evaluator(data, split=split).evaluate(arch).top1 for split in ("test", "val")
-    }
-    static = trained.net.extract(arch).eval().to(memory_format=torch.contiguous_format)
-    sample = resize(data.normalize(data.val.images[:8]), arch["r"]).contiguous()
-    space = trained.space
-    card = {
-        "input": {
-            "shape": [1, space.config.in_channels, arch["r"], arch["r"]],
-            "normalization": {"mean": list(data.mean), "std": list(data.std)},
-            "classes": data.classes,
-        },
-        "accuracy": {
-            "searched": {"top1": searched["top1"], "source": searched["source"]},
-            "predicted_top1": searched["top1"] if searched["source"] == "predictor" else None,
-            "measured_top1": {"val": measured["val"], "test": measured["test"]},
-            "measured_in_search": searched["top1_measured"],
-            "note": "measured with the supernet's weights after BatchNorm recalibration",
-        },
-    }
-    return PreparedModel(
-        static, space.name, sample, torch.cat([sample, sample[:3]]), "input", "logits", card
-    )
-
-
-def _prepare_generator(
-    path: str, sha: str, search_id: int, arch: dict, searched: dict
-) -> PreparedModel:
-    trained = load_gan(path)
-    _check_sha(path, trained.sha256, sha, search_id)
-    space = trained.space
-    result = trained.evaluator().evaluate(arch)
-    static = trained.generator.extract(arch).eval()
-    latents = torch.randn(8, space.config.z_dim, generator=torch.Generator().manual_seed(0))
-
-    def grid(target: Path) -> Path:
-        return save_sample_grid(trained.generator, space, target, archs=[("candidate", arch)])
-
-    card = {
-        "input": {"latent": [1, space.config.z_dim], "distribution": "standard normal"},
-        "output": {
-            "shape": [1, space.config.image_channels, arch["res"], arch["res"]],
-            "range": "about [-1, 1]; fixed noise",
-        },
-        "quality": {
-            "searched": {k: searched.get(k) for k in ("fid", "consistency")},
-            "measured": result.to_dict(),
-            "note": "domain FID in the in-project feature net's space (not Inception FID); "
-            "consistency = MSE + perceptual distance to the full generator",
-        },
-    }
-    return PreparedModel(
-        static,
-        space.name,
-        latents,
-        torch.cat([latents, latents[:3]]),
-        "latent",
-        "image",
-        card,
-        {"samples.png": grid},
-    )
-
-
 def export_candidate(
     store: Store,
     search_id: int,
@@ -195,7 +101,7 @@ def export_candidate(
         if row is None:
             raise NotFoundError(f"search {search_id} has no candidate {candidate}")
         costs: dict[str, dict[str, float]] = {}
-        network: dict[str, float] = {}  # macs, params, and a generator's quality metrics
+        network: dict[str, float] = {}  # macs, params and the quality metrics
         for device, name, value in s.execute(
             select(Metric.device, Metric.name, Metric.value).where(Metric.candidate_id == row.id)
         ):
@@ -206,16 +112,19 @@ def export_candidate(
         expected_sha = search.supernet.sha256
         predictor_sha = search.predictor.sha256 if search.predictor else None
         arch, arch_id, feasible, candidate_id = dict(row.arch), row.arch_id, row.feasible, row.id
-        searched = {
-            "top1": row.top1,
-            "source": row.top1_source,
-            "top1_measured": row.top1_measured,
-            **network,
-        }
+        source = row.quality_source
+    # the values the search recorded: quality (and "<metric>_measured" where verified),
+    # macs, params, and where quality came from
+    searched = {"source": source, **network}
 
-    kind = open_artifact(config.supernet).kind
-    prepare = _prepare_generator if kind == "gan" else _prepare_classifier
-    model = prepare(config.supernet, expected_sha, search_id, arch, searched)
+    # the file the search ran with, or nothing: a replaced file gives another network
+    try:
+        opened = open_artifact(config.supernet, expected_sha)
+    except CheckpointError as err:
+        raise ExportError(f"cannot export from search {search_id}: {err}") from None
+    trained = opened.trained()
+    arch = opened.space.validate(arch)  # an SQL row: an edge
+    model = trained.exportable(arch, searched)
 
     out = Path(out_dir or f"runs/exports/search{search_id}-candidate{candidate}")
     out.mkdir(parents=True, exist_ok=True)
@@ -226,7 +135,12 @@ def export_candidate(
         if fmt == "torchscript":
             torch.jit.script(model.module).save(str(path))
         elif fmt == "state_dict":
-            state = {"space": model.space, "arch": arch, "state_dict": model.module.state_dict()}
+            # a plain dict: torch.load(weights_only=True) reads no custom classes
+            state = {
+                "space": model.space,
+                "arch": dict(arch),
+                "state_dict": model.module.state_dict(),
+            }
             torch.save(state, path)
         else:
             program = torch.onnx.export(
@@ -258,8 +172,8 @@ def export_candidate(
     card = {
         "search": {"id": search_id, "name": config.name, "candidate": candidate},
         "space": model.space,
-        "kind": kind,
-        "arch": arch,
+        "kind": opened.family.kind,
+        "arch": dict(arch),
         "arch_id": arch_id,
         "feasible": feasible,
         **model.card,
@@ -267,7 +181,7 @@ def export_candidate(
         "limits": {d: t.limits for d, t in config.targets.items()},
         "macs": int(network.get("macs", 0)),
         "params": int(network.get("params", 0)),
-        "checkpoint": {"path": str(config.supernet), "sha256": expected_sha},
+        "checkpoint": {"path": str(opened.path), "sha256": expected_sha},
         "predictor_sha256": predictor_sha,
         "files": {name: {"path": p.name, "sha256": _sha256(p)} for name, p in files.items()},
         "onnx_check": onnx_check,

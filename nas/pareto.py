@@ -30,11 +30,11 @@ from nas.config import (
     split_metric,
 )
 from nas.errors import QueryError
-from nas.store import Candidate, Metric, Store
-from supernet.artifacts import QUALITY_METRICS
+from nas.store import MEASURED_SUFFIX, Candidate, Metric, Store
+from supernet.family import quality_metric_names
 
 # metrics of the network itself (stored without a device): quality, macs, params
-NETWORK_LEVEL = {m for metrics in QUALITY_METRICS.values() for m in metrics} | set(NETWORK_METRICS)
+NETWORK_LEVEL = quality_metric_names() | set(NETWORK_METRICS)
 OPERATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 _CONDITION = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
 
@@ -48,7 +48,13 @@ class CandidateRow:
     feasible: bool
     violation: float
     metrics: dict[str, float]  # quality ("top1", or "fid" and "consistency"), "device.metric"
-    top1_measured: float | None = None
+    # quality measured with the supernet: every quality metric of a search that measured
+    # (evaluation: supernet), the verified front of a predictor+verify search
+    measured: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def top1_measured(self) -> float | None:
+        return self.measured.get(ACCURACY)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +85,7 @@ class Front:
     front: list[CandidateRow]
     candidates: list[CandidateRow] = field(default_factory=list)  # all, for plots
     conditions: list[Condition] = field(default_factory=list)
+    config: SearchConfig | None = None  # the search's config, for tables
 
 
 def non_dominated(points: np.ndarray) -> list[int]:
@@ -166,9 +173,6 @@ def load_candidates(
         query = query.where(Candidate.feasible.is_(True))
     for cond in conditions:
         compare = OPERATORS[cond.op]
-        if cond.metric == ACCURACY:  # a column of the candidate, not a metrics row
-            query = query.where(compare(Candidate.top1, cond.value))
-            continue
         device, name = split_metric(cond.metric)
         matching = select(Metric.candidate_id).where(
             Metric.search_id == search_id,
@@ -190,19 +194,30 @@ def load_candidates(
             for cid, device, name, value in values:
                 if cid in metrics:
                     metrics[cid][join_metric(device, name)] = value
-    return [
-        CandidateRow(
-            r.trial,
-            r.generation,
-            r.arch_id,
-            r.arch,
-            r.feasible,
-            r.violation,
-            {**({} if r.top1 is None else {ACCURACY: r.top1}), **metrics[r.id]},
-            r.top1_measured,
+    out = []
+    for r in rows:
+        searched = {k: v for k, v in metrics[r.id].items() if not k.endswith(MEASURED_SUFFIX)}
+        measured = {
+            k.removesuffix(MEASURED_SUFFIX): v
+            for k, v in metrics[r.id].items()
+            if k.endswith(MEASURED_SUFFIX)
+        }
+        if r.quality_source == "supernet":  # the search itself measured its quality
+            measured = {k: v for k, v in searched.items() if k in NETWORK_LEVEL} | measured
+            measured = {k: v for k, v in measured.items() if k not in NETWORK_METRICS}
+        out.append(
+            CandidateRow(
+                r.trial,
+                r.generation,
+                r.arch_id,
+                r.arch,
+                r.feasible,
+                r.violation,
+                searched,
+                measured,
+            )
         )
-        for r in rows
-    ]
+    return out
 
 
 def objectives_for(config: SearchConfig, target: str | None) -> list[Objective]:
@@ -244,15 +259,15 @@ def pareto_front(
 
     def value(c: CandidateRow, o: Objective) -> float:
         v = c.metrics[o.metric]
-        if measured and o.metric == ACCURACY and c.top1_measured is not None:
-            v = c.top1_measured
+        if measured and o.metric in c.measured:
+            v = c.measured[o.metric]
         return -v if o.goal == "maximize" else v
 
     points = np.array([[value(c, o) for o in objectives] for c in rows]).reshape(len(rows), -1)
     front = [rows[i] for i in non_dominated(points)]
     first = objectives[0]  # the quality objective: best first
     front.sort(key=lambda c: value(c, first))
-    return Front(search_id, objectives, front, everything, conditions)
+    return Front(search_id, objectives, front, everything, conditions, config)
 
 
 # ----- output ---------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """Where candidates are evaluated: in the driver's process, or by a pool of Ray actors.
 
-Each Ray actor builds one CandidateEvaluator, so it loads the checkpoint, the predictor and
-the device models once. A batch is split into one chunk per actor; a chunk whose actor dies
+Each Ray actor builds one CandidateEvaluator from an `EvaluatorSpec`, so it loads the
+checkpoint, the predictor and the device models once, and refuses files whose SHA-256 is not
+the one recorded at launch. A batch is split into one chunk per actor; a chunk whose actor dies
 is given to a fresh actor (up to `max_retries` times), so the search completes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import tempfile
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nas.errors import WorkerError
-from nas.evaluation import CandidateEvaluator, EvaluatorSpec, Metrics
+from nas.evaluation import CandidateEvaluator, EvaluatorSpec, Metrics, SearchResources
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,10 @@ class EvaluatorPool(ABC):
 
 
 class LocalPool(EvaluatorPool):
-    def __init__(self, spec: EvaluatorSpec) -> None:
-        self.evaluator = CandidateEvaluator(spec)
+    """Evaluates in this process, with what the search has already opened."""
+
+    def __init__(self, evaluator: CandidateEvaluator) -> None:
+        self.evaluator = evaluator
 
     def evaluate(self, archs: Sequence[Arch], quality: str | None = "predictor") -> list[Metrics]:
         return self.evaluator.evaluate(archs, quality)
@@ -50,7 +52,7 @@ class _Actor:
     """The Ray actor body (wrapped with ray.remote when the pool starts)."""
 
     def __init__(self, spec: EvaluatorSpec) -> None:
-        self.evaluator = CandidateEvaluator(spec)
+        self.evaluator = CandidateEvaluator.from_spec(spec)
 
     def evaluate(self, archs: list[Arch], quality: str | None) -> list[Metrics]:
         return self.evaluator.evaluate(archs, quality)
@@ -158,9 +160,11 @@ class RayPool(EvaluatorPool):
             ray.shutdown()
 
 
-def make_pool(spec: EvaluatorSpec, workers: int, address: str | None = None) -> EvaluatorPool:
+def make_pool(
+    resources: SearchResources, workers: int, address: str | None = None
+) -> EvaluatorPool:
     """workers == 0: evaluate in this process; N: N Ray actors (local, or at `address`)."""
     if workers == 0 and not address:
-        return LocalPool(spec)
+        return LocalPool(resources.evaluator())
     # one torch thread per actor: each actor is given one CPU
-    return RayPool(dataclasses.replace(spec, threads=spec.threads or 1), max(workers, 1), address)
+    return RayPool(resources.spec(threads=1), max(workers, 1), address)

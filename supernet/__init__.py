@@ -1,8 +1,10 @@
-"""Search spaces, elastic supernets and their training."""
+"""Search spaces, elastic supernets by model family, and their training."""
 
 from supernet import presets as _presets  # noqa: F401  (registers the named spaces)
-from supernet.errors import CheckpointError, InvalidArchError, UnknownSpaceError
-from supernet.factory import build
+from supernet.anycost import family as _anycost_family  # noqa: F401  (registers the family)
+from supernet.errors import CheckpointError, InvalidArchError, UnknownSpaceError, UserError
+from supernet.family import ModelFamily, OpenedArtifact, build, open_artifact
+from supernet.mbconv import family as _mbconv_family  # noqa: F401  (registers the family)
 from supernet.mbconv.ofa_import import load_ofa_checkpoint
 from supernet.space import Arch, SearchSpace, get_space, list_spaces, make_divisible
 
@@ -10,11 +12,15 @@ __all__ = [
     "Arch",
     "CheckpointError",
     "InvalidArchError",
+    "ModelFamily",
+    "OpenedArtifact",
     "SearchSpace",
     "UnknownSpaceError",
+    "UserError",
     "build",
     "get_space",
     "list_spaces",
     "load_ofa_checkpoint",
     "make_divisible",
+    "open_artifact",
 ]

@@ -8,6 +8,12 @@ from supernet.mbconv.checkpoint import TrainedSupernet, load_supernet
 from supernet.mbconv.train import TrainConfig, train_supernet
 
 
+@pytest.fixture(autouse=True)
+def _no_database_from_the_environment(monkeypatch):
+    """A developer's $NAS_DATABASE_URL must not send test searches to their database."""
+    monkeypatch.delenv("NAS_DATABASE_URL", raising=False)
+
+
 @pytest.fixture(scope="session")
 def tiny_supernet(tmp_path_factory) -> TrainedSupernet:
     """A supernet trained for two steps on 32 digits: real, and ready in a few seconds."""
@@ -20,7 +26,7 @@ def tiny_supernet(tmp_path_factory) -> TrainedSupernet:
         bn_recalibration_images=16,
         phases=[{"name": "kernel", "epochs": 1, "lr": 0.05, "ks": [3, 5, 7]}],
     )
-    return load_supernet(train_supernet(config, progress=False).supernet_path)
+    return load_supernet(train_supernet(config, progress=False).path)
 
 
 @pytest.fixture(scope="session")

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
+from nas import core
 from nas.commands import user_errors, wide_console
-from nas.config import ACCURACY, load_search_config
-from nas.export import export_candidate
-from nas.pareto import QueryError, columns_of, load_config, pareto_front, plot, to_csv, to_json
-from nas.search import cancel_search, launch_search, resume_search
-from nas.store import DEFAULT_URL, Search, Store
+from nas.config import ACCURACY
+from nas.errors import QueryError
+from nas.pareto import columns_of, plot, to_csv, to_json
+from nas.store import DEFAULT_URL, safe_url
+from supernet.family import family_of_kind
 
 app = typer.Typer(help="Searches: launch, resume, cancel, list, show.", no_args_is_help=True)
 console = wide_console()
@@ -24,10 +24,6 @@ def db_option(default: str | None = None) -> typer.models.OptionInfo:
     return typer.Option(
         default, "--db", help=f"Database URL (default: $NAS_DATABASE_URL or {DEFAULT_URL})."
     )
-
-
-def open_store(url: str | None) -> Store:
-    return Store(url or os.environ.get("NAS_DATABASE_URL") or DEFAULT_URL)
 
 
 def _print_outcome(outcome, as_json: bool) -> None:
@@ -57,8 +53,7 @@ def launch(
 ) -> None:
     """Run a constrained NSGA-II search; results go to the database as it runs."""
     with user_errors():
-        cfg = load_search_config(config, database=db, workers=workers, ray_address=ray_address)
-        outcome = launch_search(cfg, Store(cfg.database), progress=progress and not as_json)
+        outcome = core.launch(config, db, workers, ray_address, progress=progress and not as_json)
     _print_outcome(outcome, as_json)
 
 
@@ -72,9 +67,7 @@ def resume(
 ) -> None:
     """Continue a search whose driver died (rebuilds the study from the stored rows)."""
     with user_errors():
-        outcome = resume_search(
-            search_id, open_store(db), force=force, progress=progress and not as_json
-        )
+        outcome = core.resume(search_id, db, force=force, progress=progress and not as_json)
     _print_outcome(outcome, as_json)
 
 
@@ -82,42 +75,19 @@ def resume(
 def cancel(search_id: int = typer.Argument(...), db: str | None = db_option()) -> None:
     """Ask a running search to stop after its current generation."""
     with user_errors():
-        status = cancel_search(search_id, open_store(db))
+        status = core.cancel(search_id, db)
     console.print(f"search {search_id}: {status}")
-
-
-def _search_dict(row: Search) -> dict:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "status": row.status,
-        "space": row.space,
-        "generations": f"{row.generations_done}/{row.generations_total}",
-        "candidates": row.candidates_done,
-        "evaluated": row.evaluations_done,
-        "feasible": row.feasible_done,
-        "best": row.best,
-        "seconds": round(row.seconds, 1),
-        "message": row.message,
-        "created_at": row.created_at.isoformat(),
-        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
-        "evaluation": row.config.get("evaluation"),
-        "targets": row.config.get("targets"),
-        "objectives": row.config.get("objectives"),
-    }
 
 
 @app.command("list")
 def list_searches(db: str | None = db_option(), as_json: bool = typer.Option(False, "--json")):
     """All searches with their status, progress and best values."""
     with user_errors():
-        store = open_store(db)
-        with store.session() as s:
-            rows = [_search_dict(r) for r in s.query(Search).order_by(Search.id).all()]
+        rows = core.list_searches(db)
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    table = Table(title=f"searches in {store.url}")
+    table = Table(title=f"searches in {safe_url(core.database_url(db))}")
     for col in (
         "id",
         "name",
@@ -154,9 +124,7 @@ def show(
 ) -> None:
     """One search: config, status, progress, best values, timing."""
     with user_errors():
-        store = open_store(db)
-        with store.session() as s:
-            info = _search_dict(store.search(s, search_id))
+        info = core.get_search(search_id, db)
     if as_json:
         typer.echo(json.dumps(info))
         return
@@ -179,7 +147,7 @@ def pareto_command(
     with user_errors():
         if fmt not in ("table", "json", "csv"):
             raise QueryError(f"--format must be table, json or csv, not {fmt!r}")
-        front = pareto_front(open_store(db), search_id, target, where, measured)
+        front = core.query_front(search_id, target, where, measured, db)
         if plot_path:
             plot(front, plot_path)
     if fmt == "json":
@@ -187,7 +155,7 @@ def pareto_command(
     elif fmt == "csv":
         typer.echo(to_csv(front), nl=False)
     else:
-        cols = columns_of(front, load_config(open_store(db), search_id))
+        cols = columns_of(front, front.config)
         where_text = f" where {', '.join(map(str, front.conditions))}" if front.conditions else ""
         table = Table(
             title=f"search {search_id}: Pareto front, {len(front.front)} candidates{where_text}"
@@ -222,17 +190,12 @@ def export_command(
 ) -> None:
     """Extract a candidate (BN recalibrated), write model files and a model card."""
     with user_errors():
-        result = export_candidate(open_store(db), search_id, candidate, fmt, out)
+        result = core.export(search_id, candidate, fmt, out, db)
     if as_json:
         typer.echo(json.dumps({"out_dir": str(result.out_dir), "card": result.card}))
         return
     card = result.card
-    if card["kind"] == "gan":
-        measured = card["quality"]["measured"]
-        quality = f"domain FID {measured['fid']:.4g}, consistency {measured['consistency']:.4g}"
-    else:
-        top1 = card["accuracy"]["measured_top1"]
-        quality = f"top-1 measured val {top1['val']:.2%}, test {top1['test']:.2%}"
+    quality = family_of_kind(card["kind"]).describe_quality(card)
     console.print(
         f"exported search {search_id} candidate {candidate} to {result.out_dir}\n"
         f"files: {', '.join(p.name for p in result.files.values())}, model_card.json\n"

@@ -20,7 +20,16 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from nas.errors import NotFoundError, StoreError
-from nas.store.models import Base, Candidate, Export, Metric, Predictor, Search, Supernet
+from nas.store.models import (
+    MEASURED_SUFFIX,
+    Base,
+    Candidate,
+    Export,
+    Metric,
+    Predictor,
+    Search,
+    Supernet,
+)
 
 log = logging.getLogger(__name__)
 DEFAULT_URL = "sqlite:///runs/nas.db"
@@ -28,6 +37,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 __all__ = [
     "DEFAULT_URL",
+    "MEASURED_SUFFIX",
     "Base",
     "Candidate",
     "Export",

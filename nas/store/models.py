@@ -19,6 +19,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# A quality value measured with the supernet after a predictor-driven search (predictor+verify)
+# is a `metrics` row beside the searched one, named as the metric plus this suffix.
+MEASURED_SUFFIX = "_measured"
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -98,11 +102,9 @@ class Candidate(Base):
     params: Mapped[dict[str, Any]]  # the Optuna parameters, to rebuild the study on resume
     feasible: Mapped[bool] = mapped_column(Boolean)
     violation: Mapped[float] = mapped_column(Float)  # sum of relative limit excesses, 0 if ok
-    # a classifier's accuracy as the search saw it (None for generators: their quality
-    # metrics, e.g. fid, are in `metrics` with an empty device)
-    top1: Mapped[float | None] = mapped_column(Float)
-    top1_source: Mapped[str] = mapped_column(String(20))  # predictor | supernet
-    top1_measured: Mapped[float | None] = mapped_column(Float)  # supernet, when verified
+    # where the quality metrics came from: predictor | supernet (measured). The values, of
+    # any model family (top1, fid, ...), are `metrics` rows with an empty device.
+    quality_source: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 from torch import Tensor
 
+from supernet.anycost.family import GAN_FORMAT
 from supernet.anycost.generator import AnycostGenerator
 from supernet.anycost.metrics import (
     FeatureNet,
@@ -40,10 +41,9 @@ from supernet.anycost.metrics import (
 from supernet.anycost.space import AnycostGANSpace
 from supernet.data import Dataset, DatasetConfig, load_dataset, resize
 from supernet.errors import CheckpointError
-from supernet.io import file_sha256, read_checkpoint
+from supernet.family import ExportableModel, TrainedModel
+from supernet.io import Artifact, file_sha256, read_artifact, resolve_artifact_path
 from supernet.space import Arch, get_space
-
-GAN_FORMAT = "nas-anycost-gan/1"
 
 
 @dataclass(frozen=True)
@@ -201,14 +201,14 @@ def save_sample_grid(
 
 
 @dataclass
-class TrainedGan:
+class TrainedGan(TrainedModel):
     generator: AnycostGenerator
     space: AnycostGANSpace
     dataset_config: DatasetConfig
     feature_net: FeatureNet
-    path: Path
-    sha256: str
+    artifact: Artifact
     meta: dict[str, Any] = field(default_factory=dict)
+    _quality_evaluator: GanEvaluator | None = field(default=None, repr=False)
 
     def dataset(self) -> Dataset:
         return load_dataset(self.dataset_config)
@@ -219,13 +219,56 @@ class TrainedGan:
             self.generator, self.space, dataset or self.dataset(), self.feature_net, **kwargs
         )
 
+    def measure_quality(self, archs: Sequence[Arch]) -> list[dict[str, float]]:
+        """Domain FID and consistency, measured with the trained generator."""
+        if self._quality_evaluator is None:  # real statistics are computed once per process
+            self._quality_evaluator = self.evaluator()
+        results = self._quality_evaluator.evaluate_many(archs)
+        return [{"fid": r.fid, "consistency": r.consistency} for r in results]
 
-def load_gan(path: str | os.PathLike) -> TrainedGan:
-    """A trained Anycost GAN (gan.pt or its folder) with the feature net it was measured with."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "gan.pt"
-    data = read_checkpoint(path, GAN_FORMAT)
+    def render_samples(self, path: Path, archs: Sequence[Arch]) -> Path:
+        return save_sample_grid(
+            self.generator,
+            self.space,
+            path,
+            archs=[(f"candidate {i}", a) for i, a in enumerate(archs)],
+        )
+
+    def exportable(self, arch: Arch, searched: dict[str, Any]) -> ExportableModel:
+        space = self.space
+        result = self.evaluator().evaluate(arch)
+        static = self.generator.extract(arch).eval()
+        latents = torch.randn(8, space.config.z_dim, generator=torch.Generator().manual_seed(0))
+
+        card = {
+            "input": {"latent": [1, space.config.z_dim], "distribution": "standard normal"},
+            "output": {
+                "shape": [1, space.config.image_channels, arch["res"], arch["res"]],
+                "range": "about [-1, 1]; fixed noise",
+            },
+            "quality": {
+                "searched": {k: searched.get(k) for k in ("fid", "consistency")},
+                "measured": result.to_dict(),
+                "note": "domain FID in the in-project feature net's space (not Inception FID); "
+                "consistency = MSE + perceptual distance to the full generator",
+            },
+        }
+        return ExportableModel(
+            static,
+            space.name,
+            latents,
+            torch.cat([latents, latents[:3]]),
+            "latent",
+            "image",
+            card,
+            {"samples.png": lambda target: self.render_samples(target, [arch])},
+        )
+
+
+def gan_from_artifact(artifact: Artifact) -> TrainedGan:
+    """The trained generator held by an artifact already read, with the feature net it was
+    measured with (`feature_net.pt` beside it, checked by hash)."""
+    data, path = artifact.data, artifact.path
     space = get_space(data["space"])
     if not isinstance(space, AnycostGANSpace):
         raise CheckpointError(f"{path} names space {space.name!r}, which is not a GAN space")
@@ -245,7 +288,11 @@ def load_gan(path: str | os.PathLike) -> TrainedGan:
         space,
         DatasetConfig(**data["dataset"]),
         feature_net,
-        path,
-        file_sha256(path),
+        artifact,
         dict(data.get("meta", {})),
     )
+
+
+def load_gan(path: str | os.PathLike) -> TrainedGan:
+    """A trained Anycost GAN (gan.pt or its folder) with the feature net it was measured with."""
+    return gan_from_artifact(read_artifact(resolve_artifact_path(path, ("gan.pt",)), GAN_FORMAT))

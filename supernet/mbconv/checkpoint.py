@@ -8,30 +8,32 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from supernet.data import Dataset, DatasetConfig, load_dataset
+from supernet.data import Dataset, DatasetConfig, load_dataset, resize
 from supernet.errors import CheckpointError
-from supernet.io import file_sha256, read_checkpoint, save_atomic
+from supernet.family import ExportableModel, TrainedModel
+from supernet.io import Artifact, file_sha256, read_artifact, resolve_artifact_path, save_atomic
 from supernet.mbconv.evaluate import SupernetEvaluator
+from supernet.mbconv.family import SUPERNET_FORMAT
+from supernet.mbconv.space import MBConvSpace
 from supernet.mbconv.supernet import MBConvSupernet
-from supernet.space import SearchSpace, get_space
-
-SUPERNET_FORMAT = "nas-supernet/1"
+from supernet.space import Arch, SearchSpace, get_space
 
 
 @dataclass
-class TrainedSupernet:
+class TrainedSupernet(TrainedModel):
     net: torch.nn.Module
     space: SearchSpace
     dataset_config: DatasetConfig
-    path: Path
-    sha256: str
+    artifact: Artifact
     meta: dict[str, Any] = field(default_factory=dict)
+    _quality_evaluator: SupernetEvaluator | None = field(default=None, repr=False)
 
     def dataset(self) -> Dataset:
         return load_dataset(self.dataset_config)
@@ -44,6 +46,49 @@ class TrainedSupernet:
         }
         return SupernetEvaluator(
             self.net, self.space, dataset or self.dataset(), **{**defaults, **kwargs}
+        )
+
+    def measure_quality(self, archs: Sequence[Arch]) -> list[dict[str, float]]:
+        """Top-1 on the validation split, measured with the supernet (BN recalibrated)."""
+        if self._quality_evaluator is None:  # the dataset is loaded once per process
+            self._quality_evaluator = self.evaluator()
+        return [{"top1": self._quality_evaluator.evaluate(a).top1} for a in archs]
+
+    def exportable(self, arch: Arch, searched: dict[str, Any]) -> ExportableModel:
+        data = self.dataset()
+        # Test first, validation last: the validation pass leaves the BN statistics in place.
+        measured = {
+            split: self.evaluator(data, split=split).evaluate(arch).top1
+            for split in ("test", "val")
+        }
+        static = self.net.extract(arch).eval().to(memory_format=torch.contiguous_format)
+        sample = resize(data.normalize(data.val.images[:8]), arch["r"]).contiguous()
+        card = {
+            "input": {
+                "shape": [1, self.space.config.in_channels, arch["r"], arch["r"]],
+                "normalization": {"mean": list(data.mean), "std": list(data.std)},
+                "classes": data.classes,
+            },
+            "accuracy": {
+                "searched": {"top1": searched.get("top1"), "source": searched.get("source")},
+                "predicted_top1": searched.get("top1")
+                if searched.get("source") == "predictor"
+                else None,
+                "measured_top1": {"val": measured["val"], "test": measured["test"]},
+                "measured_in_search": searched.get("top1")
+                if searched.get("source") == "supernet"
+                else searched.get("top1_measured"),
+                "note": "measured with the supernet's weights after BatchNorm recalibration",
+            },
+        }
+        return ExportableModel(
+            static,
+            self.space.name,
+            sample,
+            torch.cat([sample, sample[:3]]),
+            "input",
+            "logits",
+            card,
         )
 
 
@@ -71,20 +116,27 @@ def save_supernet(
     return file_sha256(path)
 
 
-def load_supernet(path: str | os.PathLike) -> TrainedSupernet:
-    """A trained supernet from `supernet.pt` (or a training `checkpoint.pt`), in eval mode."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "supernet.pt"
-    data = read_checkpoint(path, SUPERNET_FORMAT)
+def supernet_from_artifact(artifact: Artifact) -> TrainedSupernet:
+    """The trained supernet held by an artifact already read, in eval mode."""
+    data = artifact.data
     space = get_space(data["space"])
+    if not isinstance(space, MBConvSpace):
+        raise CheckpointError(f"{artifact.path} names space {space.name!r}, not an MBConv space")
     net = MBConvSupernet(space)
     try:
         net.load_state_dict(data["model"])
     except RuntimeError as err:
-        raise CheckpointError(f"{path} does not match space {space.name!r}: {err}") from None
-    dataset_config = DatasetConfig(**data["dataset"])
+        raise CheckpointError(
+            f"{artifact.path} does not match space {space.name!r}: {err}"
+        ) from None
     meta = dict(data.get("meta", {}))
     if meta.get("channels_last", True):
         net = net.to(memory_format=torch.channels_last)
-    return TrainedSupernet(net.eval(), space, dataset_config, path, file_sha256(path), meta)
+    return TrainedSupernet(net.eval(), space, DatasetConfig(**data["dataset"]), artifact, meta)
+
+
+def load_supernet(path: str | os.PathLike) -> TrainedSupernet:
+    """A trained supernet from `supernet.pt` (or its run folder), in eval mode."""
+    return supernet_from_artifact(
+        read_artifact(resolve_artifact_path(path, ("supernet.pt",)), SUPERNET_FORMAT)
+    )

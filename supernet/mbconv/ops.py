@@ -20,7 +20,9 @@ from torch import Tensor, nn
 
 from supernet.mbconv.space import mid_channels, se_channels
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
+# The torch modules of the activations these blocks use: a subset of the names a NetworkSpec
+# knows (latency_models.ACTIVATIONS), so every block can be costed.
+ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "relu6": nn.ReLU6,
     "h_swish": nn.Hardswish,
@@ -32,9 +34,11 @@ def build_activation(name: str | None) -> nn.Module | None:
     if name is None:
         return None
     try:
-        return ACTIVATIONS[name]()
+        return ACTIVATION_MODULES[name]()
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; allowed: {sorted(ACTIVATIONS)}") from None
+        raise ValueError(
+            f"unknown activation {name!r}; allowed: {sorted(ACTIVATION_MODULES)}"
+        ) from None
 
 
 class ElasticConv2d(nn.Module):

@@ -24,7 +24,8 @@ from scipy.stats import kendalltau
 from torch import nn
 
 from supernet.errors import CheckpointError, PredictorMismatchError
-from supernet.io import file_sha256, read_checkpoint, save_atomic
+from supernet.family import OpenedArtifact, TrainedModel
+from supernet.io import Artifact, file_sha256, read_artifact, resolve_artifact_path, save_atomic
 from supernet.mbconv.checkpoint import TrainedSupernet
 from supernet.space import Arch, SearchSpace, as_rng, get_space
 
@@ -84,6 +85,8 @@ class AccuracyPredictor:
     hidden: int = 400
     layers: int = 3
     dropout: float = 0.2
+    # the file it was loaded from, with the hash of the bytes read (None until saved/loaded)
+    artifact: Artifact | None = None
 
     @torch.no_grad()
     def predict_encoded(self, encoded: np.ndarray) -> np.ndarray:
@@ -117,11 +120,15 @@ class AccuracyPredictor:
 
 
 def load_predictor(
-    path: str | os.PathLike, checkpoint: str | os.PathLike | TrainedSupernet | None = None
+    path: str | os.PathLike,
+    checkpoint: str | os.PathLike | TrainedModel | OpenedArtifact | None = None,
+    expected_sha256: str | None = None,
 ) -> AccuracyPredictor:
-    """Load a predictor; with `checkpoint`, refuse it unless it was fitted on that file."""
-    path = Path(path)
-    data = read_checkpoint(path, PREDICTOR_FORMAT)
+    """Load a predictor; with `checkpoint` (a path, or a trained file already opened), refuse
+    it unless it was fitted on that file; with `expected_sha256`, unless it is that file."""
+    artifact = read_artifact(path, PREDICTOR_FORMAT)
+    artifact.check_sha256(expected_sha256, "predictor")
+    path, data = artifact.path, artifact.data
     space = get_space(data["space"])
     if data["encoding_size"] != space.encoding_size:
         raise PredictorMismatchError(
@@ -129,11 +136,10 @@ def load_predictor(
             f"{space.name!r} has {space.encoding_size}"
         )
     if checkpoint is not None:
-        if isinstance(checkpoint, TrainedSupernet):
+        if isinstance(checkpoint, TrainedModel | OpenedArtifact):
             sha, where, ck_space = checkpoint.sha256, checkpoint.path, checkpoint.space.name
         else:
-            where = Path(checkpoint)
-            where = where / "supernet.pt" if where.is_dir() else where
+            where = resolve_artifact_path(checkpoint, ("supernet.pt",))
             if not where.is_file():
                 raise CheckpointError(f"checkpoint file not found: {where}")
             sha, ck_space = file_sha256(where), None
@@ -159,6 +165,7 @@ def load_predictor(
         data["hidden"],
         data["layers"],
         data["dropout"],
+        artifact,
     )
 
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 from sqlalchemy import select
 
-from nas.export import ExportError, export_candidate, parse_formats
-from nas.pareto import QueryError, non_dominated, pareto_front, plot, to_csv, to_json
+from nas.errors import ExportError, NotFoundError, QueryError
+from nas.export import export_candidate, parse_formats
+from nas.pareto import non_dominated, pareto_front, plot, to_csv, to_json
 from nas.search import launch_search
 from nas.store import Export, Store
 
@@ -86,7 +87,7 @@ def test_query_errors(finished, kwargs, message):
 
 def test_unknown_search(finished):
     store, _, _ = finished
-    with pytest.raises(QueryError, match="no search with id 404"):
+    with pytest.raises(NotFoundError, match="no search with id 404"):
         pareto_front(store, 404)
 
 
@@ -132,7 +133,7 @@ def test_export_writes_checked_files_and_card(finished, tmp_path):
 
 def test_export_errors(finished, tmp_path):
     store, search_id, _ = finished
-    with pytest.raises(ExportError, match="no candidate 9999"):
+    with pytest.raises(NotFoundError, match="no candidate 9999"):
         export_candidate(store, search_id, 9999, "onnx", tmp_path)
     with pytest.raises(ExportError, match="unknown export format"):
         parse_formats("onnx,tflite")

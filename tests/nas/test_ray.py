@@ -8,7 +8,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from nas.evaluation import EvaluatorSpec
+from nas.evaluation import open_resources
 from nas.search import COMPLETED, launch_search
 from nas.store import Store
 from nas.workers import LocalPool, RayPool
@@ -31,17 +31,12 @@ def local_ray():
 
 
 def _rows(store, search_id):
-    from sqlalchemy import select
+    from nas.pareto import load_candidates
 
-    from nas.store import Candidate
-
-    with store.session() as s:
-        return [
-            (c.trial, c.arch_id, round(c.top1, 6), c.feasible)
-            for c in s.scalars(
-                select(Candidate).where(Candidate.search_id == search_id).order_by(Candidate.trial)
-            )
-        ]
+    return [
+        (c.trial, c.arch_id, round(c.metrics["top1"], 6), c.feasible)
+        for c in load_candidates(store, search_id)
+    ]
 
 
 def test_search_on_two_actors_matches_in_process(local_ray, search_config, tmp_path):
@@ -55,9 +50,11 @@ def test_search_on_two_actors_matches_in_process(local_ray, search_config, tmp_p
 
 def test_dead_actor_work_is_retried(local_ray, search_config):
     config = search_config()
-    spec = EvaluatorSpec.from_config(config, threads=1)
-    archs = [LocalPool(spec).evaluator.space.sample(np.random.default_rng(i)) for i in range(12)]
-    expected = LocalPool(spec).evaluate(archs)
+    resources = open_resources(config)
+    spec = resources.spec(threads=1)
+    local = LocalPool(resources.evaluator())
+    archs = [local.evaluator.space.sample(np.random.default_rng(i)) for i in range(12)]
+    expected = local.evaluate(archs)
     pool = RayPool(spec, workers=2)
     try:
         ray.kill(pool.actors[0])  # dies before it can return its chunk
@@ -79,7 +76,7 @@ def test_two_node_cluster_runs_a_search(local_ray, search_config):
     cluster.add_node(num_cpus=1)
     try:
         config = search_config(workers=2, ray_address=cluster.address)
-        spec = EvaluatorSpec.from_config(config, threads=1)
+        spec = open_resources(config).spec(threads=1)
         pool = RayPool(spec, workers=2, address=cluster.address)
         try:
             nodes = {node for node, _ in pool.locations()}

@@ -13,12 +13,13 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from nas.config import SearchConfigError, parse_search_config
+from nas.config import parse_search_config
+from nas.errors import NotFoundError, SearchConfigError, SearchError
+from nas.pareto import load_candidates
 from nas.search import (
     CANCELLED,
     COMPLETED,
     INFEASIBLE,
-    SearchError,
     cancel_search,
     launch_search,
     limits_of,
@@ -32,8 +33,8 @@ from nas.workers import LocalPool
 class CountingPool(LocalPool):
     """Records how many archs each call evaluates."""
 
-    def __init__(self, spec):
-        super().__init__(spec)
+    def __init__(self, evaluator):
+        super().__init__(evaluator)
         self.calls: list[int] = []
 
     def evaluate(self, archs, quality="predictor"):
@@ -117,9 +118,9 @@ def test_repeated_archs_are_evaluated_once(search_config):
     config = search_config(
         algorithm={"population": 8, "generations": 6, "seed": 1, "mutation_prob": 0.0}
     )
-    from nas.evaluation import EvaluatorSpec
+    from nas.evaluation import open_resources
 
-    pool = CountingPool(EvaluatorSpec.from_config(config))
+    pool = CountingPool(open_resources(config).evaluator())
     outcome = launch_search(config, Store(config.database), pool=pool, progress=False)
     distinct = {c.arch_id for c in candidates(Store(config.database), outcome.search_id)}
     # the precheck evaluates the smallest subnet once; every distinct arch exactly once more
@@ -136,9 +137,9 @@ def test_limit_the_smallest_subnet_exceeds_ends_at_once(search_config):
 
 def test_search_without_feasible_candidate_names_tightest_limit(search_config):
     base = search_config()
-    from nas.evaluation import CandidateEvaluator, EvaluatorSpec
+    from nas.evaluation import open_resources
 
-    evaluator = CandidateEvaluator(EvaluatorSpec.from_config(base))
+    evaluator = open_resources(base).evaluator()
     (smallest,) = evaluator.costs([evaluator.space.smallest()])
     limit = smallest["stm32f746.latency_ms"] * 1.0001  # met only by (nearly) the smallest
     config = search_config(targets={"stm32f746": {"latency_ms": limit, "flash_kb": 900}})
@@ -168,7 +169,7 @@ def test_predictor_plus_verify_measures_the_front(search_config):
     config = search_config(evaluation="predictor+verify")
     store = Store(config.database)
     outcome = launch_search(config, store, progress=False)
-    rows = candidates(store, outcome.search_id)
+    rows = load_candidates(store, outcome.search_id)
     verified = [c for c in rows if c.top1_measured is not None]
     assert verified and all(c.feasible for c in verified)
     assert all(0.0 <= c.top1_measured <= 1.0 for c in verified)
@@ -180,9 +181,10 @@ def test_supernet_evaluation(search_config):
     )
     store = Store(config.database)
     outcome = launch_search(config, store, progress=False)
-    rows = candidates(store, outcome.search_id)
     assert outcome.status == COMPLETED
-    assert all(c.top1_source == "supernet" and c.top1_measured == c.top1 for c in rows)
+    assert {c.quality_source for c in candidates(store, outcome.search_id)} == {"supernet"}
+    rows = load_candidates(store, outcome.search_id)
+    assert all(c.top1_measured == c.metrics["top1"] for c in rows)
 
 
 def test_resume_continues_a_stopped_search_without_loss_or_duplicates(search_config):
@@ -249,7 +251,7 @@ def test_resume_refuses_finished_or_unknown_searches(search_config):
     outcome = launch_search(config, store, progress=False)
     with pytest.raises(SearchError, match="already completed"):
         resume_search(outcome.search_id, store, progress=False)
-    with pytest.raises(SearchError, match="no search with id 999"):
+    with pytest.raises(NotFoundError, match="no search with id 999"):
         resume_search(999, store, progress=False)
 
 

@@ -5,6 +5,7 @@ CI (.ci/run) starts a throwaway PostgreSQL 15 and sets NAS_TEST_POSTGRES_URL to 
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 
@@ -12,7 +13,7 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
-from nas.pareto import pareto_front
+from nas.pareto import load_candidates, pareto_front
 from nas.search import COMPLETED, launch_search, resume_search
 from nas.store import Store, StoreError, alembic_config
 
@@ -28,30 +29,87 @@ def test_new_database_gets_the_schema(tmp_path):
         store.tables()
     )
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
     Store(store.url)  # reopening is a no-op migration
 
 
-def test_results_in_an_older_schema_survive_the_upgrade(tmp_path, search_config):
+def _old_search(conn, with_verified: bool) -> None:
+    """Rows as the schema-0001/0002 code wrote them: top-1 in candidates' own columns."""
+    conn.execute(
+        text(
+            "INSERT INTO supernets (id, sha256, path, space, created_at) "
+            "VALUES (1, 'ab', 'x/supernet.pt', 'mnist-mbv3', '2026-12-01')"
+        )
+    )
+    conn.execute(
+        text(
+            "INSERT INTO searches (id, name, status, config, space, supernet_id, "
+            "generations_total, generations_done, candidates_done, evaluations_done, "
+            "feasible_done, best, message, driver, seconds, created_at, updated_at) VALUES "
+            "(1, 'old', 'completed', :config, 'mnist-mbv3', 1, 1, 1, 3, 3, 3, '{}', '', '', "
+            "1.0, '2026-12-01', '2026-12-01')"
+        ),
+        {"config": json.dumps(OLD_CONFIG)},
+    )
+    for trial, (top1, latency) in enumerate([(0.9, 3.0), (0.8, 2.0), (0.7, 2.5)]):
+        conn.execute(
+            text(
+                "INSERT INTO candidates (id, search_id, trial, generation, arch_id, arch, params, "
+                "feasible, violation, top1, top1_source, top1_measured, created_at) VALUES "
+                "(:id, 1, :trial, 0, :aid, '{}', '{}', 1, 0.0, :top1, 'predictor', :measured, "
+                "'2026-12-01')"
+            ),
+            {
+                "id": trial + 1,
+                "trial": trial,
+                "aid": f"arch{trial}",
+                "top1": top1,
+                "measured": top1 - 0.01 if with_verified and trial == 0 else None,
+            },
+        )
+        conn.execute(
+            text(
+                "INSERT INTO metrics (search_id, candidate_id, device, name, value) VALUES "
+                "(1, :cid, 'stm32f746', 'latency_ms', :v)"
+            ),
+            {"cid": trial + 1, "v": latency},
+        )
+
+
+OLD_CONFIG = {
+    "name": "old",
+    "supernet": "x/supernet.pt",
+    "objectives": [
+        {"metric": "top1", "goal": "maximize"},
+        {"metric": "stm32f746.latency_ms", "goal": "minimize"},
+    ],
+    "targets": {"stm32f746": {"limits": {}, "batch": 1, "options": {}}},
+}
+
+
+@pytest.mark.parametrize("revision", ["0001", "0002"])
+def test_results_in_an_older_schema_survive_the_upgrade(tmp_path, revision):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     old = Store(url, migrate=False)
     cfg = alembic_config(old.url)
     with old.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")  # the first released schema: top1 NOT NULL
-    config = search_config(database=url, algorithm={"population": 8, "generations": 2})
-    outcome = launch_search(config, old, progress=False)
-    before = pareto_front(old, outcome.search_id)
+        command.upgrade(cfg, revision)  # 0001: top1 NOT NULL; 0002: nullable
+        _old_search(conn, with_verified=True)
     old.dispose()
     store = Store(url)
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
-        assert conn.execute(text("SELECT count(*) FROM candidates")).scalar() == 16
-        assert conn.execute(text("SELECT count(*) FROM metrics")).scalar() > 16
-    after = pareto_front(store, outcome.search_id)
-    assert [c.arch_id for c in after.front] == [c.arch_id for c in before.front]
-    top1 = {c["name"]: c for c in inspect(store.engine).get_columns("candidates")}["top1"]
-    assert top1["nullable"]  # generator searches store no top-1
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert conn.execute(text("SELECT count(*) FROM candidates")).scalar() == 3
+        # 3 latencies, 3 top-1 values and one verified top-1: nothing lost, nothing doubled
+        assert conn.execute(text("SELECT count(*) FROM metrics")).scalar() == 7
+    columns = {c["name"] for c in inspect(store.engine).get_columns("candidates")}
+    assert "quality_source" in columns and not {"top1", "top1_measured"} & columns
+    rows = load_candidates(store, 1)
+    assert [c.metrics["top1"] for c in rows] == [0.9, 0.8, 0.7]
+    assert rows[0].top1_measured == pytest.approx(0.89) and rows[1].top1_measured is None
+    front = pareto_front(store, 1)  # (0.9, 3.0) and (0.8, 2.0); (0.7, 2.5) is dominated
+    assert [c.trial for c in front.front] == [0, 1]
     store.dispose()
 
 

@@ -273,5 +273,12 @@ def test_supernet_train_step_reaches_shared_weights():
 
 
 def test_build_rejects_unknown_space_type():
-    with pytest.raises(TypeError, match="no supernet is defined for spaces of type int"):
+    with pytest.raises(TypeError, match=r"no supernet .* is defined for spaces of type int"):
         supernet.build(42)
+
+
+def test_block_activations_are_ones_the_cost_models_know():
+    import latency_models as lm
+    from supernet.mbconv.ops import ACTIVATION_MODULES
+
+    assert set(ACTIVATION_MODULES) <= set(lm.ACTIVATIONS)

@@ -1,0 +1,137 @@
+"""The service core: what the doors (the `nas` CLI, Python users, the HTTP API) call.
+
+Each function takes plain arguments, does the work, and returns data; a door parses its
+input, calls one of these and prints or serialises the result. Bad input raises a
+`UserError` (nas.errors), which every door reports in one line.
+
+    from nas import core
+    outcome = core.launch("experiments/search_mnist.yaml")
+    front = core.query_front(outcome.search_id, where=["peak_sram_kb<=6"])
+    result = core.export(outcome.search_id, front.front[0].trial, formats="onnx")
+
+Profiling a device (timing archs, building and validating look-up tables) is nas.profiling.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from nas.config import SearchConfig, load_search_config
+from nas.export import ExportResult, export_candidate
+from nas.pareto import Front, pareto_front
+from nas.search import Outcome, cancel_search, launch_search, resume_search
+from nas.store import DEFAULT_URL, Search, Store
+
+DATABASE_ENV = "NAS_DATABASE_URL"
+
+
+def database_url(db: str | None = None, configured: str | None = None) -> str:
+    """The database to use: `db` if given (--db), else $NAS_DATABASE_URL, else the search
+    config's `database` (`configured`), else sqlite:///runs/nas.db. One rule for every
+    command, so a search is launched into the database the other commands read."""
+    return db or os.environ.get(DATABASE_ENV) or configured or DEFAULT_URL
+
+
+def open_store(db: str | None = None) -> Store:
+    return Store(database_url(db))
+
+
+def launch(
+    config: str | Path | SearchConfig,
+    db: str | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    progress: bool = False,
+    on_generation: Callable[[Outcome], None] | None = None,
+) -> Outcome:
+    """Validate a search config (a YAML path, or a config already parsed) and run it."""
+    if not isinstance(config, SearchConfig):
+        config = load_search_config(config, workers=workers, ray_address=ray_address)
+    else:
+        overrides = {"workers": workers, "ray_address": ray_address}
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(config, key, value)
+    configured = config.database if "database" in config.model_fields_set else None
+    config.database = database_url(db, configured)
+    return launch_search(
+        config, Store(config.database), progress=progress, on_generation=on_generation
+    )
+
+
+def resume(
+    search_id: int,
+    db: str | None = None,
+    force: bool = False,
+    progress: bool = False,
+    on_generation: Callable[[Outcome], None] | None = None,
+) -> Outcome:
+    return resume_search(
+        search_id, open_store(db), force=force, progress=progress, on_generation=on_generation
+    )
+
+
+def cancel(search_id: int, db: str | None = None) -> str:
+    """Ask a running search to stop after its current generation; returns its status."""
+    return cancel_search(search_id, open_store(db))
+
+
+def search_summary(row: Search) -> dict[str, Any]:
+    """A search as JSON-able data: status, progress, best values, timing, its config."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "status": row.status,
+        "space": row.space,
+        "generations": f"{row.generations_done}/{row.generations_total}",
+        "candidates": row.candidates_done,
+        "evaluated": row.evaluations_done,
+        "feasible": row.feasible_done,
+        "best": row.best,
+        "seconds": round(row.seconds, 1),
+        "message": row.message,
+        "created_at": row.created_at.isoformat(),
+        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+        "evaluation": row.config.get("evaluation"),
+        "targets": row.config.get("targets"),
+        "objectives": row.config.get("objectives"),
+    }
+
+
+def list_searches(db: str | None = None) -> list[dict[str, Any]]:
+    store = open_store(db)
+    with store.session() as s:
+        return [search_summary(r) for r in s.scalars(select(Search).order_by(Search.id))]
+
+
+def get_search(search_id: int, db: str | None = None) -> dict[str, Any]:
+    store = open_store(db)
+    with store.session() as s:
+        return search_summary(store.search(s, search_id))
+
+
+def query_front(
+    search_id: int,
+    target: str | None = None,
+    where: Sequence[str] = (),
+    measured: bool = False,
+    db: str | None = None,
+) -> Front:
+    """The non-dominated feasible candidates of a search (see nas.pareto)."""
+    return pareto_front(open_store(db), search_id, target, where, measured)
+
+
+def export(
+    search_id: int,
+    candidate: int,
+    formats: str | list[str] = "torchscript,onnx,state_dict",
+    out: str | Path | None = None,
+    db: str | None = None,
+) -> ExportResult:
+    """Extract a candidate, write its model files and card, record the export."""
+    return export_candidate(open_store(db), search_id, candidate, formats, out)

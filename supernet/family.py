@@ -1,0 +1,184 @@
+"""Model families: how each kind of trained file is loaded, measured, exported and shown.
+
+The service core (nas/) never asks which kind of network it holds. A family plugs in
+through `ModelFamily`: the file format it reads, its quality metrics, its supernet builder,
+and `load`, which turns an `Artifact` already read into a `TrainedModel`. That trained model
+measures quality, prepares an exportable module and renders samples. Two families exist:
+the MBConv classifiers (supernet.mbconv.family) and the Anycost GAN generators
+(supernet.anycost.family).
+
+    opened = open_artifact("runs/mnist-supernet")   # one read and one hash of the file
+    opened.family.quality_metrics                    # {"top1": "maximize"}
+    trained = opened.trained()                       # the network, built once per process
+    trained.measure_quality(archs)                   # [{"top1": 0.97}, ...]
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from supernet.errors import CheckpointError
+from supernet.io import Artifact, read_artifact
+from supernet.space import Arch, SearchSpace, get_space
+
+Metrics = dict[str, float]
+
+
+@dataclass
+class ExportableModel:
+    """What an export writes, whatever the family: a plain module and how to check it."""
+
+    module: nn.Module
+    space: str
+    example: torch.Tensor  # traced by the ONNX exporter
+    check_inputs: torch.Tensor  # another batch size, to check the dynamic batch axis too
+    input_name: str
+    output_name: str
+    card: dict[str, Any]  # the family's part of the model card (input, output, quality)
+    extra_files: dict[str, Callable[[Path], Path]] = field(default_factory=dict)
+
+
+class TrainedModel(ABC):
+    """A trained supernet of some family, loaded from one `Artifact`."""
+
+    artifact: Artifact
+    space: SearchSpace
+
+    @property
+    def path(self) -> Path:
+        return self.artifact.path
+
+    @property
+    def sha256(self) -> str:
+        return self.artifact.sha256
+
+    @abstractmethod
+    def measure_quality(self, archs: Sequence[Arch]) -> list[Metrics]:
+        """The family's quality metrics of each arch, measured with the trained network."""
+
+    @abstractmethod
+    def exportable(self, arch: Arch, searched: Metrics) -> ExportableModel:
+        """The static subnet of `arch`, measured afresh, ready to be written; `searched`
+        holds the quality values the search recorded (predicted or measured)."""
+
+    def render_samples(self, path: Path, archs: Sequence[Arch]) -> Path | None:
+        """A picture of what the subnets produce, where the family has one (generators)."""
+        return None
+
+
+class ModelFamily(ABC):
+    kind: str  # the name recorded in model cards: "classifier", "gan"
+    description: str  # for messages: "classifier supernet"
+    file_format: str  # the "format" field of its trained file
+    file_name: str  # the trained file in a run folder
+    quality_metrics: dict[str, str]  # metric -> "maximize" | "minimize", first is primary
+    # Whether an accuracy predictor can stand in for measuring (classifiers); otherwise
+    # every candidate is measured with the trained network.
+    predicts_quality: bool = False
+
+    @abstractmethod
+    def handles(self, space: SearchSpace) -> bool:
+        """Whether `space` is one of this family's spaces."""
+
+    @abstractmethod
+    def build(self, space: SearchSpace) -> nn.Module:
+        """The untrained elastic supernet of a space."""
+
+    @abstractmethod
+    def load(self, artifact: Artifact) -> TrainedModel:
+        """The trained model held by an artifact of this family's format."""
+
+    def describe_quality(self, card: dict[str, Any]) -> str:
+        """One line of the measured quality in an export's model card, for the CLI."""
+        return ""
+
+
+_FAMILIES: list[ModelFamily] = []
+
+
+def register_family(family: ModelFamily) -> ModelFamily:
+    if any(f.kind == family.kind or f.file_format == family.file_format for f in _FAMILIES):
+        raise ValueError(f"model family {family.kind!r} is registered twice")
+    _FAMILIES.append(family)
+    return family
+
+
+def families() -> list[ModelFamily]:
+    return list(_FAMILIES)
+
+
+def family_of_space(space: SearchSpace) -> ModelFamily:
+    for family in _FAMILIES:
+        if family.handles(space):
+            return family
+    kind = type(space).__name__
+    raise TypeError(f"no supernet (no model family) is defined for spaces of type {kind}")
+
+
+def family_of_kind(kind: str) -> ModelFamily:
+    for family in _FAMILIES:
+        if family.kind == kind:
+            return family
+    raise KeyError(f"unknown model family {kind!r}; known: {[f.kind for f in _FAMILIES]}")
+
+
+def quality_metric_names() -> set[str]:
+    """Every family's quality metrics: stored per network, without a device."""
+    return {m for family in _FAMILIES for m in family.quality_metrics}
+
+
+@dataclass
+class OpenedArtifact:
+    """An artifact with its family and space; the network is built on first use only
+    (a predictor-only search never needs it) and then kept."""
+
+    artifact: Artifact
+    family: ModelFamily
+    space: SearchSpace
+    _trained: TrainedModel | None = field(default=None, repr=False)
+
+    @property
+    def path(self) -> Path:
+        return self.artifact.path
+
+    @property
+    def sha256(self) -> str:
+        return self.artifact.sha256
+
+    def trained(self) -> TrainedModel:
+        if self._trained is None:
+            self._trained = self.family.load(self.artifact)
+        return self._trained
+
+
+def open_artifact(path: str | os.PathLike, expected_sha256: str | None = None) -> OpenedArtifact:
+    """Read a trained file (or the one in a run folder) once, with its family and space.
+
+    With `expected_sha256`, refuse a file that is not the one recorded (a search's launch)."""
+    formats = tuple(f.file_format for f in _FAMILIES)
+    try:
+        artifact = read_artifact(path, formats)
+    except CheckpointError as err:
+        if not Path(path).exists():
+            raise
+        raise CheckpointError(
+            f"{err}: neither a trained supernet nor a trained GAN; train one with "
+            "`nas supernet train` or `nas gan train`"
+        ) from None
+    artifact.check_sha256(expected_sha256, "trained file")
+    family = next(f for f in _FAMILIES if f.file_format == artifact.format)
+    return OpenedArtifact(artifact, family, get_space(artifact.data["space"]))
+
+
+def build(space: SearchSpace | str) -> nn.Module:
+    """The elastic supernet of a space: `net.set_active(arch)`, `net(x)`, `net.extract(arch)`."""
+    space = get_space(space) if isinstance(space, str) else space
+    return family_of_space(space).build(space)

@@ -1,0 +1,43 @@
+"""The MBConv classifier family, as the service core sees it (see supernet.family)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from supernet.family import ModelFamily, TrainedModel, register_family
+from supernet.io import Artifact
+from supernet.mbconv.space import MBConvSpace
+from supernet.space import SearchSpace
+
+SUPERNET_FORMAT = "nas-supernet/1"
+
+
+class ClassifierFamily(ModelFamily):
+    kind = "classifier"
+    description = "classifier supernet"
+    file_format = SUPERNET_FORMAT
+    file_name = "supernet.pt"
+    quality_metrics = {"top1": "maximize"}  # noqa: RUF012 - class-level constant
+    predicts_quality = True
+
+    def handles(self, space: SearchSpace) -> bool:
+        return isinstance(space, MBConvSpace)
+
+    def build(self, space: SearchSpace) -> nn.Module:
+        from supernet.mbconv.supernet import MBConvSupernet
+
+        return MBConvSupernet(space)
+
+    def load(self, artifact: Artifact) -> TrainedModel:
+        from supernet.mbconv.checkpoint import supernet_from_artifact
+
+        return supernet_from_artifact(artifact)
+
+    def describe_quality(self, card: dict[str, Any]) -> str:
+        top1 = card["accuracy"]["measured_top1"]
+        return f"top-1 measured val {top1['val']:.2%}, test {top1['test']:.2%}"
+
+
+CLASSIFIER = register_family(ClassifierFamily())

@@ -1,0 +1,130 @@
+"""The core that the doors call: files opened once and checked by hash, one database rule."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+import supernet.io
+from nas import core
+from nas.cli import app
+from nas.evaluation import CandidateEvaluator, open_resources
+from nas.search import launch_search, resume_search
+from nas.store import Store
+from supernet.errors import CheckpointError
+
+
+@pytest.fixture
+def file_reads(monkeypatch):
+    """Counts, per file name, how often a trained file is read and hashed in this process."""
+    reads: Counter[str] = Counter()
+    hashes: Counter[str] = Counter()
+    loads = Counter()
+    read_artifact, file_sha256, torch_load = (
+        supernet.io.read_artifact,
+        supernet.io.file_sha256,
+        torch.load,
+    )
+
+    def counting_read(path, *args, **kwargs):
+        artifact = read_artifact(path, *args, **kwargs)
+        reads[artifact.path.name] += 1
+        hashes[artifact.path.name] += 1  # read_artifact hashes the bytes it loads
+        return artifact
+
+    def counting_sha(path):
+        hashes[str(path).rsplit("/", 1)[-1]] += 1
+        return file_sha256(path)
+
+    def counting_load(*args, **kwargs):
+        loads["torch.load"] += 1
+        return torch_load(*args, **kwargs)
+
+    monkeypatch.setattr(supernet.io, "read_artifact", counting_read)
+    monkeypatch.setattr(supernet.io, "file_sha256", counting_sha)
+    monkeypatch.setattr(torch, "load", counting_load)
+    # the modules that imported the functions by name see the counting ones too
+    for module in ("supernet.family", "supernet.mbconv.checkpoint", "supernet.mbconv.predictor"):
+        mod = __import__(module, fromlist=["_"])
+        for name, fn in (("read_artifact", counting_read), ("file_sha256", counting_sha)):
+            if hasattr(mod, name):
+                monkeypatch.setattr(mod, name, fn)
+    return reads, hashes, loads
+
+
+@pytest.mark.parametrize("evaluation", ["predictor", "supernet"])
+def test_a_search_reads_and_hashes_each_file_once(search_config, file_reads, evaluation):
+    reads, hashes, loads = file_reads
+    extra = {"predictor": None} if evaluation == "supernet" else {}
+    config = search_config(
+        evaluation=evaluation, algorithm={"population": 4, "generations": 2}, **extra
+    )
+    outcome = launch_search(config, Store(config.database), progress=False)
+    assert outcome.status == "completed"
+    assert reads["supernet.pt"] == 1 and hashes["supernet.pt"] == 1
+    files = 2 if evaluation == "predictor" else 1
+    assert loads["torch.load"] == files
+    if evaluation == "predictor":
+        assert reads["predictor.pt"] == 1 and hashes["predictor.pt"] == 1
+
+
+def test_an_evaluator_refuses_a_file_other_than_the_recorded_one(search_config, tmp_path):
+    spec = open_resources(search_config()).spec()
+    CandidateEvaluator.from_spec(spec)  # the recorded file: accepted
+    replaced = tmp_path / "supernet.pt"
+    data = supernet.io.read_checkpoint(spec.supernet, "nas-supernet/1")
+    data["meta"] = {**data["meta"], "note": "retrained"}
+    torch.save(data, replaced)
+    import dataclasses
+
+    with pytest.raises(CheckpointError, match="is not the trained file recorded"):
+        CandidateEvaluator.from_spec(dataclasses.replace(spec, supernet=str(replaced)))
+
+
+def test_resume_refuses_a_replaced_supernet(search_config, tiny_supernet, tmp_path):
+    own = tmp_path / "run"
+    own.mkdir()
+    shutil.copy(tiny_supernet.path, own / "supernet.pt")
+    shutil.copy(tiny_supernet.path.parent / "predictor.pt", own / "predictor.pt")
+    config = search_config(
+        supernet=str(own / "supernet.pt"),
+        predictor=str(own / "predictor.pt"),
+        algorithm={"population": 4, "generations": 3},
+    )
+    store = Store(config.database)
+    partial = launch_search(config, store, progress=False, stop_after_generations=1)
+    data = supernet.io.read_checkpoint(own / "supernet.pt", "nas-supernet/1")
+    data["meta"] = {**data["meta"], "note": "retrained"}
+    torch.save(data, own / "supernet.pt")
+    with pytest.raises(CheckpointError, match="not the trained file recorded"):
+        resume_search(partial.search_id, store, progress=False)
+
+
+def test_database_rule(monkeypatch):
+    monkeypatch.delenv(core.DATABASE_ENV, raising=False)
+    assert core.database_url() == "sqlite:///runs/nas.db"
+    assert core.database_url(configured="sqlite:///a.db") == "sqlite:///a.db"
+    monkeypatch.setenv(core.DATABASE_ENV, "sqlite:///env.db")
+    assert core.database_url(configured="sqlite:///a.db") == "sqlite:///env.db"
+    assert core.database_url("sqlite:///flag.db", "sqlite:///a.db") == "sqlite:///flag.db"
+
+
+def test_launch_honours_the_database_variable(search_config, tmp_path, monkeypatch):
+    config = search_config()
+    raw = config.model_dump(mode="json")
+    del raw["database"]  # as in a config that does not name one
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    url = f"sqlite:///{tmp_path / 'from-env.db'}"
+    monkeypatch.setenv(core.DATABASE_ENV, url)
+    runner = CliRunner()
+    launched = runner.invoke(app, ["search", "launch", str(path), "--json"])
+    assert launched.exit_code == 0, launched.output
+    listed = runner.invoke(app, ["search", "list", "--json"])  # no --db: the variable
+    assert listed.exit_code == 0 and '"status": "completed"' in listed.output
+    assert (tmp_path / "from-env.db").exists()
