@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from supernet.data import Dataset, DatasetConfig, load_dataset
 from supernet.errors import CheckpointError
 from supernet.io import Artifact, read_artifact
 from supernet.space import Arch, SearchSpace, get_space
@@ -51,6 +52,10 @@ class TrainedModel(ABC):
 
     artifact: Artifact
     space: SearchSpace
+    dataset_config: DatasetConfig  # the data it was trained on, measured on
+
+    def dataset(self) -> Dataset:
+        return load_dataset(self.dataset_config)
 
     @property
     def path(self) -> Path:

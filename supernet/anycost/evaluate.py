@@ -39,7 +39,7 @@ from supernet.anycost.metrics import (
     to_gan_range,
 )
 from supernet.anycost.space import AnycostGANSpace
-from supernet.data import Dataset, DatasetConfig, load_dataset, resize
+from supernet.data import Dataset, DatasetConfig, resize
 from supernet.errors import CheckpointError
 from supernet.family import ExportableModel, TrainedModel
 from supernet.io import Artifact, file_sha256, read_artifact, resolve_artifact_path
@@ -209,9 +209,6 @@ class TrainedGan(TrainedModel):
     artifact: Artifact
     meta: dict[str, Any] = field(default_factory=dict)
     _quality_evaluator: GanEvaluator | None = field(default=None, repr=False)
-
-    def dataset(self) -> Dataset:
-        return load_dataset(self.dataset_config)
 
     def evaluator(self, dataset: Dataset | None = None, **kwargs: Any) -> GanEvaluator:
         kwargs.setdefault("samples", self.meta.get("eval_samples", 500))

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from supernet.data import Dataset, DatasetConfig, load_dataset, resize
+from supernet.data import Dataset, DatasetConfig, resize
 from supernet.errors import CheckpointError
 from supernet.family import ExportableModel, TrainedModel
 from supernet.io import Artifact, file_sha256, read_artifact, resolve_artifact_path, save_atomic
@@ -34,9 +34,6 @@ class TrainedSupernet(TrainedModel):
     artifact: Artifact
     meta: dict[str, Any] = field(default_factory=dict)
     _quality_evaluator: SupernetEvaluator | None = field(default=None, repr=False)
-
-    def dataset(self) -> Dataset:
-        return load_dataset(self.dataset_config)
 
     def evaluator(self, dataset: Dataset | None = None, **kwargs: Any) -> SupernetEvaluator:
         """An evaluator with the training run's recalibration settings unless overridden."""
