@@ -1,16 +1,24 @@
 """A search's life: launched, run by one driver, cancelled, resumed after its driver died.
 
 A driver killed at any moment (kill -9) loses at most the generation in flight: `resume`
-rebuilds the study from the stored rows and continues, with the files recorded at launch
-(refusing any whose SHA-256 differs). `cancel` asks a running driver to stop after its
-current generation.
+rebuilds the study from the stored rows and continues, with the files recorded at launch (by
+their absolute paths; another path may be given, and any file whose SHA-256 differs is
+refused). `cancel` asks a running driver to stop after its current generation.
+
+One driver at a time: the driver holds the search's lease (`searches.driver`, its
+host:pid:token, and `lease_until`), renewed at start, by a heartbeat and in every write, for
+$NAS_LEASE_SECONDS (default 60 s). `resume` refuses while another driver's lease is fresh, on
+any host (on this host, a driver whose process is gone holds nothing); `force` takes the lease
+over, and the old driver stops at its next write without writing.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
+from pathlib import Path
 from typing import Any
 
 from nas.config import SearchConfig
@@ -18,7 +26,7 @@ from nas.errors import SearchError
 from nas.evaluation import open_resources
 from nas.search import records
 from nas.search.runner import SearchRunner
-from nas.search.state import CANCELLED, CANCELLING, FAILED, FINAL, RUNNING, Outcome
+from nas.search.state import CANCELLED, CANCELLING, FAILED, FINAL, Outcome
 from nas.store import Search, Store
 
 log = logging.getLogger(__name__)
@@ -26,7 +34,8 @@ RUNNER_OPTIONS = ("pool", "progress", "on_generation")
 
 
 def driver_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """host:pid:token, new for each driver (two drivers of one process differ too)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _process_alive(pid: int) -> bool:
@@ -47,6 +56,41 @@ def _unfinished(session: Any, search_id: int, store: Store) -> Search:
     return row
 
 
+def lease_holder(row: Search) -> str | None:
+    """The driver whose lease on the search is fresh, or None if nobody holds it."""
+    until = records.aware(row.lease_until)
+    if until is None or until <= records.now():
+        return None
+    host, _, rest = row.driver.partition(":")
+    pid = rest.split(":", 1)[0]
+    if (
+        host == socket.gethostname()
+        and pid.isdigit()
+        and int(pid) != os.getpid()
+        and not _process_alive(int(pid))
+    ):
+        return None  # died on this host (kill -9) before its lease ran out
+    return row.driver
+
+
+def _refuse(search_id: int, holder: str, until: Any) -> SearchError:
+    when = records.aware(until)
+    lease = f" (its lease runs until {when:%Y-%m-%d %H:%M:%S} UTC unless renewed)" if when else ""
+    return SearchError(
+        f"search {search_id} is being run by driver {holder}{lease}; stop it first, or pass "
+        "--force to take the search over (that driver then stops at its next generation)"
+    )
+
+
+def _recorded_path(search_id: int, what: str, option: str, recorded: records.RecordedFile) -> str:
+    if not Path(recorded.path).is_file():
+        raise SearchError(
+            f"the {what} search {search_id} was launched with, {recorded.path}, is not there; "
+            f"pass {option} PATH to a copy of it (SHA-256 {recorded.sha256[:12]}...)"
+        )
+    return recorded.path
+
+
 def launch(config: SearchConfig, store: Store | None = None, **options: Any) -> SearchRunner:
     """Record a new search and return its driver (not yet run)."""
     store = store or Store(config.database)
@@ -56,33 +100,75 @@ def launch(config: SearchConfig, store: Store | None = None, **options: Any) -> 
         raise SearchError(
             f"config names space {config.space!r} but supernet {config.supernet} is {space.name!r}"
         )
-    search_id = records.create_search(store, config, resources, driver_id())
+    driver = driver_id()
+    search_id = records.create_search(store, config, resources, driver)
     log.info("search %d (%s) created in %s", search_id, config.name, store.url)
-    return SearchRunner(store, search_id, config, resources, **options)
+    return SearchRunner(store, search_id, config, resources, driver=driver, **options)
 
 
-def reopen(search_id: int, store: Store, force: bool = False, **options: Any) -> SearchRunner:
-    """The driver of an unfinished search, with the files recorded at its launch."""
+def _resume_paths(
+    search_id: int,
+    store: Store,
+    config: SearchConfig,
+    supernet: str | os.PathLike | None,
+    predictor: str | os.PathLike | None,
+) -> tuple[SearchConfig, str, str | None]:
+    """The config with the files to open (the recorded absolute paths, or the overrides),
+    and the hashes they must have."""
+    recorded, recorded_predictor = records.recorded_files(store, search_id)
+    if predictor is not None and recorded_predictor is None:
+        raise SearchError(f"search {search_id} was launched without a predictor; drop --predictor")
+    paths: dict[str, Any] = {
+        "supernet": str(Path(supernet).absolute())
+        if supernet
+        else _recorded_path(search_id, "trained file", "--supernet", recorded)
+    }
+    if recorded_predictor is not None:
+        paths["predictor"] = (
+            str(Path(predictor).absolute())
+            if predictor
+            else _recorded_path(search_id, "predictor", "--predictor", recorded_predictor)
+        )
+    config = config.model_copy(update=paths)
+    config.opened = None  # a copy of a config read from SQL: nothing opened yet
+    return config, recorded.sha256, recorded_predictor.sha256 if recorded_predictor else None
+
+
+def reopen(
+    search_id: int,
+    store: Store,
+    force: bool = False,
+    supernet: str | os.PathLike | None = None,
+    predictor: str | os.PathLike | None = None,
+    **options: Any,
+) -> SearchRunner:
+    """The driver of an unfinished search, with the files recorded at its launch (or the
+    `supernet` / `predictor` given instead, if their SHA-256 is the recorded one). Nothing is
+    written unless the files check out and the lease is taken."""
     with store.session() as s:
         row = _unfinished(s, search_id, store)
-        host, _, pid = row.driver.partition(":")
-        if (
-            row.status == RUNNING
-            and not force
-            and host == socket.gethostname()
-            and pid.isdigit()
-            and int(pid) != os.getpid()
-            and _process_alive(int(pid))
-        ):
-            raise SearchError(
-                f"search {search_id} is still being run by process {pid}; "
-                "stop it first (or pass --force)"
-            )
-        row.driver = driver_id()
+        seen, until = row.driver, records.aware(row.lease_until)
+        holder = lease_holder(row)
+        expired = until is None or until <= records.now()
         config = SearchConfig(**row.config)
-    supernet_sha, predictor_sha = records.recorded_hashes(store, search_id)
-    resources = open_resources(config, supernet_sha, predictor_sha)
-    return SearchRunner(store, search_id, config, resources, **options)
+    if holder is not None and not force:
+        raise _refuse(search_id, holder, until)
+    config, supernet_sha, predictor_sha = _resume_paths(
+        search_id, store, config, supernet, predictor
+    )
+    resources = open_resources(config, supernet_sha, predictor_sha)  # refuses other files
+    driver = driver_id()
+    # compare-and-set on the driver seen above (and, for an expired lease, on its still
+    # being expired), so that of two drivers resuming at once only one gets the search
+    if not records.take_lease(
+        store, search_id, driver, seen, only_if_expired=expired and not force
+    ):
+        with store.session() as s:
+            row = store.search(s, search_id)
+            raise _refuse(search_id, row.driver, row.lease_until)
+    if holder is not None:
+        log.warning("search %d: driver %s took the lease over from %s", search_id, driver, holder)
+    return SearchRunner(store, search_id, config, resources, driver=driver, **options)
 
 
 def _split(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -94,14 +180,25 @@ def launch_search(config: SearchConfig, store: Store | None = None, **kwargs: An
     return launch(config, store, **options).run(**kwargs)
 
 
-def resume_search(search_id: int, store: Store, force: bool = False, **kwargs: Any) -> Outcome:
+def resume_search(
+    search_id: int,
+    store: Store,
+    force: bool = False,
+    supernet: str | os.PathLike | None = None,
+    predictor: str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> Outcome:
     options = _split(kwargs)
     with store.session() as s:
         row = store.search(s, search_id)
         if row.status == CANCELLING:  # its driver died before stopping
+            holder = lease_holder(row)
+            if holder is not None and not force:
+                raise _refuse(search_id, holder, row.lease_until)
             row.status, row.message, row.finished_at = CANCELLED, "cancelled", records.now()
+            row.driver, row.lease_until = driver_id(), None  # a live old driver then stops
             return records.outcome_of(row)
-    return reopen(search_id, store, force, **options).run(**kwargs)
+    return reopen(search_id, store, force, supernet, predictor, **options).run(**kwargs)
 
 
 def cancel_search(search_id: int, store: Store) -> str:

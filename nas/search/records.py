@@ -3,53 +3,159 @@
 One transaction per generation writes the generation's candidates, every metric of each
 (quality and costs alike, in `metrics`) and the search's progress together, so a driver
 killed at any moment leaves whole generations only.
+
+Every write of a driver is made under the search's lease: the transaction first renews
+`lease_until` on the row, but only while `driver` is still this driver's id. A driver whose
+lease was taken over (`resume --force`) finds so there, writes nothing and stops (LeaseLost).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from nas.config import SearchConfig, join_metric, split_metric
+from nas.errors import SearchError
 from nas.evaluation import SearchResources
 from nas.search.state import Metrics, Outcome, SearchState
 from nas.store import MEASURED_SUFFIX, Candidate, Metric, Predictor, Search, Store, Supernet
+
+LEASE_ENV = "NAS_LEASE_SECONDS"
+DEFAULT_LEASE_SECONDS = 60.0
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(moment: datetime | None) -> datetime | None:
+    """A stored time as UTC (SQLite gives naive datetimes back)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def lease_seconds() -> float:
+    """How long a driver's lease lasts without renewal: $NAS_LEASE_SECONDS, else 60 s."""
+    raw = os.environ.get(LEASE_ENV)
+    if not raw:
+        return DEFAULT_LEASE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise SearchError(f"${LEASE_ENV} must be a number of seconds > 0, not {raw!r}")
+    return value
+
+
+def lease_expiry() -> datetime:
+    return now() + timedelta(seconds=lease_seconds())
+
+
+class LeaseLost(SearchError):
+    """Another driver took the search's lease over: this one writes nothing more and stops."""
+
+
+def _hold(s: Session, search_id: int, driver: str, **values: Any) -> None:
+    """Renew `driver`'s lease in this transaction (setting `values` too), or LeaseLost if
+    another driver holds it now. First in a transaction, so the row is locked (PostgreSQL)
+    or the database is (SQLite) until the transaction ends."""
+    result = s.execute(
+        update(Search)
+        .where(Search.id == search_id, Search.driver == driver)
+        .values(lease_until=lease_expiry(), **values)
+    )
+    if result.rowcount != 1:
+        holder = s.scalar(select(Search.driver).where(Search.id == search_id))
+        raise LeaseLost(
+            f"search {search_id}: lease taken by {holder or 'another driver'}; "
+            f"driver {driver} stops without writing"
+        )
+
+
+def renew_lease(store: Store, search_id: int, driver: str) -> None:
+    """Renew the lease (at start, and from the driver's heartbeat); LeaseLost if taken."""
+    with store.session() as s:
+        _hold(s, search_id, driver)
+
+
+def release_lease(store: Store, search_id: int, driver: str) -> None:
+    """Give the lease up (if still held), so that `resume` may start at once."""
+    with store.session() as s:
+        s.execute(
+            update(Search)
+            .where(Search.id == search_id, Search.driver == driver)
+            .values(lease_until=None)
+        )
+
+
+def take_lease(store: Store, search_id: int, driver: str, seen: str, only_if_expired: bool) -> bool:
+    """Make `driver` the search's driver, if the row still names driver `seen` (and, with
+    `only_if_expired`, if no lease is fresh): one compare-and-set, so two drivers resuming
+    at once cannot both win."""
+    with store.session() as s:
+        conditions = [Search.id == search_id, Search.driver == seen]
+        if only_if_expired:
+            conditions.append(or_(Search.lease_until.is_(None), Search.lease_until <= now()))
+        result = s.execute(
+            update(Search).where(*conditions).values(driver=driver, lease_until=lease_expiry())
+        )
+        return result.rowcount == 1
+
+
+def _row_by_sha(store: Store, model: type, sha256: str, make: Callable[[], Any]) -> int:
+    """The id of the row of `model` with this SHA-256, made by `make()` if there is none.
+    Two processes launching on one new database may both try to insert it: the loser of
+    that race reads the winner's row."""
+    for attempt in range(2):
+        try:
+            with store.session() as s:
+                row = s.scalar(select(model).where(model.sha256 == sha256))
+                if row is None:
+                    row = make()
+                    s.add(row)
+                    s.flush()
+                return row.id
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
 def register_artifacts(store: Store, resources: SearchResources) -> tuple[int, int | None]:
     """Rows for the trained file and the predictor (by SHA-256, with their absolute paths),
     shared by the searches that use them."""
     artifact, predictor = resources.artifact, resources.predictor
-    with store.session() as s:
-        row = s.scalar(select(Supernet).where(Supernet.sha256 == artifact.sha256))
-        if row is None:
-            row = Supernet(
-                sha256=artifact.sha256, path=str(artifact.path), space=artifact.space.name
-            )
-            s.add(row)
-            s.flush()
-        supernet_id, predictor_id = row.id, None
-        if predictor is not None and predictor.artifact is not None:
-            sha = predictor.artifact.sha256
-            prow = s.scalar(select(Predictor).where(Predictor.sha256 == sha))
-            if prow is None:
-                prow = Predictor(
-                    sha256=sha,
-                    path=str(predictor.artifact.path),
-                    supernet_id=supernet_id,
-                    metrics=predictor.metrics,
-                )
-                s.add(prow)
-                s.flush()
-            predictor_id = prow.id
+    supernet_id = _row_by_sha(
+        store,
+        Supernet,
+        artifact.sha256,
+        lambda: Supernet(
+            sha256=artifact.sha256, path=str(artifact.path), space=artifact.space.name
+        ),
+    )
+    if predictor is None or predictor.artifact is None:
+        return supernet_id, None
+    predictor_file = predictor.artifact
+    predictor_id = _row_by_sha(
+        store,
+        Predictor,
+        predictor_file.sha256,
+        lambda: Predictor(
+            sha256=predictor_file.sha256,
+            path=str(predictor_file.path),
+            supernet_id=supernet_id,
+            metrics=predictor.metrics,
+        ),
+    )
     return supernet_id, predictor_id
 
 
@@ -67,6 +173,7 @@ def create_search(
             predictor_id=predictor_id,
             generations_total=config.algorithm.generations,
             driver=driver,
+            lease_until=lease_expiry(),
         )
         s.add(row)
         s.flush()
@@ -78,6 +185,23 @@ def recorded_hashes(store: Store, search_id: int) -> tuple[str, str | None]:
     with store.session() as s:
         row = store.search(s, search_id)
         return row.supernet.sha256, row.predictor.sha256 if row.predictor else None
+
+
+@dataclass
+class RecordedFile:
+    path: str  # absolute, as opened at launch
+    sha256: str
+
+
+def recorded_files(store: Store, search_id: int) -> tuple[RecordedFile, RecordedFile | None]:
+    """The trained file and the predictor a search was launched with (absolute paths)."""
+    with store.session() as s:
+        row = store.search(s, search_id)
+        predictor = row.predictor
+        return (
+            RecordedFile(row.supernet.path, row.supernet.sha256),
+            RecordedFile(predictor.path, predictor.sha256) if predictor is not None else None,
+        )
 
 
 @dataclass
@@ -134,10 +258,13 @@ def store_generation(
     evaluated: int,
     state: SearchState,
     quality_source: str,
+    driver: str,
 ) -> None:
     """The generation's candidates, their metrics and the search's progress, in one
-    transaction."""
+    transaction, under `driver`'s lease (renewed; LeaseLost, and nothing written, if another
+    driver took it)."""
     with store.session() as s:
+        _hold(s, search_id, driver)
         candidate_ids = s.scalars(
             insert(Candidate).returning(Candidate.id, sort_by_parameter_order=True),
             [
@@ -184,10 +311,11 @@ def store_generation(
         )
 
 
-def store_measured(store: Store, search_id: int, measured: dict[str, Metrics]) -> None:
+def store_measured(store: Store, search_id: int, measured: dict[str, Metrics], driver: str) -> None:
     """Quality measured with the supernet for the archs `measured` names (by arch id), on
     every candidate of the search with that arch; replaces an earlier verification."""
     with store.session() as s:
+        _hold(s, search_id, driver)
         s.execute(
             delete(Metric).where(
                 Metric.search_id == search_id,
@@ -245,11 +373,11 @@ def outcome(store: Store, search_id: int, status: str, message: str) -> Outcome:
         return outcome_of(s.get(Search, search_id), status, message)
 
 
-def finish(store: Store, search_id: int, status: str, message: str) -> Outcome:
+def finish(store: Store, search_id: int, status: str, message: str, driver: str) -> Outcome:
+    """The search's final status, set by the driver that holds its lease (then released)."""
     with store.session() as s:
+        _hold(s, search_id, driver, status=status, message=message, updated_at=now())
         s.execute(
-            update(Search)
-            .where(Search.id == search_id)
-            .values(status=status, message=message, finished_at=now(), updated_at=now())
+            update(Search).where(Search.id == search_id).values(finished_at=now(), lease_until=None)
         )
     return outcome(store, search_id, status, message)

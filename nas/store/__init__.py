@@ -2,13 +2,20 @@
 
 `Store(url)` connects, brings the schema to the newest migration (so an old database opens
 with a new version) and hands out sessions. A database that cannot be reached gives a
-StoreError that names the URL (without its password) and the reason.
+StoreError that names the URL (without its password) and the reason. `Store(url,
+create=False)`, for the commands that only read, refuses a SQLite file that does not exist
+instead of creating an empty database there.
+
+Processes that open one new database at the same instant take turns to migrate it: an
+exclusive lock on `<file>.lock` beside a SQLite file, a transaction-level advisory lock on
+PostgreSQL.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +23,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from nas.errors import NotFoundError, StoreError
@@ -34,6 +41,13 @@ from nas.store.models import (
 log = logging.getLogger(__name__)
 DEFAULT_URL = "sqlite:///runs/nas.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
+# pg_advisory_xact_lock key that serialises migrations of one PostgreSQL database ("nasmigr")
+PG_MIGRATION_LOCK = 0x6E61736D69677200
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "DEFAULT_URL",
@@ -60,15 +74,22 @@ def normalize_url(url: str) -> str:
 def safe_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return url
+
+
+def _reason(err: Exception) -> str:
+    """The first line of a database error (not SQLAlchemy's SQL and background link)."""
+    orig = getattr(err, "orig", None)
+    text_ = str(orig if orig is not None else err).strip()
+    return text_.splitlines()[0] if text_ else type(err).__name__
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL may have to wait
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")  # `nas search show` reads while a search writes
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
@@ -80,37 +101,69 @@ def alembic_config(url: str) -> Config:
 
 
 class Store:
-    def __init__(self, url: str = DEFAULT_URL, migrate: bool = True) -> None:
+    def __init__(self, url: str = DEFAULT_URL, migrate: bool = True, create: bool = True) -> None:
+        """`create=False`: a SQLite file that does not exist is a StoreError ("no database
+        at ..."), not a new empty database (for the commands that only read)."""
         self.url = normalize_url(url)
         try:
             parsed = make_url(self.url)
-        except ArgumentError:
-            raise StoreError(f"invalid database URL {url!r}") from None
+        except (ArgumentError, ValueError) as err:  # ValueError: a port that is not a number
+            detail = ": the port is not a number" if isinstance(err, ValueError) else ""
+            raise StoreError(f"invalid database URL {safe_url(url)!r}{detail}") from None
+        self.sqlite_path: Path | None = None
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.sqlite_path = Path(parsed.database)
+            if not create and not self.sqlite_path.is_file():
+                raise StoreError(f"no database at {self.sqlite_path} ({safe_url(self.url)})")
+            if create:
+                self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.engine: Engine = create_engine(self.url, future=True)
-        except (ArgumentError, ImportError) as err:
+        except (ArgumentError, ImportError, ValueError, TypeError) as err:
             raise StoreError(f"cannot use database {safe_url(self.url)}: {err}") from None
         if parsed.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-        except OperationalError as err:
-            reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
-            raise StoreError(f"cannot connect to database {safe_url(self.url)}: {reason}") from None
+        except (DBAPIError, SQLAlchemyError) as err:
+            self.engine.dispose()
+            what = "open" if self.sqlite_path is not None else "connect to"
+            raise StoreError(
+                f"cannot {what} database {safe_url(self.url)}: {_reason(err)}"
+            ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if migrate:
             self.migrate()
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """An exclusive lock on `<file>.lock` beside a SQLite file, so that processes that
+        open a new database at once migrate it in turn (PostgreSQL: see migrate)."""
+        if self.sqlite_path is None or fcntl is None:
+            yield
+            return
+        lock = self.sqlite_path.with_name(self.sqlite_path.name + ".lock")
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # a read-only folder: nobody can create the database there
+            log.debug("no migration lock %s (%s)", lock, err.strerror)
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def migrate(self) -> None:
         """Upgrade the schema to the newest migration (a no-op when it is current)."""
         cfg = alembic_config(self.url)
         logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per open otherwise
         sqlite = self.engine.dialect.name == "sqlite"
+        postgres = self.engine.dialect.name == "postgresql"
         try:
-            with self.engine.connect() as conn:
+            with self._migration_lock(), self.engine.connect() as conn:
                 if sqlite:
                     # SQLite alters a column by copying the table and dropping the old one;
                     # with foreign keys on, that drop cascades and deletes every metrics and
@@ -119,6 +172,11 @@ class Store:
                     conn.commit()
                 try:
                     with conn.begin():
+                        if postgres:  # held until this transaction ends
+                            conn.execute(
+                                text("SELECT pg_advisory_xact_lock(:key)"),
+                                {"key": PG_MIGRATION_LOCK},
+                            )
                         cfg.attributes["connection"] = conn
                         command.upgrade(cfg, "head")
                         if sqlite and (
@@ -133,7 +191,9 @@ class Store:
                         conn.exec_driver_sql("PRAGMA foreign_keys=ON")
                         conn.commit()
         except SQLAlchemyError as err:
-            raise StoreError(f"cannot migrate database {safe_url(self.url)}: {err}") from None
+            raise StoreError(
+                f"cannot migrate database {safe_url(self.url)}: {_reason(err)}"
+            ) from None
         except Exception as err:  # alembic: a revision this code does not know (newer schema)
             if "Can't locate revision" in str(err):
                 raise StoreError(
@@ -154,9 +214,16 @@ class Store:
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
-        """A session whose work is committed as one transaction (rolled back on error)."""
-        with self._sessions() as session, session.begin():
-            yield session
+        """A session whose work is committed as one transaction (rolled back on error).
+
+        The database refusing work (disk full, read-only, locked, connection lost) is a
+        StoreError naming it; nothing of the transaction is kept."""
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except OperationalError as err:
+            reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
+            raise StoreError(f"database {safe_url(self.url)}: {reason}") from err
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -73,7 +73,10 @@ class Search(Base):
     feasible_done: Mapped[int] = mapped_column(Integer, default=0)
     best: Mapped[dict[str, Any]] = mapped_column(default=dict)  # metric -> best feasible value
     message: Mapped[str] = mapped_column(Text, default="")
-    driver: Mapped[str] = mapped_column(String(200), default="")  # host:pid of the running driver
+    # the driver that holds the search's lease: host:pid:token (older rows: host:pid); it may
+    # write the search's rows while lease_until is in the future (see nas.search.lifecycle)
+    driver: Mapped[str] = mapped_column(String(200), default="")
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     seconds: Mapped[float] = mapped_column(Float, default=0.0)  # time spent searching
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

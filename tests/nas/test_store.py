@@ -6,8 +6,10 @@ CI (.ci/run) starts a throwaway PostgreSQL 15 and sets NAS_TEST_POSTGRES_URL to 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from alembic import command
@@ -15,7 +17,9 @@ from sqlalchemy import create_engine, inspect, text
 
 from nas.pareto import load_candidates, pareto_front
 from nas.search import COMPLETED, launch_search, resume_search
-from nas.store import Store, StoreError, alembic_config
+from nas.store import Search, Store, StoreError, alembic_config
+
+HEAD = "0004"
 
 POSTGRES = os.environ.get("NAS_TEST_POSTGRES_URL")
 needs_postgres = pytest.mark.skipif(
@@ -29,7 +33,7 @@ def test_new_database_gets_the_schema(tmp_path):
         store.tables()
     )
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
     Store(store.url)  # reopening is a no-op migration
 
 
@@ -87,19 +91,26 @@ OLD_CONFIG = {
 }
 
 
-@pytest.mark.parametrize("revision", ["0001", "0002"])
+@pytest.mark.parametrize("revision", ["0001", "0002", "0003"])
 def test_results_in_an_older_schema_survive_the_upgrade(tmp_path, revision):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     old = Store(url, migrate=False)
     cfg = alembic_config(old.url)
     with old.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)  # 0001: top1 NOT NULL; 0002: nullable
+        command.upgrade(cfg, "0002" if revision == "0003" else revision)  # 0001: top1 NOT NULL
         _old_search(conn, with_verified=True)
+    if revision == "0003":  # rows of the 0002 code, moved into metrics; no lease column yet
+        with old.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # as Store.migrate does
+            conn.commit()
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "0003")
     old.dispose()
     store = Store(url)
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
         assert conn.execute(text("SELECT count(*) FROM candidates")).scalar() == 3
         # 3 latencies, 3 top-1 values and one verified top-1: nothing lost, nothing doubled
         assert conn.execute(text("SELECT count(*) FROM metrics")).scalar() == 7
@@ -110,6 +121,12 @@ def test_results_in_an_older_schema_survive_the_upgrade(tmp_path, revision):
     assert rows[0].top1_measured == pytest.approx(0.89) and rows[1].top1_measured is None
     front = pareto_front(store, 1)  # (0.9, 3.0) and (0.8, 2.0); (0.7, 2.5) is dominated
     assert [c.trial for c in front.front] == [0, 1]
+    with store.session() as s:  # 0004: the old search holds no lease, and takes one
+        row = s.get(Search, 1)
+        assert row.lease_until is None and row.driver == ""
+        row.lease_until = datetime(2026, 12, 2, tzinfo=UTC)
+    with store.session() as s:
+        assert s.get(Search, 1).lease_until.replace(tzinfo=UTC) == datetime(2026, 12, 2, tzinfo=UTC)
     store.dispose()
 
 
@@ -121,13 +138,87 @@ def test_database_newer_than_the_code_is_refused(tmp_path):
         Store(store.url)
 
 
-def test_unreachable_and_invalid_databases():
+def test_unreachable_and_invalid_databases(tmp_path):
     with pytest.raises(StoreError, match=r"cannot connect to database .*:\*\*\*@127\.0\.0\.1:1"):
         Store("postgresql://user:secret@127.0.0.1:1/nas")
     with pytest.raises(StoreError, match="invalid database URL"):
         Store("::not a url::")
     with pytest.raises(StoreError, match="cannot use database"):
         Store("nosuchdb://x")
+    with pytest.raises(StoreError, match=r"invalid database URL .*port is not a number"):
+        Store("postgresql://u@localhost:abc/db")
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not a database\n" * 10)
+    with pytest.raises(StoreError) as err:
+        Store(f"sqlite:///{text_file}")
+    assert "file is not a database" in str(err.value) and "\n" not in str(err.value)
+    assert text_file.read_text() == "not a database\n" * 10
+
+
+def test_reading_a_missing_sqlite_file_does_not_create_it(tmp_path):
+    missing = tmp_path / "runs" / "nas.db"
+    with pytest.raises(StoreError, match=f"no database at {missing}"):
+        Store(f"sqlite:///{missing}", create=False)
+    assert not missing.exists() and not missing.parent.exists()
+    Store(f"sqlite:///{missing}").dispose()  # the default creates it (launch)
+    Store(f"sqlite:///{missing}", create=False).dispose()  # and then it opens
+
+
+def test_read_commands_refuse_a_missing_database(tmp_path):
+    from typer.testing import CliRunner
+
+    from nas import core
+    from nas.cli import app
+
+    missing = tmp_path / "none.db"
+    url = f"sqlite:///{missing}"
+    for call in (
+        lambda: core.list_searches(url),
+        lambda: core.get_search(1, url),
+        lambda: core.query_front(1, db=url),
+        lambda: core.export(1, 0, out=tmp_path / "out", db=url),
+    ):
+        with pytest.raises(StoreError, match="no database at"):
+            call()
+    for args in (["search", "list"], ["search", "show", "1"], ["pareto", "1"]):
+        result = CliRunner().invoke(app, [*args, "--db", url])
+        assert result.exit_code == 2 and "no database at" in result.output, result.output
+    assert not missing.exists()
+
+
+def _open_new_databases(urls: list[str], barrier, results) -> None:
+    """Open each new database at the same instant as the other processes do."""
+    for url in urls:
+        barrier.wait(timeout=120)
+        try:
+            store = Store(url)
+            with store.engine.connect() as conn:
+                version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            results.put((url, "ok", version))
+            store.dispose()
+        except Exception as err:  # reported to the parent, which fails the test
+            results.put((url, "error", f"{type(err).__name__}: {err}"))
+
+
+def _race(urls: list[str], processes: int = 3) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    procs = [
+        ctx.Process(target=_open_new_databases, args=(urls, barrier, results))
+        for _ in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=180) for _ in range(processes * len(urls))]
+    for p in procs:
+        p.join(timeout=60)
+    assert sorted(outcomes) == sorted((url, "ok", HEAD) for url in urls for _ in procs), outcomes
+    assert all(p.exitcode == 0 for p in procs)
+
+
+def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path):
+    _race([f"sqlite:///{tmp_path / f'new-{attempt}' / 'nas.db'}" for attempt in range(5)])
+    assert (tmp_path / "new-0" / "nas.db.lock").exists()  # the lock file beside the database
 
 
 @pytest.fixture
@@ -142,6 +233,25 @@ def postgres_url():
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@needs_postgres
+def test_processes_opening_a_new_postgresql_database_at_once(postgres_url):
+    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    urls = [postgres_url]
+    with admin.connect() as conn:
+        for attempt in range(1, 4):
+            conn.execute(text(f'CREATE DATABASE "{postgres_url.rsplit("/", 1)[1]}_{attempt}"'))
+            urls.append(f"{postgres_url}_{attempt}")
+    try:
+        _race(urls)
+    finally:
+        with admin.connect() as conn:
+            for url in urls[1:]:
+                conn.execute(
+                    text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+                )
+        admin.dispose()
 
 
 @needs_postgres
