@@ -13,7 +13,10 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import platform
+import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -29,7 +32,7 @@ from nas.errors import ExportError, NotFoundError
 from nas.pareto import load_config
 from nas.store import Candidate, Export, Metric, Store
 from supernet.errors import CheckpointError
-from supernet.family import open_artifact
+from supernet.family import ExportableModel, open_artifact
 
 log = logging.getLogger(__name__)
 FORMATS = ("torchscript", "onnx", "state_dict")
@@ -83,55 +86,40 @@ def _onnx_check(static: torch.nn.Module, path: Path, inputs: torch.Tensor) -> tu
     return float(np.abs(got - expected).max()), allowed
 
 
-def export_candidate(
-    store: Store,
-    search_id: int,
-    candidate: int,
-    formats: str | list[str] = "torchscript,onnx,state_dict",
-    out_dir: str | Path | None = None,
-) -> ExportResult:
-    """Write candidate `candidate` (its number in `nas pareto`) of search `search_id`."""
-    formats = parse_formats(formats)
-    config = load_config(store, search_id)
-    with store.session() as s:
-        search = store.search(s, search_id)
-        row = s.scalar(
-            select(Candidate).where(Candidate.search_id == search_id, Candidate.trial == candidate)
+def check_out_dir(out: Path, force: bool) -> None:
+    """ExportError unless `out` can receive an export: absent, an empty folder, or (with
+    `force`) a folder whose files may be replaced."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file; give a folder (it is created if missing)")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ExportError(
+            f"--out {out} already holds files; choose another folder or pass --force to "
+            "replace them"
         )
-        if row is None:
-            raise NotFoundError(f"search {search_id} has no candidate {candidate}")
-        costs: dict[str, dict[str, float]] = {}
-        network: dict[str, float] = {}  # macs, params and the quality metrics
-        for device, name, value in s.execute(
-            select(Metric.device, Metric.name, Metric.value).where(Metric.candidate_id == row.id)
-        ):
-            if device:
-                costs.setdefault(device, {})[name] = value
-            else:
-                network[name] = value
-        expected_sha = search.supernet.sha256
-        predictor_sha = search.predictor.sha256 if search.predictor else None
-        arch, arch_id, feasible, candidate_id = dict(row.arch), row.arch_id, row.feasible, row.id
-        source = row.quality_source
-    # the values the search recorded: quality (and "<metric>_measured" where verified),
-    # macs, params, and where quality came from
-    searched = {"source": source, **network}
 
-    # the file the search ran with, or nothing: a replaced file gives another network
-    try:
-        opened = open_artifact(config.supernet, expected_sha)
-    except CheckpointError as err:
-        raise ExportError(f"cannot export from search {search_id}: {err}") from None
-    trained = opened.trained()
-    arch = opened.space.validate(arch)  # an SQL row: an edge
-    model = trained.exportable(arch, searched)
 
-    out = Path(out_dir or f"runs/exports/search{search_id}-candidate{candidate}")
-    out.mkdir(parents=True, exist_ok=True)
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Rename the finished export onto `out`. Into a folder that already holds files
+    (allowed by --force), each file is renamed over its namesake; other files stay."""
+    if out.is_dir() and any(out.iterdir()):
+        for path in staging.iterdir():
+            os.replace(path, out / path.name)
+        staging.rmdir()
+        return
+    if out.is_dir():
+        out.rmdir()
+    os.replace(staging, out)
+
+
+def _write_model_files(
+    model: ExportableModel, arch: dict, formats: list[str], folder: Path
+) -> tuple[dict[str, Path], dict[str, Any] | None]:
+    """Write each format (and the family's extra files) into `folder`; the ONNX file is
+    checked in onnxruntime against torch. Returns the files and the ONNX check."""
     files: dict[str, Path] = {}
     onnx_check = None
     for fmt in formats:
-        path = out / FILE_NAMES[fmt]
+        path = folder / FILE_NAMES[fmt]
         if fmt == "torchscript":
             torch.jit.script(model.module).save(str(path))
         elif fmt == "state_dict":
@@ -167,31 +155,94 @@ def export_candidate(
             }
         files[fmt] = path
     for name, write in model.extra_files.items():
-        files[name] = write(out / name)
+        files[name] = write(folder / name)
+    return files, onnx_check
 
-    card = {
-        "search": {"id": search_id, "name": config.name, "candidate": candidate},
-        "space": model.space,
-        "kind": opened.family.kind,
-        "arch": dict(arch),
-        "arch_id": arch_id,
-        "feasible": feasible,
-        **model.card,
-        "costs": costs,
-        "limits": {d: t.limits for d, t in config.targets.items()},
-        "macs": int(network.get("macs", 0)),
-        "params": int(network.get("params", 0)),
-        "checkpoint": {"path": str(opened.path), "sha256": expected_sha},
-        "predictor_sha256": predictor_sha,
-        "files": {name: {"path": p.name, "sha256": _sha256(p)} for name, p in files.items()},
-        "onnx_check": onnx_check,
-        "rebuild": "supernet.build(supernet.get_space(card['space'])).extract(card['arch']) "
-        "then load_state_dict(torch.load(model.state_dict.pt)['state_dict'])",
-        "versions": _versions(),
-        "created_at": datetime.now(UTC).isoformat(),
-    }
-    card_path = out / "model_card.json"
-    card_path.write_text(json.dumps(card, indent=2))
+
+def export_candidate(
+    store: Store,
+    search_id: int,
+    candidate: int,
+    formats: str | list[str] = "torchscript,onnx,state_dict",
+    out_dir: str | Path | None = None,
+    force: bool = False,
+) -> ExportResult:
+    """Write candidate `candidate` (its number in `nas pareto`) of search `search_id`.
+
+    The files are written into a temporary folder beside `out_dir` and renamed into place
+    when all of them are written and checked: an interrupted export leaves nothing half
+    written, and a folder that already holds files is replaced only with `force`."""
+    formats = parse_formats(formats)
+    out = Path(out_dir or f"runs/exports/search{search_id}-candidate{candidate}")
+    check_out_dir(out, force)  # before any work: a bad --out must not cost an evaluation
+    config = load_config(store, search_id)
+    with store.session() as s:
+        search = store.search(s, search_id)
+        row = s.scalar(
+            select(Candidate).where(Candidate.search_id == search_id, Candidate.trial == candidate)
+        )
+        if row is None:
+            raise NotFoundError(f"search {search_id} has no candidate {candidate}")
+        costs: dict[str, dict[str, float]] = {}
+        network: dict[str, float] = {}  # macs, params and the quality metrics
+        for device, name, value in s.execute(
+            select(Metric.device, Metric.name, Metric.value).where(Metric.candidate_id == row.id)
+        ):
+            if device:
+                costs.setdefault(device, {})[name] = value
+            else:
+                network[name] = value
+        expected_sha = search.supernet.sha256
+        predictor_sha = search.predictor.sha256 if search.predictor else None
+        arch, arch_id, feasible, candidate_id = dict(row.arch), row.arch_id, row.feasible, row.id
+        source = row.quality_source
+    # the values the search recorded: quality (and "<metric>_measured" where verified),
+    # macs, params, and where quality came from
+    searched = {"source": source, **network}
+
+    # the file the search ran with, or nothing: a replaced file gives another network
+    try:
+        opened = open_artifact(config.supernet, expected_sha)
+    except CheckpointError as err:
+        raise ExportError(f"cannot export from search {search_id}: {err}") from None
+    trained = opened.trained()
+    arch = opened.space.validate(arch)  # an SQL row: an edge
+    model = trained.exportable(arch, searched)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # as a folder made with mkdir would be, not mkdtemp's 0700
+    try:
+        files, onnx_check = _write_model_files(model, arch, formats, staging)
+        card = {
+            "search": {"id": search_id, "name": config.name, "candidate": candidate},
+            "space": model.space,
+            "kind": opened.family.kind,
+            "arch": dict(arch),
+            "arch_id": arch_id,
+            "feasible": feasible,
+            **model.card,
+            "costs": costs,
+            "limits": {d: t.limits for d, t in config.targets.items()},
+            "macs": int(network.get("macs", 0)),
+            "params": int(network.get("params", 0)),
+            "checkpoint": {"path": str(opened.path), "sha256": expected_sha},
+            "predictor_sha256": predictor_sha,
+            "files": {name: {"path": p.name, "sha256": _sha256(p)} for name, p in files.items()},
+            "onnx_check": onnx_check,
+            "rebuild": "supernet.build(supernet.get_space(card['space'])).extract(card['arch']) "
+            "then load_state_dict(torch.load(model.state_dict.pt)['state_dict'])",
+            "versions": _versions(),
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        (staging / "model_card.json").write_text(json.dumps(card, indent=2))
+        _move_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    files = {name: out / path.name for name, path in files.items()}
     with store.session() as s:
         record = Export(
             search_id=search_id,
