@@ -160,6 +160,11 @@ class CostModel(ABC):
         """Per-call options and their allowed values; the first value is the default."""
         return {}
 
+    def input_resolutions(self) -> tuple[int, int] | None:
+        """The input resolutions (square, inclusive) this model can cost, or None for any:
+        a search restricts its space to what every target device can cost."""
+        return None
+
     def summary(self) -> dict[str, Any]:
         """What `nas hardware show` prints (subclasses add their key parameters)."""
         return {

@@ -227,6 +227,11 @@ class LUTModel(BlockTableModel):
             },
         }
 
+    def input_resolutions(self) -> tuple[int, int]:
+        """Between the smallest and the largest table: in between, block latencies are
+        interpolated; outside, nothing was measured to interpolate from."""
+        return self.resolutions[0], self.resolutions[-1]
+
     def _resolution(self, spec: NetworkSpec) -> int:
         _, h, w = spec.input_shape
         if h != w:
