@@ -1,0 +1,204 @@
+"""Fault-tolerance figures: kill -9 and resume, searches launched at once, parser fuzzing.
+
+Prints one JSON object per figure:
+  kills_survived              SIGKILLs of a real driver (seeded random moments, some inside an
+                              open generation transaction) after which the stored rows were
+                              whole generations with contiguous trials; with kills_tried
+  candidates_lost             stored candidates missing after a kill and resume (goal: 0)
+  candidates_duplicated       trial numbers stored twice (goal: 0)
+  fuzz_inputs_tried           mutated search configs and arch dicts/JSON fed to the parsers
+  fuzz_tracebacks             inputs that ended in an exception other than a UserError
+  concurrent_first_opens_ok   rounds of 4 `nas search launch` processes started at once on a
+                              new SQLite file (or PostgreSQL database) in which every search
+                              completed with exactly its own candidates; with tried
+
+    python experiments/bench_faults.py [--checkpoint DIR] [--kills 20] [--rounds 5]
+        [--fuzz 20000] [--postgres postgresql://user@host/admin_db]
+
+DIR holds supernet.pt and predictor.pt (default: a tiny pair trained in a temp folder, as
+tests/conftest.py does). Slow; not run in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.faults.harness
+
+from tests.faults import harness
+
+TARGETS = {
+    "stm32f746": {"peak_sram_kb": 12, "flash_kb": 600},
+    "h100-sxm": {"latency_ms": 0.7, "batch": 64, "precision": "fp16"},
+}
+
+
+def emit(name: str, value: float, unit: str, **context: Any) -> None:
+    print(json.dumps({"name": name, "value": value, "unit": unit, **context}), flush=True)
+
+
+def tiny_checkpoint(folder: Path) -> Path:
+    """A supernet trained for two steps on 32 digits and a predictor fitted on 30 archs."""
+    from supernet.mbconv.checkpoint import load_supernet
+    from supernet.mbconv.predictor import fit_predictor, measure_archs
+    from supernet.mbconv.train import TrainConfig, train_supernet
+
+    config = TrainConfig(
+        space="mnist-mbv3",
+        data={"kind": "mnist", "limit": 32},
+        out_dir=str(folder),
+        batch_size=16,
+        bn_recalibration_images=16,
+        phases=[{"name": "kernel", "epochs": 1, "lr": 0.05, "ks": [3, 5, 7]}],
+    )
+    trained = load_supernet(train_supernet(config, progress=False).path)
+    measurements = measure_archs(trained, 30, seed=0, progress=False)
+    predictor = fit_predictor(trained.space, measurements, trained.sha256, held_out=5, epochs=20)
+    predictor.save(folder / "predictor.pt")
+    return folder
+
+
+def raw_config(checkpoint: Path, name: str, db: str, population: int, generations: int, seed=0):
+    return {
+        "name": name,
+        "supernet": str(checkpoint / "supernet.pt"),
+        "predictor": str(checkpoint / "predictor.pt"),
+        "targets": TARGETS,
+        "algorithm": {"population": population, "generations": generations, "seed": seed},
+        "evaluation": "predictor",
+        "database": db,
+    }
+
+
+def fresh_postgres(admin_url: str) -> str:
+    from sqlalchemy import create_engine, text
+
+    name = f"nas_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def bench_kills(checkpoint: Path, work: Path, kills: int, per_search: int, db: str | None):
+    """`kills` SIGKILLs in all, `per_search` per search (each search then resumed to the end)."""
+    total = harness.KillReport()
+    started = time.perf_counter()
+    for i in range((kills + per_search - 1) // per_search):
+        folder = work / f"kills-{i}"
+        folder.mkdir(parents=True)
+        url = db or f"sqlite:///{folder / 'nas.db'}"
+        raw = raw_config(checkpoint, f"kills-{i}", url, 8, 20 + 6 * per_search, seed=i)
+        n = min(per_search, kills - i * per_search)
+        report = harness.kill_resume_loop(url, raw, folder, kills=n, seed=1000 + i)
+        for key in (
+            "kills_tried",
+            "kills_survived",
+            "in_transaction_kills",
+            "candidates_lost",
+            "candidates_duplicated",
+        ):
+            setattr(total, key, getattr(total, key) + getattr(report, key))
+        total.problems += report.problems
+        total.final_candidates += report.final_candidates
+        total.expected_candidates += report.expected_candidates
+    backend = "postgresql" if db else "sqlite"
+    context = {"backend": backend, "seconds": round(time.perf_counter() - started, 1)}
+    emit(
+        "kills_survived",
+        total.kills_survived,
+        "kills",
+        kills_tried=total.kills_tried,
+        in_transaction_kills=total.in_transaction_kills,
+        final_candidates=total.final_candidates,
+        expected_candidates=total.expected_candidates,
+        problems=total.problems[:5],
+        **context,
+    )
+    emit("candidates_lost", total.candidates_lost, "candidates", **context)
+    emit("candidates_duplicated", total.candidates_duplicated, "candidates", **context)
+
+
+def bench_fuzz(checkpoint: Path, work: Path, n: int) -> None:
+    import nas.config
+    import supernet
+
+    started = time.perf_counter()
+    nas.config.open_artifact = functools.lru_cache(maxsize=64)(nas.config.open_artifact)
+    base = raw_config(checkpoint, "fuzz", f"sqlite:///{work / 'fuzz.db'}", 8, 3)
+    reports = [harness.fuzz_configs(base, n // 2, seed=0)]
+    spaces = supernet.list_spaces()
+    reports += [harness.fuzz_archs(s, n // 2 // len(spaces) + 1, seed=0) for s in spaces]
+    tried = sum(r.tried for r in reports)
+    signatures: dict[str, int] = {}
+    for r in reports:
+        for key, count in r.signatures.items():
+            signatures[key] = signatures.get(key, 0) + count
+    seconds = round(time.perf_counter() - started, 1)
+    emit("fuzz_inputs_tried", tried, "inputs", seconds=seconds)
+    emit(
+        "fuzz_tracebacks",
+        sum(len(r.failures) for r in reports),
+        "inputs",
+        by_kind=signatures,
+        examples=[f[:160] for r in reports for f in r.failures[:1]],
+    )
+
+
+def bench_concurrency(checkpoint: Path, work: Path, rounds: int, postgres: str | None) -> None:
+    for backend in ["sqlite"] + (["postgresql"] if postgres else []):
+        ok, problems = 0, []
+        started = time.perf_counter()
+        for i in range(rounds):
+            folder = work / f"concurrent-{backend}-{i}"
+            folder.mkdir()
+            url = fresh_postgres(postgres) if postgres and backend == "postgresql" else None
+            url = url or f"sqlite:///{folder / 'new' / 'nas.db'}"
+            raws = [raw_config(checkpoint, f"c{j}", url, 4 + 2 * j, 3 + j, j) for j in range(4)]
+            found = harness.check_concurrent(url, raws, harness.launch_at_once(url, raws, folder))
+            ok += not found
+            problems += found[:2]
+        emit(
+            "concurrent_first_opens_ok",
+            ok,
+            "rounds",
+            tried=rounds,
+            processes=4,
+            backend=backend,
+            problems=problems[:5],
+            seconds=round(time.perf_counter() - started, 1),
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", type=Path, help="folder with supernet.pt, predictor.pt")
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--kills-per-search", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of 4 launches at once")
+    parser.add_argument("--fuzz", type=int, default=20_000)
+    parser.add_argument("--postgres", help="admin URL of a PostgreSQL server (optional)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
+        work = Path(tmp)
+        checkpoint = args.checkpoint or tiny_checkpoint(work / "tiny")
+        checkpoint = checkpoint.resolve()
+        bench_kills(checkpoint, work, args.kills, args.kills_per_search, None)
+        if args.postgres:
+            db = fresh_postgres(args.postgres)
+            bench_kills(checkpoint, work / "pg", args.kills, args.kills_per_search, db)
+        bench_concurrency(checkpoint, work, args.rounds, args.postgres)
+        bench_fuzz(checkpoint, work, args.fuzz)
+
+
+if __name__ == "__main__":
+    main()
