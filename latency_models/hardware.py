@@ -4,12 +4,16 @@
     hw.predict(spec)                        # {"latency_ms": ..., "macs": ..., "params": ...}
 
 A profile names its `kind`, which picks the model class; the other fields are that kind's
-parameters (see profiles/README.md).
+parameters (see profiles/README.md). A bare name is looked up first in the user's profile
+folder (`$NAS_PROFILE_DIR`, default `runs/profiles`, where `nas latency build-lut` writes),
+then among the shipped profiles: a profile built on this machine stands in for the shipped one
+of the same name.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,14 @@ from latency_models.models.measured import MeasuredModel
 log = logging.getLogger(__name__)
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+USER_PROFILE_DIR_ENV = "NAS_PROFILE_DIR"
+DEFAULT_USER_PROFILE_DIR = Path("runs/profiles")
+
+
+def user_profile_dir() -> Path:
+    """Where profiles built on this machine go: `$NAS_PROFILE_DIR`, else runs/profiles."""
+    return Path(os.environ.get(USER_PROFILE_DIR_ENV) or DEFAULT_USER_PROFILE_DIR).expanduser()
+
 
 KINDS: dict[str, type[CostModel]] = {
     cls.kind: cls for cls in (MCUModel, LUTModel, GPUModel, MeasuredModel, LearnedModel)
@@ -47,17 +59,23 @@ def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
 _Dumper.add_representer(list, _represent_list)
 
 
-def list_hardware(directory: Path = PROFILE_DIR) -> list[str]:
-    """Names of the profiles shipped in `directory` (the file names without .yaml)."""
-    return sorted(p.stem for p in directory.glob("*.yaml"))
+def _directories(directory: Path | None) -> list[Path]:
+    return [user_profile_dir(), PROFILE_DIR] if directory is None else [directory]
 
 
-def hardware_path(name_or_path: str | Path, directory: Path = PROFILE_DIR) -> Path:
+def list_hardware(directory: Path | None = None) -> list[str]:
+    """Names of the profiles in `directory` (the file names without .yaml); by default the
+    user's profile folder and the shipped one."""
+    return sorted({p.stem for d in _directories(directory) for p in d.glob("*.yaml")})
+
+
+def hardware_path(name_or_path: str | Path, directory: Path | None = None) -> Path:
     text = str(name_or_path)
-    candidate = directory / f"{text}.yaml"
     if "/" not in text and not text.endswith((".yaml", ".yml")):
-        if candidate.is_file():
-            return candidate
+        for folder in _directories(directory):
+            candidate = folder / f"{text}.yaml"
+            if candidate.is_file():
+                return candidate
         raise UnknownHardwareError(text, list_hardware(directory))
     path = Path(text).expanduser()
     if not path.is_file():
@@ -79,7 +97,7 @@ def read_yaml(path: Path) -> Any:
 
 
 def load_hardware(name_or_path: str | Path) -> CostModel:
-    """A device model from a shipped profile name (see `list_hardware()`) or a YAML path."""
+    """A device model from a profile name (see `list_hardware()`) or a YAML path."""
     if isinstance(name_or_path, CostModel):
         return name_or_path
     path = hardware_path(name_or_path)

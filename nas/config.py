@@ -14,10 +14,16 @@
 
 A metric is `top1` (accuracy), `macs` or `params` (of the network, the same everywhere), or
 `DEVICE.METRIC`. Every error names the field.
+
+A limit is a finite number > 0: a quoted one (`peak_sram_kb: "8"`) is refused with an error
+that says so, rather than read as a device option. `supernet` and `predictor` may name a run
+folder, which stands for the trained file in it (`supernet.pt` / `gan.pt`, `predictor.pt`);
+the validated config holds the absolute path of the file itself.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,16 +31,24 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 import latency_models as lm
+from nas.domain import search_domain
 from nas.errors import SearchConfigError
 from nas.store import DEFAULT_URL
 from supernet.errors import CheckpointError
 from supernet.family import OpenedArtifact, open_artifact
-from supernet.io import format_validation_error, merge_overrides, read_yaml_mapping
+from supernet.io import (
+    format_validation_error,
+    merge_overrides,
+    read_yaml_mapping,
+    resolve_artifact_path,
+)
 
 ACCURACY = "top1"
 # Metrics of the network itself, the same on every device: stored once, named without a device.
 NETWORK_METRICS = ("macs", "params")
 SPEC_OPTIONS = ("batch",)  # applied to the NetworkSpec; the rest go to the device's model
+MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds in 0..2**32-1
+PREDICTOR_FILE_NAMES = ("predictor.pt",)  # what a run folder given as `predictor` stands for
 
 
 def split_metric(key: str) -> tuple[str, str]:
@@ -73,7 +87,7 @@ class Algorithm(BaseModel):
     mutation_prob: float | None = Field(None, ge=0, le=1)  # None: 1 / number of genes
     crossover_prob: float = Field(0.9, ge=0, le=1)
     swapping_prob: float = Field(0.5, ge=0, le=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class Target(BaseModel):
@@ -152,9 +166,9 @@ def parse_search_config(raw: Any, source: str = "<config>") -> SearchConfig:
     if not isinstance(raw, dict):
         raise SearchConfigError(f"search config {source} must be a YAML mapping")
     try:
-        config = SearchConfig(**raw)
+        config = SearchConfig.model_validate(raw)
     except ValidationError as err:
-        raise SearchConfigError(format_validation_error(err, f"search config {source}")) from None
+        raise SearchConfigError(_validation_message(err, source)) from None
     quality = check_against_devices(config, source)
     if not config.objectives:  # the first quality metric, and every device's latency
         metric, goal = next(iter(quality.items()))
@@ -162,6 +176,17 @@ def parse_search_config(raw: Any, source: str = "<config>") -> SearchConfig:
             Objective(metric=f"{device}.latency_ms", goal="minimize") for device in config.targets
         ]
     return config
+
+
+def _validation_message(err: ValidationError, source: str) -> str:
+    """One problem: one line naming the field and the value given; several: one line each."""
+    problems = err.errors()
+    if len(problems) != 1:
+        return format_validation_error(err, f"search config {source}")
+    item = problems[0]
+    where = ".".join(str(p) for p in item["loc"]) or "<root>"
+    given = "" if item["type"] == "missing" else f", got {item.get('input')!r}"
+    return f"invalid search config {source}: {where}: {item['msg']}{given}"
 
 
 def check_against_devices(config: SearchConfig, source: str) -> dict[str, str]:
@@ -182,10 +207,17 @@ def check_against_devices(config: SearchConfig, source: str) -> dict[str, str]:
                     f"{name!r}; allowed limits: {allowed}, options: batch, "
                     f"{', '.join(hw.options()) or '(none)'}"
                 )
-            if value <= 0:
+            if not math.isfinite(value) or value <= 0:
                 raise SearchConfigError(
-                    f"invalid search config {source}: {where}.{name}: a limit must be > 0, "
-                    f"got {value}"
+                    f"invalid search config {source}: {where}.{name}: a limit must be > 0 "
+                    f"and finite, got {value}"
+                )
+        for name, value in target.options.items():
+            if name in hw.metrics:  # a limit that is not a number: "8", true, [8]
+                raise SearchConfigError(
+                    f"invalid search config {source}: {where}.{name}: a limit must be a "
+                    f"number, got {value!r} ({type(value).__name__}); write it unquoted, "
+                    f"e.g. {name}: 8"
                 )
         try:
             hw.check_options(target.options)
@@ -197,7 +229,9 @@ def check_against_devices(config: SearchConfig, source: str) -> dict[str, str]:
         opened = open_artifact(config.supernet)
     except CheckpointError as err:
         raise SearchConfigError(f"invalid search config {source}: supernet: {err}") from None
+    config.supernet = str(opened.path)  # a run folder stands for its trained file
     family = opened.family
+    search_domain(opened.space, devices, source)  # targets that share no resolution
     metrics.update(family.quality_metrics)
     for i, objective in enumerate(config.objectives):
         if objective.metric not in metrics:
@@ -216,8 +250,24 @@ def check_against_devices(config: SearchConfig, source: str) -> dict[str, str]:
             f"invalid search config {source}: predictor: evaluation {config.evaluation!r} "
             "needs a predictor (fit one with `nas predictor fit`)"
         )
+    if config.predictor:
+        config.predictor = str(_predictor_path(config.predictor, source))
     config.opened = OpenedFiles(opened, devices)
     return family.quality_metrics
+
+
+def _predictor_path(path: str, source: str) -> Path:
+    """The predictor file (a run folder stands for the predictor.pt in it), absolute."""
+    try:
+        resolved = resolve_artifact_path(path, PREDICTOR_FILE_NAMES)
+    except CheckpointError as err:
+        raise SearchConfigError(f"invalid search config {source}: predictor: {err}") from None
+    if not resolved.is_file():
+        raise SearchConfigError(
+            f"invalid search config {source}: predictor: file not found: {resolved} "
+            "(fit one with `nas predictor fit`)"
+        )
+    return resolved.resolve()
 
 
 def load_search_config(path: str | Path, **overrides: Any) -> SearchConfig:

@@ -21,11 +21,15 @@ from typing import Any
 
 from sqlalchemy import select
 
+import latency_models as lm
 from nas.config import SearchConfig, load_search_config
+from nas.domain import search_domain
+from nas.errors import UserError
 from nas.export import ExportResult, export_candidate
 from nas.pareto import Front, pareto_front
 from nas.search import Outcome, cancel_search, launch_search, resume_search
 from nas.store import DEFAULT_URL, Search, Store
+from supernet.space import get_space
 
 DATABASE_ENV = "NAS_DATABASE_URL"
 
@@ -37,8 +41,10 @@ def database_url(db: str | None = None, configured: str | None = None) -> str:
     return db or os.environ.get(DATABASE_ENV) or configured or DEFAULT_URL
 
 
-def open_store(db: str | None = None) -> Store:
-    return Store(database_url(db))
+def open_store(db: str | None = None, create: bool = True) -> Store:
+    """The store the database rule picks; `create=False` (the commands that only read)
+    refuses a SQLite file that does not exist instead of creating an empty database."""
+    return Store(database_url(db), create=create)
 
 
 def launch(
@@ -70,9 +76,20 @@ def resume(
     force: bool = False,
     progress: bool = False,
     on_generation: Callable[[Outcome], None] | None = None,
+    supernet: str | Path | None = None,
+    predictor: str | Path | None = None,
 ) -> Outcome:
+    """Continue an unfinished search with the files recorded at its launch (`supernet` and
+    `predictor` name other paths to the same files: their SHA-256 must be the recorded one).
+    `force` takes the search over from a driver that still holds its lease."""
     return resume_search(
-        search_id, open_store(db), force=force, progress=progress, on_generation=on_generation
+        search_id,
+        open_store(db),
+        force=force,
+        supernet=supernet,
+        predictor=predictor,
+        progress=progress,
+        on_generation=on_generation,
     )
 
 
@@ -104,15 +121,29 @@ def search_summary(row: Search) -> dict[str, Any]:
 
 
 def list_searches(db: str | None = None) -> list[dict[str, Any]]:
-    store = open_store(db)
+    store = open_store(db, create=False)
     with store.session() as s:
         return [search_summary(r) for r in s.scalars(select(Search).order_by(Search.id))]
 
 
 def get_search(search_id: int, db: str | None = None) -> dict[str, Any]:
-    store = open_store(db)
+    """One search's summary, with the part of its space its targets restrict it to."""
+    store = open_store(db, create=False)
     with store.session() as s:
-        return search_summary(store.search(s, search_id))
+        info = search_summary(store.search(s, search_id))
+    info["domain"] = _domain_of(info["space"], list(info["targets"] or {}))
+    return info
+
+
+def _domain_of(space_name: str, devices: list[str]) -> dict[str, Any] | str | None:
+    """The restriction of nas.domain, recomputed from the search's space and devices
+    (None: the whole space); a description of why when a device can no longer be loaded."""
+    try:
+        hardware = {name: lm.load_hardware(name) for name in devices}
+        domain = search_domain(get_space(space_name), hardware)
+    except UserError as err:
+        return f"unknown ({err})"
+    return domain.to_dict() if domain else None
 
 
 def query_front(
@@ -123,7 +154,7 @@ def query_front(
     db: str | None = None,
 ) -> Front:
     """The non-dominated feasible candidates of a search (see nas.pareto)."""
-    return pareto_front(open_store(db), search_id, target, where, measured)
+    return pareto_front(open_store(db, create=False), search_id, target, where, measured)
 
 
 def export(
@@ -132,6 +163,8 @@ def export(
     formats: str | list[str] = "torchscript,onnx,state_dict",
     out: str | Path | None = None,
     db: str | None = None,
+    force: bool = False,
 ) -> ExportResult:
-    """Extract a candidate, write its model files and card, record the export."""
-    return export_candidate(open_store(db), search_id, candidate, formats, out)
+    """Extract a candidate, write its model files and card, record the export; `force`
+    replaces the files of a folder that already holds some."""
+    return export_candidate(open_store(db, create=False), search_id, candidate, formats, out, force)

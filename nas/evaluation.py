@@ -20,6 +20,7 @@ import torch
 
 import latency_models as lm
 from nas.config import NETWORK_METRICS, SearchConfig
+from nas.domain import SearchDomain, search_domain
 from supernet.family import OpenedArtifact, open_artifact
 from supernet.mbconv.predictor import AccuracyPredictor, load_predictor
 from supernet.space import Arch
@@ -130,6 +131,8 @@ class SearchResources:
     artifact: OpenedArtifact
     predictor: AccuracyPredictor | None
     devices: list[tuple[DeviceTarget, lm.CostModel]]
+    # the part of the space every device can cost (None: all of it); see nas.domain
+    domain: SearchDomain | None = None
 
     def spec(self, threads: int | None = None) -> EvaluatorSpec:
         predictor = self.predictor.artifact if self.predictor else None
@@ -167,4 +170,5 @@ def open_resources(
     predictor = (
         load_predictor(config.predictor, artifact, predictor_sha256) if config.predictor else None
     )
-    return SearchResources(artifact, predictor, devices)
+    domain = search_domain(artifact.space, {d.name: hw for d, hw in devices})
+    return SearchResources(artifact, predictor, devices, domain)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import operator
 import re
 from collections.abc import Sequence
@@ -125,8 +126,17 @@ def parse_conditions(
                 f"cannot read filter {text!r}; write METRIC<=VALUE (or <, >=, >), e.g. "
                 "'peak_sram_kb<=256' or 'stm32f746.latency_ms<500'"
             )
-        name, op, value = match.groups()
-        conditions.append(Condition(_resolve_metric(name, config, target), op, float(value)))
+        name, op, text_value = match.groups()
+        try:
+            value = float(text_value)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise QueryError(
+                f"filter {text!r}: {text_value!r} is not a number; write METRIC<=VALUE, e.g. "
+                "'peak_sram_kb<=256'"
+            )
+        conditions.append(Condition(_resolve_metric(name, config, target), op, value))
     return conditions
 
 
@@ -308,8 +318,28 @@ def to_csv(front: Front) -> str:
     return buffer.getvalue()
 
 
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")  # what the plot may be written as
+DEFAULT_PLOT_SUFFIX = ".png"
+
+
+def plot_file(path: str | Path) -> Path:
+    """The file a plot goes to: `front` -> `front.png`; a suffix other than PLOT_SUFFIXES is
+    refused (QueryError), so a caller can check it before computing anything."""
+    path = Path(path)
+    if not path.suffix:
+        return path.with_name(path.name + DEFAULT_PLOT_SUFFIX)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise QueryError(
+            f"--plot {path}: cannot write a {path.suffix!r} file; use one of "
+            f"{', '.join(PLOT_SUFFIXES)} (no suffix: {DEFAULT_PLOT_SUFFIX})"
+        )
+    return path
+
+
 def plot(front: Front, path: str | Path, x_metric: str | None = None) -> Path:
-    """Accuracy against a cost metric; all candidates, the feasible ones and the front."""
+    """Accuracy against a cost metric; all candidates, the feasible ones and the front.
+    Returns the path written (see `plot_file`: `front` becomes `front.png`)."""
+    path = plot_file(path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -353,7 +383,6 @@ def plot(front: Front, path: str | Path, x_metric: str | None = None) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -3,7 +3,7 @@ hardware profiles of latency_models from those timings.
 
     rows = measure("mnist-mbv3", n=20).rows             # end-to-end timings, written as a CSV
     calibrate("a100-sxm", [Path("m.csv")], Path("new.yaml"))
-    build_lut("mnist-mbv3", out=Path("local-cpu.yaml"))  # a `measured` profile of this CPU
+    build_lut("mnist-mbv3")                              # runs/profiles/local-cpu.yaml: this CPU
     report = validate(["local-cpu"], "mnist-mbv3", n=50) # predicted vs measured
     fit_learned([Path("m.csv")], Path("gbdt.yaml"))      # a `learned` profile
 
@@ -19,6 +19,7 @@ import csv
 import datetime
 import logging
 import math
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import latency_models as lm
 import supernet
 from latency_models.errors import HardwareError, MeasurementError, UnknownNetworkError
-from latency_models.hardware import read_yaml
+from latency_models.hardware import read_yaml, user_profile_dir
 from latency_models.models.learned import train
 from latency_models.models.lut import BlockTableModel
 from latency_models.torch.measure import (
@@ -414,6 +415,18 @@ class LutResult:
         return dict(self.profile.get("calibration", {}))
 
 
+_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_profile_name(name: str) -> None:
+    """HardwareError unless `name` is a plain file name: no path separator, no `..`."""
+    if not _PROFILE_NAME.match(name) or ".." in name or name.lower().endswith((".yaml", ".yml")):
+        raise HardwareError(
+            f"profile name {name!r} is not allowed: use letters, digits, '-', '_' and '.' "
+            "(no path separators or '..', no .yaml suffix); pass --out to choose the file"
+        )
+
+
 def build_lut(
     space: SearchSpace | str,
     device: str = "cpu",
@@ -432,12 +445,15 @@ def build_lut(
     progress: bool = True,
 ) -> LutResult:
     """Time every distinct block of a space into a `measured` profile (default: NAME.yaml in
-    the shipped profiles folder), then calibrate it on `calibrate_n` separate subnets measured
-    end to end. With `merge`, entries of an existing profile at `out` are kept."""
+    the user's profile folder, `$NAS_PROFILE_DIR` or runs/profiles, where `load_hardware(NAME)`
+    finds it before the shipped profiles; never the installed package), then calibrate it on
+    `calibrate_n` separate subnets measured end to end. With `merge`, entries of an existing
+    profile at `out` are kept."""
+    check_profile_name(name)  # before anything is timed or written
     s = _space(space)
     check_statistic(statistic)
     timing = Timing(device, "fp32", threads, warmup, repeats)
-    path = out or lm.PROFILE_DIR / f"{name}.yaml"
+    path = out or user_profile_dir() / f"{name}.yaml"
     profile = _base_profile(path, name, merge)
     model = lm.from_profile(profile, str(path))
     assert isinstance(model, BlockTableModel)

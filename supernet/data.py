@@ -5,7 +5,9 @@ Sources (no torchvision, no downloads):
   a fixed, seeded, class-stratified train/val/test split. The bundled default.
 - `imagefolder`: a folder with one subfolder per class (read with PIL). If it has `train/`
   (and optionally `val/`, `test/`) subfolders, those are the splits.
-- `cifar10` / `cifar100`: the python-pickle folders (`cifar-10-batches-py`, `cifar-100-python`).
+- `cifar10` / `cifar100`: the python-pickle folders (`cifar-10-batches-py`, `cifar-100-python`),
+  read with a restricted unpickler that rebuilds numpy arrays and nothing else (a pickle that
+  names any other callable, such as `os.system`, is refused with DatasetError).
 
 Batches are normalised with the train split's per-channel mean and std and resized per step
 to the resolution of the subnet being trained (elastic resolution).
@@ -281,12 +283,46 @@ def _image_folder(root: Path, config: DatasetConfig) -> Dataset:
     )
 
 
+# What CIFAR pickles hold besides plain containers, bytes and numbers: numpy arrays (and
+# scalars), under numpy's module names before and after 2.0 (numpy.core -> numpy._core), as
+# any pickle protocol writes them (2: `_codecs.encode` for bytes; 5: `_frombuffer`).
+_CIFAR_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+        *(
+            (f"numpy.{core}.{module}", name)
+            for core in ("core", "_core")
+            for module, name in (
+                ("multiarray", "_reconstruct"),
+                ("multiarray", "scalar"),
+                ("numeric", "_frombuffer"),
+            )
+        ),
+    }
+)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Rebuilds numpy arrays only: any other global a pickle names is refused, so a crafted
+    file cannot run code (`os.system`, `builtins.eval`, ...) when it is read."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise DatasetError(
+                f"it names {module}.{name}, which a CIFAR file never holds "
+                "(only numpy arrays are allowed); refusing to load it"
+            )
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
     if not path.is_file():
         raise DatasetError(f"CIFAR file missing: {path}")
     try:
         with path.open("rb") as f:
-            data = pickle.load(f, encoding="bytes")
+            data = _CifarUnpickler(f, encoding="bytes").load()
     except Exception as err:  # pickle raises many types for a corrupt file
         raise DatasetError(f"cannot read CIFAR file {path}: {err}") from None
     if not isinstance(data, dict):

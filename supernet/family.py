@@ -172,7 +172,11 @@ def open_artifact(path: str | os.PathLike, expected_sha256: str | None = None) -
     try:
         artifact = read_artifact(path, formats)
     except CheckpointError as err:
-        if not Path(path).exists():
+        try:
+            is_file = Path(path).is_file()
+        except OSError:  # a name the file system cannot hold: the error says so already
+            is_file = False
+        if not is_file:  # missing, or a folder without a trained file
             raise
         raise CheckpointError(
             f"{err}: neither a trained supernet nor a trained GAN; train one with "

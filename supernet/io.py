@@ -49,7 +49,11 @@ def resolve_artifact_path(
     """A run folder stands for the trained file in it (the first of `file_names` it holds);
     a file path is taken as it is. The one place that says so."""
     path = Path(path)
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as err:  # a name too long for the file system, say
+        raise CheckpointError(f"cannot use path {str(path)[:80]}...: {err.strerror}") from None
+    if is_dir:
         for name in file_names:
             if (path / name).is_file():
                 return path / name

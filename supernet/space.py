@@ -319,6 +319,8 @@ class SearchSpace(ABC):
             arch = json.loads(text)
         except json.JSONDecodeError as err:
             raise InvalidArchError(self.name, "<json>", f"not valid JSON ({err})") from None
+        except RecursionError:  # nested deeper than any arch: refuse, do not crash
+            raise InvalidArchError(self.name, "<json>", "nested too deeply to be an arch") from None
         return self.validate(arch)
 
     def _check_fields(self, arch: Any, fields: Sequence[str]) -> None:

@@ -104,6 +104,10 @@ class GPUModel(CostModel):
 
     def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         precision = options.get("precision")
+        if precision is not None and not isinstance(precision, str):
+            raise OptionError(
+                self.name, "precision", f"must be a name, got {precision!r}", list(self.peak_tflops)
+            )
         if precision is not None and precision not in self.peak_tflops:
             reason = (
                 f"{self.name} has no {precision} support in its profile"

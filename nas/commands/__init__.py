@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from nas.errors import UserError
 
@@ -24,5 +25,5 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except UserError as err:  # anything else is a bug: let its traceback show
-        stderr.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        stderr.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None

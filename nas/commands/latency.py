@@ -160,7 +160,10 @@ def build_lut(
     statistic: str = typer.Option("median", "--statistic", help="Subnet statistic: median, min."),
     name: str = typer.Option("local-cpu", "--name", help="Profile name."),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Profile to write (default: the shipped profiles folder)."
+        None,
+        "--out",
+        "-o",
+        help="Profile to write (default: $NAS_PROFILE_DIR/NAME.yaml or runs/profiles/NAME.yaml).",
     ),
     merge: bool = typer.Option(
         True, "--merge/--replace", help="Keep entries of an existing profile at --out."

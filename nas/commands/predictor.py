@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from nas.commands import user_errors, wide_console
 from nas.commands.space import parse_arch
 from supernet.mbconv.checkpoint import load_supernet
-from supernet.mbconv.predictor import fit_predictor, load_predictor, measure_archs
+from supernet.mbconv.predictor import check_split, fit_predictor, load_predictor, measure_archs
 from supernet.space import get_space
 
 app = typer.Typer(
@@ -32,8 +33,11 @@ def fit(
 ) -> None:
     """Measure N random archs with the supernet (resumable), fit the MLP, report tau/RMSE."""
     with user_errors():
+        check_split(n, held_out)  # before opening or measuring anything
         trained = load_supernet(checkpoint)
-        measurements = measure_archs(trained, n, seed=seed, progress=progress and not as_json)
+        measurements = measure_archs(
+            trained, n, seed=seed, progress=progress and not as_json, held_out=held_out
+        )
         predictor = fit_predictor(
             trained.space, measurements, trained.sha256, held_out=held_out, epochs=epochs, seed=seed
         )
@@ -44,7 +48,7 @@ def fit(
         return
     m = predictor.metrics
     console.print(
-        f"predictor: {path}\nheld-out archs: {m['n_held_out']}  Kendall tau: "
+        f"predictor: {escape(str(path))}\nheld-out archs: {m['n_held_out']}  Kendall tau: "
         f"{m['kendall_tau']:.3f}  RMSE: {m['rmse'] * 100:.2f} points of top-1 "
         f"(trained on {m['n_train']})"
     )
@@ -52,7 +56,7 @@ def fit(
 
 @app.command("predict")
 def predict(
-    predictor: Path = typer.Option(..., "--predictor", "-p", help="predictor.pt"),
+    predictor: Path = typer.Option(..., "--predictor", "-p", help="predictor.pt or its folder."),
     arch: list[str] = typer.Option(..., "--arch", "-a", help="Arch JSON, @file, largest..."),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", "-c", help="Refuse the predictor unless fitted on this checkpoint."

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from nas import core
 from nas.commands import user_errors, wide_console
 from nas.config import ACCURACY
 from nas.errors import QueryError
-from nas.pareto import columns_of, plot, to_csv, to_json
+from nas.pareto import columns_of, plot, plot_file, to_csv, to_json
 from nas.store import DEFAULT_URL, safe_url
 from supernet.family import family_of_kind
 
@@ -37,7 +38,7 @@ def _print_outcome(outcome, as_json: bool) -> None:
         f"search {outcome.search_id}: [{style}]{outcome.status}[/]  "
         f"{outcome.generations_done}/{outcome.generations_total} generations, "
         f"{outcome.candidates} candidates ({outcome.evaluations} evaluated), "
-        f"{outcome.feasible} feasible, {outcome.seconds:.1f} s\n{outcome.message}",
+        f"{outcome.feasible} feasible, {outcome.seconds:.1f} s\n{escape(outcome.message or '')}",
         soft_wrap=True,
     )
 
@@ -61,13 +62,29 @@ def launch(
 def resume(
     search_id: int = typer.Argument(..., help="The search's id."),
     db: str | None = db_option(),
-    force: bool = typer.Option(False, "--force", help="Even if its driver looks alive."),
+    force: bool = typer.Option(
+        False, "--force", help="Take the search over from a driver that holds its lease."
+    ),
+    supernet: Path | None = typer.Option(
+        None, "--supernet", help="The trained file at another path (same SHA-256 as recorded)."
+    ),
+    predictor: Path | None = typer.Option(
+        None, "--predictor", help="The predictor at another path (same SHA-256 as recorded)."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Continue a search whose driver died (rebuilds the study from the stored rows)."""
+    """Continue a search whose driver died (rebuilds the study from the stored rows), with
+    the files recorded at its launch."""
     with user_errors():
-        outcome = core.resume(search_id, db, force=force, progress=progress and not as_json)
+        outcome = core.resume(
+            search_id,
+            db,
+            force=force,
+            progress=progress and not as_json,
+            supernet=supernet,
+            predictor=predictor,
+        )
     _print_outcome(outcome, as_json)
 
 
@@ -105,7 +122,7 @@ def list_searches(db: str | None = db_option(), as_json: bool = typer.Option(Fal
         shown = f"{best:.2%}" if metric == ACCURACY else f"{best:.4g}"
         table.add_row(
             str(r["id"]),
-            r["name"],
+            escape(r["name"]),
             r["status"],
             r["generations"],
             str(r["candidates"]),
@@ -129,7 +146,7 @@ def show(
         typer.echo(json.dumps(info))
         return
     for key, value in info.items():
-        console.print(f"[bold]{key:>12}[/]  {value}", soft_wrap=True)
+        console.print(f"[bold]{key:>12}[/]  {escape(str(value))}", soft_wrap=True)
 
 
 def pareto_command(
@@ -137,7 +154,9 @@ def pareto_command(
     target: str | None = typer.Option(None, "--target", help="Only this device's objectives."),
     where: list[str] = typer.Option([], "--where", help="Tighter limit, e.g. 'peak_sram_kb<=256'."),
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
-    plot_path: Path | None = typer.Option(None, "--plot", help="Write a PNG of the front."),
+    plot_path: Path | None = typer.Option(
+        None, "--plot", help="Write a plot of the front (.png, .pdf or .svg; default .png)."
+    ),
     measured: bool = typer.Option(False, "--measured", help="Rank by supernet-measured top1."),
     db: str | None = db_option(),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
@@ -147,9 +166,11 @@ def pareto_command(
     with user_errors():
         if fmt not in ("table", "json", "csv"):
             raise QueryError(f"--format must be table, json or csv, not {fmt!r}")
+        if plot_path:
+            plot_path = plot_file(plot_path)  # refuse a bad suffix before computing anything
         front = core.query_front(search_id, target, where, measured, db)
         if plot_path:
-            plot(front, plot_path)
+            plot_path = plot(front, plot_path)
     if fmt == "json":
         typer.echo(to_json(front))
     elif fmt == "csv":
@@ -167,7 +188,7 @@ def pareto_command(
             table.add_row(*[_fmt(col, row.get(col)) for col in cols])
         console.print(table)
     if plot_path and fmt == "table":
-        console.print(f"plot: {plot_path}")
+        console.print(f"plot: {escape(str(plot_path))}", soft_wrap=True)
 
 
 def _fmt(col: str, value: object) -> str:
@@ -185,12 +206,13 @@ def export_command(
     candidate: int = typer.Argument(..., help="The candidate number (see `nas pareto`)."),
     fmt: str = typer.Option("torchscript,onnx,state_dict", "--format", help="Comma-separated."),
     out: Path | None = typer.Option(None, "--out", help="Output folder."),
+    force: bool = typer.Option(False, "--force", help="Replace the files of a non-empty --out."),
     db: str | None = db_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the model card as JSON."),
 ) -> None:
     """Extract a candidate (BN recalibrated), write model files and a model card."""
     with user_errors():
-        result = core.export(search_id, candidate, fmt, out, db)
+        result = core.export(search_id, candidate, fmt, out, db, force=force)
     if as_json:
         typer.echo(json.dumps({"out_dir": str(result.out_dir), "card": result.card}))
         return

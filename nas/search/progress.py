@@ -6,6 +6,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 
+def _literal(text: str) -> str:
+    """`text` shown as it is inside a TextColumn: no markup, no format fields."""
+    return escape(text).replace("{", "{{").replace("}", "}}")
+
+
 class SearchProgress:
     """`with SearchProgress(...) as bar: bar.generation_done(...)`."""
 
@@ -19,12 +24,12 @@ class SearchProgress:
         feasible: int,
         enabled: bool = True,
     ) -> None:
-        columns = (
-            TextColumn(f"[bold]search {search_id}[/] {escape(name)}"),
+        columns = (  # the texts are rich markup and str.format templates: quote both
+            TextColumn(f"[bold]search {search_id}[/] {_literal(name)}"),
             BarColumn(),
             TextColumn("gen {task.completed}/{task.total}"),
             TextColumn("{task.fields[rate]:.0f} cand/s  feasible {task.fields[feasible]}"),
-            TextColumn(f"best {escape(first_metric)} " + "{task.fields[best]}"),
+            TextColumn(f"best {_literal(first_metric)} " + "{task.fields[best]}"),
             TimeElapsedColumn(),
         )
         self._bar = Progress(*columns, disable=not enabled)

@@ -10,11 +10,16 @@ commits per trial.
 A search in which no candidate meets every limit ends with status `infeasible`, naming the
 tightest limit and the best value seen; if even the smallest subnet of the space exceeds a
 limit, it ends before the first generation.
+
+The driver holds the search's lease (nas.search.lifecycle): renewed when it starts, by a
+heartbeat thread, and in every write. A driver whose lease was taken over stops at its next
+write, leaving the search's rows and status to the new driver.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -58,11 +63,21 @@ class SearchRunner:
         pool: EvaluatorPool | None = None,
         progress: bool = True,
         on_generation: Callable[[Outcome], None] | None = None,
+        driver: str | None = None,
     ) -> None:
         self.store, self.search_id, self.config = store, search_id, config
+        if driver is None:  # the driver recorded in the row (launch and reopen pass theirs)
+            with store.session() as s:
+                driver = store.search(s, search_id).driver
+        self.driver = driver
         self.resources = resources
         self.space = resources.artifact.space
-        self.genes = self.space.genes()
+        self.domain = resources.domain
+        # the sampler draws only archs every target can cost (nas.domain)
+        self.genes = [
+            (name, self.domain.choices if self.domain and name == self.domain.gene else choices)
+            for name, choices in self.space.genes()
+        ]
         self.distributions = {name: CategoricalDistribution(c) for name, c in self.genes}
         self.limits = limits_of(config)
         self.objectives = config.objectives
@@ -74,15 +89,50 @@ class SearchRunner:
         self.state = SearchState(self.limits, self.objectives)
 
     def run(self, stop_after_generations: int | None = None) -> Outcome:
+        lost = False
+        stop_heartbeat = threading.Event()
+        heartbeat: threading.Thread | None = None
         try:
+            records.renew_lease(self.store, self.search_id, self.driver)
+            heartbeat = threading.Thread(
+                target=self._heartbeat, args=(stop_heartbeat,), name="nas-lease", daemon=True
+            )
+            heartbeat.start()
             return self._run(stop_after_generations)
+        except records.LeaseLost as err:  # another driver runs the search now: leave it be
+            lost = True
+            log.warning("%s", err)
+            raise
         except BaseException as err:
             if not isinstance(err, KeyboardInterrupt):
-                self._finish(FAILED, f"failed: {type(err).__name__}: {err}")
+                try:
+                    self._finish(FAILED, f"failed: {type(err).__name__}: {err}")
+                except records.LeaseLost:
+                    lost = True
             raise
         finally:
+            stop_heartbeat.set()
+            if heartbeat is not None:
+                heartbeat.join()
             if self._own_pool:
                 self.pool.close()
+            if not lost:
+                try:
+                    records.release_lease(self.store, self.search_id, self.driver)
+                except Exception as err:  # the lease then runs out by itself
+                    log.warning("search %d: cannot release its lease: %s", self.search_id, err)
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Renew the lease every quarter of its length while the driver runs (a generation
+        may take longer than the lease)."""
+        interval = records.lease_seconds() / 4
+        while not stop.wait(interval):
+            try:
+                records.renew_lease(self.store, self.search_id, self.driver)
+            except records.LeaseLost:
+                return  # the next write stops the driver
+            except Exception as err:  # a database hiccup: the next beat or write retries
+                log.warning("search %d: cannot renew its lease: %s", self.search_id, err)
 
     def _run(self, stop_after_generations: int | None) -> Outcome:
         a = self.config.algorithm
@@ -146,7 +196,10 @@ class SearchRunner:
     def _precheck(self) -> str | None:
         """If the smallest subnet exceeds a limit, no subnet is expected to meet it (every cost
         here grows with every gene): end before spending a generation."""
-        (metrics,) = self.pool.evaluate([self.space.smallest()], quality=None)
+        smallest = self.space.smallest()
+        if self.domain is not None:
+            smallest = self.space.at_resolution(smallest, min(self.domain.choices))
+        (metrics,) = self.pool.evaluate([smallest], quality=None)
         for lim in self.limits:
             if metrics[lim.metric] > lim.value:
                 return (
@@ -183,7 +236,14 @@ class SearchRunner:
             self.state.account(metrics)
             rows.append(records.GenerationRow(trial.number, p, arch, arch_id, metrics, excess))
         records.store_generation(
-            self.store, self.search_id, generation, rows, len(new), self.state, self.quality_source
+            self.store,
+            self.search_id,
+            generation,
+            rows,
+            len(new),
+            self.state,
+            self.quality_source,
+            self.driver,
         )
 
     def _verify_front(self) -> None:
@@ -200,8 +260,9 @@ class SearchRunner:
                 arch_id: {k: v for k, v in m.items() if k in quality}
                 for arch_id, m in zip(archs, measured, strict=True)
             },
+            self.driver,
         )
 
     def _finish(self, status: str, message: str) -> Outcome:
         log.info("search %d %s", self.search_id, message)
-        return records.finish(self.store, self.search_id, status, message)
+        return records.finish(self.store, self.search_id, status, message, self.driver)

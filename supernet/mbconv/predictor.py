@@ -5,6 +5,10 @@ split) and appends each result to a JSONL file named after the checkpoint's hash
 measurement resumes where it stopped. `fit_predictor` trains the MLP on all but `held_out` of
 them and reports Kendall tau and RMSE on the held-out archs. The saved predictor records the
 space and the checkpoint's SHA-256; loading it against another checkpoint is refused.
+
+A killed measurement can leave a torn last line in the JSONL file: before it appends,
+`measure_archs` drops that line (warning once) so the next record starts on a line of its own.
+A last line that is a whole record and lacks only its newline is kept and completed.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from rich.progress import Progress
 from scipy.stats import kendalltau
 from torch import nn
 
-from supernet.errors import CheckpointError, PredictorMismatchError
+from supernet.errors import CheckpointError, PredictorMismatchError, UserError
 from supernet.family import OpenedArtifact, TrainedModel
 from supernet.io import Artifact, file_sha256, read_artifact, resolve_artifact_path, save_atomic
 from supernet.mbconv.checkpoint import TrainedSupernet
@@ -31,6 +35,24 @@ from supernet.space import Arch, SearchSpace, as_rng, get_space
 
 log = logging.getLogger(__name__)
 PREDICTOR_FORMAT = "nas-accuracy-predictor/1"
+PREDICTOR_FILE_NAMES = ("predictor.pt",)  # what a run folder given as a predictor stands for
+MIN_TRAIN, MIN_HELD_OUT = 10, 2  # archs a fit needs: to train on, and to evaluate on
+
+
+class PredictorFitError(UserError, ValueError):
+    """Measurements that cannot fit a predictor (too few, a space with too few archs)."""
+
+
+def check_split(n: int, held_out: int) -> None:
+    """PredictorFitError unless `n` archs with `held_out` of them kept back leave enough to
+    train on; callers check this before measuring anything."""
+    if held_out < MIN_HELD_OUT or n - held_out < MIN_TRAIN:
+        raise PredictorFitError(
+            f"need at least {MIN_TRAIN} training and {MIN_HELD_OUT} held-out archs: {n} archs "
+            f"with held_out={held_out} leave {max(n - held_out, 0)} to train on; measure at "
+            f"least {max(held_out, MIN_HELD_OUT) + MIN_TRAIN} (--n) or hold out fewer "
+            "(--held-out)"
+        )
 
 
 class AccuracyMLP(nn.Module):
@@ -126,7 +148,7 @@ def load_predictor(
 ) -> AccuracyPredictor:
     """Load a predictor; with `checkpoint` (a path, or a trained file already opened), refuse
     it unless it was fitted on that file; with `expected_sha256`, unless it is that file."""
-    artifact = read_artifact(path, PREDICTOR_FORMAT)
+    artifact = read_artifact(resolve_artifact_path(path, PREDICTOR_FILE_NAMES), PREDICTOR_FORMAT)
     artifact.check_sha256(expected_sha256, "predictor")
     path, data = artifact.path, artifact.data
     space = get_space(data["space"])
@@ -187,15 +209,57 @@ def read_measurements(path: Path) -> list[Measurement]:
     return rows
 
 
+def _parse_measurement(line: bytes) -> Measurement | None:
+    try:
+        return Measurement(**json.loads(line))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
+        return None
+
+
+def repair_torn_tail(path: Path) -> None:
+    """Drop a torn last line (one a killed write left: no newline, or not a whole record), so
+    that the next append starts a line of its own; warns once, as the file is fixed. A whole
+    record that lacks only its newline is completed instead."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if not data:
+        return
+    body = data[:-1] if data.endswith(b"\n") else data
+    start = body.rfind(b"\n") + 1  # where the last line begins
+    last = body[start:]
+    if not last.strip():
+        return
+    whole = _parse_measurement(last) is not None
+    if whole and data.endswith(b"\n"):
+        return
+    with path.open("r+b") as f:
+        if whole:  # the record was written, its newline was not
+            f.seek(0, os.SEEK_END)
+            f.write(b"\n")
+            return
+        f.truncate(start)
+    log.warning(
+        "dropped a torn last line of %s (%d bytes, a killed write?); its arch is measured again",
+        path,
+        len(data) - start,
+    )
+
+
 def measure_archs(
     trained: TrainedSupernet,
     n: int,
     seed: int = 0,
     path: Path | None = None,
     progress: bool = True,
+    held_out: int | None = None,
 ) -> list[Measurement]:
-    """`n` distinct random archs with their supernet accuracy; resumes from `path`."""
+    """`n` distinct random archs with their supernet accuracy; resumes from `path`. With
+    `held_out`, first check that a fit on them would have enough archs (`check_split`)."""
+    if held_out is not None:
+        check_split(n, held_out)
     path = path or measurements_path(trained)
+    repair_torn_tail(path)
     done = read_measurements(path)
     by_id = {m.arch_id: m for m in done}
     rng = as_rng(seed)
@@ -207,7 +271,7 @@ def measure_archs(
     while len(wanted) < n:
         attempts += 1
         if attempts > 100 * n:
-            raise ValueError(f"space {space.name!r} has fewer than {n} distinct archs")
+            raise PredictorFitError(f"space {space.name!r} has fewer than {n} distinct archs")
         arch = space.sample(rng)
         arch_id = space.arch_id(arch)
         if arch_id not in seen:
@@ -254,11 +318,7 @@ def fit_predictor(
     On the default MNIST supernet they raise held-out Kendall tau from about 0.70 to 0.73
     (mean of five random splits) over the unregularised MLP.
     """
-    if held_out < 2 or len(measurements) - held_out < 10:
-        raise ValueError(
-            f"need at least 10 training and 2 held-out archs, got {len(measurements)} "
-            f"measurements with held_out={held_out}"
-        )
+    check_split(len(measurements), held_out)
     x = np.stack([space.encode(m.arch) for m in measurements]).astype(np.float32)
     y = np.array([m.top1 for m in measurements], dtype=np.float32)
     x_train, y_train = torch.from_numpy(x[:-held_out]), torch.from_numpy(y[:-held_out])

@@ -176,3 +176,38 @@ def test_build_lut_and_validate_for_a_generator_space(tmp_path):
                   "-r", "8", "--repeats", "2", "--rounds", "1", "--json")  # fmt: skip
     assert checked.exit_code == 0, checked.output
     assert json.loads(checked.output)["n"] == 3
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", "x.yaml", "/abs", "", "a\\b"])
+def test_build_lut_refuses_a_name_that_is_a_path(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("NAS_PROFILE_DIR", str(tmp_path / "profiles"))
+    monkeypatch.chdir(tmp_path)
+    shipped = sorted(p.name for p in Path(lm.PROFILE_DIR).iterdir())
+    result = run("latency", "build-lut", "--device", "cpu", "-s", "mnist-mbv3", "--name", name)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: profile name")
+    assert (
+        not any(tmp_path.rglob("*"))
+        and sorted(p.name for p in Path(lm.PROFILE_DIR).iterdir()) == shipped
+    )
+
+
+def test_build_lut_writes_to_the_user_profile_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "my-profiles"
+    monkeypatch.setenv("NAS_PROFILE_DIR", str(folder))
+    shipped = sorted(p.name for p in Path(lm.PROFILE_DIR).iterdir())
+    result = run(
+        "latency", "build-lut", "--device", "cpu", "-s", "mnist-mbv3", "-r", "12",
+        "--calibrate", "0", *FAST, "--name", "my-cpu",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (folder / "my-cpu.yaml").is_file() and f"wrote {folder / 'my-cpu.yaml'}" in result.output
+    assert sorted(p.name for p in Path(lm.PROFILE_DIR).iterdir()) == shipped
+    hw = lm.load_hardware("my-cpu")  # by name: the user folder is searched first
+    assert hw.kind == "measured" and lm.hardware_path("my-cpu") == folder / "my-cpu.yaml"
+    assert "my-cpu" in lm.list_hardware() and "h100-sxm" in lm.list_hardware()
+    monkeypatch.delenv("NAS_PROFILE_DIR")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(lm.UnknownHardwareError):
+        lm.load_hardware("my-cpu")

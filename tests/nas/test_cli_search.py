@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -91,3 +92,107 @@ def test_cli_errors(search_config, tmp_path):
     path.write_text("supernet: x.pt\ntargets: {stm32f746: {sram: 3}}\n")
     result = run("search", "launch", path)
     assert result.exit_code == 2 and "stm32f746 has no metric 'sram'" in result.output
+
+
+def _raw_config(search_config, tmp_path, **changes):
+    raw = search_config().model_dump(mode="json")
+    raw.update(changes)
+    raw["database"] = f"sqlite:///{tmp_path / 'bad.db'}"
+    return raw
+
+
+def _one_error_line(result, expected):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert expected in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"targets": {"stm32f746": {"peak_sram_kb": float("nan")}}},
+            "targets.stm32f746.peak_sram_kb: a limit must be > 0 and finite, got nan",
+        ),
+        (
+            {"targets": {"stm32f746": {"peak_sram_kb": float("inf")}}},
+            "targets.stm32f746.peak_sram_kb: a limit must be > 0 and finite, got inf",
+        ),
+        ({"algorithm": {"seed": 2**32}}, "algorithm.seed: "),
+        ({"algorithm": {"seed": -3}}, "algorithm.seed: "),
+        (
+            {"targets": {"stm32f746": {"peak_sram_kb": "8"}}},
+            "targets.stm32f746.peak_sram_kb: a limit must be a number, got '8'",
+        ),
+        ({"supernet": "EMPTY"}, "supernet: "),
+        ({"predictor": "EMPTY"}, "predictor: "),
+        ({"supernet": "MARKUP"}, "empty[/bold]-run is a folder that holds none of"),
+    ],
+)
+def test_bad_search_configs_give_one_error_line_and_no_row(
+    search_config, tmp_path, change, expected
+):
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    markup = tmp_path / "empty[" / "bold]-run"  # rich markup in the message: "[/bold]"
+    markup.mkdir(parents=True)
+    folders = {"EMPTY": str(empty), "MARKUP": str(markup)}
+    change = {k: folders.get(v, v) if isinstance(v, str) else v for k, v in change.items()}
+    raw = _raw_config(search_config, tmp_path, **change)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    _one_error_line(run("search", "launch", path, "--no-progress"), expected)
+    db_file = tmp_path / "bad.db"  # no search row: no database, or one without searches
+    if db_file.exists():
+        listed = run("search", "list", "--db", raw["database"], "--json")
+        assert listed.exit_code == 0 and last_json(listed) == [], listed.output
+
+
+def test_a_run_folder_as_supernet_and_markup_in_the_name(search_config, tiny_supernet, tmp_path):
+    folder = tiny_supernet.path.parent
+    raw = _raw_config(
+        search_config, tmp_path, name="[/bold] {x} [red]", supernet=str(folder),
+        predictor=str(folder),
+    )  # fmt: skip
+    path = tmp_path / "folder.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    db = raw["database"]
+    launched = run("search", "launch", path)  # with its progress bar
+    assert launched.exit_code == 0, launched.output
+    assert "completed" in launched.output
+    listed = run("search", "list", "--db", db)
+    assert listed.exit_code == 0 and "[/bold] {x} [red]" in listed.output
+    shown = run("search", "show", 1, "--db", db)
+    assert shown.exit_code == 0 and "[/bold] {x} [red]" in shown.output
+    from nas.store import Search, Store
+
+    store = Store(db)
+    with store.session() as s:
+        row = s.get(Search, 1)
+        assert row.config["supernet"] == str(tiny_supernet.path.resolve())
+        assert row.config["predictor"] == str((folder / "predictor.pt").resolve())
+
+
+def test_pareto_input_errors_and_the_plot_path(search_config, tmp_path):
+    config = search_config()
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    db = config.database
+    launched = run("search", "launch", path, "--json", "--no-progress")
+    assert launched.exit_code == 0, launched.output
+    search_id = last_json(launched)["search_id"]
+    _one_error_line(
+        run("pareto", search_id, "--db", db, "--where", "peak_sram_kb<=.."),
+        "filter 'peak_sram_kb<=..': '..' is not a number",
+    )
+    _one_error_line(
+        run("pareto", search_id, "--db", db, "--plot", tmp_path / "x.xyz"),
+        "cannot write a '.xyz' file; use one of .png, .pdf, .svg",
+    )
+    assert not (tmp_path / "x.xyz").exists()
+    shown = run("pareto", search_id, "--db", db, "--plot", tmp_path / "front")
+    assert shown.exit_code == 0, shown.output
+    assert (tmp_path / "front.png").is_file() and not (tmp_path / "front").exists()
+    assert shown.output.strip().splitlines()[-1] == f"plot: {tmp_path / 'front.png'}"

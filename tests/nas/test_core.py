@@ -128,3 +128,122 @@ def test_launch_honours_the_database_variable(search_config, tmp_path, monkeypat
     listed = runner.invoke(app, ["search", "list", "--json"])  # no --db: the variable
     assert listed.exit_code == 0 and '"status": "completed"' in listed.output
     assert (tmp_path / "from-env.db").exists()
+
+
+def _search_row(store, search_id):
+    """What resume could change in a search's row, and how many candidates it has."""
+    from sqlalchemy import func, select
+
+    from nas.store import Candidate, Search
+
+    with store.session() as s:
+        row = s.get(Search, search_id)
+        count = s.scalar(select(func.count()).where(Candidate.search_id == search_id))
+        return (row.status, row.message, row.driver, row.lease_until, row.generations_done, count)
+
+
+def _retrained(source, target):
+    data = supernet.io.read_checkpoint(source, "nas-supernet/1")
+    data["meta"] = {**data["meta"], "note": "retrained"}
+    torch.save(data, target)
+
+
+def test_resume_uses_the_recorded_files_from_another_directory(
+    search_config, tiny_supernet, tmp_path, monkeypatch
+):
+    own = tmp_path / "run"
+    own.mkdir()
+    shutil.copy(tiny_supernet.path, own / "supernet.pt")
+    shutil.copy(tiny_supernet.path.parent / "predictor.pt", own / "predictor.pt")
+    monkeypatch.chdir(tmp_path)
+    config = search_config(  # relative paths, as in a config a user writes
+        supernet="run/supernet.pt",
+        predictor="run/predictor.pt",
+        algorithm={"population": 4, "generations": 3},
+    )
+    store = Store(config.database)
+    partial = launch_search(config, store, progress=False, stop_after_generations=1)
+    with store.session() as s:
+        from nas.store import Search
+
+        row = s.get(Search, partial.search_id)
+        assert row.supernet.path == str(own / "supernet.pt")
+        assert row.predictor.path == str(own / "predictor.pt")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # run/supernet.pt does not resolve from here
+    outcome = core.resume(partial.search_id, config.database)
+    assert outcome.status == "completed" and outcome.candidates == 12
+
+
+def test_resume_refuses_other_files_and_writes_nothing(search_config, tiny_supernet, tmp_path):
+    own = tmp_path / "run"
+    own.mkdir()
+    shutil.copy(tiny_supernet.path, own / "supernet.pt")
+    shutil.copy(tiny_supernet.path.parent / "predictor.pt", own / "predictor.pt")
+    config = search_config(
+        supernet=str(own / "supernet.pt"),
+        predictor=str(own / "predictor.pt"),
+        algorithm={"population": 4, "generations": 3},
+    )
+    store = Store(config.database)
+    partial = launch_search(config, store, progress=False, stop_after_generations=1)
+    search_id, db = partial.search_id, config.database
+    before = _search_row(store, search_id)
+    recorded = supernet.io.file_sha256(own / "supernet.pt")
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.move(own / "supernet.pt", moved / "supernet.pt")  # the same file, elsewhere
+    _retrained(moved / "supernet.pt", own / "supernet.pt")  # another file at the recorded path
+    _retrained(moved / "supernet.pt", tmp_path / "other.pt")
+    other = supernet.io.file_sha256(tmp_path / "other.pt")
+    runner = CliRunner()
+
+    at_recorded = runner.invoke(app, ["search", "resume", str(search_id), "--db", db])
+    assert at_recorded.exit_code == 2 and "not the trained file recorded" in at_recorded.output
+    assert str(own / "supernet.pt") in at_recorded.output.replace("\n", "")
+    override = runner.invoke(
+        app,
+        ["search", "resume", str(search_id), "--db", db, "--supernet", str(tmp_path / "other.pt")],
+    )
+    flat = override.output.replace("\n", "")
+    assert override.exit_code == 2 and "other.pt is not the trained file recorded" in flat
+    assert other[:12] in flat and recorded[:12] in flat
+    wrong_predictor = runner.invoke(
+        app,
+        ["search", "resume", str(search_id), "--db", db, "--predictor", str(moved / "supernet.pt")],
+    )
+    assert wrong_predictor.exit_code == 2, wrong_predictor.output
+    assert _search_row(store, search_id) == before  # nothing written
+
+    copy = str(moved / "supernet.pt")
+    resumed = runner.invoke(
+        app, ["search", "resume", str(search_id), "--db", db, "--json", "--supernet", copy]
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert '"status": "completed"' in resumed.output
+    with store.session() as s:  # the override is used, not recorded: the file is the same
+        from nas.store import Search
+
+        assert s.get(Search, search_id).supernet.path == str(own / "supernet.pt")
+
+
+def test_resume_says_when_the_recorded_file_is_gone(search_config, tiny_supernet, tmp_path):
+    own = tmp_path / "run"
+    own.mkdir()
+    shutil.copy(tiny_supernet.path, own / "supernet.pt")
+    config = search_config(
+        supernet=str(own / "supernet.pt"),
+        evaluation="supernet",
+        predictor=None,
+        algorithm={"population": 4, "generations": 2},
+    )
+    store = Store(config.database)
+    partial = launch_search(config, store, progress=False, stop_after_generations=1)
+    (own / "supernet.pt").unlink()
+    from nas.errors import SearchError
+
+    with pytest.raises(SearchError, match=r"is not there; pass --supernet PATH"):
+        core.resume(partial.search_id, config.database)
+    with pytest.raises(SearchError, match="launched without a predictor"):
+        core.resume(partial.search_id, config.database, predictor=tiny_supernet.path)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from nas.errors import ExportError, NotFoundError, QueryError
 from nas.export import export_candidate, parse_formats
-from nas.pareto import non_dominated, pareto_front, plot, to_csv, to_json
+from nas.pareto import non_dominated, pareto_front, plot, plot_file, to_csv, to_json
 from nas.search import launch_search
 from nas.store import Export, Store
 
@@ -77,6 +77,8 @@ def test_target_restricts_objectives(finished):
         ({"where": ["latency_ms<1"]}, "write DEVICE.latency_ms or pass --target"),
         ({"target": "note10"}, "search has no target 'note10'"),
         ({"where": ["h100-sxm.sram<1"]}, "device h100-sxm has no metric 'sram'"),
+        ({"where": ["peak_sram_kb<=.."]}, r"filter 'peak_sram_kb<=\.\.': '\.\.' is not a number"),
+        ({"where": ["top1>=1e"]}, "filter 'top1>=1e'"),
     ],
 )
 def test_query_errors(finished, kwargs, message):
@@ -100,6 +102,17 @@ def test_json_csv_and_plot(finished, tmp_path):
     assert len(rows) == len(front.front) and json.loads(rows[0]["arch"])["r"] > 0
     path = plot(front, tmp_path / "front.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bare = plot(front, tmp_path / "bare")  # no suffix: a PNG, and the path says so
+    assert bare == tmp_path / "bare.png" and bare.read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "bare").exists()
+    assert plot(front, tmp_path / "front.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_plot_refuses_an_unknown_suffix(tmp_path):
+    with pytest.raises(QueryError, match=r"'\.xyz'.*\.png, \.pdf, \.svg"):
+        plot_file(tmp_path / "front.xyz")
+    assert plot_file("front") == plot_file("front.png") == type(tmp_path)("front.png")
+    assert not list(tmp_path.iterdir())
 
 
 def test_export_writes_checked_files_and_card(finished, tmp_path):
@@ -134,6 +147,6 @@ def test_export_writes_checked_files_and_card(finished, tmp_path):
 def test_export_errors(finished, tmp_path):
     store, search_id, _ = finished
     with pytest.raises(NotFoundError, match="no candidate 9999"):
-        export_candidate(store, search_id, 9999, "onnx", tmp_path)
+        export_candidate(store, search_id, 9999, "onnx", tmp_path / "out")
     with pytest.raises(ExportError, match="unknown export format"):
         parse_formats("onnx,tflite")

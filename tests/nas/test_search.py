@@ -64,11 +64,59 @@ def candidates(store: Store, search_id: int) -> list[Candidate]:
         ({"predictor": None}, "needs a predictor"),
         ({"colour": "red"}, "colour"),
         ({"targets": {}}, "targets"),
+        (
+            {"targets": {"stm32f746": {"peak_sram_kb": float("nan")}}},
+            "targets.stm32f746.peak_sram_kb: a limit must be > 0 and finite, got nan",
+        ),
+        (
+            {"targets": {"stm32f746": {"flash_kb": float("inf")}}},
+            "targets.stm32f746.flash_kb: a limit must be > 0 and finite, got inf",
+        ),
+        ({"algorithm": {"seed": 2**32}}, "algorithm.seed: .*4294967295, got 4294967296"),
+        ({"algorithm": {"seed": -1}}, "algorithm.seed: .*greater than or equal to 0, got -1"),
+        (
+            {"targets": {"stm32f746": {"peak_sram_kb": "8"}}},
+            r"targets.stm32f746.peak_sram_kb: a limit must be a number, got '8' \(str\)",
+        ),
+        (
+            {"targets": {"stm32f746": {"flash_kb": True}}},
+            "targets.stm32f746.flash_kb: a limit must be a number, got True",
+        ),
     ],
 )
 def test_bad_configs_name_the_field(search_config, change, message):
     with pytest.raises(SearchConfigError, match=message):
         search_config(**change)
+
+
+def test_one_problem_is_one_line(search_config):
+    with pytest.raises(SearchConfigError) as err:
+        search_config(algorithm={"seed": 2**32})
+    assert "\n" not in str(err.value)
+
+
+def test_run_folders_stand_for_their_files(search_config, tiny_supernet, tiny_predictor):
+    folder = tiny_supernet.path.parent
+    config = search_config(supernet=str(folder), predictor=str(folder))
+    assert config.supernet == str(tiny_supernet.path.resolve())
+    assert config.predictor == str(type(folder)(tiny_predictor).resolve())
+    assert config.opened.artifact.sha256 == tiny_supernet.sha256
+    again = parse_search_config(config.model_dump(mode="json"), "stored")  # what resume reads
+    assert again.supernet == config.supernet and again.predictor == config.predictor
+    store = Store(config.database)
+    outcome = launch_search(config, store, progress=False)
+    assert outcome.status == COMPLETED
+
+
+def test_a_folder_without_the_trained_file_is_refused(search_config, tmp_path):
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    with pytest.raises(SearchConfigError, match=r"supernet: .*empty-run is a folder that holds "):
+        search_config(supernet=str(empty))
+    with pytest.raises(SearchConfigError, match=r"predictor: .*empty-run .*predictor\.pt"):
+        search_config(predictor=str(empty))
+    with pytest.raises(SearchConfigError, match=r"predictor: file not found: .*nope\.pt"):
+        search_config(predictor=str(tmp_path / "nope.pt"))
 
 
 def test_default_objectives_and_target_fields(search_config):

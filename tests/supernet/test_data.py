@@ -153,3 +153,32 @@ def test_unknown_split_name():
     data = load_dataset(DatasetConfig(kind="mnist", limit=10))
     with pytest.raises(DatasetError, match="unknown split 'dev'"):
         data.split("dev")
+
+
+class _RunsACommand:
+    """A pickle that would call os.system when loaded."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+def test_cifar_pickles_may_hold_numpy_arrays_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for i in range(1, 6):
+        _pickle(folder / f"data_batch_{i}", _cifar_batch(20, b"labels", 10))
+    _pickle(folder / "test_batch", {b"data": _RunsACommand(), b"labels": [0]})
+    _pickle(folder / "batches.meta", {b"label_names": [f"c{i}".encode() for i in range(10)]})
+    with pytest.raises(DatasetError, match=r"test_batch: it names (posix|nt)\.system"):
+        load_dataset(DatasetConfig(kind="cifar10", path=str(tmp_path)))
+    assert not (tmp_path / "pwned.txt").exists()
+    # numpy's older module names (numpy.core, as in the real files) and each protocol load
+    batch = _cifar_batch(10, b"labels", 10)
+    old_names = pickle.dumps(batch, protocol=2).replace(b"numpy._core", b"numpy.core")
+    for blob in (old_names, *(pickle.dumps(batch, protocol=p) for p in (2, 4, 5))):
+        (folder / "test_batch").write_bytes(blob)
+        data = load_dataset(DatasetConfig(kind="cifar10", path=str(tmp_path)))
+        assert len(data.test) == 10

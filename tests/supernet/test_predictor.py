@@ -88,3 +88,68 @@ def test_measurements_resume_from_their_file(tiny_supernet, tmp_path):
     lines = path.read_text().splitlines()
     assert len(lines) == 6  # the first four were not measured again
     assert all(0.0 <= json.loads(line)["top1"] <= 1.0 for line in lines)
+
+
+def test_too_few_training_archs_are_refused_before_measuring(tiny_supernet, tmp_path):
+    from typer.testing import CliRunner
+
+    from nas.cli import app
+    from supernet.errors import UserError
+    from supernet.mbconv.predictor import PredictorFitError, check_split, measurements_path
+
+    with pytest.raises(PredictorFitError, match="leave 2 to train on") as err:
+        check_split(12, 10)
+    assert isinstance(err.value, UserError)
+    path = tmp_path / "m.jsonl"
+    with pytest.raises(PredictorFitError):
+        measure_archs(tiny_supernet, 12, path=path, progress=False, held_out=10)
+    assert not path.exists()
+    log = measurements_path(tiny_supernet)
+    before = log.read_bytes() if log.exists() else None
+    folder = tiny_supernet.path.parent
+    result = CliRunner().invoke(
+        app, ["predictor", "fit", "-c", str(folder), "--n", "12", "--held-out", "10"]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("error: need at least 10 training and 2 held-out archs")
+    assert "--n" in result.output and "--held-out" in result.output
+    assert (log.read_bytes() if log.exists() else None) == before  # nothing measured
+
+
+def test_a_torn_last_line_is_dropped_once(tiny_supernet, tmp_path, caplog):
+    path = tmp_path / "measurements.jsonl"
+    first = measure_archs(tiny_supernet, 3, seed=5, path=path, progress=False)
+    text = path.read_text()
+    path.write_text(text[: len(text) - 20])  # a killed write: the last record cut short
+    with caplog.at_level("WARNING"):
+        again = measure_archs(tiny_supernet, 4, seed=5, path=path, progress=False)
+    torn = [r for r in caplog.records if "torn last line" in r.getMessage()]
+    assert len(torn) == 1
+    lines = path.read_text().splitlines()
+    assert len(lines) == 4 and path.read_text().endswith("\n")
+    assert [json.loads(line)["arch_id"] for line in lines[:2]] == [m.arch_id for m in first[:2]]
+    assert {json.loads(line)["arch_id"] for line in lines} == {m.arch_id for m in again}
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        measure_archs(tiny_supernet, 4, seed=5, path=path, progress=False)
+    assert not [
+        r for r in caplog.records if "torn" in r.getMessage() or "damaged" in r.getMessage()
+    ]
+    assert len(path.read_text().splitlines()) == 4
+
+
+def test_a_whole_last_record_without_its_newline_is_kept(tiny_supernet, tmp_path):
+    path = tmp_path / "measurements.jsonl"
+    measure_archs(tiny_supernet, 2, seed=6, path=path, progress=False)
+    path.write_text(path.read_text().rstrip("\n"))
+    more = measure_archs(tiny_supernet, 3, seed=6, path=path, progress=False)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3 and [json.loads(x)["arch_id"] for x in lines] == [
+        m.arch_id for m in more
+    ]
+
+
+def test_a_run_folder_stands_for_its_predictor(tiny_supernet, tiny_predictor):
+    folder = tiny_supernet.path.parent
+    assert load_predictor(folder, folder).artifact.path == type(folder)(tiny_predictor).resolve()
