@@ -14,6 +14,7 @@ from nas.commands import hardware as hardware_commands
 from nas.commands import latency as latency_commands
 from nas.commands import predictor as predictor_commands
 from nas.commands import search as search_commands
+from nas.commands import serve as serve_commands
 from nas.commands import space as space_commands
 from nas.commands import supernet as supernet_commands
 
@@ -31,6 +32,7 @@ app.add_typer(latency_commands.app, name="latency")
 app.add_typer(search_commands.app, name="search")
 app.command("pareto")(search_commands.pareto_command)
 app.command("export")(search_commands.export_command)
+app.command("serve")(serve_commands.serve)
 
 
 def _version(value: bool) -> None:

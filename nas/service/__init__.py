@@ -1,0 +1,1 @@
+"""The NAS service: an HTTP API (nas.service.app) and its job runner (nas.service.jobs)."""

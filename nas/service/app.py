@@ -1,0 +1,213 @@
+"""The HTTP door: a FastAPI app over the same core as the CLI (nas.core, nas.pareto).
+
+Every handler parses, calls one core function and serialises; no search runs in a handler
+(nas.service.jobs runs them in worker processes). Errors are JSON: a `UserError` becomes 422
+(400 for a malformed body, 404 for `NotFoundError`) with the message that names the field or
+id. Mutating routes need `Authorization: Bearer <token>` when the server has a token; reads
+are open unless `private_reads`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+import latency_models as lm
+import supernet
+from nas import __version__, core
+from nas.config import parse_search_config
+from nas.errors import NotFoundError, UserError
+from nas.pareto import load_candidates, to_csv
+from nas.service.jobs import JobRunner
+from nas.store import Predictor, Store, Supernet
+
+MAX_BODY_BYTES = 1 << 20  # a search config is a few kB; refuse anything near this
+
+
+class RequestError(UserError):
+    """A request the API cannot take (a malformed body, too large, no token)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _page(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
+    return {"items": items[offset : offset + limit], "total": len(items), "offset": offset}
+
+
+def create_app(
+    store: Store,
+    data_dir: Path,
+    token: str | None = None,
+    private_reads: bool = False,
+    ray_address: str | None = None,
+    supervise: bool = True,
+) -> FastAPI:
+    """The app for one database. `supervise` starts the job runner with the app."""
+    jobs = JobRunner(store, data_dir, ray_address)
+    db = store.url
+
+    def require_token(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
+            raise RequestError("a bearer token is required (Authorization: Bearer ...)", 401)
+
+    def read_access(request: Request) -> None:
+        if private_reads:
+            require_token(request)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if supervise:  # searches that were running when the server stopped go on
+            jobs.start()
+        yield
+        jobs.stop()
+
+    app = FastAPI(title="nas", version=__version__, description=__doc__, lifespan=lifespan)
+    app.state.jobs = jobs
+
+    @app.exception_handler(UserError)
+    def _user_error(request: Request, err: UserError) -> JSONResponse:
+        status = getattr(err, "status", None) or (404 if isinstance(err, NotFoundError) else 422)
+        return JSONResponse({"error": type(err).__name__, "detail": str(err)}, status_code=status)
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next: Callable) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return JSONResponse(
+                {"error": "RequestError", "detail": f"body over {MAX_BODY_BYTES} bytes"},
+                status_code=413,
+            )
+        return await call_next(request)
+
+    async def _config_body(request: Request) -> dict[str, Any]:
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise RequestError(f"body over {MAX_BODY_BYTES} bytes", 413)
+        try:  # JSON is YAML too; safe_load builds no objects
+            raw = yaml.safe_load(body.decode("utf-8")) if body.strip() else None
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise RequestError(f"the body is not valid JSON or YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise RequestError("the body must be a search config (a JSON or YAML mapping)")
+        return raw
+
+    # ----- searches ---------------------------------------------------------------------------
+
+    @app.post("/searches", status_code=201, dependencies=[Depends(require_token)])
+    async def create_search(request: Request) -> dict[str, Any]:
+        config = parse_search_config(await _config_body(request), "request body")
+        search_id = jobs.launch(config)
+        return {"id": search_id, **core.get_search(search_id, db)}
+
+    @app.get("/searches", dependencies=[Depends(read_access)])
+    def list_searches(
+        offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)
+    ) -> dict[str, Any]:
+        return _page(core.list_searches(db), offset, limit)
+
+    @app.get("/searches/{search_id}", dependencies=[Depends(read_access)])
+    def get_search(search_id: int) -> dict[str, Any]:
+        return core.get_search(search_id, db)
+
+    @app.post("/searches/{search_id}/cancel", dependencies=[Depends(require_token)])
+    def cancel(search_id: int) -> dict[str, Any]:
+        return {"id": search_id, "status": core.cancel(search_id, db)}
+
+    @app.post("/searches/{search_id}/resume", dependencies=[Depends(require_token)])
+    def resume(search_id: int) -> dict[str, Any]:
+        info = core.get_search(search_id, db)
+        if info["status"] not in ("running", "cancelling", "failed"):
+            raise RequestError(f"search {search_id} is already {info['status']}", 409)
+        jobs.start_worker(search_id)
+        return {"id": search_id, "status": "running"}
+
+    @app.get("/searches/{search_id}/pareto", dependencies=[Depends(read_access)])
+    def pareto(
+        search_id: int,
+        target: str | None = None,
+        where: list[str] = Query(default=[]),
+        measured: bool = False,
+        format: str = Query("json", pattern="^(json|csv)$"),
+    ) -> Response:
+        front = core.query_front(search_id, target, where, measured, db)
+        if format == "csv":
+            return PlainTextResponse(to_csv(front), media_type="text/csv")
+        return JSONResponse(
+            {
+                "search": front.search_id,
+                "objectives": [o.model_dump() for o in front.objectives],
+                "where": [str(c) for c in front.conditions],
+                "front": [c.to_dict() for c in front.front],
+            }
+        )
+
+    @app.get("/searches/{search_id}/candidates", dependencies=[Depends(read_access)])
+    def candidates(
+        search_id: int,
+        feasible: bool = False,
+        offset: int = Query(0, ge=0),
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        core.get_search(search_id, db)  # 404 for an unknown search
+        rows = load_candidates(core.open_store(db, create=False), search_id, feasible)
+        return _page([json.loads(json.dumps(r.to_dict())) for r in rows], offset, limit)
+
+    @app.get("/searches/{search_id}/candidates/{number}", dependencies=[Depends(read_access)])
+    def candidate(search_id: int, number: int) -> dict[str, Any]:
+        core.get_search(search_id, db)
+        rows = load_candidates(core.open_store(db, create=False), search_id)
+        for row in rows:
+            if row.trial == number:
+                return row.to_dict()
+        raise NotFoundError(f"search {search_id} has no candidate {number}")
+
+    # ----- devices, spaces, trained files -----------------------------------------------------
+
+    @app.get("/hardware", dependencies=[Depends(read_access)])
+    def hardware() -> dict[str, Any]:
+        return {"items": [lm.load_hardware(name).summary() for name in lm.list_hardware()]}
+
+    @app.get("/hardware/{name}", dependencies=[Depends(read_access)])
+    def hardware_one(name: str) -> dict[str, Any]:
+        if name not in lm.list_hardware():  # names only: a path is not a device here
+            raise NotFoundError(f"unknown hardware {name!r}; see GET /hardware")
+        return lm.load_hardware(name).summary()
+
+    @app.get("/spaces", dependencies=[Depends(read_access)])
+    def spaces() -> dict[str, Any]:
+        return {
+            "items": [
+                {"name": n, **supernet.get_space(n).describe()} for n in supernet.list_spaces()
+            ]
+        }
+
+    @app.get("/supernets", dependencies=[Depends(read_access)])
+    def supernets() -> dict[str, Any]:
+        from sqlalchemy import select
+
+        with core.open_store(db, create=False).session() as s:
+            nets = [
+                {"id": r.id, "sha256": r.sha256, "path": r.path, "space": r.space}
+                for r in s.scalars(select(Supernet).order_by(Supernet.id))
+            ]
+            predictors = [
+                {"id": r.id, "sha256": r.sha256, "path": r.path, "supernet_id": r.supernet_id}
+                for r in s.scalars(select(Predictor).order_by(Predictor.id))
+            ]
+        return {"supernets": nets, "predictors": predictors}
+
+    return app
