@@ -9,23 +9,25 @@ are open unless `private_reads`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 import latency_models as lm
 import supernet
 from nas import __version__, core
 from nas.config import parse_search_config
 from nas.errors import NotFoundError, UserError
-from nas.pareto import load_candidates, to_csv
+from nas.pareto import load_candidates, plot, to_csv
 from nas.service.jobs import JobRunner
 from nas.store import Predictor, Store, Supernet
 
@@ -154,6 +156,40 @@ def create_app(
                 "front": [c.to_dict() for c in front.front],
             }
         )
+
+    @app.get("/searches/{search_id}/pareto.png", dependencies=[Depends(read_access)])
+    def pareto_png(
+        search_id: int,
+        target: str | None = None,
+        where: list[str] = Query(default=[]),
+        measured: bool = False,
+        x: str | None = None,
+    ) -> Response:
+        front = core.query_front(search_id, target, where, measured, db)
+        with tempfile.TemporaryDirectory(prefix="nas-plot-") as tmp:
+            data = plot(front, Path(tmp) / "front.png", x).read_bytes()
+        return Response(data, media_type="image/png")
+
+    @app.get("/searches/{search_id}/events", dependencies=[Depends(read_access)])
+    async def events(search_id: int, poll: float = Query(0.5, ge=0.05, le=10)) -> Response:
+        """Server-sent events: one `progress` event per stored generation (and one at once),
+        then an `end` event when the search stops."""
+        core.get_search(search_id, db)  # 404 before the stream starts
+
+        async def stream() -> AsyncIterator[str]:
+            seen = None
+            while True:
+                info = await asyncio.to_thread(core.get_search, search_id, db)
+                state = (info["generations"], info["status"])
+                if state != seen:
+                    seen = state
+                    yield f"event: progress\ndata: {json.dumps(info)}\n\n"
+                if info["status"] not in ("running", "cancelling"):
+                    yield f"event: end\ndata: {json.dumps({'status': info['status']})}\n\n"
+                    return
+                await asyncio.sleep(poll)
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
 
     @app.get("/searches/{search_id}/candidates", dependencies=[Depends(read_access)])
     def candidates(

@@ -64,6 +64,26 @@ def test_a_search_posted_runs_in_a_worker_and_its_front_is_the_cli_front(service
     assert "stm32f746.peak_sram_kb" in one
     listed = client.get("/searches").json()
     assert listed["total"] == 1 and listed["items"][0]["id"] == search_id
+    png = client.get(f"/searches/{search_id}/pareto.png")
+    assert png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
+    with client.stream("GET", f"/searches/{search_id}/events") as stream:
+        text = "".join(stream.iter_text())
+    assert "event: progress" in text and text.rstrip().endswith('{"status": "completed"}')
+
+
+def test_events_follow_a_running_search(service):
+    client, raw, _ = service
+    raw = {**raw, "algorithm": {**raw["algorithm"], "generations": 6}}
+    search_id = client.post("/searches", content=json.dumps(raw), headers=AUTH).json()["id"]
+    with client.stream("GET", f"/searches/{search_id}/events", params={"poll": 0.1}) as stream:
+        events = [
+            json.loads(line[len("data: ") :])
+            for line in stream.iter_lines()
+            if line.startswith("data: ")
+        ]
+    progress = [e["generations"] for e in events if "generations" in e]
+    assert progress[-1] == "6/6" and len(progress) >= 2  # one per generation it saw
+    assert events[-1] == {"status": "completed"}
 
 
 def test_yaml_bodies_and_validation_errors_name_the_field(service):
