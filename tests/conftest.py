@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+
 import pytest
+from sqlalchemy import create_engine, text
 
 from supernet.mbconv.checkpoint import TrainedSupernet, load_supernet
 from supernet.mbconv.train import TrainConfig, train_supernet
+
+# CI (.ci/run) starts a throwaway PostgreSQL 15 and names it here; without it, PG tests skip.
+POSTGRES = os.environ.get("NAS_TEST_POSTGRES_URL")
+needs_postgres = pytest.mark.skipif(
+    not POSTGRES, reason="set NAS_TEST_POSTGRES_URL (.ci/run starts a server)"
+)
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh database on the CI server, dropped afterwards."""
+    name = f"nas_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture(autouse=True)
@@ -42,9 +66,8 @@ def tiny_predictor(tiny_supernet) -> str:
 
 
 @pytest.fixture
-def search_config(tmp_path, tiny_supernet, tiny_predictor):
-    """A factory of small, valid search configs on the tiny supernet (SQLite in tmp_path)."""
-    from nas.config import parse_search_config
+def raw_config(tmp_path, tiny_supernet, tiny_predictor):
+    """A factory of small, valid raw (unparsed) search configs on the tiny supernet."""
 
     def make(**overrides):
         raw = {
@@ -60,6 +83,14 @@ def search_config(tmp_path, tiny_supernet, tiny_predictor):
             "database": f"sqlite:///{tmp_path / 'nas.db'}",
         }
         raw.update(overrides)
-        return parse_search_config(raw, "test")
+        return raw
 
     return make
+
+
+@pytest.fixture
+def search_config(raw_config):
+    """A factory of the same configs, parsed (SQLite in tmp_path)."""
+    from nas.config import parse_search_config
+
+    return lambda **overrides: parse_search_config(raw_config(**overrides), "test")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.conftest import needs_postgres
+from tests.conftest import needs_postgres
 from tests.faults.harness import check_concurrent, launch_at_once
 
 

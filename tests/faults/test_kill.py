@@ -16,7 +16,7 @@ import yaml
 
 from nas.search import COMPLETED, launch_search
 from nas.store import Store
-from tests.faults.conftest import needs_postgres
+from tests.conftest import needs_postgres
 from tests.faults.harness import ROOT, driver_env, kill_resume_loop, problems_of, stored
 
 

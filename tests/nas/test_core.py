@@ -57,6 +57,34 @@ def file_reads(monkeypatch):
     return reads, hashes, loads
 
 
+def _retrained(source, target) -> None:
+    """Write at `target` the supernet of `source` with other bytes (as a retrained file)."""
+    data = supernet.io.read_checkpoint(source, "nas-supernet/1")
+    data["meta"] = {**data["meta"], "note": "retrained"}
+    torch.save(data, target)
+
+
+def _stopped_search_on_a_copy(search_config, tiny_supernet, tmp_path):
+    """A search launched on a copy of the tiny supernet and predictor (in tmp_path/run),
+    stopped after its first generation: (folder, config, store, outcome)."""
+    own = tmp_path / "run"
+    own.mkdir()
+    shutil.copy(tiny_supernet.path, own / "supernet.pt")
+    shutil.copy(tiny_supernet.path.parent / "predictor.pt", own / "predictor.pt")
+    config = search_config(
+        supernet=str(own / "supernet.pt"),
+        predictor=str(own / "predictor.pt"),
+        algorithm={"population": 4, "generations": 3},
+    )
+    store = Store(config.database)
+    return (
+        own,
+        config,
+        store,
+        launch_search(config, store, progress=False, stop_after_generations=1),
+    )
+
+
 @pytest.mark.parametrize("evaluation", ["predictor", "supernet"])
 def test_a_search_reads_and_hashes_each_file_once(search_config, file_reads, evaluation):
     reads, hashes, loads = file_reads
@@ -77,9 +105,7 @@ def test_an_evaluator_refuses_a_file_other_than_the_recorded_one(search_config, 
     spec = open_resources(search_config()).spec()
     CandidateEvaluator.from_spec(spec)  # the recorded file: accepted
     replaced = tmp_path / "supernet.pt"
-    data = supernet.io.read_checkpoint(spec.supernet, "nas-supernet/1")
-    data["meta"] = {**data["meta"], "note": "retrained"}
-    torch.save(data, replaced)
+    _retrained(spec.supernet, replaced)
     import dataclasses
 
     with pytest.raises(CheckpointError, match="is not the trained file recorded"):
@@ -87,20 +113,8 @@ def test_an_evaluator_refuses_a_file_other_than_the_recorded_one(search_config, 
 
 
 def test_resume_refuses_a_replaced_supernet(search_config, tiny_supernet, tmp_path):
-    own = tmp_path / "run"
-    own.mkdir()
-    shutil.copy(tiny_supernet.path, own / "supernet.pt")
-    shutil.copy(tiny_supernet.path.parent / "predictor.pt", own / "predictor.pt")
-    config = search_config(
-        supernet=str(own / "supernet.pt"),
-        predictor=str(own / "predictor.pt"),
-        algorithm={"population": 4, "generations": 3},
-    )
-    store = Store(config.database)
-    partial = launch_search(config, store, progress=False, stop_after_generations=1)
-    data = supernet.io.read_checkpoint(own / "supernet.pt", "nas-supernet/1")
-    data["meta"] = {**data["meta"], "note": "retrained"}
-    torch.save(data, own / "supernet.pt")
+    own, _, store, partial = _stopped_search_on_a_copy(search_config, tiny_supernet, tmp_path)
+    _retrained(own / "supernet.pt", own / "supernet.pt")
     with pytest.raises(CheckpointError, match="not the trained file recorded"):
         resume_search(partial.search_id, store, progress=False)
 
@@ -142,12 +156,6 @@ def _search_row(store, search_id):
         return (row.status, row.message, row.driver, row.lease_until, row.generations_done, count)
 
 
-def _retrained(source, target):
-    data = supernet.io.read_checkpoint(source, "nas-supernet/1")
-    data["meta"] = {**data["meta"], "note": "retrained"}
-    torch.save(data, target)
-
-
 def test_resume_uses_the_recorded_files_from_another_directory(
     search_config, tiny_supernet, tmp_path, monkeypatch
 ):
@@ -177,17 +185,7 @@ def test_resume_uses_the_recorded_files_from_another_directory(
 
 
 def test_resume_refuses_other_files_and_writes_nothing(search_config, tiny_supernet, tmp_path):
-    own = tmp_path / "run"
-    own.mkdir()
-    shutil.copy(tiny_supernet.path, own / "supernet.pt")
-    shutil.copy(tiny_supernet.path.parent / "predictor.pt", own / "predictor.pt")
-    config = search_config(
-        supernet=str(own / "supernet.pt"),
-        predictor=str(own / "predictor.pt"),
-        algorithm={"population": 4, "generations": 3},
-    )
-    store = Store(config.database)
-    partial = launch_search(config, store, progress=False, stop_after_generations=1)
+    own, config, store, partial = _stopped_search_on_a_copy(search_config, tiny_supernet, tmp_path)
     search_id, db = partial.search_id, config.database
     before = _search_row(store, search_id)
     recorded = supernet.io.file_sha256(own / "supernet.pt")

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
-import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -18,13 +16,9 @@ from sqlalchemy import create_engine, inspect, text
 from nas.pareto import load_candidates, pareto_front
 from nas.search import COMPLETED, launch_search, resume_search
 from nas.store import Search, Store, StoreError, alembic_config
+from tests.conftest import POSTGRES, needs_postgres
 
 HEAD = "0004"
-
-POSTGRES = os.environ.get("NAS_TEST_POSTGRES_URL")
-needs_postgres = pytest.mark.skipif(
-    not POSTGRES, reason="set NAS_TEST_POSTGRES_URL (.ci/run starts a server)"
-)
 
 
 def test_new_database_gets_the_schema(tmp_path):
@@ -219,20 +213,6 @@ def _race(urls: list[str], processes: int = 3) -> None:
 def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path):
     _race([f"sqlite:///{tmp_path / f'new-{attempt}' / 'nas.db'}" for attempt in range(5)])
     assert (tmp_path / "new-0" / "nas.db.lock").exists()  # the lock file beside the database
-
-
-@pytest.fixture
-def postgres_url():
-    """A fresh database on the CI server, dropped afterwards."""
-    name = f"nas_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = POSTGRES.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @needs_postgres
