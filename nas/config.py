@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 import latency_models as lm
-from nas.domain import search_domain
+from nas.domain import SearchDomain, search_domain
 from nas.errors import SearchConfigError
 from nas.store import DEFAULT_URL
 from supernet.errors import CheckpointError
@@ -68,6 +68,7 @@ class OpenedFiles:
 
     artifact: OpenedArtifact
     devices: dict[str, lm.CostModel]
+    domain: SearchDomain | None  # what of the space the devices can cost (nas.domain)
 
 
 class Objective(BaseModel):
@@ -231,7 +232,7 @@ def check_against_devices(config: SearchConfig, source: str) -> dict[str, str]:
         raise SearchConfigError(f"invalid search config {source}: supernet: {err}") from None
     config.supernet = str(opened.path)  # a run folder stands for its trained file
     family = opened.family
-    search_domain(opened.space, devices, source)  # targets that share no resolution
+    domain = search_domain(opened.space, devices, source)  # refuses targets sharing none
     metrics.update(family.quality_metrics)
     for i, objective in enumerate(config.objectives):
         if objective.metric not in metrics:
@@ -252,7 +253,7 @@ def check_against_devices(config: SearchConfig, source: str) -> dict[str, str]:
         )
     if config.predictor:
         config.predictor = str(_predictor_path(config.predictor, source))
-    config.opened = OpenedFiles(opened, devices)
+    config.opened = OpenedFiles(opened, devices, domain)
     return family.quality_metrics
 
 

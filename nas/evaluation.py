@@ -170,5 +170,8 @@ def open_resources(
     predictor = (
         load_predictor(config.predictor, artifact, predictor_sha256) if config.predictor else None
     )
-    domain = search_domain(artifact.space, {d.name: hw for d, hw in devices})
+    if opened is not None:
+        domain = opened.domain
+    else:  # a resumed search: its config was validated when it was launched
+        domain = search_domain(artifact.space, {d.name: hw for d, hw in devices})
     return SearchResources(artifact, predictor, devices, domain)

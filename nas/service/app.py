@@ -27,7 +27,7 @@ import supernet
 from nas import __version__, core
 from nas.config import parse_search_config
 from nas.errors import NotFoundError, UserError
-from nas.pareto import load_candidates, plot, to_csv
+from nas.pareto import load_candidates, plot, to_csv, to_json
 from nas.service.jobs import JobRunner
 from nas.store import Predictor, Store, Supernet
 
@@ -148,14 +148,7 @@ def create_app(
         front = core.query_front(search_id, target, where, measured, db)
         if format == "csv":
             return PlainTextResponse(to_csv(front), media_type="text/csv")
-        return JSONResponse(
-            {
-                "search": front.search_id,
-                "objectives": [o.model_dump() for o in front.objectives],
-                "where": [str(c) for c in front.conditions],
-                "front": [c.to_dict() for c in front.front],
-            }
-        )
+        return Response(to_json(front), media_type="application/json")  # as `nas pareto --json`
 
     @app.get("/searches/{search_id}/pareto.png", dependencies=[Depends(read_access)])
     def pareto_png(
@@ -200,7 +193,7 @@ def create_app(
     ) -> dict[str, Any]:
         core.get_search(search_id, db)  # 404 for an unknown search
         rows = load_candidates(core.open_store(db, create=False), search_id, feasible)
-        return _page([json.loads(json.dumps(r.to_dict())) for r in rows], offset, limit)
+        return _page([r.to_dict() for r in rows], offset, limit)
 
     @app.get("/searches/{search_id}/candidates/{number}", dependencies=[Depends(read_access)])
     def candidate(search_id: int, number: int) -> dict[str, Any]:
