@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from nas.config import (
     ACCURACY,
@@ -228,6 +228,43 @@ def load_candidates(
             )
         )
     return out
+
+
+def candidate_points(
+    store: Store, search_id: int, metrics: Sequence[str] = (), target: str | None = None
+) -> dict[str, Any]:
+    """Every candidate's values of `metrics` (default: the search's objectives), column by
+    column, for a scatter of a whole search: `trial`, `feasible`, and per metric one list
+    (None where a candidate lacks the metric). Names resolve as in a `--where` filter."""
+    config = load_config(store, search_id)
+    if metrics:
+        names = [_resolve_metric(name, config, target) for name in metrics]
+    else:
+        names = [o.metric for o in objectives_for(config, target)]
+    names = list(dict.fromkeys(names))
+    wanted = [split_metric(name) for name in names]
+    with store.session() as s:
+        rows = s.execute(
+            select(Candidate.id, Candidate.trial, Candidate.feasible)
+            .where(Candidate.search_id == search_id)
+            .order_by(Candidate.trial)
+        ).all()
+        position = {cid: i for i, (cid, _, _) in enumerate(rows)}
+        columns: dict[str, list[float | None]] = {name: [None] * len(rows) for name in names}
+        pairs = or_(*(and_(Metric.device == d, Metric.name == n) for d, n in wanted))
+        values = s.execute(
+            select(Metric.candidate_id, Metric.device, Metric.name, Metric.value).where(
+                Metric.search_id == search_id, pairs
+            )
+        )
+        for cid, device, name, value in values:
+            columns[join_metric(device, name)][position[cid]] = value
+    return {
+        "search": search_id,
+        "trial": [trial for _, trial, _ in rows],
+        "feasible": [bool(feasible) for _, _, feasible in rows],
+        "metrics": columns,
+    }
 
 
 def objectives_for(config: SearchConfig, target: str | None) -> list[Objective]:

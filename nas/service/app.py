@@ -20,17 +20,25 @@ from typing import Any
 
 import yaml
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
+from fastapi.staticfiles import StaticFiles
 
 import latency_models as lm
 import supernet
 from nas import __version__, core
 from nas.config import parse_search_config
 from nas.errors import NotFoundError, UserError
-from nas.pareto import load_candidates, plot, to_csv, to_json
+from nas.pareto import candidate_points, load_candidates, plot, to_csv, to_json
 from nas.service.jobs import JobRunner
 from nas.store import Predictor, Store, Supernet
 
+STATIC_DIR = Path(__file__).with_name("static")  # the web page at /
 MAX_BODY_BYTES = 1 << 20  # a search config is a few kB; refuse anything near this
 
 
@@ -195,6 +203,14 @@ def create_app(
         rows = load_candidates(core.open_store(db, create=False), search_id, feasible)
         return _page([r.to_dict() for r in rows], offset, limit)
 
+    @app.get("/searches/{search_id}/points", dependencies=[Depends(read_access)])
+    def points(
+        search_id: int, metric: list[str] = Query(default=[]), target: str | None = None
+    ) -> dict[str, Any]:
+        """Every candidate's values of the named metrics (default: the objectives), column
+        by column, with `feasible`: what a scatter of the whole search draws."""
+        return candidate_points(core.open_store(db, create=False), search_id, metric, target)
+
     @app.get("/searches/{search_id}/candidates/{number}", dependencies=[Depends(read_access)])
     def candidate(search_id: int, number: int) -> dict[str, Any]:
         core.get_search(search_id, db)
@@ -203,6 +219,14 @@ def create_app(
             if row.trial == number:
                 return row.to_dict()
         raise NotFoundError(f"search {search_id} has no candidate {number}")
+
+    # ----- the web page (static files shipped in the package; nothing from a CDN) ------------
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # ----- devices, spaces, trained files -----------------------------------------------------
 
