@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 
 import latency_models as lm
+from nas import export as exports
 from nas.config import SearchConfig, load_search_config
 from nas.domain import search_domain
 from nas.errors import UserError
@@ -168,3 +169,39 @@ def export(
     """Extract a candidate, write its model files and card, record the export; `force`
     replaces the files of a folder that already holds some."""
     return export_candidate(open_store(db, create=False), search_id, candidate, formats, out, force)
+
+
+def queue_export(
+    search_id: int,
+    candidate: int,
+    formats: str | list[str],
+    data_dir: str | Path,
+    db: str | None = None,
+) -> int:
+    """Record an export to be run as a job (`run_export_job`, in a worker); returns its id.
+    Its files go under `data_dir`/exports/ID."""
+    store = open_store(db, create=False)
+    return exports.queue_export(store, search_id, candidate, formats, Path(data_dir))
+
+
+def run_export_job(export_id: int, db: str | None = None) -> dict[str, Any]:
+    """Run a queued export (or one whose worker died); returns it as `get_export` does."""
+    store = open_store(db, create=False)
+    exports.run_export_job(store, export_id)
+    return exports.export_info(store, export_id)
+
+
+def get_export(export_id: int, db: str | None = None) -> dict[str, Any]:
+    """An export: status, message, model card and its files."""
+    return exports.export_info(open_store(db, create=False), export_id)
+
+
+def export_file(export_id: int, name: str, db: str | None = None) -> Path:
+    """One file of a completed export, by a name from its own file list (nothing else)."""
+    return exports.export_file(open_store(db, create=False), export_id, name)
+
+
+def list_exports(db: str | None = None, search_id: int | None = None) -> list[dict[str, Any]]:
+    """Every export (of one search, with `search_id`), newest first, without file lists."""
+    store = open_store(db, create=False)
+    return exports.list_exports(store, search_id)

@@ -17,6 +17,7 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -25,11 +26,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from nas import __version__
-from nas.errors import ExportError, NotFoundError
+from nas.errors import ExportError, NotFoundError, UserError
 from nas.pareto import load_config
+from nas.search.lifecycle import driver_id, lease_holder
+from nas.search.records import LeaseLost, heartbeat, lease_expiry, now
 from nas.store import Candidate, Export, Metric, Store
 from supernet.errors import CheckpointError
 from supernet.family import ExportableModel, open_artifact
@@ -42,6 +46,10 @@ FILE_NAMES = {
     "state_dict": "model.state_dict.pt",
 }
 ONNX_TOLERANCE = 1e-4
+CARD_NAME = "model_card.json"
+# an export's status; `nas export` writes a completed row, an API export is a job
+QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
+UNFINISHED_EXPORTS = (QUEUED, RUNNING)
 
 
 @dataclass
@@ -166,12 +174,15 @@ def export_candidate(
     formats: str | list[str] = "torchscript,onnx,state_dict",
     out_dir: str | Path | None = None,
     force: bool = False,
+    job: tuple[int, str] | None = None,
 ) -> ExportResult:
     """Write candidate `candidate` (its number in `nas pareto`) of search `search_id`.
 
     The files are written into a temporary folder beside `out_dir` and renamed into place
     when all of them are written and checked: an interrupted export leaves nothing half
-    written, and a folder that already holds files is replaced only with `force`."""
+    written, and a folder that already holds files is replaced only with `force`. The
+    export is recorded as a new row, or, for a `job` (export id, its worker's driver id),
+    completes that queued row, if the worker still holds its lease."""
     formats = parse_formats(formats)
     out = Path(out_dir or f"runs/exports/search{search_id}-candidate{candidate}")
     check_out_dir(out, force)  # before any work: a bad --out must not cost an evaluation
@@ -237,24 +248,204 @@ def export_candidate(
             "versions": _versions(),
             "created_at": datetime.now(UTC).isoformat(),
         }
-        (staging / "model_card.json").write_text(json.dumps(card, indent=2))
+        (staging / CARD_NAME).write_text(json.dumps(card, indent=2))
         _move_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     files = {name: out / path.name for name, path in files.items()}
     with store.session() as s:
-        record = Export(
-            search_id=search_id,
-            candidate_id=candidate_id,
-            formats=formats,
-            out_dir=str(out),
-            card=card,
-        )
-        s.add(record)
-        s.flush()
-        export_id = record.id
+        if job is None:
+            record = Export(
+                search_id=search_id,
+                candidate_id=candidate_id,
+                formats=formats,
+                out_dir=str(out),
+                card=card,
+                status=COMPLETED,
+                finished_at=now(),
+            )
+            s.add(record)
+            s.flush()
+            export_id = record.id
+        else:
+            export_id, driver = job
+            _hold_export(s, export_id, driver, status=COMPLETED, card=card, finished_at=now())
     log.info(
         "exported search %d candidate %d to %s (%s)", search_id, candidate, out, ", ".join(formats)
     )
     return ExportResult(out, files, card, export_id)
+
+
+# ----- exports as jobs (the HTTP API) ---------------------------------------------------------
+# An API export is a row queued by `queue_export`, then run by `run_export_job` in a worker
+# process. The worker holds the row's lease (driver, lease_until) as a search's driver holds
+# its search's: a restarted server runs an export whose worker died, and two workers (of two
+# servers) cannot both run one.
+
+
+def queue_export(
+    store: Store, search_id: int, candidate: int, formats: str | Sequence[str], data_dir: Path
+) -> int:
+    """Record an export of a candidate to be run by a worker; returns its id. Its files go to
+    `data_dir`/exports/ID. Bad formats and unknown searches or candidates are refused here,
+    before any worker starts."""
+    formats = parse_formats(formats if isinstance(formats, str) else list(formats))
+    with store.session() as s:
+        store.search(s, search_id)
+        candidate_id = s.scalar(
+            select(Candidate.id).where(
+                Candidate.search_id == search_id, Candidate.trial == candidate
+            )
+        )
+        if candidate_id is None:
+            raise NotFoundError(f"search {search_id} has no candidate {candidate}")
+        record = Export(
+            search_id=search_id,
+            candidate_id=candidate_id,
+            formats=formats,
+            out_dir="",
+            card={},
+            status=QUEUED,
+        )
+        s.add(record)
+        s.flush()
+        record.out_dir = str((data_dir / "exports" / str(record.id)).resolve())
+        return record.id
+
+
+def _export_row(s: Session, export_id: int) -> Export:
+    row = s.get(Export, export_id)
+    if row is None:
+        raise NotFoundError(f"no export {export_id}")
+    return row
+
+
+def _hold_export(s: Session, export_id: int, driver: str, **values: object) -> None:
+    """Renew `driver`'s lease on the export (setting `values` too); LeaseLost if another
+    worker took the export over."""
+    result = s.execute(
+        update(Export)
+        .where(Export.id == export_id, Export.driver == driver)
+        .values(lease_until=lease_expiry(), **values)
+    )
+    if result.rowcount != 1:
+        raise LeaseLost(f"export {export_id}: taken over by another worker; {driver} stops")
+
+
+def claim_export(store: Store, export_id: int, driver: str) -> bool:
+    """Make `driver` the export's worker if it is queued, or running under a lease nobody
+    holds (its worker died): one compare-and-set on the driver seen, so that of two workers
+    claiming at once one wins."""
+    with store.session() as s:
+        row = _export_row(s, export_id)
+        if row.status not in UNFINISHED_EXPORTS:
+            return False
+        if row.status == RUNNING and lease_holder(row) is not None:
+            return False
+        seen_status, seen_driver = row.status, row.driver
+    with store.session() as s:
+        result = s.execute(
+            update(Export)
+            .where(
+                Export.id == export_id,
+                Export.status == seen_status,
+                Export.driver == seen_driver,
+            )
+            .values(status=RUNNING, driver=driver, lease_until=lease_expiry(), message="")
+        )
+        return result.rowcount == 1
+
+
+def run_export_job(store: Store, export_id: int) -> str:
+    """Run a queued export (or one whose worker died); returns its status. An export another
+    worker runs, or that has ended, is left alone."""
+    driver = driver_id()
+    if not claim_export(store, export_id, driver):
+        with store.session() as s:
+            return _export_row(s, export_id).status
+    with store.session() as s:
+        row = _export_row(s, export_id)
+        trial = s.scalar(select(Candidate.trial).where(Candidate.id == row.candidate_id))
+        search_id, formats, out_dir = row.search_id, list(row.formats), Path(row.out_dir)
+
+    def renew() -> None:
+        with store.session() as s:
+            _hold_export(s, export_id, driver)
+
+    try:
+        with heartbeat(renew, f"export {export_id}"):
+            # force: a worker that died may have left some of the files
+            export_candidate(store, search_id, trial, formats, out_dir, True, (export_id, driver))
+    except LeaseLost as err:
+        log.warning("%s", err)
+        with store.session() as s:
+            return _export_row(s, export_id).status
+    except Exception as err:
+        message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+        log.error("export %d failed: %s", export_id, message)
+        with store.session() as s:
+            _hold_export(s, export_id, driver, status=FAILED, message=message, finished_at=now())
+        return FAILED
+    return COMPLETED
+
+
+def _summary(row: Export, trial: int) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "search": row.search_id,
+        "candidate": trial,
+        "status": row.status,
+        "message": row.message,
+        "formats": list(row.formats),
+        "created_at": row.created_at.isoformat(),
+        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+    }
+
+
+def list_exports(store: Store, search_id: int | None = None) -> list[dict[str, Any]]:
+    """Exports (of one search, with `search_id`), newest first: status, not cards or files."""
+    query = select(Export, Candidate.trial).join(Candidate, Candidate.id == Export.candidate_id)
+    with store.session() as s:
+        if search_id is not None:
+            store.search(s, search_id)  # NotFoundError for an unknown search
+            query = query.where(Export.search_id == search_id)
+        return [_summary(row, trial) for row, trial in s.execute(query.order_by(Export.id.desc()))]
+
+
+def export_info(store: Store, export_id: int) -> dict[str, Any]:
+    """An export as JSON-able data: its status, model card and files (name, format, bytes,
+    SHA-256). Only the files named by the card are listed, the card itself included."""
+    with store.session() as s:
+        row = _export_row(s, export_id)
+        trial = s.scalar(select(Candidate.trial).where(Candidate.id == row.candidate_id))
+        info = {**_summary(row, trial), "card": row.card or None}
+        out_dir = Path(row.out_dir)
+    files = []
+    if info["status"] == COMPLETED:
+        recorded = info["card"]["files"]  # format -> the file's name and SHA-256 when written
+        for fmt, entry in [*recorded.items(), ("card", {"path": CARD_NAME})]:
+            path = out_dir / entry["path"]
+            if path.is_file():
+                files.append(
+                    {
+                        "name": path.name,
+                        "format": fmt,
+                        "bytes": path.stat().st_size,
+                        "sha256": entry.get("sha256") or _sha256(path),
+                    }
+                )
+    info["files"] = files
+    info["out_dir"] = str(out_dir)
+    return info
+
+
+def export_file(store: Store, export_id: int, name: str) -> Path:
+    """The path of one file of a completed export, by its name in the export's own file
+    list (`export_info`): any other name, `../` included, is NotFoundError."""
+    info = export_info(store, export_id)
+    for entry in info["files"]:
+        if entry["name"] == name:
+            return Path(info["out_dir"]) / entry["name"]
+    known = [entry["name"] for entry in info["files"]]
+    raise NotFoundError(f"export {export_id} has no file {name!r}; its files: {known}")

@@ -229,3 +229,15 @@ def export_command(
         ),
         soft_wrap=True,
     )
+
+
+def export_job_command(
+    export_id: int = typer.Argument(..., help="The export's id (from the HTTP API)."),
+    db: str | None = db_option(),
+) -> None:
+    """Run an export the HTTP API queued (what the server's export workers run)."""
+    with user_errors():
+        info = core.run_export_job(export_id, db)
+    typer.echo(json.dumps({k: v for k, v in info.items() if k != "card"}))
+    if info["status"] == "failed":
+        raise typer.Exit(1)

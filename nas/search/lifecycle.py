@@ -27,7 +27,7 @@ from nas.evaluation import open_resources
 from nas.search import records
 from nas.search.runner import SearchRunner
 from nas.search.state import CANCELLED, CANCELLING, FAILED, FINAL, Outcome
-from nas.store import Search, Store
+from nas.store import Export, Search, Store
 
 log = logging.getLogger(__name__)
 RUNNER_OPTIONS = ("pool", "progress", "on_generation")
@@ -56,8 +56,9 @@ def _unfinished(session: Any, search_id: int, store: Store) -> Search:
     return row
 
 
-def lease_holder(row: Search) -> str | None:
-    """The driver whose lease on the search is fresh, or None if nobody holds it."""
+def lease_holder(row: Search | Export) -> str | None:
+    """The driver whose lease on the row (a search's, or an export job's) is fresh, or None
+    if nobody holds it."""
     until = records.aware(row.lease_until)
     if until is None or until <= records.now():
         return None

@@ -11,8 +11,11 @@ lease was taken over (`resume --force`) finds so there, writes nothing and stops
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +30,7 @@ from nas.evaluation import SearchResources
 from nas.search.state import Metrics, Outcome, SearchState
 from nas.store import MEASURED_SUFFIX, Candidate, Metric, Predictor, Search, Store, Supernet
 
+log = logging.getLogger(__name__)
 LEASE_ENV = "NAS_LEASE_SECONDS"
 DEFAULT_LEASE_SECONDS = 60.0
 
@@ -79,6 +83,32 @@ def _hold(s: Session, search_id: int, driver: str, **values: Any) -> None:
             f"search {search_id}: lease taken by {holder or 'another driver'}; "
             f"driver {driver} stops without writing"
         )
+
+
+@contextlib.contextmanager
+def heartbeat(renew: Callable[[], None], what: str) -> Iterator[None]:
+    """Call `renew` every quarter of the lease length while the block runs (one step of the
+    work, a generation or an export, may take longer than the lease). A beat that finds the
+    lease lost stops beating (the next write stops the work); a database hiccup is retried
+    at the next beat."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(lease_seconds() / 4):
+            try:
+                renew()
+            except LeaseLost:
+                return
+            except Exception as err:
+                log.warning("%s: cannot renew its lease: %s", what, err)
+
+    thread = threading.Thread(target=beat, name="nas-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def renew_lease(store: Store, search_id: int, driver: str) -> None:

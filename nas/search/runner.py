@@ -19,7 +19,6 @@ write, leaving the search's rows and status to the new driver.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
@@ -90,15 +89,13 @@ class SearchRunner:
 
     def run(self, stop_after_generations: int | None = None) -> Outcome:
         lost = False
-        stop_heartbeat = threading.Event()
-        heartbeat: threading.Thread | None = None
         try:
             records.renew_lease(self.store, self.search_id, self.driver)
-            heartbeat = threading.Thread(
-                target=self._heartbeat, args=(stop_heartbeat,), name="nas-lease", daemon=True
-            )
-            heartbeat.start()
-            return self._run(stop_after_generations)
+            with records.heartbeat(
+                lambda: records.renew_lease(self.store, self.search_id, self.driver),
+                f"search {self.search_id}",
+            ):
+                return self._run(stop_after_generations)
         except records.LeaseLost as err:  # another driver runs the search now: leave it be
             lost = True
             log.warning("%s", err)
@@ -111,9 +108,6 @@ class SearchRunner:
                     lost = True
             raise
         finally:
-            stop_heartbeat.set()
-            if heartbeat is not None:
-                heartbeat.join()
             if self._own_pool:
                 self.pool.close()
             if not lost:
@@ -121,18 +115,6 @@ class SearchRunner:
                     records.release_lease(self.store, self.search_id, self.driver)
                 except Exception as err:  # the lease then runs out by itself
                     log.warning("search %d: cannot release its lease: %s", self.search_id, err)
-
-    def _heartbeat(self, stop: threading.Event) -> None:
-        """Renew the lease every quarter of its length while the driver runs (a generation
-        may take longer than the lease)."""
-        interval = records.lease_seconds() / 4
-        while not stop.wait(interval):
-            try:
-                records.renew_lease(self.store, self.search_id, self.driver)
-            except records.LeaseLost:
-                return  # the next write stops the driver
-            except Exception as err:  # a database hiccup: the next beat or write retries
-                log.warning("search %d: cannot renew its lease: %s", self.search_id, err)
 
     def _run(self, stop_after_generations: int | None) -> Outcome:
         a = self.config.algorithm

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     FileResponse,
     JSONResponse,
@@ -28,6 +29,7 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import latency_models as lm
 import supernet
@@ -40,6 +42,7 @@ from nas.store import Predictor, Store, Supernet
 
 STATIC_DIR = Path(__file__).with_name("static")  # the web page at /
 MAX_BODY_BYTES = 1 << 20  # a search config is a few kB; refuse anything near this
+DEFAULT_EXPORT_FORMATS = ["onnx", "state_dict"]  # what the web page's export button gets
 
 
 class RequestError(UserError):
@@ -52,6 +55,18 @@ class RequestError(UserError):
 
 def _page(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
     return {"items": items[offset : offset + limit], "total": len(items), "offset": offset}
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, read chunk by chunk up to MAX_BODY_BYTES: a client that sends more (with a
+    Content-Length that lies, or none) is refused without the server buffering it all."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise RequestError(f"body over {MAX_BODY_BYTES} bytes", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def create_app(
@@ -93,6 +108,27 @@ def create_app(
         status = getattr(err, "status", None) or (404 if isinstance(err, NotFoundError) else 422)
         return JSONResponse({"error": type(err).__name__, "detail": str(err)}, status_code=status)
 
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        # the router's own errors (no such route, method not allowed) in the same JSON shape
+        name = {404: "NotFoundError", 405: "MethodNotAllowed"}.get(err.status_code, "HTTPError")
+        detail = (
+            f"no route {request.method} {request.url.path}"
+            if err.status_code == 404
+            else err.detail
+        )
+        return JSONResponse({"error": name, "detail": detail}, status_code=err.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    def _validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
+        # a bad query or path parameter: name it, as a bad config field is named
+        problems = [f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in err.errors()]
+        fields = [".".join(str(part) for part in e["loc"][1:]) for e in err.errors()]
+        return JSONResponse(
+            {"error": "RequestValidationError", "detail": "; ".join(problems), "fields": fields},
+            status_code=422,
+        )
+
     @app.middleware("http")
     async def _limit_body(request: Request, call_next: Callable) -> Response:
         length = request.headers.get("content-length")
@@ -103,10 +139,21 @@ def create_app(
             )
         return await call_next(request)
 
+    async def _json_body(request: Request) -> dict[str, Any]:
+        """A small JSON object body (empty: {})."""
+        body = await _read_body(request)
+        if not body.strip():
+            return {}
+        try:
+            raw = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RequestError(f"the body is not valid JSON: {err}") from None
+        if not isinstance(raw, dict):
+            raise RequestError("the body must be a JSON object")
+        return raw
+
     async def _config_body(request: Request) -> dict[str, Any]:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise RequestError(f"body over {MAX_BODY_BYTES} bytes", 413)
+        body = await _read_body(request)
         try:  # JSON is YAML too; safe_load builds no objects
             raw = yaml.safe_load(body.decode("utf-8")) if body.strip() else None
         except (yaml.YAMLError, UnicodeDecodeError) as err:
@@ -219,6 +266,44 @@ def create_app(
             if row.trial == number:
                 return row.to_dict()
         raise NotFoundError(f"search {search_id} has no candidate {number}")
+
+    # ----- exports: jobs, whose files are kept under the server's data folder -----------------
+
+    @app.post(
+        "/searches/{search_id}/candidates/{number}/export",
+        status_code=202,
+        dependencies=[Depends(require_token)],
+    )
+    async def export(search_id: int, number: int, request: Request) -> dict[str, Any]:
+        """Queue an export of a candidate; body (optional): {"formats": ["onnx", ...]}.
+        Poll GET /exports/{id} until it is completed or failed."""
+        body = await _json_body(request)
+        formats = body.get("formats", DEFAULT_EXPORT_FORMATS)
+        if not isinstance(formats, (list, str)):
+            raise RequestError('formats must be a list of format names, e.g. ["onnx"]', 422)
+        export_id = await asyncio.to_thread(jobs.export, search_id, number, formats)
+        return {**core.get_export(export_id, db), "url": f"/exports/{export_id}"}
+
+    @app.get("/exports", dependencies=[Depends(read_access)])
+    def exports(
+        search: int | None = None,
+        offset: int = Query(0, ge=0),
+        limit: int = Query(50, ge=1, le=500),
+    ) -> dict[str, Any]:
+        return _page(core.list_exports(db, search), offset, limit)
+
+    @app.get("/exports/{export_id}", dependencies=[Depends(read_access)])
+    def export_one(export_id: int) -> dict[str, Any]:
+        info = core.get_export(export_id, db)
+        info.pop("out_dir")  # a server path: files are downloaded by name
+        for entry in info["files"]:
+            entry["url"] = f"/exports/{export_id}/files/{entry['name']}"
+        return info
+
+    @app.get("/exports/{export_id}/files/{name}", dependencies=[Depends(read_access)])
+    def export_download(export_id: int, name: str) -> FileResponse:
+        path = core.export_file(export_id, name, db)  # only a name of the export's file list
+        return FileResponse(path, filename=path.name, media_type="application/octet-stream")
 
     # ----- the web page (static files shipped in the package; nothing from a CDN) ------------
 

@@ -1,4 +1,4 @@
-"""The server's job runner: every search runs in a worker process the server supervises.
+"""The server's job runner: every search and export runs in a worker process it supervises.
 
 A request handler never runs a search. `launch` records the search (validated with the same
 config model as the CLI), lets go of its lease, and starts a worker process that runs
@@ -6,7 +6,8 @@ config model as the CLI), lets go of its lease, and starts a worker process that
 every few seconds: a search that is `running` or `cancelling` but whose lease has expired (its
 driver died, or the server restarted) is given a new worker. The lease in the search's row
 keeps two servers sharing one database from running the same search twice: a second worker
-is refused while the first one's lease is fresh.
+is refused while the first one's lease is fresh. An export is a job the same way: queued in
+SQL, run by `nas export-job ID`, which takes the export row's lease.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from nas.config import SearchConfig
+from nas.export import UNFINISHED_EXPORTS, queue_export
 from nas.search import launch
 from nas.search.lifecycle import lease_holder
 from nas.search.records import release_lease
-from nas.store import Search, Store
+from nas.store import Export, Search, Store
 
 log = logging.getLogger(__name__)
 UNFINISHED = ("running", "cancelling")
@@ -43,7 +45,7 @@ class JobRunner:
     ) -> None:
         self.store, self.data_dir, self.ray_address = store, data_dir, ray_address
         self.poll_seconds = poll_seconds
-        self.workers: dict[int, subprocess.Popen] = {}
+        self.workers: dict[tuple[str, int], subprocess.Popen] = {}  # ("search", id), ("export", id)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -62,52 +64,72 @@ class JobRunner:
         return search_id
 
     def start_worker(self, search_id: int, force: bool = False) -> None:
+        """A worker running `nas search resume ID` (unless one of this server runs it)."""
+        command = ["search", "resume", str(search_id), "--no-progress", "--json"]
+        self._spawn(("search", search_id), [*command, *(["--force"] if force else [])])
+
+    # ----- exports ----------------------------------------------------------------------------
+
+    def export(self, search_id: int, candidate: int, formats: list[str]) -> int:
+        """Queue an export of a candidate and start its worker; returns the export's id."""
+        export_id = queue_export(self.store, search_id, candidate, formats, self.data_dir)
+        self.start_export_worker(export_id)
+        return export_id
+
+    def start_export_worker(self, export_id: int) -> None:
+        self._spawn(("export", export_id), ["export-job", str(export_id)])
+
+    # ----- worker processes -------------------------------------------------------------------
+
+    def _spawn(self, job: tuple[str, int], arguments: Sequence[str]) -> None:
+        """Start `python -m nas ARGUMENTS --db URL` for a job, unless this server already
+        runs a live worker for it. Its output goes to DATA_DIR/logs/KIND-ID.log."""
         with self._lock:
-            worker = self.workers.get(search_id)
+            worker = self.workers.get(job)
             if worker is not None and worker.poll() is None:
-                return  # already running here
+                return
             logs = self.data_dir / "logs"
             logs.mkdir(parents=True, exist_ok=True)
-            command: Sequence[str] = [
-                sys.executable,
-                "-m",
-                "nas",
-                "search",
-                "resume",
-                str(search_id),
-                "--db",
-                self.store.url,
-                "--no-progress",
-                "--json",
-                *(["--force"] if force else []),
-            ]
-            with (logs / f"search-{search_id}.log").open("ab") as log_file:
-                self.workers[search_id] = subprocess.Popen(
+            command = [sys.executable, "-m", "nas", *arguments, "--db", self.store.url]
+            with (logs / f"{job[0]}-{job[1]}.log").open("ab") as log_file:
+                self.workers[job] = subprocess.Popen(
                     command,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
                 )
-            log.info("search %d: worker %d started", search_id, self.workers[search_id].pid)
+            log.info("%s %d: worker %d started", *job, self.workers[job].pid)
+
+    def worker(self, kind: str, job_id: int) -> subprocess.Popen | None:
+        """This server's worker process for a job, if it started one."""
+        return self.workers.get((kind, job_id))
 
     # ----- supervision ------------------------------------------------------------------------
 
-    def orphans(self) -> list[int]:
-        """Unfinished searches that no live driver holds (their driver died)."""
+    def orphans(self) -> list[tuple[str, int]]:
+        """Unfinished jobs (searches and exports) whose lease no live worker holds: their
+        worker died, or the server stopped before one took them."""
         with self.store.session() as s:
-            rows = s.scalars(select(Search).where(Search.status.in_(UNFINISHED))).all()
-            return [row.id for row in rows if lease_holder(row) is None]
+            searches = s.scalars(select(Search).where(Search.status.in_(UNFINISHED))).all()
+            exports = s.scalars(select(Export).where(Export.status.in_(UNFINISHED_EXPORTS))).all()
+            return [("search", r.id) for r in searches if lease_holder(r) is None] + [
+                ("export", r.id) for r in exports if lease_holder(r) is None
+            ]
 
-    def supervise_once(self) -> list[int]:
-        """Give every orphaned search a worker; returns the ids restarted."""
+    def supervise_once(self) -> list[tuple[str, int]]:
+        """Give every orphaned job a worker; returns the jobs restarted."""
         restarted = []
-        for search_id in self.orphans():
-            worker = self.workers.get(search_id)
+        for job in self.orphans():
+            worker = self.workers.get(job)
             if worker is not None and worker.poll() is None:
                 continue  # starting up: its lease is not taken yet
-            self.start_worker(search_id)
-            restarted.append(search_id)
+            kind, job_id = job
+            if kind == "search":
+                self.start_worker(job_id)
+            else:
+                self.start_export_worker(job_id)
+            restarted.append(job)
         return restarted
 
     def start(self) -> None:

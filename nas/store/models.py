@@ -136,5 +136,13 @@ class Export(Base):
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
     formats: Mapped[list[Any]]
     out_dir: Mapped[str] = mapped_column(Text)
-    card: Mapped[dict[str, Any]]
+    card: Mapped[dict[str, Any]]  # the model card; {} until the export has completed
+    # queued | running | completed | failed: `nas export` writes a completed row at the end;
+    # an API export is queued, then run by a worker holding the row's lease (driver and
+    # lease_until, as a search's), so that a restarted server runs it again, and only once
+    status: Mapped[str] = mapped_column(String(20), default="completed", index=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    driver: Mapped[str] = mapped_column(String(200), default="")
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

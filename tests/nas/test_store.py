@@ -15,10 +15,10 @@ from sqlalchemy import create_engine, inspect, text
 
 from nas.pareto import load_candidates, pareto_front
 from nas.search import COMPLETED, launch_search, resume_search
-from nas.store import Search, Store, StoreError, alembic_config
+from nas.store import Export, Search, Store, StoreError, alembic_config
 from tests.conftest import POSTGRES, needs_postgres
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def test_new_database_gets_the_schema(tmp_path):
@@ -94,6 +94,12 @@ def test_results_in_an_older_schema_survive_the_upgrade(tmp_path, revision):
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0002" if revision == "0003" else revision)  # 0001: top1 NOT NULL
         _old_search(conn, with_verified=True)
+        conn.execute(  # an export written by `nas export` of that time
+            text(
+                "INSERT INTO exports (search_id, candidate_id, formats, out_dir, card, created_at) "
+                "VALUES (1, 1, '[\"onnx\"]', 'out', '{\"arch\": {}}', '2026-11-01')"
+            )
+        )
     if revision == "0003":  # rows of the 0002 code, moved into metrics; no lease column yet
         with old.engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # as Store.migrate does
@@ -121,6 +127,13 @@ def test_results_in_an_older_schema_survive_the_upgrade(tmp_path, revision):
         row.lease_until = datetime(2026, 12, 2, tzinfo=UTC)
     with store.session() as s:
         assert s.get(Search, 1).lease_until.replace(tzinfo=UTC) == datetime(2026, 12, 2, tzinfo=UTC)
+        # 0005: an export of the old code was written whole: it is a completed job
+        old_export = s.get(Export, 1)
+        assert (old_export.status, old_export.message, old_export.card) == (
+            "completed",
+            "",
+            {"arch": {}},
+        )
     store.dispose()
 
 
