@@ -23,11 +23,11 @@ from sqlalchemy import select
 
 import latency_models as lm
 from nas import export as exports
-from nas.config import SearchConfig, load_search_config
+from nas.config import NETWORK_METRICS, SearchConfig, load_search_config
 from nas.domain import search_domain
-from nas.errors import UserError
+from nas.errors import NotFoundError, UserError
 from nas.export import ExportResult, export_candidate
-from nas.pareto import Front, pareto_front
+from nas.pareto import Front, load_candidates, pareto_front
 from nas.search import Outcome, cancel_search, launch_search, resume_search
 from nas.store import DEFAULT_URL, Search, Store
 from supernet.space import get_space
@@ -169,6 +169,36 @@ def export(
     """Extract a candidate, write its model files and card, record the export; `force`
     replaces the files of a folder that already holds some."""
     return export_candidate(open_store(db, create=False), search_id, candidate, formats, out, force)
+
+
+def get_candidate(search_id: int, number: int, db: str | None = None) -> dict[str, Any]:
+    """One candidate as the search stored it (arch, feasibility, quality and costs), plus
+    `devices`: its predicted cost on every registered device. A device the search targeted
+    is costed at the batch and options it used, any other at batch 1 with its defaults; a
+    device whose model cannot cost this space gives an `error` instead."""
+    store = open_store(db, create=False)
+    with store.session() as s:
+        row = store.search(s, search_id)
+        space_name, targets = row.space, dict(row.config.get("targets") or {})
+    found = [c for c in load_candidates(store, search_id) if c.trial == number]
+    if not found:
+        raise NotFoundError(f"search {search_id} has no candidate {number}")
+    candidate = found[0]
+    space = get_space(space_name)
+    spec = space.to_spec(space.validate(candidate.arch))  # an SQL row: an edge
+    devices: dict[str, dict[str, Any]] = {}
+    for name in lm.list_hardware():
+        target = targets.get(name) or {}
+        batch, options = int(target.get("batch", 1)), dict(target.get("options") or {})
+        entry: dict[str, Any] = {"target": name in targets, "batch": batch, "options": options}
+        try:
+            hw = lm.load_hardware(name)
+            costs = hw.predict(spec if batch == 1 else spec.with_batch(batch), **options)
+            entry["costs"] = {k: float(v) for k, v in costs.items() if k not in NETWORK_METRICS}
+        except UserError as err:
+            entry["error"] = str(err)
+        devices[name] = entry
+    return {**candidate.to_dict(), "measured": candidate.measured, "devices": devices}
 
 
 def queue_export(

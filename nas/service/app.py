@@ -260,12 +260,8 @@ def create_app(
 
     @app.get("/searches/{search_id}/candidates/{number}", dependencies=[Depends(read_access)])
     def candidate(search_id: int, number: int) -> dict[str, Any]:
-        core.get_search(search_id, db)
-        rows = load_candidates(core.open_store(db, create=False), search_id)
-        for row in rows:
-            if row.trial == number:
-                return row.to_dict()
-        raise NotFoundError(f"search {search_id} has no candidate {number}")
+        """One candidate: what the search stored, and its cost on every registered device."""
+        return core.get_candidate(search_id, number, db)
 
     # ----- exports: jobs, whose files are kept under the server's data folder -----------------
 

@@ -162,3 +162,23 @@ def test_a_failed_export_says_why(searched, tmp_path):
     info = client.get(f"/exports/{export_id}").json()
     assert info["status"] == "failed" and "SHA-256" in info["message"], info["message"]
     assert info["files"] == []
+
+
+def test_a_candidate_has_its_cost_on_every_registered_device(searched):
+    import latency_models as lm
+
+    client, _, _, search_id, candidate = searched
+    got = client.get(f"/searches/{search_id}/candidates/{candidate}")
+    assert got.status_code == 200, got.text
+    info = got.json()
+    assert set(info["devices"]) == set(lm.list_hardware())
+    stm32, h100 = info["devices"]["stm32f746"], info["devices"]["h100-sxm"]
+    # a target device: the cost the search stored, at the batch and precision it used
+    assert stm32["target"] and stm32["costs"]["peak_sram_kb"] == pytest.approx(
+        info["stm32f746.peak_sram_kb"]
+    )
+    assert (h100["batch"], h100["options"]) == (64, {"precision": "fp16"})
+    assert h100["costs"]["latency_ms"] == pytest.approx(info["h100-sxm.latency_ms"])
+    other = info["devices"]["a100-sxm"]
+    assert not other["target"] and other["batch"] == 1 and other["costs"]["latency_ms"] > 0
+    assert client.get(f"/searches/{search_id}/candidates/4242").status_code == 404
