@@ -31,3 +31,7 @@ echo "== 5. export the most accurate feasible subnet for the MCU"
 BEST=$($PY -c 'import json; print(json.load(open("runs/demo/front-mcu.json"))["front"][0]["candidate"])')
 $NAS export "$SEARCH" "$BEST" --format torchscript,onnx,state_dict --out runs/demo/export
 echo "model card: runs/demo/export/model_card.json   front plot: runs/demo/front.png"
+
+echo "== 6. the same search in the web explorer"
+echo "serve it with:   $NAS serve --db sqlite:///runs/nas.db"
+echo "then open:       http://127.0.0.1:8000/#/searches/$SEARCH"
