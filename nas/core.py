@@ -28,7 +28,7 @@ from nas.domain import search_domain
 from nas.errors import NotFoundError, UserError
 from nas.export import ExportResult, export_candidate
 from nas.pareto import Front, load_candidates, pareto_front
-from nas.search import Outcome, cancel_search, launch_search, resume_search
+from nas.search import Outcome, cancel_search, check_resumable, launch_search, resume_search
 from nas.store import DEFAULT_URL, Search, Store
 from supernet.space import get_space
 
@@ -92,6 +92,12 @@ def resume(
         progress=progress,
         on_generation=on_generation,
     )
+
+
+def can_resume(search_id: int, db: str | None = None, force: bool = False) -> None:
+    """SearchError unless `resume` would take the search now (unfinished, and no live driver
+    holds it unless `force`): what a door checks before starting a worker for it."""
+    check_resumable(search_id, open_store(db, create=False), force)
 
 
 def cancel(search_id: int, db: str | None = None) -> str:

@@ -9,7 +9,14 @@ generation.
 - lifecycle: launch, resume, cancel
 """
 
-from nas.search.lifecycle import cancel_search, launch, launch_search, reopen, resume_search
+from nas.search.lifecycle import (
+    cancel_search,
+    check_resumable,
+    launch,
+    launch_search,
+    reopen,
+    resume_search,
+)
 from nas.search.runner import SearchRunner
 from nas.search.sampler import GenerationalNSGAII
 from nas.search.state import (
@@ -39,6 +46,7 @@ __all__ = [
     "Outcome",
     "SearchRunner",
     "cancel_search",
+    "check_resumable",
     "launch",
     "launch_search",
     "limits_of",

@@ -135,6 +135,17 @@ def _resume_paths(
     return config, recorded.sha256, recorded_predictor.sha256 if recorded_predictor else None
 
 
+def check_resumable(search_id: int, store: Store, force: bool = False) -> None:
+    """SearchError unless `resume` would take the search now: it is unfinished and, without
+    `force`, no live driver holds its lease. (A check before starting a worker: the worker's
+    own compare-and-set on the lease still decides a race.)"""
+    with store.session() as s:
+        row = _unfinished(s, search_id, store)
+        holder, until = lease_holder(row), row.lease_until
+    if holder is not None and not force:
+        raise _refuse(search_id, holder, until)
+
+
 def reopen(
     search_id: int,
     store: Store,

@@ -35,7 +35,7 @@ import latency_models as lm
 import supernet
 from nas import __version__, core
 from nas.config import parse_search_config
-from nas.errors import NotFoundError, UserError
+from nas.errors import NotFoundError, SearchError, UserError
 from nas.pareto import candidate_points, load_candidates, plot, to_csv, to_json
 from nas.service.jobs import JobRunner
 from nas.store import Predictor, Store, Supernet
@@ -186,9 +186,10 @@ def create_app(
 
     @app.post("/searches/{search_id}/resume", dependencies=[Depends(require_token)])
     def resume(search_id: int) -> dict[str, Any]:
-        info = core.get_search(search_id, db)
-        if info["status"] not in ("running", "cancelling", "failed"):
-            raise RequestError(f"search {search_id} is already {info['status']}", 409)
+        try:  # the rule `nas search resume` applies: unfinished, and no live driver on it
+            core.can_resume(search_id, db)
+        except SearchError as err:
+            raise RequestError(str(err), 409) from None
         jobs.start_worker(search_id)
         return {"id": search_id, "status": "running"}
 
