@@ -279,7 +279,7 @@ def create_app(
         if not isinstance(formats, (list, str)):
             raise RequestError('formats must be a list of format names, e.g. ["onnx"]', 422)
         export_id = await asyncio.to_thread(jobs.export, search_id, number, formats)
-        return {**core.get_export(export_id, db), "url": f"/exports/{export_id}"}
+        return {**_export_json(export_id), "url": f"/exports/{export_id}"}
 
     @app.get("/exports", dependencies=[Depends(read_access)])
     def exports(
@@ -289,13 +289,16 @@ def create_app(
     ) -> dict[str, Any]:
         return _page(core.list_exports(db, search), offset, limit)
 
-    @app.get("/exports/{export_id}", dependencies=[Depends(read_access)])
-    def export_one(export_id: int) -> dict[str, Any]:
+    def _export_json(export_id: int) -> dict[str, Any]:
         info = core.get_export(export_id, db)
         info.pop("out_dir")  # a server path: files are downloaded by name
         for entry in info["files"]:
             entry["url"] = f"/exports/{export_id}/files/{entry['name']}"
         return info
+
+    @app.get("/exports/{export_id}", dependencies=[Depends(read_access)])
+    def export_one(export_id: int) -> dict[str, Any]:
+        return _export_json(export_id)
 
     @app.get("/exports/{export_id}/files/{name}", dependencies=[Depends(read_access)])
     def export_download(export_id: int, name: str) -> FileResponse:

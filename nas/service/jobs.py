@@ -117,8 +117,18 @@ class JobRunner:
                 ("export", r.id) for r in exports if lease_holder(r) is None
             ]
 
+    def reap(self) -> None:
+        """Forget the workers that have exited (collecting their exit status, so that no
+        finished worker lingers as a zombie process)."""
+        with self._lock:
+            for job, worker in list(self.workers.items()):
+                if worker.poll() is not None:
+                    log.info("%s %d: worker exited with %d", *job, worker.returncode)
+                    del self.workers[job]
+
     def supervise_once(self) -> list[tuple[str, int]]:
         """Give every orphaned job a worker; returns the jobs restarted."""
+        self.reap()
         restarted = []
         for job in self.orphans():
             worker = self.workers.get(job)
