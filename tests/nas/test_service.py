@@ -1,4 +1,9 @@
-"""The HTTP API: the same validation, fronts and errors as the CLI; searches in workers."""
+"""The HTTP API: the same validation, fronts and errors as the CLI; searches in workers.
+
+The tests that touch the database run on SQLite and, with $NAS_TEST_POSTGRES_URL, on
+PostgreSQL too (`@both_backends`); the others on SQLite only. Real server processes killed
+and restarted are in test_service_restart.py.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +13,64 @@ import time
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from nas import core
 from nas.commands.serve import _is_loopback
+from nas.search import launch, launch_search
+from nas.search.records import release_lease
 from nas.service.app import MAX_BODY_BYTES, create_app
-from nas.store import Store
+from nas.store import Candidate, Search, Store
+from tests.conftest import needs_postgres
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
+# a test marked so runs once per backend: it overrides the `backend` fixture below
+both_backends = pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=needs_postgres)]
+)
+
 
 @pytest.fixture
-def service(search_config, tmp_path):
-    """A client of a server on a new SQLite database, and a valid search config as JSON."""
-    config = search_config()
+def backend() -> str:
+    return "sqlite"
+
+
+@pytest.fixture
+def database(backend, tmp_path, request) -> str:
+    """A new database of the backend: a SQLite file in tmp_path, or a PostgreSQL database
+    (set up before the server, so dropped after its workers are stopped)."""
+    if backend == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'nas.db'}"
+
+
+@pytest.fixture
+def service(search_config, database, tmp_path):
+    """A client of a server on a new database, a valid search config as JSON, the app."""
+    config = search_config(database=database)
     raw = config.model_dump(mode="json")
     store = Store(config.database)
     app = create_app(store, tmp_path / "service", TOKEN, supervise=False)
-    with TestClient(app) as client:
-        yield client, raw, app
+    try:
+        with TestClient(app) as client:
+            yield client, raw, app
+    finally:  # no worker outlives its test (nor writes to a database being dropped)
+        app.state.jobs.stop(terminate_workers=True)
+        store.dispose()
+
+
+@pytest.fixture
+def searched(service, search_config, database):
+    """The service, with a completed search of 8 x 3 candidates recorded (in this process,
+    no worker): its id and its store."""
+    client, _, app = service
+    config = search_config(database=database)
+    store = Store(database)
+    search_id = launch_search(config, store, progress=False).search_id
+    yield client, app, store, search_id
+    store.dispose()
 
 
 def wait_until_done(client: TestClient, search_id: int, seconds: float = 120) -> dict:
@@ -35,16 +79,27 @@ def wait_until_done(client: TestClient, search_id: int, seconds: float = 120) ->
         info = client.get(f"/searches/{search_id}").json()
         if info["status"] not in ("running", "cancelling"):
             return info
-        time.sleep(0.5)
+        time.sleep(0.3)
     raise AssertionError(f"search {search_id} still {info['status']} after {seconds} s")
 
 
+def candidate_rows(store: Store, search_id: int) -> list[int]:
+    with store.session() as s:
+        return list(
+            s.scalars(select(Candidate.trial).where(Candidate.search_id == search_id)).all()
+        )
+
+
+# ----- searches through the API ---------------------------------------------------------------
+
+
+@both_backends
 def test_a_search_posted_runs_in_a_worker_and_its_front_is_the_cli_front(service):
     client, raw, app = service
     created = client.post("/searches", content=json.dumps(raw), headers=AUTH)
     assert created.status_code == 201, created.text
     search_id = created.json()["id"]
-    assert app.state.jobs.workers[search_id].pid  # not run in the handler
+    assert app.state.jobs.worker("search", search_id).pid  # not run in the handler
     info = wait_until_done(client, search_id)
     assert info["status"] == "completed" and info["candidates"] == 24
     front = client.get(f"/searches/{search_id}/pareto").json()
@@ -86,49 +141,335 @@ def test_events_follow_a_running_search(service):
     assert events[-1] == {"status": "completed"}
 
 
+@both_backends
+def test_cancel_stops_a_running_worker_after_its_generation(service):
+    client, raw, app = service
+    raw = {**raw, "algorithm": {**raw["algorithm"], "generations": 300}}  # far from done
+    search_id = client.post("/searches", content=json.dumps(raw), headers=AUTH).json()["id"]
+    deadline = time.monotonic() + 60
+    while client.get(f"/searches/{search_id}").json()["generations"].startswith("0/"):
+        assert time.monotonic() < deadline, "no generation stored in 60 s"
+        time.sleep(0.1)
+    wrong = {"Authorization": "Bearer nope"}
+    assert client.post(f"/searches/{search_id}/cancel", headers=wrong).status_code == 401
+    assert client.get(f"/searches/{search_id}").json()["status"] == "running"  # untouched
+    cancelled = client.post(f"/searches/{search_id}/cancel", headers=AUTH)
+    assert cancelled.status_code == 200
+    assert cancelled.json() == {"id": search_id, "status": "cancelling"}
+    info = wait_until_done(client, search_id)
+    assert info["status"] == "cancelled"
+    done = int(info["generations"].split("/")[0])
+    assert 1 <= done < 300 and info["candidates"] == 8 * done
+    assert app.state.jobs.worker("search", search_id).wait(timeout=30) == 0
+    again = client.post(f"/searches/{search_id}/resume", headers=AUTH)
+    assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
+    twice = client.post(f"/searches/{search_id}/cancel", headers=AUTH)
+    assert twice.status_code == 422 and "already cancelled" in twice.json()["detail"]
+
+
+@both_backends
+def test_resume_gives_a_search_whose_driver_died_a_worker(service, search_config, database):
+    client, _, app = service
+    config = search_config(database=database)
+    store = Store(database)
+    runner = launch(config, store, progress=False)
+    runner.run(stop_after_generations=1)  # a driver that stopped after one generation
+    release_lease(store, runner.search_id, runner.driver)  # ... and then died
+    assert client.post(f"/searches/{runner.search_id}/resume").status_code == 401
+    resumed = client.post(f"/searches/{runner.search_id}/resume", headers=AUTH)
+    assert resumed.status_code == 200
+    assert resumed.json() == {"id": runner.search_id, "status": "running"}
+    assert app.state.jobs.worker("search", runner.search_id).pid
+    info = wait_until_done(client, runner.search_id)
+    assert info["status"] == "completed" and info["candidates"] == 24
+    assert sorted(candidate_rows(store, runner.search_id)) == list(range(24))
+    again = client.post(f"/searches/{runner.search_id}/resume", headers=AUTH)
+    assert again.status_code == 409 and "already completed" in again.json()["detail"]
+    store.dispose()
+
+
+@both_backends
+def test_a_restarted_server_resumes_what_was_running(search_config, database, tmp_path):
+    config = search_config(database=database, algorithm={"population": 8, "generations": 3})
+    store = Store(config.database)
+    runner = launch(config, store, progress=False)
+    runner.run(stop_after_generations=1)  # a driver that stopped after one generation
+    release_lease(store, runner.search_id, runner.driver)  # ... and then died
+    app = create_app(store, tmp_path / "service", TOKEN)
+    try:
+        with TestClient(app) as client:  # startup supervises: the search gets a worker
+            info = wait_until_done(client, runner.search_id)
+    finally:
+        app.state.jobs.stop(terminate_workers=True)
+    assert info["status"] == "completed" and info["candidates"] == 24
+    store.dispose()
+
+
+# ----- reading a search's candidates ----------------------------------------------------------
+
+
+@both_backends
+def test_candidates_page_through_every_candidate_once(searched):
+    client, _, store, search_id = searched
+    url = f"/searches/{search_id}/candidates"
+    seen = []
+    for offset in range(0, 30, 7):
+        page = client.get(url, params={"offset": offset, "limit": 7}).json()
+        assert page["total"] == 24 and page["offset"] == offset
+        seen += [c["candidate"] for c in page["items"]]
+    assert seen == sorted(candidate_rows(store, search_id)) == list(range(24))
+    past = client.get(url, params={"offset": 1000}).json()
+    assert past == {"items": [], "total": 24, "offset": 1000}
+    feasible = client.get(url, params={"feasible": True}).json()
+    assert feasible["total"] == client.get(f"/searches/{search_id}").json()["feasible"]
+    assert all(c["feasible"] for c in feasible["items"])
+    for params, field in [
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"offset": -1}, "offset"),
+        ({"limit": "ten"}, "limit"),
+        ({"feasible": "maybe"}, "feasible"),
+    ]:
+        response = client.get(url, params=params)
+        assert response.status_code == 422, params
+        assert response.json()["fields"] == [field] and field in response.json()["detail"]
+    assert client.get("/searches", params={"limit": 501}).status_code == 422
+
+
+# ----- errors -----------------------------------------------------------------------------------
+
+
+@both_backends
 def test_yaml_bodies_and_validation_errors_name_the_field(service):
     client, raw, _ = service
     bad = {**raw, "algorithm": {"population": 2}}
     response = client.post("/searches", content=yaml.safe_dump(bad), headers=AUTH)
     assert response.status_code == 422 and "algorithm.population" in response.json()["detail"]
-    malformed = client.post("/searches", content="name: [unclosed", headers=AUTH)
-    assert malformed.status_code == 400 and "not valid JSON or YAML" in malformed.json()["detail"]
-    not_a_mapping = client.post("/searches", content="[1, 2]", headers=AUTH)
-    assert not_a_mapping.status_code == 400
+    unknown = client.post("/searches", json={**raw, "populaton": 8}, headers=AUTH)
+    assert unknown.status_code == 422 and "populaton" in unknown.json()["detail"]
     assert client.get("/searches").json()["total"] == 0  # nothing was recorded
 
 
-def test_tokens_sizes_and_unknown_ids(service):
+def test_malformed_and_non_mapping_bodies_are_400_naming_the_problem(service):
+    client, _, _ = service
+    malformed = client.post("/searches", content="name: [unclosed", headers=AUTH)
+    detail = malformed.json()["detail"]
+    assert malformed.status_code == 400 and "not valid JSON or YAML" in detail
+    assert "line 1" in detail and "expected ',' or ']'" in detail  # where, and what
+    tabs = client.post("/searches", content="name: a\n\tsupernet: b", headers=AUTH)
+    assert tabs.status_code == 400 and "line 2" in tabs.json()["detail"]
+    binary = client.post("/searches", content=b"\xff\xfe\x00name", headers=AUTH)
+    assert binary.status_code == 400 and "utf-8" in binary.json()["detail"]
+    for body in ["[1, 2]", "just a string", "42", "null", "", "   \n"]:
+        response = client.post("/searches", content=body, headers=AUTH)
+        assert response.status_code == 400, body
+        assert "must be a search config (a JSON or YAML mapping)" in response.json()["detail"]
+    assert client.get("/searches").json()["total"] == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a config error repeats the value given (repr); YAML aliases make a 500-byte "
+    "body a value of millions of items, so the 422 is megabytes (10x per alias level)",
+)
+def test_a_yaml_alias_bomb_gets_a_short_error(service):
     client, raw, _ = service
-    body = json.dumps(raw)
-    assert client.post("/searches", content=body).status_code == 401
-    wrong = {"Authorization": "Bearer nope"}
-    assert client.post("/searches", content=body, headers=wrong).status_code == 401
-    assert client.post("/searches/1/cancel").status_code == 401
-    huge = client.post("/searches", content=b"x" * (MAX_BODY_BYTES + 1), headers=AUTH)
-    assert huge.status_code == 413
-    missing = client.get("/searches/404")
-    assert missing.status_code == 404 and "no search with id 404" in missing.json()["detail"]
-    assert client.get("/searches/404/pareto").status_code == 404
-    assert client.get("/hardware/..%2F..%2Fetc").status_code == 404
+    levels = ["&a0 [" + ", ".join(["xxxxxxxx"] * 10) + "]"]
+    levels += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 6)]
+    bogus = "bogus: [" + ", ".join(levels) + "]\n"  # one field the config does not have
+    body = yaml.safe_dump(raw) + bogus
+    assert len(bogus) < 500 and len(yaml.safe_load(body)["bogus"][-1]) == 10
+    response = client.post("/searches", content=body, headers=AUTH)
+    assert response.status_code in (400, 422)
+    assert len(response.content) < 64_000, f"{len(response.content)} bytes of error"
+
+
+@both_backends
+def test_unknown_ids_are_404_on_every_route(searched):
+    client, _, _, search_id = searched
+    for path in [
+        "/searches/404",
+        "/searches/404/pareto",
+        "/searches/404/pareto.png",
+        "/searches/404/candidates",
+        "/searches/404/candidates/0",
+        "/searches/404/events",
+        "/exports/404",
+        f"/searches/{search_id}/candidates/9999",
+        "/hardware/..%2F..%2Fetc",
+    ]:
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["error"] == "NotFoundError", path
+    assert "no search with id 404" in client.get("/searches/404").json()["detail"]
+    assert "no candidate 9999" in client.get(f"/searches/{search_id}/candidates/9999").text
+    for path in ["/searches/404/cancel", "/searches/404/resume"]:
+        response = client.post(path, headers=AUTH)
+        assert response.status_code == 404 and "no search with id 404" in response.text, path
+    assert client.get("/nowhere").json() == {
+        "error": "NotFoundError",
+        "detail": "no route GET /nowhere",
+    }
     assert client.get("/hardware/stm32f746").json()["name"] == "stm32f746"
     assert any(s["name"] == "mnist-mbv3" for s in client.get("/spaces").json()["items"])
 
 
-def test_a_restarted_server_resumes_what_was_running(search_config, tmp_path):
-    config = search_config(algorithm={"population": 8, "generations": 3})
-    store = Store(config.database)
-    from nas.search import launch
+@both_backends
+def test_sql_in_query_and_path_parameters_is_a_clean_422(searched):
+    client, _, store, search_id = searched
+    tables = store.tables()
+    url = f"/searches/{search_id}"
+    attempts = [
+        (f"{url}/pareto", {"where": "top1>=0.5; DROP TABLE searches"}),
+        (f"{url}/pareto", {"where": "top1>=0.5 OR 1=1"}),
+        (f"{url}/pareto", {"where": "top1>=0.5' OR '1'='1"}),
+        (f"{url}/pareto", {"where": "stm32f746.flash_kb<=1e9); DELETE FROM candidates; --"}),
+        (f"{url}/pareto", {"target": "h100-sxm'; DROP TABLE candidates; --"}),
+        (f"{url}/pareto.png", {"where": "top1>=0.5; DROP TABLE searches"}),
+        (f"{url}/points", {"metric": "top1; DROP TABLE metrics"}),
+        (f"{url}/candidates", {"feasible": "1; DROP TABLE candidates"}),
+        ("/exports", {"search": "1 OR 1=1"}),
+        ("/searches/1%3B%20DROP%20TABLE%20searches", {}),
+        (f"{url}/candidates/0%20OR%201%3D1", {}),
+    ]
+    for path, params in attempts:
+        response = client.get(path, params=params)
+        assert response.status_code == 422, (path, params, response.text)
+        assert response.json()["error"] in ("QueryError", "RequestValidationError", "UserError")
+    assert store.tables() == tables  # nothing dropped
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Search)) == 1
+        assert s.scalar(select(func.count()).select_from(Candidate)) == 24
+    assert client.get(f"{url}/pareto", params={"where": "top1>=0"}).status_code == 200
 
-    runner = launch(config, store, progress=False)
-    runner.run(stop_after_generations=1)  # a driver that stopped after one generation
-    from nas.search.records import release_lease
 
-    release_lease(store, runner.search_id, runner.driver)  # ... and then died
-    app = create_app(store, tmp_path / "service", TOKEN)
-    with TestClient(app) as client:  # startup supervises: the search gets a worker
-        info = wait_until_done(client, runner.search_id)
-    assert info["status"] == "completed" and info["candidates"] == 24
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: nas.pareto.plot looks the x metric up without checking it (KeyError: a 500, "
+    "and the matplotlib figure is left open)",
+)
+def test_an_unknown_x_axis_of_the_plot_is_a_422(searched):
+    client, _, _, search_id = searched
+    with TestClient(client.app, raise_server_exceptions=False) as raw_client:
+        response = raw_client.get(
+            f"/searches/{search_id}/pareto.png", params={"x": "top1; DROP TABLE metrics"}
+        )
+    assert response.status_code == 422 and "top1; DROP TABLE metrics" in response.text
+
+
+# ----- tokens, sizes, private reads -----------------------------------------------------------
+
+MUTATING = ["/searches", "/searches/{id}/cancel", "/searches/{id}/resume"]
+BAD_AUTHORIZATION = [
+    None,
+    "Bearer nope",
+    "Bearer ",
+    "Bearer",
+    f"Basic {TOKEN}",
+    f"Bearer {TOKEN}x",
+    f"Bearer {TOKEN[:-1]}",
+    TOKEN,
+]
+
+
+@pytest.mark.parametrize("route", MUTATING)
+def test_every_mutating_route_refuses_a_missing_or_wrong_token(searched, route):
+    client, app, store, search_id = searched
+    before = core.get_search(search_id, store.url)
+    path = route.format(id=search_id)
+    for value in BAD_AUTHORIZATION:
+        headers = {} if value is None else {"Authorization": value}
+        response = client.post(path, content=b"{}", headers=headers)
+        assert response.status_code == 401, (path, value)
+        assert "bearer token is required" in response.json()["detail"]
+    after = core.get_search(search_id, store.url)
+    assert after == before and len(core.list_searches(store.url)) == 1  # nothing changed
+    assert app.state.jobs.workers == {}  # and no worker was started
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: hmac.compare_digest raises TypeError on a non-ASCII str, so such a token "
+    "is a 500 instead of a 401",
+)
+def test_a_non_ascii_token_is_refused_not_a_server_error(service):
+    client, _, _ = service
+    with TestClient(client.app, raise_server_exceptions=False) as raw_client:
+        response = raw_client.post("/searches/1/cancel", headers={"Authorization": b"Bearer \xe9"})
+    assert response.status_code == 401
+
+
+def test_oversized_bodies_are_413_whatever_the_content_length_says(service):
+    client, _, _ = service
+    huge = b"x" * (MAX_BODY_BYTES + 1)
+    honest = client.post("/searches", content=huge, headers=AUTH)
+    assert honest.status_code == 413 and f"over {MAX_BODY_BYTES} bytes" in honest.text
+    lying = client.post("/searches", content=huge, headers={**AUTH, "Content-Length": "100"})
+    assert lying.status_code == 413  # read up to the limit, whatever the header said
+
+    def chunks():
+        for _ in range(MAX_BODY_BYTES // (1 << 16) + 1):
+            yield b"x" * (1 << 16)
+
+    streamed = client.post("/searches", content=chunks(), headers=AUTH)
+    assert "content-length" not in streamed.request.headers  # sent chunked
+    assert streamed.status_code == 413
+    at_limit = client.post("/searches", content=b"x" * MAX_BODY_BYTES, headers=AUTH)
+    assert at_limit.status_code == 400  # read whole, and refused for what it is
+    big_header = {**AUTH, "Content-Length": str(10 * MAX_BODY_BYTES)}
+    assert client.post("/searches/1/cancel", headers=big_header).status_code == 413
+    assert client.get("/searches").json()["total"] == 0
+
+
+def test_private_reads_need_the_token_on_every_read(searched, tmp_path):
+    client, _, store, search_id = searched
+    private = create_app(store, tmp_path / "private", TOKEN, private_reads=True, supervise=False)
+    reads = [
+        "/searches",
+        f"/searches/{search_id}",
+        f"/searches/{search_id}/pareto",
+        f"/searches/{search_id}/pareto.png",
+        f"/searches/{search_id}/candidates",
+        f"/searches/{search_id}/candidates/0",
+        f"/searches/{search_id}/points",
+        f"/searches/{search_id}/events",
+        "/exports",
+        "/exports/1",
+        "/hardware",
+        "/hardware/stm32f746",
+        "/spaces",
+        "/supernets",
+    ]
+    with TestClient(private) as closed:
+        for path in reads:
+            assert client.get(path).status_code in (200, 404), path  # open by default
+            assert closed.get(path).status_code == 401, path
+            wrong = closed.get(path, headers={"Authorization": "Bearer nope"})
+            assert wrong.status_code == 401, path
+        assert closed.get(f"/searches/{search_id}", headers=AUTH).json()["id"] == search_id
+        assert closed.get("/searches", headers=AUTH).json()["total"] == 1
+
+
+def test_serve_private_reads_flag_closes_reads(monkeypatch, tmp_path):
+    """`nas serve --private-reads` builds the app with reads closed (uvicorn not started)."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from nas.cli import app as cli
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    monkeypatch.setenv("NAS_API_TOKEN", TOKEN)
+    db = f"sqlite:///{tmp_path / 'served.db'}"
+    for flag, expected in [([], 200), (["--private-reads"], 401)]:
+        args = ["serve", "--db", db, "--data-dir", str(tmp_path / "data"), "--port", "8123"]
+        result = CliRunner().invoke(cli, [*args, *flag])
+        assert result.exit_code == 0, result.output
+        assert served["port"] == 8123 and served["host"] == "127.0.0.1"
+        with TestClient(served["app"]) as client:
+            assert client.get("/searches").status_code == expected
+            assert client.get("/searches", headers=AUTH).status_code == 200
+            assert client.post("/searches", content=b"{}").status_code == 401
 
 
 def test_only_loopback_hosts_serve_without_a_token():
