@@ -37,10 +37,12 @@ from nas.store import DEFAULT_URL
 from supernet.errors import CheckpointError
 from supernet.family import OpenedArtifact, open_artifact
 from supernet.io import (
+    field_path,
     format_validation_error,
     merge_overrides,
     read_yaml_mapping,
     resolve_artifact_path,
+    short_repr,
 )
 
 ACCURACY = "top1"
@@ -185,9 +187,8 @@ def _validation_message(err: ValidationError, source: str) -> str:
     if len(problems) != 1:
         return format_validation_error(err, f"search config {source}")
     item = problems[0]
-    where = ".".join(str(p) for p in item["loc"]) or "<root>"
-    given = "" if item["type"] == "missing" else f", got {item.get('input')!r}"
-    return f"invalid search config {source}: {where}: {item['msg']}{given}"
+    given = "" if item["type"] == "missing" else f", got {short_repr(item.get('input'))}"
+    return f"invalid search config {source}: {field_path(item['loc'])}: {item['msg']}{given}"
 
 
 def check_against_devices(config: SearchConfig, source: str) -> dict[str, str]:

@@ -33,6 +33,7 @@ from nas.config import (
 from nas.errors import QueryError
 from nas.store import MEASURED_SUFFIX, Candidate, Metric, Store
 from supernet.family import quality_metric_names
+from supernet.io import short_repr
 
 # metrics of the network itself (stored without a device): quality, macs, params
 NETWORK_LEVEL = quality_metric_names() | set(NETWORK_METRICS)
@@ -388,7 +389,25 @@ def plot(front: Front, path: str | Path, x_metric: str | None = None) -> Path:
     x_metric = x_metric or (costs[0] if costs else None)
     if x_metric is None:
         raise QueryError("the plot needs a cost objective for its x axis")
+    known = sorted(set().union(*(c.metrics for c in front.candidates or front.front)))
+    if known and x_metric not in known:
+        raise QueryError(
+            f"unknown metric {short_repr(x_metric)} for the plot's x axis; "
+            f"the candidates have: {', '.join(known)}"
+        )
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    try:
+        _draw(ax, front, quality, scale, x_metric)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    finally:  # a failed plot leaves no figure open in a long-lived server
+        plt.close(fig)
+    return path
+
+
+def _draw(ax: Any, front: Front, quality: str, scale: float, x_metric: str) -> None:
+    """The scatter of every candidate that has the x metric, and the front over it."""
     everything = [c for c in front.candidates if x_metric in c.metrics]
     infeasible = [c for c in everything if not c.feasible]
     feasible = [c for c in everything if c.feasible]
@@ -403,7 +422,9 @@ def plot(front: Front, path: str | Path, x_metric: str | None = None) -> Path:
                 s=8,
                 **style,
             )
-    points = sorted(front.front, key=lambda c: c.metrics[x_metric])
+    points = sorted(
+        (c for c in front.front if x_metric in c.metrics), key=lambda c: c.metrics[x_metric]
+    )
     # With more than two objectives the front is not a curve in this projection: no line.
     style = "o-" if len(front.objectives) == 2 else "o"
     ax.plot(
@@ -419,8 +440,3 @@ def plot(front: Front, path: str | Path, x_metric: str | None = None) -> Path:
     ax.set_title(f"search {front.search_id}: {quality} vs {x_metric}")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,12 +110,35 @@ def read_checkpoint(
     return read_artifact(path, expected_format).data
 
 
+MAX_PROBLEMS_SHOWN = 10  # a list of a million bad items is one error, not a million lines
+
+
+def short_repr(value: Any, limit: int = 200) -> str:
+    """A repr of a value given by a user, at most `limit` characters: a YAML alias can make a
+    500-byte document a value of millions of items, and an error must not repeat it whole."""
+    text = _SHORT_REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 3, 8, 8
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 80
+
+
+def field_path(loc: tuple[Any, ...]) -> str:
+    """`phases.0.epochs` from a pydantic error location; a key a user made long is cut."""
+    path = ".".join(str(part) for part in loc) or "<root>"
+    return path if len(path) <= 200 else path[:197] + "..."
+
+
 def format_validation_error(err: ValidationError, what: str) -> str:
     """One line per problem, each naming the field: `  phases.0.epochs: Field required`."""
+    problems = err.errors(include_input=False, include_url=False)
     lines = [f"invalid {what}:"]
-    for item in err.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "<root>"
-        lines.append(f"  {where}: {item['msg']}")
+    for item in problems[:MAX_PROBLEMS_SHOWN]:
+        lines.append(f"  {field_path(item['loc'])}: {item['msg']}")
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        lines.append(f"  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more problems")
     return "\n".join(lines)
 
 

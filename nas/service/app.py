@@ -86,7 +86,9 @@ def create_app(
             return
         given = request.headers.get("authorization", "")
         scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
+        # bytes: compare_digest refuses a str with non-ASCII characters (a 500, not a 401)
+        given_token = value.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given_token, token.encode()):
             raise RequestError("a bearer token is required (Authorization: Bearer ...)", 401)
 
     def read_access(request: Request) -> None:

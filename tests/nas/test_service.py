@@ -267,11 +267,6 @@ def test_malformed_and_non_mapping_bodies_are_400_naming_the_problem(service):
     assert client.get("/searches").json()["total"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a config error repeats the value given (repr); YAML aliases make a 500-byte "
-    "body a value of millions of items, so the 422 is megabytes (10x per alias level)",
-)
 def test_a_yaml_alias_bomb_gets_a_short_error(service):
     client, raw, _ = service
     levels = ["&a0 [" + ", ".join(["xxxxxxxx"] * 10) + "]"]
@@ -343,11 +338,6 @@ def test_sql_in_query_and_path_parameters_is_a_clean_422(searched):
     assert client.get(f"{url}/pareto", params={"where": "top1>=0"}).status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: nas.pareto.plot looks the x metric up without checking it (KeyError: a 500, "
-    "and the matplotlib figure is left open)",
-)
 def test_an_unknown_x_axis_of_the_plot_is_a_422(searched):
     client, _, _, search_id = searched
     with TestClient(client.app, raise_server_exceptions=False) as raw_client:
@@ -387,11 +377,6 @@ def test_every_mutating_route_refuses_a_missing_or_wrong_token(searched, route):
     assert app.state.jobs.workers == {}  # and no worker was started
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: hmac.compare_digest raises TypeError on a non-ASCII str, so such a token "
-    "is a 500 instead of a 401",
-)
 def test_a_non_ascii_token_is_refused_not_a_server_error(service):
     client, _, _ = service
     with TestClient(client.app, raise_server_exceptions=False) as raw_client:

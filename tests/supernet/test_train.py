@@ -148,6 +148,23 @@ def test_config_errors_name_the_field(tmp_path):
         load_train_config(path)
 
 
+def test_a_config_with_thousands_of_problems_gets_a_short_error(tmp_path):
+    """A YAML alias makes a short file a list of 10,000 bad phases: the error names the
+    first few and counts the rest, rather than printing 10,000 lines."""
+    path = tmp_path / "cfg.yaml"
+    path.write_text(
+        "space: mnist-mbv3\n"
+        "ten: &ten [" + ", ".join(["{name: x}"] * 10) + "]\n"
+        "hundred: &hundred [" + ", ".join(["*ten"] * 10) + "]\n"
+        "phases: [" + ", ".join(["*hundred"] * 100) + "]\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_train_config(path)
+    message = str(caught.value)
+    assert len(message.splitlines()) <= 12 and len(message) < 3000
+    assert "more problems" in message
+
+
 def test_trainer_retargets_space_to_the_data(tmp_path):
     config = tiny_config(tmp_path, space="mcu-mbv2")
     trainer = Trainer(config, progress=False)
