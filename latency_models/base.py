@@ -15,6 +15,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -146,6 +147,7 @@ class CostModel(ABC):
 
     def __init__(self, name: str, profile: Mapping[str, Any], source: str) -> None:
         self.name, self.profile, self.source = name, dict(profile), source
+        self.files: list[Path] = [Path(source)]  # what it was read from (tables add theirs)
         reader = Reader(profile, source)
         self.description = reader.string("description", "")
 

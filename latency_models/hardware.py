@@ -97,11 +97,40 @@ def read_yaml(path: Path) -> Any:
 
 
 def load_hardware(name_or_path: str | Path) -> CostModel:
-    """A device model from a profile name (see `list_hardware()`) or a YAML path."""
+    """A device model from a profile name (see `list_hardware()`) or a YAML path.
+
+    A model is kept while the files it was read from are unchanged (same size and
+    modification time), and the same object is handed out again: parsing the Note10
+    tables takes 0.2 s, and a server costs a candidate on every device per request.
+    Models are not modified after they are built (their lookup memos only fill)."""
     if isinstance(name_or_path, CostModel):
         return name_or_path
     path = hardware_path(name_or_path)
-    return from_profile(read_yaml(path), str(path), default_name=path.stem)
+    key = path.resolve()
+    kept = _LOADED.get(key)
+    if kept is not None and kept[0] == _stamp(kept[1].files):
+        return kept[1]
+    before = _stamp([path])  # a profile rewritten while it is read is read again next time
+    model = from_profile(read_yaml(path), str(path), default_name=path.stem)
+    _LOADED[key] = (before + _stamp(model.files[1:]), model)
+    return model
+
+
+# profile path -> (the stamps of the files it was read from, the model): a memo of parsed
+# files, bounded by the number of profiles on disk
+_LOADED: dict[Path, tuple[tuple, CostModel]] = {}
+
+
+def _stamp(files: list[Path]) -> tuple:
+    """Size and modification time of each file (None for a file gone)."""
+    stamps = []
+    for file in files:
+        try:
+            stat = file.stat()
+            stamps.append((str(file), stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            stamps.append((str(file), None, None))
+    return tuple(stamps)
 
 
 def from_profile(data: Any, source: str, default_name: str = "custom") -> CostModel:

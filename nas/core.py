@@ -27,9 +27,21 @@ from nas.config import NETWORK_METRICS, SearchConfig, load_search_config
 from nas.domain import search_domain
 from nas.errors import NotFoundError, UserError
 from nas.export import ExportResult, export_candidate
-from nas.pareto import Front, load_candidates, pareto_front
+from nas.pareto import (
+    Front,
+    FrontCache,
+    candidate_points,
+    count_candidates,
+    load_candidates,
+    load_config,
+    pareto_front,
+    parse_conditions,
+    plot,
+    plot_axes,
+    plot_file,
+)
 from nas.search import Outcome, cancel_search, check_resumable, launch_search, resume_search
-from nas.store import DEFAULT_URL, Search, Store
+from nas.store import DEFAULT_URL, Predictor, Search, Store, Supernet
 from supernet.space import get_space
 
 DATABASE_ENV = "NAS_DATABASE_URL"
@@ -42,9 +54,16 @@ def database_url(db: str | None = None, configured: str | None = None) -> str:
     return db or os.environ.get(DATABASE_ENV) or configured or DEFAULT_URL
 
 
-def open_store(db: str | None = None, create: bool = True) -> Store:
+# A database as the core's functions take it: a URL (or None, for the rule of
+# `database_url`), or a Store already open (a server's, whose connections it reuses).
+Database = str | Store | None
+
+
+def open_store(db: Database = None, create: bool = True) -> Store:
     """The store the database rule picks; `create=False` (the commands that only read)
     refuses a SQLite file that does not exist instead of creating an empty database."""
+    if isinstance(db, Store):
+        return db
     return Store(database_url(db), create=create)
 
 
@@ -73,7 +92,7 @@ def launch(
 
 def resume(
     search_id: int,
-    db: str | None = None,
+    db: Database = None,
     force: bool = False,
     progress: bool = False,
     on_generation: Callable[[Outcome], None] | None = None,
@@ -94,13 +113,13 @@ def resume(
     )
 
 
-def can_resume(search_id: int, db: str | None = None, force: bool = False) -> None:
+def can_resume(search_id: int, db: Database = None, force: bool = False) -> None:
     """SearchError unless `resume` would take the search now (unfinished, and no live driver
     holds it unless `force`): what a door checks before starting a worker for it."""
     check_resumable(search_id, open_store(db, create=False), force)
 
 
-def cancel(search_id: int, db: str | None = None) -> str:
+def cancel(search_id: int, db: Database = None) -> str:
     """Ask a running search to stop after its current generation; returns its status."""
     return cancel_search(search_id, open_store(db))
 
@@ -127,13 +146,13 @@ def search_summary(row: Search) -> dict[str, Any]:
     }
 
 
-def list_searches(db: str | None = None) -> list[dict[str, Any]]:
+def list_searches(db: Database = None) -> list[dict[str, Any]]:
     store = open_store(db, create=False)
     with store.session() as s:
         return [search_summary(r) for r in s.scalars(select(Search).order_by(Search.id))]
 
 
-def get_search(search_id: int, db: str | None = None) -> dict[str, Any]:
+def get_search(search_id: int, db: Database = None) -> dict[str, Any]:
     """One search's summary, with the part of its space its targets restrict it to."""
     store = open_store(db, create=False)
     with store.session() as s:
@@ -158,10 +177,68 @@ def query_front(
     target: str | None = None,
     where: Sequence[str] = (),
     measured: bool = False,
-    db: str | None = None,
+    db: Database = None,
+    cache: FrontCache | None = None,
 ) -> Front:
-    """The non-dominated feasible candidates of a search (see nas.pareto)."""
-    return pareto_front(open_store(db, create=False), search_id, target, where, measured)
+    """The non-dominated feasible candidates of a search (see nas.pareto); a server passes
+    its `cache` of recent fronts."""
+    store = open_store(db, create=False)
+    if cache is not None:
+        return cache.front(store, search_id, target, where, measured)
+    return pareto_front(store, search_id, target, where, measured)
+
+
+def plot_front(
+    front: Front, path: str | Path, x_metric: str | None = None, db: Database = None
+) -> Path:
+    """Plot a front (from `query_front`) over every candidate of its search: quality against
+    `x_metric`, by default the first cost objective. Returns the file written (`front` ->
+    `front.png`); a bad suffix or metric is refused before anything is read."""
+    plot_file(path)
+    quality, x_metric = plot_axes(front, x_metric)
+    store = open_store(db, create=False)
+    return plot(
+        front, path, x_metric, candidate_points(store, front.search_id, [quality, x_metric])
+    )
+
+
+def search_points(
+    search_id: int, metrics: Sequence[str] = (), target: str | None = None, db: Database = None
+) -> dict[str, Any]:
+    """Every candidate's values of `metrics` (default: the objectives), column by column."""
+    return candidate_points(open_store(db, create=False), search_id, metrics, target)
+
+
+def list_candidates(
+    search_id: int,
+    feasible_only: bool = False,
+    offset: int = 0,
+    limit: int = 100,
+    where: Sequence[str] = (),
+    target: str | None = None,
+    db: Database = None,
+) -> dict[str, Any]:
+    """One page of a search's candidates, by trial: `items`, `total` and `offset`. `where`
+    filters as `nas pareto --where` does (`target` names the device of a bare metric)."""
+    store = open_store(db, create=False)
+    conditions = parse_conditions(where, load_config(store, search_id), target)
+    total = count_candidates(store, search_id, feasible_only, conditions)
+    rows = load_candidates(store, search_id, feasible_only, conditions, offset=offset, limit=limit)
+    return {"items": [r.to_dict() for r in rows], "total": total, "offset": offset}
+
+
+def list_supernets(db: Database = None) -> dict[str, list[dict[str, Any]]]:
+    """The trained files searches have used, by SHA-256: supernets and predictors."""
+    with open_store(db, create=False).session() as s:
+        nets = [
+            {"id": r.id, "sha256": r.sha256, "path": r.path, "space": r.space}
+            for r in s.scalars(select(Supernet).order_by(Supernet.id))
+        ]
+        predictors = [
+            {"id": r.id, "sha256": r.sha256, "path": r.path, "supernet_id": r.supernet_id}
+            for r in s.scalars(select(Predictor).order_by(Predictor.id))
+        ]
+    return {"supernets": nets, "predictors": predictors}
 
 
 def export(
@@ -169,7 +246,7 @@ def export(
     candidate: int,
     formats: str | list[str] = "torchscript,onnx,state_dict",
     out: str | Path | None = None,
-    db: str | None = None,
+    db: Database = None,
     force: bool = False,
 ) -> ExportResult:
     """Extract a candidate, write its model files and card, record the export; `force`
@@ -177,7 +254,7 @@ def export(
     return export_candidate(open_store(db, create=False), search_id, candidate, formats, out, force)
 
 
-def get_candidate(search_id: int, number: int, db: str | None = None) -> dict[str, Any]:
+def get_candidate(search_id: int, number: int, db: Database = None) -> dict[str, Any]:
     """One candidate as the search stored it (arch, feasibility, quality and costs), plus
     `devices`: its predicted cost on every registered device. A device the search targeted
     is costed at the batch and options it used, any other at batch 1 with its defaults; a
@@ -186,7 +263,7 @@ def get_candidate(search_id: int, number: int, db: str | None = None) -> dict[st
     with store.session() as s:
         row = store.search(s, search_id)
         space_name, targets = row.space, dict(row.config.get("targets") or {})
-    found = [c for c in load_candidates(store, search_id) if c.trial == number]
+    found = load_candidates(store, search_id, trials=[number])
     if not found:
         raise NotFoundError(f"search {search_id} has no candidate {number}")
     candidate = found[0]
@@ -212,7 +289,7 @@ def queue_export(
     candidate: int,
     formats: str | list[str],
     data_dir: str | Path,
-    db: str | None = None,
+    db: Database = None,
 ) -> int:
     """Record an export to be run as a job (`run_export_job`, in a worker); returns its id.
     Its files go under `data_dir`/exports/ID."""
@@ -220,24 +297,24 @@ def queue_export(
     return exports.queue_export(store, search_id, candidate, formats, Path(data_dir))
 
 
-def run_export_job(export_id: int, db: str | None = None) -> dict[str, Any]:
+def run_export_job(export_id: int, db: Database = None) -> dict[str, Any]:
     """Run a queued export (or one whose worker died); returns it as `get_export` does."""
     store = open_store(db, create=False)
     exports.run_export_job(store, export_id)
     return exports.export_info(store, export_id)
 
 
-def get_export(export_id: int, db: str | None = None) -> dict[str, Any]:
+def get_export(export_id: int, db: Database = None) -> dict[str, Any]:
     """An export: status, message, model card and its files."""
     return exports.export_info(open_store(db, create=False), export_id)
 
 
-def export_file(export_id: int, name: str, db: str | None = None) -> Path:
+def export_file(export_id: int, name: str, db: Database = None) -> Path:
     """One file of a completed export, by a name from its own file list (nothing else)."""
     return exports.export_file(open_store(db, create=False), export_id, name)
 
 
-def list_exports(db: str | None = None, search_id: int | None = None) -> list[dict[str, Any]]:
+def list_exports(db: Database = None, search_id: int | None = None) -> list[dict[str, Any]]:
     """Every export (of one search, with `search_id`), newest first, without file lists."""
     store = open_store(db, create=False)
     return exports.list_exports(store, search_id)

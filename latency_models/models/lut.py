@@ -34,11 +34,15 @@ Table = dict[str, float]
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def read_table(reader: Reader, key: str, value: Any, base_dir: Path, field: str | None) -> Table:
-    """A table given inline (key: number or key: {field: number}) or as a YAML file path."""
+def read_table(
+    reader: Reader, key: str, value: Any, base_dir: Path, field: str | None, files: list[Path]
+) -> Table:
+    """A table given inline (key: number or key: {field: number}) or as a YAML file path
+    (appended to `files`, the files the model was read from)."""
     source = reader.source
     if isinstance(value, str):
         path = (base_dir / value).resolve()
+        files.append(path)
         try:
             with open(path) as f:
                 value = yaml.load(f, Loader=_Loader)
@@ -204,7 +208,7 @@ class LUTModel(BlockTableModel):
         for res, value in tables.data.items():
             if isinstance(res, bool) or not isinstance(res, int) or res < 1:
                 raise tables.error(str(res), "table keys must be input resolutions (integers)")
-            self.tables[res] = read_table(tables, str(res), value, base_dir, field)
+            self.tables[res] = read_table(tables, str(res), value, base_dir, field, self.files)
         if not self.tables:
             raise r.error("tables", "must name at least one resolution")
         self.resolutions = sorted(self.tables)

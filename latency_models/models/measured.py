@@ -67,7 +67,8 @@ class MeasuredModel(BlockTableModel):
         for batch, value in tables.data.items():
             if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
                 raise tables.error(str(batch), "table keys must be batch sizes (integers >= 1)")
-            self.tables[batch] = read_table(tables, str(batch), value, Path(source).parent, None)
+            folder = Path(source).parent
+            self.tables[batch] = read_table(tables, str(batch), value, folder, None, self.files)
         self._caches: dict[int, tuple[dict, dict]] = {b: ({}, {}) for b in self.tables}
 
     def summary(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from nas import core
 from nas.commands import user_errors, wide_console
 from nas.config import ACCURACY
 from nas.errors import QueryError
-from nas.pareto import columns_of, plot, plot_file, to_csv, to_json
+from nas.pareto import columns_of, plot_file, to_csv, to_json
 from nas.store import DEFAULT_URL, safe_url
 from supernet.family import family_of_kind
 
@@ -170,7 +170,7 @@ def pareto_command(
             plot_path = plot_file(plot_path)  # refuse a bad suffix before computing anything
         front = core.query_front(search_id, target, where, measured, db)
         if plot_path:
-            plot_path = plot(front, plot_path)
+            plot_path = core.plot_front(front, plot_path, db=db)
     if fmt == "json":
         typer.echo(to_json(front))
     elif fmt == "csv":

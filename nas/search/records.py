@@ -345,7 +345,7 @@ def store_measured(store: Store, search_id: int, measured: dict[str, Metrics], d
     """Quality measured with the supernet for the archs `measured` names (by arch id), on
     every candidate of the search with that arch; replaces an earlier verification."""
     with store.session() as s:
-        _hold(s, search_id, driver)
+        _hold(s, search_id, driver, updated_at=now())  # the fronts kept by servers change
         s.execute(
             delete(Metric).where(
                 Metric.search_id == search_id,

@@ -36,9 +36,9 @@ import supernet
 from nas import __version__, core
 from nas.config import parse_search_config
 from nas.errors import NotFoundError, SearchError, UserError
-from nas.pareto import candidate_points, load_candidates, plot, to_csv, to_json
+from nas.pareto import FrontCache, to_csv, to_json
 from nas.service.jobs import JobRunner
-from nas.store import Predictor, Store, Supernet
+from nas.store import Store
 
 STATIC_DIR = Path(__file__).with_name("static")  # the web page at /
 MAX_BODY_BYTES = 1 << 20  # a search config is a few kB; refuse anything near this
@@ -79,7 +79,8 @@ def create_app(
 ) -> FastAPI:
     """The app for one database. `supervise` starts the job runner with the app."""
     jobs = JobRunner(store, data_dir, ray_address)
-    db = store.url
+    db = store  # every core call reuses the server's connections
+    fronts = FrontCache()  # recent fronts, while their search's rows are unchanged
 
     def require_token(request: Request) -> None:
         if token is None:
@@ -203,7 +204,7 @@ def create_app(
         measured: bool = False,
         format: str = Query("json", pattern="^(json|csv)$"),
     ) -> Response:
-        front = core.query_front(search_id, target, where, measured, db)
+        front = core.query_front(search_id, target, where, measured, db, fronts)
         if format == "csv":
             return PlainTextResponse(to_csv(front), media_type="text/csv")
         return Response(to_json(front), media_type="application/json")  # as `nas pareto --json`
@@ -216,9 +217,9 @@ def create_app(
         measured: bool = False,
         x: str | None = None,
     ) -> Response:
-        front = core.query_front(search_id, target, where, measured, db)
+        front = core.query_front(search_id, target, where, measured, db, fronts)
         with tempfile.TemporaryDirectory(prefix="nas-plot-") as tmp:
-            data = plot(front, Path(tmp) / "front.png", x).read_bytes()
+            data = core.plot_front(front, Path(tmp) / "front.png", x, db).read_bytes()
         return Response(data, media_type="image/png")
 
     @app.get("/searches/{search_id}/events", dependencies=[Depends(read_access)])
@@ -246,12 +247,13 @@ def create_app(
     def candidates(
         search_id: int,
         feasible: bool = False,
+        where: list[str] = Query(default=[]),
+        target: str | None = None,
         offset: int = Query(0, ge=0),
         limit: int = Query(100, ge=1, le=1000),
     ) -> dict[str, Any]:
-        core.get_search(search_id, db)  # 404 for an unknown search
-        rows = load_candidates(core.open_store(db, create=False), search_id, feasible)
-        return _page([r.to_dict() for r in rows], offset, limit)
+        """A page of candidates by trial; `where` filters as the front's `where` does."""
+        return core.list_candidates(search_id, feasible, offset, limit, where, target, db)
 
     @app.get("/searches/{search_id}/points", dependencies=[Depends(read_access)])
     def points(
@@ -259,7 +261,7 @@ def create_app(
     ) -> dict[str, Any]:
         """Every candidate's values of the named metrics (default: the objectives), column
         by column, with `feasible`: what a scatter of the whole search draws."""
-        return candidate_points(core.open_store(db, create=False), search_id, metric, target)
+        return core.search_points(search_id, metric, target, db)
 
     @app.get("/searches/{search_id}/candidates/{number}", dependencies=[Depends(read_access)])
     def candidate(search_id: int, number: int) -> dict[str, Any]:
@@ -337,17 +339,6 @@ def create_app(
 
     @app.get("/supernets", dependencies=[Depends(read_access)])
     def supernets() -> dict[str, Any]:
-        from sqlalchemy import select
-
-        with core.open_store(db, create=False).session() as s:
-            nets = [
-                {"id": r.id, "sha256": r.sha256, "path": r.path, "space": r.space}
-                for r in s.scalars(select(Supernet).order_by(Supernet.id))
-            ]
-            predictors = [
-                {"id": r.id, "sha256": r.sha256, "path": r.path, "supernet_id": r.supernet_id}
-                for r in s.scalars(select(Predictor).order_by(Predictor.id))
-            ]
-        return {"supernets": nets, "predictors": predictors}
+        return core.list_supernets(db)
 
     return app

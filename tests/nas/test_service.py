@@ -223,6 +223,15 @@ def test_candidates_page_through_every_candidate_once(searched):
     feasible = client.get(url, params={"feasible": True}).json()
     assert feasible["total"] == client.get(f"/searches/{search_id}").json()["feasible"]
     assert all(c["feasible"] for c in feasible["items"])
+    every = client.get(url, params={"limit": 1000}).json()["items"]
+    cut = sorted(c["stm32f746.peak_sram_kb"] for c in every)[len(every) // 2]
+    where = {"where": f"peak_sram_kb<={cut}", "target": "stm32f746", "limit": 5}
+    filtered = client.get(url, params=where).json()
+    expected = [c["candidate"] for c in every if c["stm32f746.peak_sram_kb"] <= cut]
+    assert filtered["total"] == len(expected) and 0 < len(expected) < 24
+    assert [c["candidate"] for c in filtered["items"]] == expected[:5]
+    bad = client.get(url, params={"where": "joules<1"})
+    assert bad.status_code == 422 and "joules" in bad.json()["detail"]
     for params, field in [
         ({"limit": 0}, "limit"),
         ({"limit": 1001}, "limit"),
