@@ -256,7 +256,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--think", type=float, default=0.5, help="seconds between a client's polls")
     parser.add_argument("--population", type=int, default=64, help="the timed search's")
-    parser.add_argument("--generations", type=int, default=40, help="the timed search's")
+    parser.add_argument("--generations", type=int, default=150, help="the timed search's")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     stored = prepare(args.workdir, args.candidates)

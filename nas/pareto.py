@@ -18,6 +18,7 @@ import math
 import operator
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import and_, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from nas.config import (
     ACCURACY,
@@ -93,6 +94,8 @@ class Front:
     front: list[CandidateRow]
     conditions: list[Condition] = field(default_factory=list)
     config: SearchConfig | None = None  # the search's config, for tables
+    # to_json / to_csv text, made once: a server hands one kept front out many times
+    rendered: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
 def non_dominated(points: np.ndarray) -> list[int]:
@@ -268,7 +271,9 @@ def load_candidates(
     """Candidates of a search with all their metrics, by trial; `conditions`, `trials` and
     the page (`offset`, `limit`) are applied in SQL, so a page of a large search reads
     only its own rows."""
-    query = select(Candidate).where(_row_filter(search_id, feasible_only, conditions))
+    # not the Optuna parameters (only a resumed search reads them): a dict of every gene
+    query = select(Candidate).options(defer(Candidate.params))
+    query = query.where(_row_filter(search_id, feasible_only, conditions))
     if trials is not None:
         query = query.where(Candidate.trial.in_(list(trials)))
     query = query.order_by(Candidate.trial).offset(offset).limit(limit)
@@ -465,25 +470,29 @@ def columns_of(front: Front, config: SearchConfig | None = None) -> list[str]:
 
 
 def to_json(front: Front) -> str:
-    return json.dumps(
-        {
-            "search": front.search_id,
-            "objectives": [o.model_dump() for o in front.objectives],
-            "where": [str(c) for c in front.conditions],
-            "front": [c.to_dict() for c in front.front],
-        }
-    )
+    if "json" not in front.rendered:
+        front.rendered["json"] = json.dumps(
+            {
+                "search": front.search_id,
+                "objectives": [o.model_dump() for o in front.objectives],
+                "where": [str(c) for c in front.conditions],
+                "front": [c.to_dict() for c in front.front],
+            }
+        )
+    return front.rendered["json"]
 
 
 def to_csv(front: Front) -> str:
-    buffer = io.StringIO()
-    cols = columns_of(front)
-    writer = csv.writer(buffer)
-    writer.writerow([*cols, "top1_measured", "arch"])
-    for c in front.front:
-        row = c.to_dict()
-        writer.writerow([row.get(k) for k in cols] + [c.top1_measured, json.dumps(c.arch)])
-    return buffer.getvalue()
+    if "csv" not in front.rendered:
+        buffer = io.StringIO()
+        cols = columns_of(front)
+        writer = csv.writer(buffer)
+        writer.writerow([*cols, "top1_measured", "arch"])
+        for c in front.front:
+            row = c.to_dict()
+            writer.writerow([row.get(k) for k in cols] + [c.top1_measured, json.dumps(c.arch)])
+        front.rendered["csv"] = buffer.getvalue()
+    return front.rendered["csv"]
 
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")  # what the plot may be written as
@@ -595,12 +604,14 @@ class FrontCache:
     A front is a function of the query and of the search's stored rows, which change only
     when a generation, a verification or a new status is written; each of those sets the
     search's `updated_at`. So one primary-key read tells whether a kept front still holds.
-    A completed search's fronts hold for good; a running search's, until its next
-    generation. Concurrent requests for one front wait for one computation of it."""
+    A finished search's fronts hold for good. A running search stores a generation every
+    fraction of a second, so its front is computed again at most every `refresh_seconds`
+    (what a page polling the search sees, at most that much behind the database).
+    Concurrent requests for one front wait for one computation of it."""
 
-    def __init__(self, size: int = 64) -> None:
-        self.size = size
-        self._fronts: OrderedDict[tuple, tuple[tuple, Front]] = OrderedDict()
+    def __init__(self, size: int = 64, refresh_seconds: float = 1.0) -> None:
+        self.size, self.refresh_seconds = size, refresh_seconds
+        self._fronts: OrderedDict[tuple, tuple[tuple, float, Front]] = OrderedDict()
         self._lock = threading.Lock()
         # a bounded set of locks (a front's is picked by its key's hash), not one per key:
         # queries with arbitrary filters must not grow the server's memory
@@ -615,27 +626,34 @@ class FrontCache:
         measured: bool = False,
     ) -> Front:
         key = (store.url, search_id, target, tuple(where), measured)
-        with self._computing[
-            hash(key) % len(self._computing)
-        ]:  # one computation per front at a time; the others find it kept
+        # one computation per front at a time: the requests waiting here then find it kept
+        with self._computing[hash(key) % len(self._computing)]:
             version = _data_version(store, search_id)
             with self._lock:
                 kept = self._fronts.get(key)
-                if kept is not None and kept[0] == version:
+            if kept is not None and self._holds(kept, version):
+                with self._lock:
                     self._fronts.move_to_end(key)
-                    return kept[1]
+                return kept[2]
             front = pareto_front(store, search_id, target, where, measured)
             with self._lock:
-                self._fronts[key] = (version, front)
+                self._fronts[key] = (version, time.monotonic(), front)
                 self._fronts.move_to_end(key)
                 while len(self._fronts) > self.size:
                     self._fronts.popitem(last=False)
             return front
 
+    def _holds(self, kept: tuple[tuple, float, Front], version: tuple) -> bool:
+        kept_version, computed_at, _ = kept
+        if kept_version == version:
+            return True
+        still_running = version[1] == kept_version[1] == "running"
+        return still_running and time.monotonic() - computed_at < self.refresh_seconds
+
 
 def _data_version(store: Store, search_id: int) -> tuple:
-    """What changes whenever the rows a front is computed from change (NotFoundError for
-    an unknown search)."""
+    """What changes whenever the rows a front is computed from change, status second
+    (NotFoundError for an unknown search)."""
     with store.session() as s:
         row = store.search(s, search_id)
         return (row.updated_at, row.status, row.candidates_done, row.generations_done)
