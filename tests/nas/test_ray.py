@@ -66,7 +66,7 @@ def test_dead_actor_work_is_retried(local_ray, search_config):
         pool.close()
 
 
-def test_two_node_cluster_runs_a_search(local_ray, search_config):
+def test_two_node_cluster_runs_a_search(local_ray, search_config, tmp_path):
     from ray.cluster_utils import Cluster
 
     ray.shutdown()  # the cluster brings its own head node
@@ -85,6 +85,7 @@ def test_two_node_cluster_runs_a_search(local_ray, search_config):
             assert outcome.status == COMPLETED and outcome.candidates == 24
         finally:
             pool.close()
+        served_on_the_cluster(cluster.address, search_config, tmp_path)
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -94,3 +95,37 @@ def test_two_node_cluster_runs_a_search(local_ray, search_config):
             log_to_driver=False,
             _temp_dir=tempfile.mkdtemp(prefix="ray-"),
         )
+
+
+def served_on_the_cluster(address: str, search_config, tmp_path) -> None:
+    """A search posted to a server started with --ray-address is evaluated on that cluster:
+    its worker process joins the cluster as a driver of its own (a new Ray job)."""
+    from fastapi.testclient import TestClient
+    from ray._private.state import jobs
+
+    from nas.service.app import create_app
+
+    config = search_config(database=f"sqlite:///{tmp_path / 'served.db'}")
+    store = Store(config.database)
+    app = create_app(store, tmp_path / "service", "token", ray_address=address, supervise=False)
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    drivers_before = len(jobs())
+    auth = {"Authorization": "Bearer token"}
+    try:
+        with TestClient(app) as client:
+            raw = config.model_dump(mode="json")
+            search_id = client.post("/searches", json=raw, headers=auth).json()["id"]
+            assert app.state.jobs.worker("search", search_id).wait(timeout=180) == 0
+            info = client.get(f"/searches/{search_id}").json()
+    finally:
+        app.state.jobs.stop(terminate_workers=True)
+    assert info["status"] == "completed" and info["candidates"] == 24
+    assert len(jobs()) == drivers_before + 1  # the worker's driver, on this cluster
+    assert store_config(store, search_id)["ray_address"] == address
+    store.dispose()
+
+
+def store_config(store: Store, search_id: int) -> dict:
+    with store.session() as s:
+        return store.search(s, search_id).config
