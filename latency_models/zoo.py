@@ -29,9 +29,77 @@ class ZooNet:
     classes: int = 1000
     act: str = "relu6"
     reference: str = ""
+    # blocks (by index) without a residual although their stride is 1 and their widths match
+    no_skip: tuple[int, ...] = ()
 
 
 _MCUNET = "MCUNet model zoo config (github.com/mit-han-lab/mcunet), TinyEngine-measured"
+# The first model zoo, with the configs of the scaled baselines and the int4 models
+# (github.com/mit-han-lab/tinyml, commit e899b1b, mcunet/assets/configs/<name>.json)
+_TINYML = "MCUNet's first model zoo config (github.com/mit-han-lab/tinyml@e899b1b)"
+# MobileNetV2 (Sandler et al. 2018): t, c, n, s per stage at width 1.0
+_MBV2_1_0: tuple[Block, ...] = (
+    (1, 16, 1, 3),
+    (6, 24, 2, 3),
+    (6, 24, 1, 3),
+    (6, 32, 2, 3),
+    (6, 32, 1, 3),
+    (6, 32, 1, 3),
+    (6, 64, 2, 3),
+    (6, 64, 1, 3),
+    (6, 64, 1, 3),
+    (6, 64, 1, 3),
+    (6, 96, 1, 3),
+    (6, 96, 1, 3),
+    (6, 96, 1, 3),
+    (6, 160, 2, 3),
+    (6, 160, 1, 3),
+    (6, 160, 1, 3),
+    (6, 320, 1, 3),
+)
+# MobileNetV2 at width 0.3 (channels rounded to multiples of 8), as in mbv2-w0.3-r80
+_MBV2_0_3: tuple[Block, ...] = (
+    (1, 8, 1, 3),
+    (6, 8, 2, 3),
+    (6, 8, 1, 3),
+    (6, 16, 2, 3),
+    (6, 16, 1, 3),
+    (6, 16, 1, 3),
+    (6, 24, 2, 3),
+    (6, 24, 1, 3),
+    (6, 24, 1, 3),
+    (6, 24, 1, 3),
+    (6, 32, 1, 3),
+    (6, 32, 1, 3),
+    (6, 32, 1, 3),
+    (6, 48, 2, 3),
+    (6, 48, 1, 3),
+    (6, 48, 1, 3),
+    (6, 96, 1, 3),
+)
+# ProxylessNAS (mobile) at width 0.3, as in proxyless-w0.3-r176 (its two zero blocks dropped)
+_PROXYLESS_0_3: tuple[Block, ...] = (
+    (1, 8, 1, 3),
+    (3, 16, 2, 5),
+    (3, 16, 1, 3),
+    (3, 16, 2, 7),
+    (3, 16, 1, 3),
+    (3, 16, 1, 5),
+    (3, 16, 1, 5),
+    (6, 24, 2, 7),
+    (3, 24, 1, 5),
+    (3, 24, 1, 5),
+    (3, 24, 1, 5),
+    (6, 32, 1, 5),
+    (3, 32, 1, 5),
+    (3, 32, 1, 5),
+    (3, 32, 1, 5),
+    (6, 64, 2, 7),
+    (6, 64, 1, 7),
+    (3, 64, 1, 7),
+    (3, 64, 1, 7),
+    (6, 96, 1, 7),
+)
 
 ZOO: dict[str, ZooNet] = {
     "mcunet-in0": ZooNet(
@@ -182,6 +250,154 @@ ZOO: dict[str, ZooNet] = {
         head=448,
         reference="MobileNetV2 (Sandler et al. 2018), width 0.35, r=144, as in MCUNet's baselines",
     ),
+    "mbv2-w1.0-r224": ZooNet(
+        "mbv2-w1.0-r224",
+        224,
+        32,
+        _MBV2_1_0,
+        head=1280,
+        reference="MobileNetV2 (Sandler et al. 2018), width 1.0, r=224: the network of MCUNetV2's "
+        "Fig. 1 and Table 1 (Lin et al. 2021); also the arch {ks: 3, e: 6, d: [2,3,4,3,3,1], "
+        "w: 1.0, r: 224} of the mcu-mbv2 space",
+    ),
+    "mbv2-w0.3-r80": ZooNet(
+        "mbv2-w0.3-r80",
+        80,
+        16,
+        _MBV2_0_3,
+        head=384,
+        reference=f"mbv2-w0.3-r80_imagenet; {_TINYML}",
+    ),
+    "mbv2-w0.3-r64": ZooNet(
+        "mbv2-w0.3-r64",
+        64,
+        16,
+        _MBV2_0_3,
+        head=384,
+        reference="TinyEngine README's mbv2-w0.3-r64 (github.com/mit-han-lab/tinyengine); its "
+        "config is not published: assumed to be mbv2-w0.3-r80's at r=64",
+    ),
+    "proxyless-w0.3": ZooNet(
+        "proxyless-w0.3",
+        176,
+        16,
+        _PROXYLESS_0_3,
+        head=384,
+        reference=f"proxyless-w0.3-r176_imagenet; {_MCUNET}",
+    ),
+    "proxyless-w0.3-r64": ZooNet(
+        "proxyless-w0.3-r64",
+        64,
+        16,
+        _PROXYLESS_0_3,
+        head=384,
+        reference="TinyEngine README's proxyless-w0.3-r64 (github.com/mit-han-lab/tinyengine); "
+        "its config is not published: assumed to be proxyless-w0.3-r176's at r=64",
+    ),
+    "proxyless-w0.25-r112": ZooNet(
+        "proxyless-w0.25-r112",
+        112,
+        8,
+        (
+            (1, 8, 1, 3),
+            (3, 8, 2, 5),
+            (3, 8, 1, 3),
+            (3, 16, 2, 7),
+            (3, 16, 1, 3),
+            (3, 16, 1, 5),
+            (3, 16, 1, 5),
+            (6, 24, 2, 7),
+            (3, 24, 1, 5),
+            (3, 24, 1, 5),
+            (3, 24, 1, 5),
+            (6, 24, 1, 5),
+            (3, 24, 1, 5),
+            (3, 24, 1, 5),
+            (3, 24, 1, 5),
+            (6, 48, 2, 7),
+            (6, 48, 1, 7),
+            (3, 48, 1, 7),
+            (3, 48, 1, 7),
+            (6, 80, 1, 7),
+        ),
+        head=320,
+        no_skip=(0, 11),
+        reference=f"proxyless-w0.25-r112_imagenet (its two zero blocks dropped); {_TINYML}",
+    ),
+    "mcunet-256kb-1mb-int4": ZooNet(
+        "mcunet-256kb-1mb-int4",
+        160,
+        32,
+        (
+            (1, 16, 1, 3),
+            (3, 24, 2, 7),
+            (6, 24, 1, 3),
+            (5, 24, 1, 5),
+            (3, 24, 1, 7),
+            (5, 40, 2, 7),
+            (3, 40, 1, 5),
+            (4, 40, 1, 7),
+            (5, 72, 2, 3),
+            (4, 72, 1, 7),
+            (6, 88, 1, 5),
+            (4, 88, 1, 5),
+            (3, 88, 1, 7),
+            (5, 176, 2, 3),
+            (4, 176, 1, 5),
+            (4, 288, 1, 5),
+        ),
+        reference=f"mcunet-256kb-1mb-int4_imagenet (int4 activations); {_TINYML}",
+    ),
+    "mcunet-320kb-1mb-int4": ZooNet(
+        "mcunet-320kb-1mb-int4",
+        176,
+        32,
+        (
+            (1, 16, 1, 3),
+            (3, 24, 2, 7),
+            (6, 24, 1, 5),
+            (6, 24, 1, 5),
+            (4, 40, 2, 7),
+            (4, 40, 1, 3),
+            (4, 40, 1, 7),
+            (4, 40, 1, 5),
+            (4, 72, 2, 7),
+            (6, 72, 1, 7),
+            (4, 72, 1, 5),
+            (3, 88, 1, 5),
+            (3, 88, 1, 5),
+            (4, 88, 1, 7),
+            (5, 176, 2, 3),
+            (3, 176, 1, 3),
+            (4, 288, 1, 7),
+        ),
+        reference=f"mcunet-320kb-1mb-int4_imagenet (int4 activations); {_TINYML}",
+    ),
+    "mcunet-512kb-2mb-int4": ZooNet(
+        "mcunet-512kb-2mb-int4",
+        192,
+        48,
+        (
+            (1, 24, 1, 3),
+            (3, 40, 2, 7),
+            (5, 40, 1, 3),
+            (5, 40, 1, 3),
+            (5, 40, 1, 3),
+            (6, 64, 2, 5),
+            (4, 64, 1, 7),
+            (5, 64, 1, 5),
+            (5, 120, 2, 7),
+            (4, 120, 1, 7),
+            (4, 120, 1, 3),
+            (4, 144, 1, 5),
+            (4, 144, 1, 3),
+            (3, 144, 1, 7),
+            (5, 288, 2, 3),
+            (3, 288, 1, 7),
+            (4, 480, 1, 5),
+        ),
+        reference=f"mcunet-512kb-2mb-int4_imagenet (int4 activations); {_TINYML}",
+    ),
 }
 
 
@@ -202,7 +418,7 @@ def zoo_spec(name: str, batch: int = 1) -> NetworkSpec:
         block_input = b.last
         in_shape = b.shape(block_input)
         mid = in_ch if expand == 1 else round(in_ch * expand)
-        residual = stride == 1 and in_ch == out
+        residual = stride == 1 and in_ch == out and i not in net.no_skip
         b.begin_block(name_i)
         if expand != 1:
             b.conv(f"{name_i}.expand", mid, act=net.act)

@@ -1,15 +1,50 @@
 """Microcontroller model (int8 inference, TinyEngine-style runtime).
 
-Per layer, with activations of `activation_bytes` (1 for int8):
+Peak SRAM, three published definitions (activations of `activation_bytes` each, 1 for int8;
+kB = 1024 bytes; weights stay in flash and are never counted). Per layer, "held" means the
+other tensors written before the layer and read after it (a residual waiting for its add, the
+depthwise output an SE gate will scale); the peak is the maximum over layers.
 
-* peak_sram_layerwise_kb: MCUNet's count. A layer needs its inputs, its output and every other
-  tensor still alive (a residual input waiting for its add); the peak is the maximum over
-  layers. Element-wise adds and multiplies write in place (their output is their input).
-* peak_sram_kb: the scheduled estimate that constraints use. As the layer-wise count, but a
-  depthwise convolution whose input is not read later runs in place (TinyEngine): it needs
-  max(input, output) plus one padded channel of buffer instead of input + output; dense
-  convolutions add their im2col buffer (two int16 columns). The activation peak is multiplied
-  by sram_activation_factor (the planner's slack) and the fixed runtime_sram_kb is added.
+| layer | `peak_sram_act_kb` (A) | `peak_sram_layerwise_kb` (B) | `peak_sram_kb` (C) |
+|---|---|---|---|
+| dense conv (stem), 1x1 expand | in + out + held | same as A | same as A |
+| depthwise (stride 1 or 2) | in + out + held | in + held (in place) | in + held (in place) |
+| 1x1 projection right before a residual add | in + out | same as A | in + out + residual |
+| residual add, SE multiply | in1 + in2 + held (in place) | same as A | in1 + in2 + out + held |
+| SE pool and 1x1 convs, pooling, linear | in + out + held | same as A | same as A |
+| standalone activation | in + held (in place) | same as A | same as A |
+| buffers, added once | none | none | largest im2col + largest kernel copy |
+
+The expand conv's input is the residual: it is counted once, as an input. In an SE block the
+depthwise output is held from the SE pool to the multiply, and the residual throughout.
+
+* A, MCUNet's "Act" (`count_peak_activation_size` in github.com/mit-han-lab/mcunet; the "Act"
+  column of its model zoo): every layer needs its input and its output; the depthwise output is
+  a second buffer. The layer right before a residual add (the projection) is counted without
+  the residual: it accumulates onto the residual in place. (Recognised by the add coming
+  next, with the same shape, as every spec builder here emits it.)
+* B, MCUNetV2's analytic per-layer count (Lin et al. 2021, Fig. 1 and Table 1: MobileNetV2-1.0
+  at 224 needs 1,372 kB): as A, but a depthwise convolution writes over its input (MCUNet's
+  in-place depthwise), so it costs its input, plus the residual held while it runs. A
+  stride-2 depthwise still costs its whole input.
+* C, TinyEngine's memory plan (its code generator's PEAK_MEM, which the TinyEngine README
+  reports for an STM32H743): every tensor lives from the layer that writes it to the last
+  layer that reads it, so the residual is held through the expand, the depthwise and the
+  projection; an add or an SE multiply writes its own output; an int8 depthwise runs in place
+  (after a stride-2 one, the shared buffer counts as its smaller output). Added once, as
+  TinyEngine does: the largest scratch buffer (two int16 im2col columns, 4 x k x k x cin/groups
+  bytes, for dense convs; 2 x (h + 2p) x (w + 2p) bytes, one padded int16 channel, for an
+  in-place depthwise) and the largest 16-bit copy of a k > 1 dense conv's weights (2 x weights
+  bytes). The arena is multiplied by `sram_activation_factor` (fragmentation slack; 1: none,
+  which TinyEngine's first-fit placement reaches on the MCUNet networks) and the fixed
+  `runtime_sram_kb` is added: the profile's runtime overhead (stack, I/O buffers), fitted by
+  `fit`.
+
+A depthwise convolution runs in place only when its input is not read again later (not when
+that input is a residual); otherwise it costs in + out + held in B and C as in A.
+`inplace_depthwise`, `im2col_buffers` and `kernel_buffers` switch C's choices off; A and B
+are fixed definitions and do not depend on the profile beyond `activation_bytes`.
+
 * flash_kb: int8 weights, an int32 bias and a per-channel requantisation scale for every output
   channel of every conv/linear layer (BatchNorm is folded), plus the profile's runtime_flash_kb.
 * latency_ms: sum over layers of MACs x cycles_per_mac[class] + elements x
@@ -51,14 +86,29 @@ FIELDS = (
     "quantization",
     "inplace_depthwise",
     "im2col_buffers",
+    "kernel_buffers",
     "calibration",
 )
 QUANT_FIELDS = ("activation_bytes", "weight_bytes", "bias_bytes", "scale_bytes_per_channel")
-# element-wise ops write their output over their first input
+# What each peak-SRAM metric counts (the module docstring has the per-layer table).
+PEAK_SRAM_DEFINITIONS: dict[str, str] = {
+    "peak_sram_act_kb": "A: MCUNet's analytic 'Act': max over layers of input + output; "
+    "depthwise not in place (+ residual); no buffers",
+    "peak_sram_layerwise_kb": "B: MCUNetV2's analytic per-layer count: as A, but a depthwise "
+    "convolution runs in place (its input, + residual)",
+    "peak_sram_kb": "C: TinyEngine's memory plan: tensor lifetimes (residual held until its add), "
+    "in-place int8 depthwise, + largest im2col and kernel buffers; "
+    "x sram_activation_factor + runtime_sram_kb",
+}
+_ADD, _ACT = OP_CODES["add"], OP_CODES["act"]
+# A and B: element-wise ops write their output over their first input
 _INPLACE = np.zeros(len(OP_CODES), bool)
 _INPLACE[[OP_CODES["add"], OP_CODES["mul"], OP_CODES["act"]]] = True
-_DENSE = np.zeros(len(LAYER_CLASSES), bool)  # classes with an im2col buffer
-_DENSE[[CLASS_CODES["conv"], CLASS_CODES["pointwise"]]] = True
+_DEPTHWISE = CLASS_CODES["depthwise"]
+_IM2COL = np.zeros(len(LAYER_CLASSES), bool)  # classes with an im2col buffer
+_IM2COL[[CLASS_CODES["conv"], CLASS_CODES["pointwise"], CLASS_CODES["grouped"]]] = True
+_KERNEL_COPY = np.zeros(len(LAYER_CLASSES), bool)  # k x k kernels copied to int16 (k > 1)
+_KERNEL_COPY[[CLASS_CODES["conv"], CLASS_CODES["grouped"]]] = True
 
 
 class MCUModel(CostModel):
@@ -91,6 +141,7 @@ class MCUModel(CostModel):
         self.scale_bytes = q.number("scale_bytes_per_channel", 8)
         self.inplace_depthwise = r.boolean("inplace_depthwise", True)
         self.im2col_buffers = r.boolean("im2col_buffers", True)
+        self.kernel_buffers = r.boolean("kernel_buffers", True)
         r.mapping("calibration", {})  # provenance only; must be a mapping
         self._cpm = np.array([self.cycles_per_mac.get(c, 0.0) for c in LAYER_CLASSES])
         self._cpe = np.array(
@@ -105,6 +156,7 @@ class MCUModel(CostModel):
             "params",
             "peak_sram_kb",
             "peak_sram_layerwise_kb",
+            "peak_sram_act_kb",
             "flash_kb",
         )
 
@@ -119,34 +171,74 @@ class MCUModel(CostModel):
             "runtime_sram_kb": self.runtime_sram_kb,
             "sram_activation_factor": self.sram_activation_factor,
             "runtime_flash_kb": self.runtime_flash_kb,
+            "peak_sram_definitions": dict(PEAK_SRAM_DEFINITIONS),
         }
 
     # ----- the model -------------------------------------------------------------------------
 
-    def _memory(self, b: SpecBatch) -> tuple[np.ndarray, np.ndarray]:
-        """Peak activation bytes per spec: (scheduled, layer-wise), without the runtime."""
+    def _layer_memory(self, b: SpecBatch) -> dict[str, np.ndarray]:
+        """Per layer and sample: elements under A (`act`), B (`layerwise`) and C (`arena`),
+        and C's scratch bytes (`im2col`, `kernel`). See the module docstring."""
         op, cls_ = b.col("op"), b.col("cls")
         inputs, out, held = b.col("inputs_elems"), b.col("out_elems"), b.col("held_elems")
-        out_term = np.where(_INPLACE[op], 0, out)
-        layerwise = inputs + out_term + held
-        scheduled = layerwise.astype(np.float64)
+        in_elems, kernel = b.col("in_elems"), b.col("kernel")
+        dies = b.col("in_dies") == 1
+        dw = cls_ == _DEPTHWISE
+        inplace_dw = np.maximum(in_elems, out) + held  # the output overwrites the input
+        # A and B: the layer right before a residual add (the projection) accumulates onto
+        # the residual, so the residual is not counted a second time. The add reads this
+        # layer's output (it comes next, with the same shape) and a tensor held meanwhile.
+        following_op = np.full_like(op, -1)
+        following_op[:-1] = op[1:]
+        following_out = np.zeros_like(out)
+        following_out[:-1] = out[1:]
+        following_op[b.starts + b.counts - 1] = -1  # a spec's last layer: nothing follows
+        before_add = (following_op == _ADD) & (following_out == out) & dies
+        act = inputs + np.where(_INPLACE[op], 0, out) + held
+        act = act - np.where(before_add, np.minimum(held, out), 0)
+        layerwise = np.where(dw & dies, inplace_dw, act)
+        # C: tensor lifetimes; adds and SE multiplies write their own output
+        arena = inputs + np.where(op == _ACT, 0, out) + held
+        inplace = dw & dies & self.inplace_depthwise
         if self.inplace_depthwise:
-            # in place only when no later layer still reads the input (a residual would)
-            dw = (cls_ == CLASS_CODES["depthwise"]) & (b.col("in_dies") == 1)
-            pad = 2 * (b.col("kernel") // 2)
-            buffer = (b.col("hin") + pad) * (b.col("win") + pad)
-            inplace = np.maximum(b.col("in_elems"), out) + buffer + held
-            scheduled = np.where(dw, inplace, scheduled)
-        scheduled = scheduled * self.activation_bytes
-        if self.im2col_buffers:
-            dense = _DENSE[cls_]
-            cols = (b.col("cin") // np.maximum(b.col("groups"), 1)) * b.col("kernel") ** 2
-            scheduled = scheduled + np.where(dense, 2 * 2 * cols, 0)  # two int16 columns
-        per_sample = b.batch
-        return (
-            b.max(scheduled) * per_sample,
-            b.max(layerwise * self.activation_bytes) * per_sample,
-        )
+            arena = np.where(inplace, inplace_dw, arena)
+        pad = 2 * (kernel // 2)
+        channel = 2 * (b.col("hin") + pad) * (b.col("win") + pad)  # one padded int16 channel
+        cols = (b.col("cin") // np.maximum(b.col("groups"), 1)) * kernel**2
+        im2col = np.where(_IM2COL[cls_], 4 * cols, 0)  # two int16 columns
+        im2col = np.where(dw, np.where(inplace, channel, 2 * cols), im2col)
+        copy = np.where(_KERNEL_COPY[cls_] & (kernel > 1), 2 * b.col("weights"), 0)
+        zeros = np.zeros_like(out)
+        return {
+            "act": act,
+            "layerwise": layerwise,
+            "arena": arena,
+            "im2col": im2col if self.im2col_buffers else zeros,
+            "kernel": copy if self.kernel_buffers else zeros,
+        }
+
+    def _memory(self, b: SpecBatch) -> dict[str, np.ndarray]:
+        """Peak bytes per spec: `act` (A), `layerwise` (B), C's `arena` (before
+        sram_activation_factor) and its `buffers` (largest im2col + largest kernel copy)."""
+        layers = self._layer_memory(b)
+        per_sample = b.batch * self.activation_bytes
+        return {
+            "act": b.max(layers["act"]) * per_sample,
+            "layerwise": b.max(layers["layerwise"]) * per_sample,
+            "arena": b.max(layers["arena"]) * per_sample,
+            # scratch is reused from sample to sample
+            "buffers": (b.max(layers["im2col"]) + b.max(layers["kernel"])).astype(np.float64),
+        }
+
+    def layer_memory(self, spec: NetworkSpec) -> dict[str, np.ndarray]:
+        """Bytes per layer of `spec` (one sample, in `spec.layers` order) under each
+        definition: `act` (A), `layerwise` (B), `arena` (C's tensors), and C's scratch
+        `im2col` and `kernel` buffers (the model adds only the largest of each). Shows which
+        layer sets a peak; the metrics are the maxima."""
+        layers: dict[str, np.ndarray] = self._layer_memory(SpecBatch.of([spec]))
+        for name in ("act", "layerwise", "arena"):
+            layers[name] = layers[name] * self.activation_bytes
+        return layers
 
     def _flash_bytes(self, b: SpecBatch) -> np.ndarray:
         weighted = b.col("cls") <= CLASS_CODES["linear"]
@@ -162,11 +254,13 @@ class MCUModel(CostModel):
         return (b.sum(per_layer) + self.layer_overhead_cycles * b.counts) * b.batch
 
     def _columns(self, batch: SpecBatch, options: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        scheduled, layerwise = self._memory(batch)
+        memory = self._memory(batch)
+        scheduled = memory["arena"] * self.sram_activation_factor + memory["buffers"]
         return {
             "latency_ms": self._cycles(batch) / (self.clock_mhz * 1e3),
-            "peak_sram_kb": scheduled / 1024 * self.sram_activation_factor + self.runtime_sram_kb,
-            "peak_sram_layerwise_kb": layerwise / 1024,
+            "peak_sram_kb": scheduled / 1024 + self.runtime_sram_kb,
+            "peak_sram_layerwise_kb": memory["layerwise"] / 1024,
+            "peak_sram_act_kb": memory["act"] / 1024,
             "flash_kb": self._flash_bytes(batch) / 1024 + self.runtime_flash_kb,
         }
 
@@ -185,8 +279,8 @@ class MCUModel(CostModel):
         Latency: non-negative least squares on relative errors, pulled towards the current
         profile's values with weight `prior_weight` (a handful of published networks cannot
         pin down eight coefficients alone). SRAM: non-negative least squares on relative
-        errors of factor x activations + runtime_sram_kb. Flash: runtime_flash_kb is the median
-        of measured - model.
+        errors of factor x (C's activation arena) + its buffers + runtime_sram_kb. Flash:
+        runtime_flash_kb is the median of measured - model.
         """
         from scipy.optimize import nnls  # fitting only: predicting needs numpy alone
 
@@ -215,9 +309,10 @@ class MCUModel(CostModel):
             errors_before["latency_ms_mape"] = mape(before["latency_ms"], y)
         if "peak_sram_kb" in measured:
             y = np.asarray(measured["peak_sram_kb"], float)
-            activations = self._memory(batch)[0] / 1024
-            a = np.stack([activations, np.ones_like(activations)], axis=1) / y[:, None]
-            (factor, runtime), _ = nnls(a, np.ones_like(y))
+            memory = self._memory(batch)
+            arena, buffers = memory["arena"] / 1024, memory["buffers"] / 1024
+            a = np.stack([arena, np.ones_like(arena)], axis=1) / y[:, None]
+            (factor, runtime), _ = nnls(a, (y - buffers) / y)
             profile["sram_activation_factor"] = _round(factor)
             profile["runtime_sram_kb"] = _round(runtime)
             errors_before["peak_sram_kb_mape"] = mape(before["peak_sram_kb"], y)
