@@ -28,6 +28,7 @@ from latency_models.errors import (
     UnsupportedSpecError,
     UserError,
 )
+from latency_models.families import FAMILIES, family_spec
 from latency_models.hardware import (
     KINDS,
     PROFILE_DIR,
@@ -42,6 +43,12 @@ from latency_models.models.learned import LearnedModel
 from latency_models.models.lut import LUTModel
 from latency_models.models.mcu import MCUModel
 from latency_models.models.measured import MeasuredModel
+from latency_models.onnx_import import (
+    NETWORK_FILE_SUFFIXES,
+    spec_from_file,
+    spec_from_onnx,
+    spec_from_torchscript,
+)
 from latency_models.spec import (
     ACTIVATIONS,
     OPS,
@@ -51,7 +58,7 @@ from latency_models.spec import (
     SpecBuilder,
     conv_output_size,
 )
-from latency_models.zoo import zoo_spec
+from latency_models.zoo import ZOO, reference_spec, zoo_spec
 
 
 def __getattr__(name: str) -> Any:
@@ -64,10 +71,13 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ACTIVATIONS",
+    "FAMILIES",
     "KINDS",
     "LAYER_CLASSES",
+    "NETWORK_FILE_SUFFIXES",
     "OPS",
     "PROFILE_DIR",
+    "ZOO",
     "BlockSpec",
     "CostModel",
     "Fit",
@@ -94,10 +104,15 @@ __all__ = [
     "UserError",
     "conv_output_size",
     "dump_profile",
+    "family_spec",
     "from_profile",
     "hardware_path",
     "list_hardware",
     "load_hardware",
+    "reference_spec",
+    "spec_from_file",
+    "spec_from_onnx",
+    "spec_from_torchscript",
     "trace",
     "zoo_spec",
 ]

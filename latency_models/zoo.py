@@ -452,3 +452,19 @@ def zoo_spec(name: str, batch: int = 1) -> NetworkSpec:
     b.linear("classifier", net.classes)
     b.end_block("linear", in_shape)
     return b.build()
+
+
+def reference_spec(name: str, resolution: int | None = None, batch: int = 1) -> NetworkSpec:
+    """A published network by name: an MCU network of this zoo (at its own resolution), or a
+    classic CNN of latency_models.families (timm's names; `resolution` default timm's)."""
+    from latency_models.families import FAMILIES, family_spec
+
+    if name in ZOO:
+        if resolution is not None and resolution != ZOO[name].resolution:
+            raise UnknownNetworkError(
+                f"{name} at {resolution}", [f"{name} at {ZOO[name].resolution}"]
+            )
+        return zoo_spec(name, batch=batch)
+    if name in FAMILIES:
+        return family_spec(name, resolution=resolution, batch=batch)
+    raise UnknownNetworkError(name, [*ZOO, *FAMILIES])

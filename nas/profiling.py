@@ -217,6 +217,11 @@ def write_csv(
 # ----- measurement CSVs -------------------------------------------------------------------------
 
 
+# Columns of a measurement row that are options of the device model that costs it (a GPU's
+# precision, runtime and layout); an empty cell means the profile's default.
+OPTION_COLUMNS = ("precision", "runtime", "layout")
+
+
 @dataclass
 class Measurements:
     """Rows of measurement CSVs: the network of each row and its measured metrics."""
@@ -228,6 +233,37 @@ class Measurements:
 
     def arch_ids(self) -> list[str]:
         return [r["arch_id"] for r in self.rows if r.get("arch_id")]
+
+    def macs(self) -> np.ndarray:
+        """MACs x batch of each row's network."""
+        return np.array([spec.macs * spec.batch for spec in self.specs], dtype=float)
+
+    def options(self, model: lm.CostModel) -> list[dict[str, str]]:
+        """Per row, the options of `model` the row names (precision, runtime)."""
+        known = model.options()
+        return [
+            {k: row[k] for k in OPTION_COLUMNS if k in known and row.get(k)} for row in self.rows
+        ]
+
+    def predict(self, model: lm.CostModel, metric: str = "latency_ms") -> np.ndarray:
+        """`model`'s prediction of `metric` for every row, each with its own options."""
+        out = np.empty(len(self.specs))
+        groups: dict[tuple, list[int]] = {}
+        for i, opts in enumerate(self.options(model)):
+            groups.setdefault(tuple(sorted(opts.items())), []).append(i)
+        for key, idx in groups.items():
+            values = model.predict_arrays([self.specs[i] for i in idx], **dict(key))[metric]
+            out[idx] = values
+        return out
+
+    def subset(self, keep: Sequence[int]) -> Measurements:
+        keep = list(keep)
+        return Measurements(
+            [self.specs[i] for i in keep],
+            [self.rows[i] for i in keep],
+            {m: v[keep] for m, v in self.metrics.items()},
+            [self.precisions[i] for i in keep],
+        )
 
 
 def load_measurements(paths: Sequence[Path]) -> Measurements:
@@ -275,11 +311,11 @@ def _row_spec(
         batch = int(row.get("batch") or 1)
     except ValueError:
         raise MeasurementError(f"{path} line {line}: column batch: {row['batch']!r}") from None
-    if row.get("network"):
-        try:
-            return lm.zoo_spec(row["network"], batch=batch)
-        except UnknownNetworkError as err:
-            raise MeasurementError(f"{path} line {line}: column network: {err}") from None
+    network = (row.get("network") or "").strip()
+    if network and not network.startswith("{"):
+        return _network_spec(path, line, network, row.get("resolution") or "", batch)
+    if network:  # an arch as JSON, of the row's space
+        row = {**row, "arch": network}
     name = row.get("space") or ""
     if name not in spaces:
         spaces[name] = supernet.get_space(name)
@@ -288,6 +324,28 @@ def _row_spec(
         return space.to_spec(space.from_json(row.get("arch") or ""), batch=batch)
     except InvalidArchError as err:
         raise MeasurementError(f"{path} line {line}: column arch: {err}") from None
+
+
+def _network_spec(
+    path: Path, line: int, network: str, resolution_text: str, batch: int
+) -> lm.NetworkSpec:
+    """A row's `network`: a reference network by name (`resolution` optional), or the path
+    of an ONNX file to read (relative to the CSV)."""
+    where = f"{path} line {line}"
+    try:
+        resolution = int(resolution_text) if resolution_text else None
+    except ValueError:
+        raise MeasurementError(f"{where}: column resolution: {resolution_text!r}") from None
+    if network.lower().endswith(lm.NETWORK_FILE_SUFFIXES):
+        file = Path(network) if Path(network).is_absolute() else path.parent / network
+        try:
+            return lm.spec_from_file(file, batch=batch)
+        except lm.UserError as err:
+            raise MeasurementError(f"{where}: column network: {err}") from None
+    try:
+        return lm.reference_spec(network, resolution=resolution, batch=batch)
+    except UnknownNetworkError as err:
+        raise MeasurementError(f"{where}: column network: {err}") from None
 
 
 def _row_value(path: Path, line: int, row: dict[str, str], metric: str) -> float:
@@ -372,10 +430,7 @@ def calibrate(
     (named `name`, default the file stem)."""
     model = lm.load_hardware(hardware)
     data = load_measurements(measurements)
-    kwargs: dict[str, Any] = {}
-    if model.kind == "gpu":
-        kwargs["precisions"] = [p or model.options()["precision"][0] for p in data.precisions]
-    fit = model.fit(data.specs, data.metrics, **kwargs)
+    fit = model.fit(data.specs, data.metrics, **_fit_options(model, data))
     profile = dict(fit.profile)
     profile["name"] = name or out.stem
     calibration = dict(profile.get("calibration") or {})
@@ -392,6 +447,86 @@ def calibrate(
     lm.load_hardware(str(out))  # the written file must load
     log.info("calibrated %s on %d measurements: wrote %s", model.name, len(data.specs), out)
     return CalibrationResult(model, fit, len(data.specs), out)
+
+
+def _fit_options(model: lm.CostModel, data: Measurements) -> dict[str, Any]:
+    """The per-row options a model's `fit` takes (a GPU: precisions and runtimes)."""
+    if model.kind != "gpu":
+        return {}
+    defaults = {k: v[0] for k, v in model.options().items()}
+    rows = data.options(model)
+    return {
+        "precisions": [o.get("precision", defaults["precision"]) for o in rows],
+        "runtimes": [o.get("runtime", defaults["runtime"]) for o in rows],
+        "layouts": [o.get("layout", defaults["layout"]) for o in rows],
+    }
+
+
+# ----- adapt a profile to a device from a few measurements ---------------------------------------
+
+# Few-shot adaptation fits these parameters of a GPU profile, pulled 10x harder towards the
+# base profile than a calibration is: 10-20 measured networks cannot pin down every layer
+# class's efficiency, but they do fix the device's overall speed and its overheads.
+ADAPT_PRIOR_WEIGHT = 1.0
+ADAPT_GPU_PARAMETERS = (
+    "efficiency.conv",
+    "efficiency.pointwise",
+    "efficiency.depthwise",
+    "memory_efficiency",
+    "{runtime}.kernel_launch_us",
+    "{runtime}.op_overhead_us",
+    "{runtime}.network_overhead_us",
+)
+
+
+@dataclass
+class AdaptResult:
+    model: lm.CostModel  # the base profile
+    fit: lm.Fit
+    rows: int
+    path: Path
+    before: dict[str, float]  # figures of the base profile on the measurements
+    after: dict[str, float]  # of the adapted profile, on the same rows (in-sample)
+
+
+def adapt(
+    hardware: HardwareLike,
+    measurements: Sequence[Path],
+    out: Path,
+    name: str | None = None,
+    prior_weight: float = ADAPT_PRIOR_WEIGHT,
+) -> AdaptResult:
+    """Fit a profile for a device the user owns from a few (10-20) measured networks, starting
+    from the profile of a similar device (`hardware`): only its overall speed and overheads
+    move, the rest keeps the base profile's values. Writes the new profile to `out`."""
+    model = lm.load_hardware(hardware)
+    data = load_measurements(measurements)
+    if "latency_ms" not in data.metrics:
+        raise MeasurementError("adapting a profile needs a latency_ms column filled in every row")
+    kwargs = _fit_options(model, data)
+    if model.kind == "gpu":
+        runtimes = sorted(set(kwargs["runtimes"]))
+        kwargs["free"] = [p.format(runtime=rt) for p in ADAPT_GPU_PARAMETERS for rt in runtimes]
+        kwargs["prior_weight"] = prior_weight
+    fit = model.fit(data.specs, data.metrics, **kwargs)
+    profile = dict(fit.profile)
+    profile["name"] = name or out.stem
+    profile["description"] = f"adapted from {model.name} on {len(data.specs)} measurements"
+    profile["calibration"] = {
+        "adapted_from": model.name,
+        "measurements": [str(p) for p in measurements],
+        "rows": len(data.specs),
+        "mape_before": round(fit.before["latency_ms_mape"], 4),
+        "mape_after": round(fit.after["latency_ms_mape"], 4),
+        "date": datetime.date.today().isoformat(),
+    }
+    lm.dump_profile(profile, out)
+    adapted = lm.load_hardware(str(out))  # the written file must load
+    measured = data.metrics["latency_ms"]
+    before = Validation(model.name, data.predict(model), measured, data.macs()).figures()
+    after = Validation(adapted.name, data.predict(adapted), measured, data.macs()).figures()
+    log.info("adapted %s on %d measurements: wrote %s", model.name, len(data.specs), out)
+    return AdaptResult(model, fit, len(data.specs), out, before, after)
 
 
 # ----- build a measured profile -----------------------------------------------------------------
@@ -559,12 +694,14 @@ class Validation:
     hardware: str
     predicted: np.ndarray
     measured: np.ndarray
+    # MACs x batch of each network: ranking by them is the baseline a cost model must beat
+    macs: np.ndarray | None = None
 
     def figures(self) -> dict[str, float]:
         from scipy.stats import kendalltau
 
         error = self.predicted / self.measured - 1
-        return {
+        figures = {
             "n": len(error),
             "within_5pct": float(np.mean(np.abs(error) <= 0.05)),
             "within_10pct": float(np.mean(np.abs(error) <= 0.10)),
@@ -573,6 +710,9 @@ class Validation:
             "bias": float(np.mean(error)),
             "kendall_tau": float(kendalltau(self.predicted, self.measured).statistic),
         }
+        if self.macs is not None:
+            figures["macs_kendall_tau"] = float(kendalltau(self.macs, self.measured).statistic)
+        return figures
 
 
 @dataclass
@@ -591,7 +731,7 @@ class ValidationReport:
 
 def validate(
     hardware: Sequence[HardwareLike],
-    space: SearchSpace | str,
+    space: SearchSpace | str | None,
     n: int = 50,
     seed: int = 2,
     resolutions: Sequence[int] | None = None,
@@ -613,58 +753,60 @@ def validate(
     second copy of each subnet; `recalibrate` also times the first measured profile's
     calibration subnets and reports every profile once more with one scale fitted on them.
     `save` writes the measurements as a CSV."""
-    s = _space(space)
     models = [lm.load_hardware(h) for h in hardware]
     floor: list[Validation] = []
     rescaled: list[Validation] = []
-    if measurements is not None:
+    if measurements is not None:  # networks measured elsewhere, each with its own options
         data = load_measurements([measurements])
-        specs, found = data.specs, data.metrics.get("latency_ms")
-        if found is None:
+        if "latency_ms" not in data.metrics:
             raise MeasurementError(f"{measurements}: no latency_ms column")
-        measured = found
-    else:
-        settings = _timing_settings(models, threads, repeats, rounds, statistic)
-        timing = Timing("cpu", "fp32", settings["threads"], settings["warmup"], settings["repeats"])
-        archs = sample_archs(s, n, seed, _excluded(models), resolutions)
-        calibration = _calibration_archs(models, s) if recalibrate else []
-        copies = time_archs(
-            s,
-            [*archs, *calibration],
-            timing,
-            batch,
-            settings["rounds"],
-            f"timing {n + len(calibration)} subnets",
-            instances=2 if noise_floor else 1,
-            progress=progress,
-        )
-        stat = settings["statistic"]
-        results = copies[0][:n]
-        measured = np.array([r.stat(stat) for r in results])
-        if noise_floor:
-            again = np.array([r.stat(stat) for r in copies[1][:n]])
-            floor.append(Validation("second measurement (noise floor)", again, measured))
-        specs = [s.to_spec(a, batch=batch) for a in archs]
-        if calibration:
-            cal_specs = [s.to_spec(a, batch=batch) for a in calibration]
-            cal_measured = np.array([r.stat(stat) for r in copies[0][n:]])
-            for m in models:
-                # one factor per profile, fitted on the calibration subnets only
-                ratio = cal_measured / m.predict_arrays(cal_specs)["latency_ms"]
-                factor = float(np.exp(np.mean(np.log(ratio))))
-                rescaled.append(
-                    Validation(
-                        f"{m.name} x {factor:.3f} (same-session scale)",
-                        factor * m.predict_arrays(specs)["latency_ms"],
-                        measured,
-                    )
+        measured, macs = data.metrics["latency_ms"], data.macs()
+        validations = [Validation(m.name, data.predict(m), measured, macs) for m in models]
+        label = space.name if isinstance(space, SearchSpace) else space or ""
+        return ValidationReport(label, len(measured), validations)
+    s = _space(space)
+    settings = _timing_settings(models, threads, repeats, rounds, statistic)
+    timing = Timing("cpu", "fp32", settings["threads"], settings["warmup"], settings["repeats"])
+    archs = sample_archs(s, n, seed, _excluded(models), resolutions)
+    calibration = _calibration_archs(models, s) if recalibrate else []
+    copies = time_archs(
+        s,
+        [*archs, *calibration],
+        timing,
+        batch,
+        settings["rounds"],
+        f"timing {n + len(calibration)} subnets",
+        instances=2 if noise_floor else 1,
+        progress=progress,
+    )
+    stat = settings["statistic"]
+    results = copies[0][:n]
+    measured = np.array([r.stat(stat) for r in results])
+    if noise_floor:
+        again = np.array([r.stat(stat) for r in copies[1][:n]])
+        floor.append(Validation("second measurement (noise floor)", again, measured))
+    specs = [s.to_spec(a, batch=batch) for a in archs]
+    if calibration:
+        cal_specs = [s.to_spec(a, batch=batch) for a in calibration]
+        cal_measured = np.array([r.stat(stat) for r in copies[0][n:]])
+        for m in models:
+            # one factor per profile, fitted on the calibration subnets only
+            ratio = cal_measured / m.predict_arrays(cal_specs)["latency_ms"]
+            factor = float(np.exp(np.mean(np.log(ratio))))
+            rescaled.append(
+                Validation(
+                    f"{m.name} x {factor:.3f} (same-session scale)",
+                    factor * m.predict_arrays(specs)["latency_ms"],
+                    measured,
                 )
-        if save is not None:
-            rows = measurement_rows(s, archs, results, timing, batch, stat)
-            write_csv(save, rows, CSV_FIELDS)
-            log.info("wrote %d measured subnets to %s", len(rows), save)
+            )
+    if save is not None:
+        rows = measurement_rows(s, archs, results, timing, batch, stat)
+        write_csv(save, rows, CSV_FIELDS)
+        log.info("wrote %d measured subnets to %s", len(rows), save)
+    macs = np.array([spec.macs * spec.batch for spec in specs], dtype=float)
     validations = [
-        Validation(m.name, m.predict_arrays(specs)["latency_ms"], measured) for m in models
+        Validation(m.name, m.predict_arrays(specs)["latency_ms"], measured, macs) for m in models
     ]
     return ValidationReport(s.name, len(measured), validations, rescaled, floor)
 

@@ -1,32 +1,45 @@
-"""GPU roofline model.
+"""GPU roofline model, for the runtime that runs the network (eager PyTorch, torch.compile,
+TensorRT).
 
 Per layer, at batch B and a precision p:
 
     flops   = 2 x MACs x B            (pooling and element-wise: one op per element)
     bytes   = (inputs + output) x B x bytes(p) + weights x bytes(p)
-    compute = (flops + half_saturation) / (peak[p] x efficiency[class])
+    compute = (flops + half_saturation) / (peak[p] x efficiency[class] x fill)
     memory  = bytes / (bandwidth x memory_efficiency)
-    time    = max(compute, memory) + kernels x kernel_launch_us
+    gpu     = max(compute, memory) + kernels x kernel_launch_us
+    host    = kernels x op_overhead_us
 
-summed over layers, plus network_overhead_us. Dense and pointwise convolutions and linear
-layers run on tensor cores at `peak_tflops[p]`; depthwise/grouped convolutions, pooling and
-element-wise layers do not, and run at `vector_tflops[p]` (the CUDA-core rate). A small layer
-cannot fill the GPU: `half_saturation_gflop` is the work at which a layer reaches half its
-class's efficiency (time = (flops + half) / rate), so tiny layers cost about a fixed time and
-only large ones approach the peak. With `fuse_bn_act` (TensorRT/cuDNN inference), BatchNorm
-and the activation are part of the layer's kernel; without it each adds a kernel and a pass
-over the output. See profiles/README.md for where each number comes from.
+Dense and pointwise convolutions and linear layers run on tensor cores at `peak_tflops[p]`;
+depthwise/grouped convolutions, pooling and element-wise layers run at `vector_tflops[p]`
+(the CUDA-core rate). A small layer cannot fill the GPU: `half_saturation_gflop` is the work
+at which a layer reaches half its class's efficiency; with `sm_count`, a tensor-core layer's
+output tiles also fill the SMs in whole waves (`fill` = tiles / (waves x SMs)).
+
+The runtime decides how many kernels a layer is, and what each costs the host:
+* `epilogue: separate` (eager PyTorch): BatchNorm, the activation, a residual add and a
+  standalone activation are each a kernel of their own, with a pass over the tensor;
+* `fused` (torch.compile): what follows a convolution (BatchNorm, activation, add) is one
+  generated kernel and one pass;
+* `in_conv` (TensorRT): BatchNorm is folded and activation and add run in the
+  convolution's kernel.
+The host issues kernels one after another (`op_overhead_us` each: framework dispatch, the
+module call) while the GPU runs them; a kernel starts when it is issued and its predecessor
+is done, so the network takes max over k of (host time to issue kernel k + GPU time from k
+on), plus `network_overhead_us`. With a fast GPU and a small batch the host sets the pace.
+See profiles/README.md for the assumptions and profiles/gpu/ for the calibrations.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from latency_models.arrays import CLASS_CODES, LAYER_CLASSES, SpecBatch
+from latency_models.arrays import CLASS_CODES, LAYER_CLASSES, OP_CODES, SpecBatch
 from latency_models.base import CostModel, Fit, Reader, mape
 from latency_models.errors import HardwareError, OptionError
 from latency_models.spec import NetworkSpec
@@ -36,6 +49,13 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
 PRECISION_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp8": 1}
 TENSOR_CLASSES = ("conv", "pointwise", "linear")
+EPILOGUES = ("separate", "fused", "in_conv")
+LAYOUTS = ("nhwc", "nchw")  # channels_last, or PyTorch's default
+# 16-bit and 8-bit convolutions run channels-last on tensor cores: an NCHW tensor is transposed
+HALF_PRECISIONS = ("fp16", "bf16", "int8", "fp8")
+RUNTIME_FIELDS = ("epilogue", "kernel_launch_us", "op_overhead_us", "network_overhead_us")
+# What users time by default: eager PyTorch. Profiles without `runtimes` describe one runtime.
+DEFAULT_RUNTIME = "eager"
 FIELDS = (
     "name",
     "kind",
@@ -44,21 +64,49 @@ FIELDS = (
     "peak_tflops",
     "vector_tflops",
     "memory_bandwidth_gbs",
-    "kernel_launch_us",
-    "network_overhead_us",
     "default_precision",
     "efficiency",
     "memory_efficiency",
     "half_saturation_gflop",
-    "fuse_bn_act",
+    "sm_count",
+    "tile",
+    "layout",
+    "layout_costs",
+    "runtime",
+    "runtimes",
     "calibration",
+    # a profile of one runtime (older profiles): these three instead of `runtimes`
+    "kernel_launch_us",
+    "network_overhead_us",
+    "fuse_bn_act",
 )
 _TENSOR = np.array([c in TENSOR_CLASSES for c in LAYER_CLASSES])
+_WEIGHTED = CLASS_CODES["linear"]  # classes up to linear carry weights (conv, ..., linear)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How one runtime runs a network: which ops share a kernel, and what a kernel costs."""
+
+    epilogue: str  # separate | fused | in_conv
+    kernel_launch_us: float  # GPU: the minimum time of a kernel (launch and tail)
+    op_overhead_us: float  # host: issuing one kernel (framework dispatch, module call)
+    network_overhead_us: float  # once per forward: synchronisation, the call itself
+
+    def to_profile(self) -> dict[str, Any]:
+        return {
+            "epilogue": self.epilogue,
+            "kernel_launch_us": _round(self.kernel_launch_us),
+            "op_overhead_us": _round(self.op_overhead_us),
+            "network_overhead_us": _round(self.network_overhead_us),
+        }
 
 
 class GPUModel(CostModel):
     kind = "gpu"
-    description_of_kind = "GPU roofline: max(compute, memory) per layer plus launch overhead"
+    description_of_kind = (
+        "GPU roofline per runtime: max(compute, memory) per layer, kernels issued by the host"
+    )
 
     def __init__(self, name: str, profile: Mapping[str, Any], source: str) -> None:
         super().__init__(name, profile, source)
@@ -69,8 +117,6 @@ class GPUModel(CostModel):
             "vector_tflops", allowed=PRECISIONS, required=list(self.peak_tflops)
         )
         self.bandwidth_gbs = r.number("memory_bandwidth_gbs", positive=True)
-        self.launch_us = r.number("kernel_launch_us")
-        self.network_overhead_us = r.number("network_overhead_us", 0.0)
         self.default_precision = r.string(
             "default_precision", next(iter(self.peak_tflops)), choices=list(self.peak_tflops)
         )
@@ -91,30 +137,92 @@ class GPUModel(CostModel):
             positive=False,
         )
         self.half_saturation_gflop = half
-        self.fuse_bn_act = r.boolean("fuse_bn_act", True)
+        self.sm_count = r.integer("sm_count", 0, minimum=0)  # 0: no wave quantization
+        tile = r.raw("tile", [128, 128])
+        if not (
+            isinstance(tile, list)
+            and len(tile) == 2
+            and all(isinstance(t, int) and not isinstance(t, bool) and t > 0 for t in tile)
+        ):
+            raise r.error("tile", f"expected [rows, columns] of an output tile, got {tile!r}")
+        self.tile = (int(tile[0]), int(tile[1]))
+        self.default_layout = r.string("layout", "nhwc", choices=LAYOUTS)
+        self.layout_costs = r.numbers(
+            "layout_costs",
+            {"nchw_transpose": 1.0, "nhwc_depthwise": 1.0},
+            allowed=("nchw_transpose", "nhwc_depthwise"),
+            required=("nchw_transpose", "nhwc_depthwise"),
+            positive=False,
+        )
+        self.runtimes = self._read_runtimes(r)
+        self.default_runtime = r.string(
+            "runtime",
+            DEFAULT_RUNTIME if DEFAULT_RUNTIME in self.runtimes else next(iter(self.runtimes)),
+            choices=list(self.runtimes),
+        )
         r.mapping("calibration", {})
+
+    def _read_runtimes(self, r: Reader) -> dict[str, Runtime]:
+        legacy = [
+            k for k in ("kernel_launch_us", "network_overhead_us", "fuse_bn_act") if k in r.data
+        ]
+        if "runtimes" not in r.data:  # one runtime: fused kernels (TensorRT-like) or eager
+            fused = r.boolean("fuse_bn_act", True)
+            return {
+                "tensorrt" if fused else "eager": Runtime(
+                    "in_conv" if fused else "separate",
+                    r.number("kernel_launch_us"),
+                    0.0,
+                    r.number("network_overhead_us", 0.0),
+                )
+            }
+        if legacy:
+            raise r.error(legacy[0], "give it per runtime, under `runtimes`")
+        table = r.mapping("runtimes")
+        runtimes = {}
+        for name in table.data:
+            entry = table.mapping(str(name))
+            entry.only(RUNTIME_FIELDS)
+            runtimes[str(name)] = Runtime(
+                entry.string("epilogue", choices=EPILOGUES),
+                entry.number("kernel_launch_us"),
+                entry.number("op_overhead_us", 0.0),
+                entry.number("network_overhead_us", 0.0),
+            )
+        if not runtimes:
+            raise r.error("runtimes", "must name at least one runtime")
+        return runtimes
 
     @property
     def metrics(self) -> tuple[str, ...]:
         return ("latency_ms", "macs", "params")
 
     def options(self) -> dict[str, tuple[Any, ...]]:
-        others = tuple(p for p in self.peak_tflops if p != self.default_precision)
-        return {"precision": (self.default_precision, *others)}
+        precisions = tuple(p for p in self.peak_tflops if p != self.default_precision)
+        runtimes = tuple(r for r in self.runtimes if r != self.default_runtime)
+        layouts = tuple(lay for lay in LAYOUTS if lay != self.default_layout)
+        return {
+            "precision": (self.default_precision, *precisions),
+            "runtime": (self.default_runtime, *runtimes),
+            "layout": (self.default_layout, *layouts),
+        }
 
     def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        precision = options.get("precision")
-        if precision is not None and not isinstance(precision, str):
-            raise OptionError(
-                self.name, "precision", f"must be a name, got {precision!r}", list(self.peak_tflops)
-            )
-        if precision is not None and precision not in self.peak_tflops:
-            reason = (
-                f"{self.name} has no {precision} support in its profile"
-                if precision in PRECISIONS
-                else f"unknown precision {precision!r}"
-            )
-            raise OptionError(self.name, "precision", reason, list(self.peak_tflops))
+        for key, known, everything in (
+            ("precision", self.peak_tflops, PRECISIONS),
+            ("runtime", self.runtimes, ("eager", "compiled", "tensorrt")),
+        ):
+            value = options.get(key)
+            if value is not None and not isinstance(value, str):
+                raise OptionError(self.name, key, f"must be a name, got {value!r}", list(known))
+            if value is not None and value not in known:
+                reason = (
+                    f"{self.name} has no {value} {'support' if key == 'precision' else 'runtime'} "
+                    "in its profile"
+                    if value in everything
+                    else f"unknown {key} {value!r}"
+                )
+                raise OptionError(self.name, key, reason, list(known))
         return super().check_options(options)
 
     def summary(self) -> dict[str, Any]:
@@ -123,20 +231,24 @@ class GPUModel(CostModel):
             "peak_tflops": self.peak_tflops,
             "vector_tflops": self.vector_tflops,
             "memory_bandwidth_gbs": self.bandwidth_gbs,
-            "kernel_launch_us": self.launch_us,
             "efficiency": self.efficiency,
             "memory_efficiency": self.memory_efficiency,
             "half_saturation_gflop": self.half_saturation_gflop,
+            "sm_count": self.sm_count,
+            "layout_costs": self.layout_costs,
+            "runtimes": {name: rt.to_profile() for name, rt in self.runtimes.items()},
         }
 
     # ----- the model -------------------------------------------------------------------------
 
-    def _work(self, b: SpecBatch, precision: str) -> dict[str, np.ndarray]:
+    def _work(
+        self, b: SpecBatch, precision: str, runtime: Runtime, layout: str
+    ) -> dict[str, np.ndarray]:
         """Per-layer work that does not depend on the fitted parameters."""
-        cls_ = b.col("cls")
+        cls_, op = b.col("cls"), b.col("op")
         samples = b.per_layer(b.batch)
         elem_bytes = PRECISION_BYTES[precision]
-        weighted = cls_ <= CLASS_CODES["linear"]
+        weighted = cls_ <= _WEIGHTED
         pool = cls_ == CLASS_CODES["pool"]
         ops = np.where(weighted, 2.0 * b.col("macs"), 0.0)
         ops = (
@@ -144,15 +256,60 @@ class GPUModel(CostModel):
             + np.where(pool, b.col("in_elems"), 0)
             + np.where(~weighted & ~pool, b.col("out_elems"), 0)
         )
-        flops = ops * samples
-        traffic = (b.col("inputs_elems") + b.col("out_elems")) * samples * elem_bytes
+        out_elems = b.col("out_elems") * samples
+        traffic = (b.col("inputs_elems") * samples + out_elems) * elem_bytes
         traffic = traffic + b.col("weights") * elem_bytes
         kernels = np.ones(len(cls_))
-        if not self.fuse_bn_act:
-            extra = b.col("bn") + (b.col("act") > 0)
-            kernels = kernels + extra
-            traffic = traffic + extra * 2 * b.col("out_elems") * samples * elem_bytes
-        return {"cls": cls_, "flops": flops, "bytes": traffic, "kernels": kernels}
+        # what follows a convolution or linear layer: BatchNorm and the activation
+        after = np.where(weighted, b.col("bn") + (b.col("act") > 0), 0)
+        # a residual add or a standalone activation joins the kernel before it when fused
+        joins = (op == OP_CODES["add"]) | (op == OP_CODES["act"])
+        if runtime.epilogue == "separate":
+            kernels = kernels + after
+            traffic = traffic + after * 2 * out_elems * elem_bytes
+        else:
+            if runtime.epilogue == "fused":
+                kernels = kernels + (after > 0)
+                traffic = traffic + (after > 0) * 2 * out_elems * elem_bytes
+            kernels = np.where(joins, 0, kernels)
+            # the joined add still reads its other operand; the output pass is the producer's
+            other = (b.col("inputs_elems") - b.col("in_elems")) * samples * elem_bytes
+            traffic = np.where(joins, other, traffic)
+        # NCHW at 16/8 bits: each tensor-core convolution transposes its input and output
+        # (two more kernels and passes); `layout_costs.nchw_transpose` scales the passes
+        transposed = np.zeros(len(cls_))
+        if layout == "nchw" and precision in HALF_PRECISIONS:
+            convs = (cls_ == CLASS_CODES["conv"]) | (cls_ == CLASS_CODES["pointwise"])
+            in_out = (b.col("in_elems") * samples + out_elems) * elem_bytes
+            transposed = np.where(convs, 2 * in_out, 0)
+            kernels = kernels + 2 * convs
+        # channels_last depthwise kernels at 16/8 bits: `layout_costs.nhwc_depthwise` scales
+        # their efficiency
+        nhwc_depthwise = (cls_ == CLASS_CODES["depthwise"]) & (
+            layout == "nhwc" and precision in HALF_PRECISIONS
+        )
+        tiles = np.ones(len(cls_))
+        if self.sm_count:  # output tiles of the implicit GEMM: (B x H x W) x channels
+            rows = samples * b.col("hout") * b.col("wout")
+            tiles = np.ceil(rows / self.tile[0]) * np.ceil(b.col("cout") / self.tile[1])
+        return {
+            "cls": cls_,
+            "flops": ops * samples,
+            "bytes": traffic,
+            "transposed": transposed,  # bytes the transposes read and write
+            "nhwc_depthwise": nhwc_depthwise,
+            "kernels": kernels,
+            "tiles": tiles,
+        }
+
+    def _fill(self, work: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The share of the SMs a tensor-core layer keeps busy over its waves (1: no
+        quantization modelled, or a layer of CUDA-core work)."""
+        if not self.sm_count:
+            return np.ones(len(work["cls"]))
+        tiles = work["tiles"]
+        waves = np.ceil(tiles / self.sm_count)
+        return np.where(_TENSOR[work["cls"]], tiles / (waves * self.sm_count), 1.0)
 
     def _latency_ms(
         self, b: SpecBatch, work: Mapping[str, np.ndarray], precision: str, params: Mapping
@@ -161,26 +318,32 @@ class GPUModel(CostModel):
         tensor = _TENSOR[cls_]
         peak = np.where(tensor, self.peak_tflops[precision], self.vector_tflops[precision]) * 1e12
         eff = np.array([params["efficiency"][c] for c in LAYER_CLASSES])[cls_]
+        eff = np.where(work["nhwc_depthwise"], eff * params["nhwc_depthwise"], eff)
         half = np.where(tensor, params["half_tensor"], params["half_vector"]) * 1e9
-        compute = (work["flops"] + half) / (peak * eff)
-        memory = work["bytes"] / (self.bandwidth_gbs * 1e9 * params["memory_efficiency"])
-        seconds = np.maximum(compute, memory) + work["kernels"] * params["launch_us"] * 1e-6
-        return b.sum(seconds) * 1e3 + params["network_overhead_us"] * 1e-3
+        compute = (work["flops"] + half) / (peak * eff * self._fill(work))
+        traffic = work["bytes"] + params["nchw_transpose"] * work["transposed"]
+        memory = traffic / (self.bandwidth_gbs * 1e9 * params["memory_efficiency"])
+        gpu = np.maximum(compute, memory) + work["kernels"] * params["launch_us"] * 1e-6
+        host = work["kernels"] * params["op_overhead_us"] * 1e-6
+        return _pipeline(b, host, gpu) * 1e3 + params["network_overhead_us"] * 1e-3
 
-    def _params(self) -> dict[str, Any]:
+    def _params(self, runtime: str) -> dict[str, Any]:
+        rt = self.runtimes[runtime]
         return {
             "efficiency": self.efficiency,
             "memory_efficiency": self.memory_efficiency,
-            "launch_us": self.launch_us,
-            "network_overhead_us": self.network_overhead_us,
+            "launch_us": rt.kernel_launch_us,
+            "op_overhead_us": rt.op_overhead_us,
+            "network_overhead_us": rt.network_overhead_us,
             "half_tensor": self.half_saturation_gflop["tensor"],
             "half_vector": self.half_saturation_gflop["vector"],
+            **self.layout_costs,
         }
 
     def _columns(self, batch: SpecBatch, options: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        precision = options["precision"]
-        work = self._work(batch, precision)
-        return {"latency_ms": self._latency_ms(batch, work, precision, self._params())}
+        precision, runtime = options["precision"], options["runtime"]
+        work = self._work(batch, precision, self.runtimes[runtime], options["layout"])
+        return {"latency_ms": self._latency_ms(batch, work, precision, self._params(runtime))}
 
     # ----- calibration -----------------------------------------------------------------------
 
@@ -189,56 +352,51 @@ class GPUModel(CostModel):
         specs: Sequence[NetworkSpec],
         measured: Mapping[str, np.ndarray],
         precisions: Sequence[str] | None = None,
+        runtimes: Sequence[str] | None = None,
+        layouts: Sequence[str] | None = None,
         prior_weight: float = 0.1,
+        free: Sequence[str] | None = None,
         **options: Any,
     ) -> Fit:
-        """Fit the efficiencies, memory efficiency, launch and network overheads and the
-        half-saturation work to measured latency_ms (one precision per spec, default the
-        profile's). Least squares on log latency, with a weak pull towards the current values
-        (in log space) so that classes the measurements do not exercise keep their prior."""
+        """Fit the profile's free parameters to measured latency_ms (one precision and one
+        runtime per spec, default the profile's): the efficiencies, memory efficiency and
+        half-saturation work, and per runtime measured its launch, host and network
+        overheads. Least squares on log latency, with a pull of `prior_weight` towards the
+        current values (in log space), so that what the measurements do not exercise keeps
+        its prior. `free` names the parameters to fit (default: all); see `parameter_names`."""
         from scipy.optimize import least_squares  # fitting only
 
         if "latency_ms" not in measured or not len(specs):
             raise HardwareError("calibrating a GPU profile needs measured latency_ms values")
         y = np.asarray(measured["latency_ms"], float)
         precisions = list(precisions or [self.default_precision] * len(specs))
-        for p in set(precisions):
-            self.check_options({"precision": p})
+        runtimes = list(runtimes or [self.default_runtime] * len(specs))
+        layouts = list(layouts or [self.default_layout] * len(specs))
+        keys = list(zip(precisions, runtimes, layouts, strict=True))
         groups = []
-        for p in sorted(set(precisions)):
-            idx = np.array([i for i, q in enumerate(precisions) if q == p])
+        for p, rt, lay in sorted(set(keys)):
+            self.check_options({"precision": p, "runtime": rt, "layout": lay})
+            idx = np.array([i for i, key in enumerate(keys) if key == (p, rt, lay)])
             sub = SpecBatch.of([specs[i] for i in idx])
-            groups.append((p, idx, sub, self._work(sub, p)))
-        names = [f"eff.{c}" for c in LAYER_CLASSES] + [
-            "memory_efficiency",
-            "launch_us",
-            "network_overhead_us",
-            "half_tensor",
-            "half_vector",
-        ]
-        start = self._params()
-        prior = np.log(
-            np.maximum(
-                [start["efficiency"][c] for c in LAYER_CLASSES]
-                + [start[k] for k in names[len(LAYER_CLASSES) :]],
-                1e-6,
-            )
-        )
-        upper = np.array([0.0] * (len(LAYER_CLASSES) + 1) + [np.log(1e5)] * 4)
-        lower = np.array([np.log(1e-6)] * len(names))
+            groups.append((p, rt, idx, sub, self._work(sub, p, self.runtimes[rt], lay)))
+        names = self.parameter_names(sorted(set(runtimes)))
+        fitted = list(names if free is None else [n for n in names if n in set(free)])
+        unknown = sorted(set(free or ()) - set(names))
+        if unknown:
+            raise HardwareError(f"cannot fit {unknown}; parameters: {names}")
+        start = self._parameter_values(names)
+        prior = np.log([max(start[n], _floor(n)) for n in fitted])
+        upper = np.array([0.0 if _bounded(n) else np.log(1e5) for n in fitted])
+        lower = np.full(len(fitted), np.log(1e-6))
 
-        def unpack(theta: np.ndarray) -> dict[str, Any]:
-            v = np.exp(theta)
-            return {
-                "efficiency": dict(zip(LAYER_CLASSES, v[: len(LAYER_CLASSES)], strict=True)),
-                **dict(zip(names[len(LAYER_CLASSES) :], v[len(LAYER_CLASSES) :], strict=True)),
-            }
+        def values(theta: np.ndarray) -> dict[str, float]:
+            return {**start, **dict(zip(fitted, np.exp(theta), strict=True))}
 
         def predict(theta: np.ndarray) -> np.ndarray:
             out = np.empty(len(y))
-            params = unpack(theta)
-            for p, idx, sub, work in groups:
-                out[idx] = self._latency_ms(sub, work, p, params)
+            v = values(theta)
+            for p, rt, idx, sub, work in groups:
+                out[idx] = self._latency_ms(sub, work, p, _unpack(v, rt))
             return out
 
         def residuals(theta: np.ndarray) -> np.ndarray:
@@ -248,21 +406,121 @@ class GPUModel(CostModel):
         before = predict(prior)
         x0 = np.clip(prior, lower + 1e-9, upper - 1e-9)
         result = least_squares(residuals, x0, bounds=(lower, upper), method="trf")
-        params = unpack(result.x)
         after = predict(result.x)
-        profile = dict(self.profile)
-        profile["efficiency"] = {c: _round(params["efficiency"][c]) for c in LAYER_CLASSES}
-        profile["memory_efficiency"] = _round(params["memory_efficiency"])
-        profile["kernel_launch_us"] = _round(params["launch_us"])
-        profile["network_overhead_us"] = _round(params["network_overhead_us"])
-        profile["half_saturation_gflop"] = {
-            "tensor": _round(params["half_tensor"]),
-            "vector": _round(params["half_vector"]),
-        }
         log.debug("%s: least squares: %d evaluations, %s", self.name, result.nfev, result.message)
+        profile = self.profile_with(values(result.x))
         return Fit(
             profile, {"latency_ms_mape": mape(before, y)}, {"latency_ms_mape": mape(after, y)}
         )
+
+    def parameter_names(self, runtimes: Sequence[str] | None = None) -> list[str]:
+        """The free parameters: `efficiency.CLASS`, `memory_efficiency`, `half_tensor`,
+        `half_vector`, and per runtime `RUNTIME.kernel_launch_us`, `.op_overhead_us` and
+        `.network_overhead_us`."""
+        names = [f"efficiency.{c}" for c in LAYER_CLASSES]
+        names += ["memory_efficiency", "half_tensor", "half_vector"]
+        names += ["nchw_transpose", "nhwc_depthwise"]
+        for rt in runtimes if runtimes is not None else list(self.runtimes):
+            names += [f"{rt}.{f}" for f in RUNTIME_FIELDS[1:]]
+        return names
+
+    def _parameter_values(self, names: Sequence[str]) -> dict[str, float]:
+        values: dict[str, float] = {
+            **{f"efficiency.{c}": self.efficiency[c] for c in LAYER_CLASSES},
+            "memory_efficiency": self.memory_efficiency,
+            "half_tensor": self.half_saturation_gflop["tensor"],
+            "half_vector": self.half_saturation_gflop["vector"],
+            **self.layout_costs,
+        }
+        for name, rt in self.runtimes.items():
+            values.update(
+                {
+                    f"{name}.kernel_launch_us": rt.kernel_launch_us,
+                    f"{name}.op_overhead_us": rt.op_overhead_us,
+                    f"{name}.network_overhead_us": rt.network_overhead_us,
+                }
+            )
+        return {n: values[n] for n in names}
+
+    def profile_with(self, values: Mapping[str, float]) -> dict[str, Any]:
+        """This profile with some parameters replaced (names as `parameter_names`), in the
+        `runtimes` form."""
+        v = {**self._parameter_values(self.parameter_names()), **values}
+        profile = {k: val for k, val in self.profile.items() if k not in _LEGACY_FIELDS}
+        profile["efficiency"] = {c: _round(v[f"efficiency.{c}"]) for c in LAYER_CLASSES}
+        profile["memory_efficiency"] = _round(v["memory_efficiency"])
+        profile["half_saturation_gflop"] = {
+            "tensor": _round(v["half_tensor"]),
+            "vector": _round(v["half_vector"]),
+        }
+        profile["layout_costs"] = {k: _round(v[k]) for k in ("nchw_transpose", "nhwc_depthwise")}
+        profile["runtime"] = self.default_runtime
+        profile["runtimes"] = {
+            name: Runtime(
+                rt.epilogue,
+                v[f"{name}.kernel_launch_us"],
+                v[f"{name}.op_overhead_us"],
+                v[f"{name}.network_overhead_us"],
+            ).to_profile()
+            for name, rt in self.runtimes.items()
+        }
+        return profile
+
+
+_LEGACY_FIELDS = ("kernel_launch_us", "network_overhead_us", "fuse_bn_act")
+
+
+def _floor(name: str) -> float:
+    """Where the fit starts a parameter the profile sets to 0 (the log-space fit cannot move
+    from 0): 0.5 us for an overhead, 1 MFLOP for a half-saturation work."""
+    if name.endswith("_us"):
+        return 0.5
+    if name.startswith("half_"):
+        return 1e-3
+    return 1e-6
+
+
+def _bounded(name: str) -> bool:
+    """Efficiencies are fractions of a peak: at most 1."""
+    return name.startswith("efficiency.") or name in ("memory_efficiency", "nhwc_depthwise")
+
+
+def _unpack(values: Mapping[str, float], runtime: str) -> dict[str, Any]:
+    return {
+        "efficiency": {c: values[f"efficiency.{c}"] for c in LAYER_CLASSES},
+        "memory_efficiency": values["memory_efficiency"],
+        "half_tensor": values["half_tensor"],
+        "half_vector": values["half_vector"],
+        "nchw_transpose": values["nchw_transpose"],
+        "nhwc_depthwise": values["nhwc_depthwise"],
+        "launch_us": values[f"{runtime}.kernel_launch_us"],
+        "op_overhead_us": values[f"{runtime}.op_overhead_us"],
+        "network_overhead_us": values[f"{runtime}.network_overhead_us"],
+    }
+
+
+def _pipeline(b: SpecBatch, host: np.ndarray, gpu: np.ndarray) -> np.ndarray:
+    """Seconds per spec for a host that issues the layers' kernels in order (`host` seconds
+    each) to a GPU that runs them in order (`gpu` seconds each): the last kernel ends at
+    max over k of (host time up to and including k + GPU time from k on).
+
+    Each spec's running sums are taken over its own layers alone (a row of a padded matrix),
+    so a spec costs the same, to the last bit, whatever other specs share the batch."""
+    if not len(b):
+        return np.zeros(0)
+    if not np.any(host):  # no host cost: the GPU's work, summed as every model sums
+        return b.sum(gpu)
+    spec = np.repeat(np.arange(len(b)), b.counts)
+    position = np.arange(len(host)) - np.repeat(b.starts, b.counts)
+    width = int(b.counts.max())
+    issued = np.zeros((len(b), width))
+    remaining = np.zeros((len(b), width))
+    issued[spec, position] = host
+    remaining[spec, width - 1 - position] = gpu  # reversed: a running sum is a suffix sum
+    issued = np.cumsum(issued, axis=1)
+    remaining = np.cumsum(remaining, axis=1)[:, ::-1]  # remaining[k]: GPU time from k on
+    ends = issued[spec, position] + remaining[spec, position]
+    return b.max(ends)
 
 
 def _round(value: float) -> float:

@@ -4,8 +4,10 @@ local CPU table, train the learned predictor.
     nas latency predict   --hardware H [--hardware H2] --space S --arch A
     nas latency measure   --device cpu|cuda --space S --n N [--batch B] [--out CSV]
     nas latency calibrate --hardware H --measurements CSV --out NEW.yaml
+    nas latency adapt     --hardware BASE --measurements FEW.csv --out MY-DEVICE.yaml
     nas latency build-lut --device cpu --space S [--out PATH]
     nas latency validate  --hardware local-cpu [--hardware H2] --space S --n 50 [--plot PNG]
+    nas latency validate  --hardware H --measurements CSV      # networks measured elsewhere
     nas latency fit       --measurements CSV --out PROFILE.yaml
 
 A door over nas.profiling: each command parses its options, calls one core function and
@@ -137,6 +139,48 @@ def calibrate(
     console.print(table)
 
 
+@app.command("adapt")
+def adapt(
+    hardware: str = typer.Option(
+        ..., "--hardware", "-H", help="The profile of a similar device to start from."
+    ),
+    measurements: list[Path] = typer.Option(
+        ..., "--measurements", "-m", help="Measurement CSV of 10-20 networks (repeatable)."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the new profile."),
+    name: str | None = typer.Option(None, "--name", help="Name of the new profile."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Fit a profile for your device from a few measured networks (few-shot): the base
+    profile's overall speed and overheads move, the rest keeps its values."""
+    with user_errors():
+        result = profiling.adapt(hardware, measurements, out, name)
+    if as_json:
+        typer.echo(json.dumps({"out": str(out), "before": result.before, "after": result.after}))
+        return
+    table = Table(title=f"adapted {result.model.name} on {result.rows} measurements -> {out}")
+    for col in ("figure", result.model.name, "adapted (in-sample)"):
+        table.add_column(col, justify="right" if col != "figure" else "left")
+    for key, label, fmt in FIGURES:
+        table.add_row(label, fmt.format(result.before[key]), fmt.format(result.after[key]))
+    console.print(table)
+    console.print(
+        "check it on networks outside the fit: nas latency validate -H "
+        f"{out} --measurements OTHER.csv"
+    )
+
+
+FIGURES = (  # key, label, format: what validate and adapt print
+    ("within_5pct", "within ±5%", "{:.0%}"),
+    ("within_10pct", "within ±10%", "{:.0%}"),
+    ("mape", "MAPE", "{:.1%}"),
+    ("max_error", "max error", "{:.1%}"),
+    ("bias", "bias", "{:+.1%}"),
+    ("kendall_tau", "tau", "{:.3f}"),
+    ("macs_kendall_tau", "MACs tau", "{:.3f}"),
+)
+
+
 @app.command("build-lut")
 def build_lut(
     space: str = SPACE_OPTION,
@@ -195,7 +239,9 @@ def build_lut(
 @app.command("validate")
 def validate(
     hardware: list[str] = HARDWARE_OPTION,
-    space: str = SPACE_OPTION,
+    space: str | None = typer.Option(
+        None, "--space", "-s", help="A preset name (not needed with --measurements)."
+    ),
     n: int = typer.Option(50, "--n", "-n", min=2, help="How many random subnets."),
     seed: int = typer.Option(2, "--seed", help="Seed of the validation subnets."),
     resolutions: list[int] | None = RESOLUTION_OPTION,
@@ -224,11 +270,14 @@ def validate(
     plot: Path | None = typer.Option(None, "--plot", help="Write predicted vs measured (PNG)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per hardware."),
 ) -> None:
-    """Measure N random subnets end to end (none used for calibration or training) and
-    compare each profile's predictions: within ±5% / ±10%, MAPE, Kendall tau."""
+    """Measure N random subnets end to end (none used for calibration or training), or read
+    networks measured elsewhere from --measurements, and compare each profile's predictions:
+    within ±5% / ±10%, MAPE, Kendall tau, and the Kendall tau of MACs alone."""
     with user_errors():
+        if space is None and measurements is None:
+            raise profiling.MeasurementError("give --space (to time subnets) or --measurements")
         report = profiling.validate(
-            hardware, supernet.get_space(space), n=n, seed=seed, resolutions=resolutions,
+            hardware, space, n=n, seed=seed, resolutions=resolutions,
             batch=batch, threads=threads, repeats=repeats, rounds=rounds, statistic=statistic,
             noise_floor=noise_floor, recalibrate=recalibrate, measurements=measurements,
             save=save,
@@ -238,20 +287,13 @@ def validate(
         for v, f in figures:
             typer.echo(json.dumps({"hardware": v.hardware, "space": report.space, **f}))
     else:
-        title = f"{report.space}: {report.subnets} subnets measured end to end vs predicted"
-        table = Table(title=title)
-        for col in ("hardware", "within ±5%", "within ±10%", "MAPE", "max error", "bias", "tau"):
-            table.add_column(col, justify="left" if col == "hardware" else "right")
+        what = f"{report.space}: " if report.space else ""
+        table = Table(title=f"{what}{report.subnets} networks measured end to end vs predicted")
+        table.add_column("hardware")
+        for _, label, _ in FIGURES:
+            table.add_column(label, justify="right")
         for v, f in figures:
-            table.add_row(
-                v.hardware,
-                f"{f['within_5pct']:.0%}",
-                f"{f['within_10pct']:.0%}",
-                f"{f['mape']:.1%}",
-                f"{f['max_error']:.1%}",
-                f"{f['bias']:+.1%}",
-                f"{f['kendall_tau']:.3f}",
-            )
+            table.add_row(v.hardware, *(fmt.format(f[key]) for key, _, fmt in FIGURES))
         console.print(table)
     if plot is not None:
         profiling.plot_validations([*report.validations, *report.rescaled], report.space, plot)

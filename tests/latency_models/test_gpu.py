@@ -91,7 +91,9 @@ def test_shipped_profiles_and_precisions():
         a100.predict(spec, precision="fp8")
     with pytest.raises(OptionError, match="unknown precision 'fp64'"):
         a100.predict(spec, precision="fp64")
-    with pytest.raises(OptionError, match=r"option 'sparsity': not an option.*allowed: precision"):
+    with pytest.raises(
+        OptionError, match=r"option 'sparsity': not an option.*allowed: layout, precision, runtime"
+    ):
         a100.predict(spec, sparsity=True)
     with pytest.raises(OptionError, match="batch comes from the spec"):
         a100.predict(spec, batch=8)
@@ -135,3 +137,120 @@ def test_calibration_recovers_a_known_device():
 def test_profile_errors(changes, message):
     with pytest.raises(ProfileError, match=message):
         toy(**changes)
+
+
+# ----- runtimes: eager PyTorch, torch.compile, TensorRT ----------------------------------------
+
+RUNTIMES = {
+    "eager": {"epilogue": "separate", "kernel_launch_us": 5, "op_overhead_us": 0},
+    "compiled": {"epilogue": "fused", "kernel_launch_us": 5, "op_overhead_us": 0},
+    "tensorrt": {"epilogue": "in_conv", "kernel_launch_us": 5, "op_overhead_us": 0},
+}
+
+
+def runtimes_toy(**runtimes) -> lm.CostModel:
+    legacy = {
+        k: v for k, v in PROFILE.items() if k not in ("kernel_launch_us", "network_overhead_us")
+    }
+    table = {name: {**RUNTIMES[name], **runtimes.get(name, {})} for name in RUNTIMES}
+    return lm.from_profile({**legacy, "runtimes": table}, "toy.yaml")
+
+
+def residual_block() -> lm.NetworkSpec:
+    """conv+BN, then conv+BN+ReLU, conv+BN and the residual add: tiny (launch-bound)."""
+    b = SpecBuilder((8, 4, 4))
+    stem = b.conv("c0", 8, kernel=1, src=None)
+    first = b.conv("c1", 8, kernel=1, act="relu")
+    second = b.conv("c2", 8, kernel=1, src=first)
+    b.add("add", second, stem)
+    return b.build()
+
+
+def test_each_runtime_runs_the_epilogue_as_documented():
+    hw, spec = runtimes_toy(), residual_block()
+    latency = {rt: hw.predict(spec, runtime=rt)["latency_ms"] for rt in RUNTIMES}
+    # kernels: eager c0+BN, c1+BN+ReLU, c2+BN, add = 8; compiled: each conv and its
+    # epilogue, the add fused into c2's = 6; TensorRT: one per conv = 3 (5 us launches;
+    # the work itself is negligible)
+    assert latency["eager"] == pytest.approx(8 * 0.005, rel=0.01)
+    assert latency["compiled"] == pytest.approx(6 * 0.005, rel=0.01)
+    assert latency["tensorrt"] == pytest.approx(3 * 0.005, rel=0.01)
+    assert hw.options()["runtime"] == ("eager", "compiled", "tensorrt")  # eager by default
+    assert hw.predict(spec)["latency_ms"] == latency["eager"]
+
+
+def test_a_slow_host_sets_the_pace_of_small_kernels():
+    """Host 20 us per kernel, GPU 5 us: the GPU waits for each kernel to be issued, so the
+    network takes the host's time plus the last kernel's; at a large batch the GPU's work
+    exceeds the host's and the host cost hides behind it."""
+    slow_host = runtimes_toy(eager={"op_overhead_us": 20})
+    spec = residual_block()
+    assert slow_host.predict(spec)["latency_ms"] == pytest.approx(8 * 0.020 + 0.005, rel=0.01)
+    big = linear_net(batch=4096)  # 164 us of GPU work in one kernel
+    fast, slow = runtimes_toy().predict(big), slow_host.predict(big)
+    assert slow["latency_ms"] - fast["latency_ms"] == pytest.approx(0.020, rel=0.01)
+
+
+def test_runtime_options_and_profile_errors():
+    hw = runtimes_toy()
+    with pytest.raises(OptionError, match="unknown runtime 'onnxruntime'"):
+        hw.predict(linear_net(), runtime="onnxruntime")
+    one = lm.from_profile({**PROFILE, "fuse_bn_act": False}, "toy.yaml")  # an older profile
+    assert one.options()["runtime"] == ("eager",)
+    with pytest.raises(OptionError, match="toy-gpu has no tensorrt runtime in its profile"):
+        one.predict(linear_net(), runtime="tensorrt")
+    with pytest.raises(ProfileError, match="'kernel_launch_us': give it per runtime"):
+        lm.from_profile({**PROFILE, "runtimes": {"eager": RUNTIMES["eager"]}}, "toy.yaml")
+    bad = {**RUNTIMES, "eager": {**RUNTIMES["eager"], "epilogue": "merged"}}
+    legacy = {
+        k: v for k, v in PROFILE.items() if k not in ("kernel_launch_us", "network_overhead_us")
+    }
+    with pytest.raises(ProfileError, match=r"'runtimes\.eager\.epilogue': value 'merged'"):
+        lm.from_profile({**legacy, "runtimes": bad}, "toy.yaml")
+
+
+def test_waves_quantize_a_layer_that_cannot_fill_the_sms():
+    """132 SMs, 128 x 128 tiles: a 1x1 conv of 128 x 64 x 64 outputs at batch 1 makes 32
+    tiles (one partial wave, 32/132 of the GPU busy); at batch 33 it makes 1,056 = 8 full
+    waves. Per image the small batch costs 132/32 times as much compute."""
+    hw = lm.from_profile({**PROFILE, "sm_count": 132, "kernel_launch_us": 0}, "toy.yaml")
+    b = SpecBuilder((128, 64, 64))
+    b.conv("pw", 128, kernel=1, bn=False, src=None)
+    spec = b.build()
+    memory_free = lm.from_profile(
+        {**PROFILE, "sm_count": 132, "kernel_launch_us": 0, "memory_bandwidth_gbs": 1e9},
+        "toy.yaml",
+    )
+    one = memory_free.predict(spec)["latency_ms"]
+    many = memory_free.predict(spec.with_batch(33))["latency_ms"]
+    assert one / (many / 33) == pytest.approx(132 / 32, rel=1e-6)
+    assert hw.predict(spec)["latency_ms"] >= one
+
+
+def test_calibration_recovers_host_and_gpu_overheads_per_runtime():
+    space = supernet.get_space("mnist-mbv3")
+    rng = np.random.default_rng(1)
+    specs = [space.to_spec(space.sample(rng), batch=int(rng.choice([1, 64]))) for _ in range(60)]
+    truth = runtimes_toy(
+        eager={"op_overhead_us": 15, "kernel_launch_us": 3},
+        compiled={"op_overhead_us": 4, "kernel_launch_us": 3},
+    )
+    runtimes = ["eager", "compiled"] * 30
+    measured = np.array(
+        [truth.predict(s, runtime=rt)["latency_ms"] for s, rt in zip(specs, runtimes, strict=True)]
+    )
+    # a host cost below the GPU's time per kernel is hidden (no gradient): start from a
+    # profile whose host costs are in the right range, as shipped profiles are
+    start = runtimes_toy(eager={"op_overhead_us": 8}, compiled={"op_overhead_us": 8})
+    fit = start.fit(specs, {"latency_ms": measured}, runtimes=runtimes, prior_weight=0.01)
+    assert fit.before["latency_ms_mape"] > 0.3 and fit.after["latency_ms_mape"] < 0.05
+    fitted = fit.profile["runtimes"]
+    assert fitted["eager"]["op_overhead_us"] == pytest.approx(15, rel=0.1)
+    assert fitted["compiled"]["op_overhead_us"] == pytest.approx(4, rel=0.2)
+    assert fitted["tensorrt"] == RUNTIMES["tensorrt"] | {"network_overhead_us": 0.0}  # unmeasured
+    only = runtimes_toy().fit(
+        specs, {"latency_ms": measured}, runtimes=runtimes, free=["eager.op_overhead_us"]
+    )
+    assert only.profile["efficiency"] == runtimes_toy().profile_with({})["efficiency"]
+    with pytest.raises(lm.HardwareError, match=r"cannot fit \['warp_size'\]"):
+        runtimes_toy().fit(specs, {"latency_ms": measured}, runtimes=runtimes, free=["warp_size"])
