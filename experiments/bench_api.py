@@ -71,7 +71,12 @@ def search_config(workdir: Path, name: str, population: int, generations: int) -
         ],
         "targets": {
             "stm32f746": {"peak_sram_kb": 8, "flash_kb": 450, "latency_ms": 20},
-            "h100-sxm": {"latency_ms": 0.55, "batch": 64, "precision": "fp16"},
+            "h100-sxm": {
+                "latency_ms": 0.28,
+                "batch": 64,
+                "precision": "fp16",
+                "runtime": "tensorrt",
+            },
         },
         "algorithm": {"population": population, "generations": generations, "seed": 0},
         "evaluation": "predictor",

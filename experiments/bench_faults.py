@@ -37,7 +37,7 @@ from tests.faults import harness
 
 TARGETS = {
     "stm32f746": {"peak_sram_kb": 12, "flash_kb": 600},
-    "h100-sxm": {"latency_ms": 0.7, "batch": 64, "precision": "fp16"},
+    "h100-sxm": {"latency_ms": 0.7, "batch": 64, "precision": "fp16", "runtime": "tensorrt"},
 }
 
 

@@ -35,7 +35,7 @@ from nas.workers import RayPool, start_ray
 
 TARGETS = {
     "stm32f746": {"peak_sram_kb": 8, "flash_kb": 450, "latency_ms": 20},
-    "h100-sxm": {"latency_ms": 0.55, "batch": 64, "precision": "fp16"},
+    "h100-sxm": {"latency_ms": 0.28, "batch": 64, "precision": "fp16", "runtime": "tensorrt"},
 }
 OBJECTIVES = [
     {"metric": "top1", "goal": "maximize"},

@@ -330,7 +330,8 @@ def _network_spec(
     path: Path, line: int, network: str, resolution_text: str, batch: int
 ) -> lm.NetworkSpec:
     """A row's `network`: a reference network by name (`resolution` optional), or the path
-    of an ONNX file to read (relative to the CSV)."""
+    of an ONNX or TorchScript file to read (relative to the CSV; a TorchScript file records
+    no input shape: `resolution` gives it, 3 channels)."""
     where = f"{path} line {line}"
     try:
         resolution = int(resolution_text) if resolution_text else None
@@ -338,8 +339,9 @@ def _network_spec(
         raise MeasurementError(f"{where}: column resolution: {resolution_text!r}") from None
     if network.lower().endswith(lm.NETWORK_FILE_SUFFIXES):
         file = Path(network) if Path(network).is_absolute() else path.parent / network
+        shape = (3, resolution, resolution) if resolution else None
         try:
-            return lm.spec_from_file(file, batch=batch)
+            return lm.spec_from_file(file, input_shape=shape, batch=batch)
         except lm.UserError as err:
             raise MeasurementError(f"{where}: column network: {err}") from None
     try:

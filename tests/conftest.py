@@ -76,7 +76,12 @@ def raw_config(tmp_path, tiny_supernet, tiny_predictor):
             "predictor": tiny_predictor,
             "targets": {
                 "stm32f746": {"peak_sram_kb": 12, "flash_kb": 600},
-                "h100-sxm": {"latency_ms": 0.7, "batch": 64, "precision": "fp16"},
+                "h100-sxm": {
+                    "latency_ms": 0.7,
+                    "batch": 64,
+                    "precision": "fp16",
+                    "runtime": "tensorrt",
+                },
             },
             "algorithm": {"population": 8, "generations": 3, "seed": 0},
             "evaluation": "predictor",

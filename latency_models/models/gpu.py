@@ -279,7 +279,7 @@ class GPUModel(CostModel):
         # (two more kernels and passes); `layout_costs.nchw_transpose` scales the passes
         transposed = np.zeros(len(cls_))
         if layout == "nchw" and precision in HALF_PRECISIONS:
-            convs = (cls_ == CLASS_CODES["conv"]) | (cls_ == CLASS_CODES["pointwise"])
+            convs = cls_ == CLASS_CODES["conv"]
             in_out = (b.col("in_elems") * samples + out_elems) * elem_bytes
             transposed = np.where(convs, 2 * in_out, 0)
             kernels = kernels + 2 * convs
@@ -318,12 +318,14 @@ class GPUModel(CostModel):
         tensor = _TENSOR[cls_]
         peak = np.where(tensor, self.peak_tflops[precision], self.vector_tflops[precision]) * 1e12
         eff = np.array([params["efficiency"][c] for c in LAYER_CLASSES])[cls_]
-        eff = np.where(work["nhwc_depthwise"], eff * params["nhwc_depthwise"], eff)
         half = np.where(tensor, params["half_tensor"], params["half_vector"]) * 1e9
         compute = (work["flops"] + half) / (peak * eff * self._fill(work))
         traffic = work["bytes"] + params["nchw_transpose"] * work["transposed"]
         memory = traffic / (self.bandwidth_gbs * 1e9 * params["memory_efficiency"])
-        gpu = np.maximum(compute, memory) + work["kernels"] * params["launch_us"] * 1e-6
+        busy = np.maximum(compute, memory)
+        # channels-last depthwise kernels run at their own speed (faster or slower)
+        busy = np.where(work["nhwc_depthwise"], busy / params["nhwc_depthwise"], busy)
+        gpu = busy + work["kernels"] * params["launch_us"] * 1e-6
         host = work["kernels"] * params["op_overhead_us"] * 1e-6
         return _pipeline(b, host, gpu) * 1e3 + params["network_overhead_us"] * 1e-3
 
@@ -482,7 +484,7 @@ def _floor(name: str) -> float:
 
 def _bounded(name: str) -> bool:
     """Efficiencies are fractions of a peak: at most 1."""
-    return name.startswith("efficiency.") or name in ("memory_efficiency", "nhwc_depthwise")
+    return name.startswith("efficiency.") or name == "memory_efficiency"
 
 
 def _unpack(values: Mapping[str, float], runtime: str) -> dict[str, Any]:

@@ -54,6 +54,10 @@ def predict(
     ),
     batch: int = typer.Option(1, "--batch", min=1, help="Samples per inference."),
     precision: str | None = typer.Option(None, "--precision", help="GPU precision."),
+    runtime: str | None = typer.Option(
+        None, "--runtime", help="GPU runtime: eager (default), compiled, tensorrt."
+    ),
+    layout: str | None = typer.Option(None, "--layout", help="GPU layout: nhwc or nchw."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
 ) -> None:
     """Predict an arch's costs on one or more devices."""
@@ -61,7 +65,8 @@ def predict(
         s = supernet.get_space(space)
         parsed = parse_arch(s, arch)
         spec = s.to_spec(parsed, batch=batch)
-        options = {} if precision is None else {"precision": precision}
+        given = {"precision": precision, "runtime": runtime, "layout": layout}
+        options = {k: v for k, v in given.items() if v is not None}
         costs = [(h, lm.load_hardware(h).predict(spec, **options)) for h in hardware]
     if as_json:
         for name, cost in costs:

@@ -211,3 +211,94 @@ def test_build_lut_writes_to_the_user_profile_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(lm.UnknownHardwareError):
         lm.load_hardware("my-cpu")
+
+
+# ----- GPU profiles: adapting to a device from a few measurements ------------------------------
+
+PUBLIC = Path(lm.PROFILE_DIR) / "gpu" / "public"
+
+
+def public_rows(file: str, **where: str) -> list[dict[str, str]]:
+    rows = read_rows(PUBLIC / file)
+    return [r for r in rows if all(r[k] == v for k, v in where.items())]
+
+
+def write_measurements(rows: list[dict[str, str]], path: Path) -> Path:
+    fields = ("network", "resolution", "batch", "precision", "runtime", "layout", "latency_ms")
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_adapt_a_profile_to_another_gpu_and_validate_it_on_other_networks(tmp_path):
+    """The RTX 4090 profile adapted on 20 networks timed on an RTX 3090 (timm's public
+    table) predicts 3090 timings of other networks better than before."""
+    rows = public_rows(
+        "timm-rtx3090.csv", framework="pytorch-2.4.0-cu124-amp", layout="nhwc", runtime="eager"
+    )
+    networks = sorted({r["network"] for r in rows})
+    few = [next(r for r in rows if r["network"] == n) for n in networks[::4][:20]]
+    others = [r for r in rows if r["network"] not in {f["network"] for f in few}][:40]
+    few_csv = write_measurements(few, tmp_path / "few.csv")
+    check_csv = write_measurements(others, tmp_path / "check.csv")
+    out = tmp_path / "my-3090.yaml"
+    result = run("latency", "adapt", "-H", "rtx4090", "-m", str(few_csv), "-o", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    fitted = json.loads(result.output)
+    assert fitted["after"]["mape"] < fitted["before"]["mape"]
+    adapted = lm.load_hardware(str(out))
+    assert adapted.profile["calibration"]["adapted_from"] == "rtx4090"
+    assert adapted.peak_tflops == lm.load_hardware("rtx4090").peak_tflops  # the base's datasheet
+    result = run(
+        "latency", "validate", "-H", "rtx4090", "-H", str(out), "--measurements", str(check_csv),
+        "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    before, after = (json.loads(line) for line in result.output.splitlines())
+    assert after["mape"] < before["mape"] and after["n"] == len(others)
+    assert after["kendall_tau"] > after["macs_kendall_tau"]  # better than ranking by MACs
+
+
+def test_measurement_rows_name_their_network_clearly(tmp_path):
+    bad = write_measurements(
+        [{"network": "resnet5O", "batch": 1, "latency_ms": 1.0}], tmp_path / "typo.csv"
+    )
+    result = run("latency", "adapt", "-H", "rtx4090", "-m", str(bad), "-o", "x.yaml")
+    assert result.exit_code == 2
+    assert "line 2: column network: unknown reference network 'resnet5O'" in result.output
+    bad = write_measurements(
+        [{"network": "resnet50", "resolution": "big", "batch": 1, "latency_ms": 1.0}],
+        tmp_path / "res.csv",
+    )
+    result = run("latency", "validate", "-H", "rtx4090", "--measurements", str(bad))
+    assert result.exit_code == 2 and "column resolution: 'big'" in result.output
+    bad = write_measurements(
+        [{"network": "model.onnx", "batch": 1, "latency_ms": 1.0}], tmp_path / "file.csv"
+    )
+    result = run("latency", "validate", "-H", "rtx4090", "--measurements", str(bad))
+    assert result.exit_code == 2 and "model.onnx" in result.output
+    result = run("latency", "validate", "-H", "rtx4090")
+    assert result.exit_code == 2 and "give --space" in result.output
+    rows = [{**public_rows("pycls-v100.csv")[0], "runtime": "onnxruntime"}]
+    bad = write_measurements(rows, tmp_path / "runtime.csv")
+    result = run("latency", "validate", "-H", "v100-sxm2", "--measurements", str(bad))
+    assert result.exit_code == 2 and "unknown runtime 'onnxruntime'" in result.output
+
+
+def test_gpu_check_script_runs_on_the_cpu(tmp_path):
+    """experiments/gpu_check.py is meant for a GPU machine; its CPU mode runs every step."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "experiments" / "gpu_check.py"
+    args = ["--device", "cpu", "--n", "4", "--adapt", "1", "--repeats", "2", "--out", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = [json.loads(line) for line in done.stdout.splitlines() if '"name"' in line]
+    assert {f["name"] for f in figures} == {"gpu_check_profile_error", "gpu_check_adapted_error"}
+    rows = read_rows(tmp_path / "gpu-measurements.csv")
+    assert len(rows) == 8 and all(float(r["latency_ms"]) > 0 for r in rows)

@@ -187,8 +187,8 @@ def test_export_writes_checked_files_and_card(finished, tmp_path):
     scripted = torch.jit.load(str(tmp_path / "out" / "model.torchscript.pt"))
     session = ort.InferenceSession(str(tmp_path / "out" / "model.onnx"))
     (onnx_out,) = session.run(None, {"input": x.numpy()})
-    with torch.no_grad():
-        assert np.abs(scripted(x).numpy() - onnx_out).max() < 1e-4
+    with torch.no_grad():  # float32 rounding: relative to logits that may reach ~100
+        np.testing.assert_allclose(scripted(x).numpy(), onnx_out, rtol=1e-5, atol=1e-4)
     saved = torch.load(tmp_path / "out" / "model.state_dict.pt", weights_only=True)
     assert saved["arch"] == best.arch
     with store.session() as s:

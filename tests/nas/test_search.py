@@ -127,7 +127,7 @@ def test_default_objectives_and_target_fields(search_config):
         "h100-sxm.latency_ms",
     ]
     h100 = config.targets["h100-sxm"]
-    assert h100.batch == 64 and h100.options == {"precision": "fp16"}
+    assert h100.batch == 64 and h100.options == {"precision": "fp16", "runtime": "tensorrt"}
     assert h100.limits == {"latency_ms": 0.7}
 
 

@@ -177,7 +177,7 @@ def test_a_candidate_has_its_cost_on_every_registered_device(searched):
     assert stm32["target"] and stm32["costs"]["peak_sram_kb"] == pytest.approx(
         info["stm32f746.peak_sram_kb"]
     )
-    assert (h100["batch"], h100["options"]) == (64, {"precision": "fp16"})
+    assert (h100["batch"], h100["options"]) == (64, {"precision": "fp16", "runtime": "tensorrt"})
     assert h100["costs"]["latency_ms"] == pytest.approx(info["h100-sxm.latency_ms"])
     other = info["devices"]["a100-sxm"]
     assert not other["target"] and other["batch"] == 1 and other["costs"]["latency_ms"] > 0

@@ -304,7 +304,7 @@ def test_gan_search_pareto_and_export_from_the_cli(tiny_gan, tmp_path):
             {"metric": "stm32h743.latency_ms", "goal": "minimize"},
         ],
         "targets": {
-            "stm32h743": {"peak_sram_kb": 64, "latency_ms": 400},
+            "stm32h743": {"peak_sram_kb": 256, "latency_ms": 400},
             "h100-sxm": {"latency_ms": 1.0, "batch": 16, "precision": "fp16"},
         },
         "algorithm": {"population": 6, "generations": 2, "seed": 0},
@@ -323,7 +323,7 @@ def test_gan_search_pareto_and_export_from_the_cli(tiny_gan, tmp_path):
     rows = json.loads(front.output.strip().splitlines()[-1])["front"]
     assert rows and [r["fid"] for r in rows] == sorted(r["fid"] for r in rows)
     for row in rows:
-        assert row["stm32h743.peak_sram_kb"] <= 64
+        assert row["stm32h743.peak_sram_kb"] <= 256
         assert row["stm32h743.latency_ms"] <= 400
 
     mcu = runner.invoke(

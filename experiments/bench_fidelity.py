@@ -1,0 +1,148 @@
+"""How well the shipped GPU profiles predict public measurements, before and after adapting.
+
+Prints one JSON object per figure:
+  gpu_profile_fidelity     per shipped GPU profile and split (the rows its fit used, and the
+                           networks it never saw), per batch range: Kendall tau, MAPE, the
+                           share within ±10%, and the Kendall tau of MACs alone on the same
+                           rows (the baseline a cost model must beat)
+  gpu_adaptation           `nas latency adapt` from a shipped profile to another GPU's public
+                           rows: 20 measured networks adapt it, the others (never seen) check
+                           it, before and after (goal: MAPE <= 10% after)
+
+    python experiments/bench_fidelity.py [--adapt-rows 20] [--seed 0]
+
+The rows are latency_models/profiles/gpu/public/ (sources in SOURCE.md there) as each
+profile's fit used them (latency_models/profiles/gpu/fits/NAME.csv, written by
+experiments/fit_gpu_profiles.py); predictions are the shipped profiles', made here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import latency_models as lm
+from nas import profiling
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU = ROOT / "latency_models" / "profiles" / "gpu"
+BATCH_RANGES = {"batch >= 32": (32, 1 << 30), "batch 2-31": (2, 31), "batch 1": (1, 1)}
+# (base profile, the public rows of another GPU it is adapted to: file, gpu, filters)
+ADAPTATIONS = [
+    ("rtx4090", "timm-rtx3090.csv", {"gpu": "rtx3090", "framework": "pytorch-2.4.0-cu124-amp"}),
+    ("rtx4090", "timm-rtx5090.csv", {"gpu": "rtx5090", "runtime": "eager"}),
+    ("rtx4090", "timm-rtx-pro-6000-maxq.csv", {"runtime": "eager"}),
+    ("rtx4090", "pycls-v100.csv", {}),
+    ("v100-sxm2", "ryujaehun-a100.csv", {}),
+]
+COLUMNS = ("network", "resolution", "batch", "precision", "runtime", "layout", "latency_ms")
+
+
+def emit(name: str, **fields: Any) -> None:
+    print(json.dumps({"name": name, **fields}), flush=True)
+
+
+def public_rows(file: str) -> list[dict[str, str]]:
+    with open(GPU / "public" / file, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def validation_network(name: str) -> bool:
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from fit_gpu_profiles import validation_network as split
+
+    return split(name)
+
+
+def write_rows(rows: list[dict[str, str]], path: Path) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def figures(model: lm.CostModel, csv_path: Path) -> dict[str, float]:
+    data = profiling.load_measurements([csv_path])
+    measured = data.metrics["latency_ms"]
+    return profiling.Validation(model.name, data.predict(model), measured, data.macs()).figures()
+
+
+def rounded(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
+
+
+def profile_fidelity(workdir: Path) -> None:
+    for fits in sorted((GPU / "fits").glob("*.csv")):
+        name = fits.stem
+        model = lm.load_hardware(name)
+        with open(fits, newline="") as f:
+            used = list(csv.DictReader(f))
+        tables = {file: public_rows(file) for file in {u["file"] for u in used}}
+        rows = [{**tables[u["file"]][int(u["line"]) - 2], "split": u["split"]} for u in used]
+        for split in ("fit", "validation"):
+            for label, (low, high) in BATCH_RANGES.items():
+                chosen = [r for r in rows if r["split"] == split and low <= int(r["batch"]) <= high]
+                if len(chosen) < 3:
+                    continue
+                path = write_rows(chosen, workdir / f"{name}-{split}.csv")
+                emit(
+                    "gpu_profile_fidelity",
+                    profile=name,
+                    split=split,
+                    batches=label,
+                    calibration=model.profile["calibration"]["method"],
+                    **rounded(figures(model, path)),
+                )
+
+
+def adaptation(base: str, file: str, where: dict[str, str], n: int, seed: int, work: Path) -> None:
+    model = lm.load_hardware(base)
+    rows = [r for r in public_rows(file) if all(r[k] == v for k, v in where.items())]
+    rows = [r for r in rows if r["precision"] in model.options()["precision"]]
+    networks = sorted({r["network"] for r in rows})
+    seen = [net for net in networks if not validation_network(net)]
+    rng = np.random.default_rng(seed)
+    picked = set(rng.choice(seen, size=min(n, len(seen)), replace=False).tolist())
+    few = [next(r for r in rows if r["network"] == net) for net in sorted(picked)]
+    others = [r for r in rows if validation_network(r["network"])]
+    if len(others) < 3:
+        return
+    few_csv = write_rows(few, work / f"adapt-{base}-{file}")
+    others_csv = write_rows(others, work / f"check-{base}-{file}")
+    result = profiling.adapt(base, [few_csv], work / f"adapted-{base}-{Path(file).stem}.yaml")
+    adapted = lm.load_hardware(str(result.path))
+    emit(
+        "gpu_adaptation",
+        base=base,
+        target=f"{file} {where}".strip(),
+        adapted_on=len(few),
+        checked_on=len(others),
+        checked_networks=len({r["network"] for r in others}),
+        before=rounded(figures(model, others_csv)),
+        after=rounded(figures(adapted, others_csv)),
+        goal="MAPE <= 0.10 after adapting on 20 measurements",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--adapt-rows", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="nas-fidelity-") as tmp:
+        work = Path(tmp)
+        profile_fidelity(work)
+        for base, file, where in ADAPTATIONS:
+            adaptation(base, file, where, args.adapt_rows, args.seed, work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,455 @@
+"""Fit the shipped GPU profiles to public measurements, and write them with their evidence.
+
+    python experiments/fit_gpu_profiles.py            # every profile below
+    python experiments/fit_gpu_profiles.py rtx4090    # some of them
+
+For each GPU: a datasheet base (peaks, bandwidth, SMs: the numbers the vendor publishes),
+the priors of the free parameters (efficiencies, overheads per runtime: taken from the GPU
+it is calibrated after, or from a base prior), and the public rows it is fitted on
+(latency_models/profiles/gpu/public/, see SOURCE.md there). The networks of each GPU's rows
+are split by a hash of their name: two thirds fit the profile, one third (never seen by the
+fit) validates it. Writes:
+
+* latency_models/profiles/NAME.yaml, with a `calibration` block that names the sources,
+  the rows and the figures on both splits;
+* latency_models/profiles/gpu/fits/NAME.csv: every row used (source file and line, its
+  split), which experiments/bench_fidelity.py re-predicts with the shipped profile.
+
+A GPU without rows of its own (H100, H200) takes the fitted parameters of the GPU of the
+generation before it with its own datasheet numbers: `transferred`, and it says so.
+Never fitted on: the HELP dataset, Accel-NASBench, nn-Meter (kept for checking from outside).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import hashlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import latency_models as lm
+from latency_models.arrays import LAYER_CLASSES
+from latency_models.models.gpu import FIELDS as GPU_FIELDS
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = ROOT / "latency_models" / "profiles"
+PUBLIC = PROFILES / "gpu" / "public"
+FITS = PROFILES / "gpu" / "fits"
+
+# The prior of a GPU calibrated first: typical cuDNN/cuBLAS efficiencies; eager PyTorch costs
+# the host about 10 us per kernel (dispatch and the module call), torch.compile's generated
+# wrapper a few us, TensorRT's enqueue about 1 us.
+BASE_PRIOR: dict[str, Any] = {
+    "efficiency": dict.fromkeys(LAYER_CLASSES, 0.5),
+    "memory_efficiency": 0.8,
+    "half_saturation_gflop": {"tensor": 0.5, "vector": 0.02},
+    "layout_costs": {"nchw_transpose": 1.0, "nhwc_depthwise": 1.0},
+    "runtime": "eager",
+    "runtimes": {
+        "eager": {
+            "epilogue": "separate",
+            "kernel_launch_us": 3.0,
+            "op_overhead_us": 10.0,
+            "network_overhead_us": 30.0,
+        },
+        "compiled": {
+            "epilogue": "fused",
+            "kernel_launch_us": 3.0,
+            "op_overhead_us": 4.0,
+            "network_overhead_us": 50.0,
+        },
+        "tensorrt": {
+            "epilogue": "in_conv",
+            "kernel_launch_us": 2.0,
+            "op_overhead_us": 1.0,
+            "network_overhead_us": 10.0,
+        },
+    },
+}
+FITTED = (
+    "efficiency",
+    "memory_efficiency",
+    "half_saturation_gflop",
+    "layout_costs",
+    "runtime",
+    "runtimes",
+)
+HOPPER_NOTE = (
+    "no public per-network measurement of a Hopper GPU was found (MLPerf publishes H100 and "
+    "H200 throughput only): measure yours with experiments/gpu_check.py and adapt this "
+    "profile with `nas latency adapt`"
+)
+
+
+@dataclass
+class Target:
+    """One shipped GPU profile: its datasheet, where its priors come from, its rows."""
+
+    name: str
+    datasheet: dict[str, Any]
+    rows: Callable[[dict[str, str]], bool] | None = None  # which public rows are this GPU's
+    files: Sequence[str] = ()
+    prior_from: str | None = None  # a profile fitted before; None: BASE_PRIOR
+    transferred: bool = False  # no rows: the prior's parameters as they are
+    notes: list[str] = field(default_factory=list)
+
+
+def gpu_is(*names: str, frameworks: Sequence[str] = (), min_batch: int = 1) -> Callable:
+    def keep(row: dict[str, str]) -> bool:
+        framework_ok = not frameworks or any(f in row["framework"] for f in frameworks)
+        return row["gpu"] in names and framework_ok and int(row["batch"]) >= min_batch
+
+    return keep
+
+
+def datasheet(
+    description: str,
+    reference: str,
+    tensor: dict[str, float],
+    vector: dict[str, float],
+    bandwidth: float,
+    sms: int,
+    precision: str = "fp16",
+) -> dict[str, Any]:
+    return {
+        "kind": "gpu",
+        "description": description,
+        "reference": reference,
+        "peak_tflops": tensor,
+        "vector_tflops": vector,
+        "memory_bandwidth_gbs": bandwidth,
+        "sm_count": sms,
+        "default_precision": precision,
+        "layout": "nhwc",
+    }
+
+
+TARGETS = [
+    Target(
+        "rtx4090",
+        datasheet(
+            "NVIDIA GeForce RTX 4090 (Ada, 24 GB), calibrated on timm's public benchmarks",
+            "NVIDIA Ada GPU architecture whitepaper: 128 SMs, FP16/BF16 tensor 165.2 TFLOPS "
+            "dense with FP32 accumulate (what autocast uses), INT8 660.6 TOPS, FP32 82.6 "
+            "TFLOPS (CUDA cores, also FP16), GDDR6X 1,008 GB/s",
+            {"fp32": 82.6, "tf32": 82.6, "fp16": 165.2, "bf16": 165.2, "int8": 660.6},
+            {"fp32": 82.6, "tf32": 82.6, "fp16": 82.6, "bf16": 82.6, "int8": 82.6},
+            1008,
+            128,
+        ),
+        gpu_is("rtx4090"),
+        ["timm-rtx4090.csv"],
+    ),
+    Target(
+        "v100-sxm2",
+        datasheet(
+            "NVIDIA V100 SXM2 (Volta, 16/32 GB), calibrated on pycls and NVIDIA "
+            "DeepLearningExamples measurements",
+            "NVIDIA Tesla V100 datasheet (SXM2): 80 SMs, FP16 tensor 125 TFLOPS, FP32 15.7, "
+            "FP16 CUDA cores 31.4; HBM2 900 GB/s; no TF32, BF16 or INT8 tensor cores",
+            {"fp32": 15.7, "fp16": 125},
+            {"fp32": 15.7, "fp16": 31.4},
+            900,
+            80,
+        ),
+        lambda r: (
+            r["gpu"].startswith("v100")
+            and (
+                "pycls" in r["source"]
+                or (r["framework"].startswith("pytorch") and int(r["batch"]) >= 32)
+            )
+        ),
+        ["pycls-v100.csv", "dle.csv"],
+        prior_from="rtx4090",
+        notes=[
+            "DeepLearningExamples' PyTorch rows below batch 32 are left out: they time more "
+            "than the forward pass (10-13 ms for ResNet-50 at batch 1, AMP slower than fp32)",
+            "PaddleClas's V100 TensorRT tables are left out: no one device model fits them "
+            "(ResNets 2.5x slower than predicted on one page, RegNets 2x faster on another), "
+            "so they were measured in conditions the pages do not state",
+        ],
+    ),
+    Target(
+        "a100-sxm4-40gb",
+        datasheet(
+            "NVIDIA A100 SXM4 40GB (Ampere), calibrated on an eager PyTorch benchmark of 21 "
+            "CNNs (ryujaehun/pytorch-gpu-benchmark, batch 12)",
+            "NVIDIA A100 datasheet (SXM4 40GB): as the 80GB, with HBM2 1,555 GB/s",
+            {"fp32": 19.5, "tf32": 156, "fp16": 312, "bf16": 312, "int8": 624},
+            {"fp32": 19.5, "tf32": 19.5, "fp16": 78, "bf16": 39, "int8": 78},
+            1555,
+            108,
+        ),
+        gpu_is("a100-sxm4-40gb", frameworks=("pytorch",)),
+        ["ryujaehun-a100.csv", "dle.csv"],
+        prior_from="rtx4090",
+        notes=[
+            "its timings include copying each batch to the GPU (the benchmark's own loop, "
+            "about 0.6 ms at batch 12): the fit takes that for slower memory "
+            "(memory_efficiency), so this profile is slow for small networks measured "
+            "without the copy; the 80GB profile (a100-sxm) is not derived from it",
+        ],
+    ),
+    Target(
+        "a100-sxm",
+        datasheet(
+            "NVIDIA A100 SXM4 80GB (Ampere): the RTX 4090's fit on this datasheet, checked on "
+            "NVIDIA DeepLearningExamples and MLPerf Inference measurements",
+            "NVIDIA A100 datasheet (SXM4 80GB): 108 SMs, FP16/BF16 tensor 312 TFLOPS, TF32 156, "
+            "INT8 624 TOPS, FP32 19.5; CUDA cores FP16 78, BF16 39; HBM2e 2,039 GB/s",
+            {"fp32": 19.5, "tf32": 156, "fp16": 312, "bf16": 312, "int8": 624},
+            {"fp32": 19.5, "tf32": 19.5, "fp16": 78, "bf16": 39, "int8": 78},
+            2039,
+            108,
+        ),
+        lambda r: (
+            r["gpu"] == "a100-sxm4-80gb"
+            and (
+                r["runtime"] == "tensorrt"
+                or (r["framework"].startswith("pytorch") and int(r["batch"]) >= 32)
+            )
+        ),
+        ["dle.csv", "mlperf-resnet50.csv"],
+        prior_from="rtx4090",
+        transferred=True,
+        notes=[
+            "its public rows cover three networks (ResNet-50, EfficientNet-B0/B4): too few to "
+            "fit on some and check on others, so it takes the RTX 4090's fit on this datasheet, "
+            "and all its rows check it",
+            "no rows fit the TensorRT runtime of any profile: its parameters are the base prior",
+        ],
+    ),
+    Target(
+        "l4",
+        datasheet(
+            "NVIDIA L4 (Ada, 24 GB): the RTX 4090's fitted parameters on the L4's datasheet",
+            "NVIDIA L4 datasheet: 58 SMs, FP16/BF16 tensor 121 TFLOPS dense, INT8 242.5 TOPS, "
+            "FP32 30.3 (CUDA cores, also FP16); GDDR6 300 GB/s",
+            {"fp32": 30.3, "tf32": 60, "fp16": 121, "bf16": 121, "int8": 242.5},
+            {"fp32": 30.3, "tf32": 30.3, "fp16": 30.3, "bf16": 30.3, "int8": 30.3},
+            300,
+            58,
+        ),
+        gpu_is("l4"),
+        ["mlperf-resnet50.csv"],
+        prior_from="rtx4090",
+        transferred=True,
+        notes=[
+            "checked (not fitted) on MLPerf Inference's two L4 ResNet-50 int8 TensorRT rows: "
+            "predicted 1.8x too slow; the L4's 48 MB L2 cache holds ResNet-50's int8 weights, "
+            "and the model reads every weight from DRAM",
+        ],
+    ),
+    Target(
+        "h100-sxm",
+        datasheet(
+            "NVIDIA H100 SXM5 80GB (Hopper): the RTX 4090's fitted parameters on this datasheet",
+            "NVIDIA H100 datasheet (SXM5): 132 SMs, FP16/BF16 tensor 989 TFLOPS dense, TF32 495, "
+            "FP8/INT8 1,979, FP32 67; CUDA cores FP16/BF16 134; HBM3 3,350 GB/s",
+            {"fp32": 67, "tf32": 495, "fp16": 989, "bf16": 989, "fp8": 1979, "int8": 1979},
+            {"fp32": 67, "tf32": 67, "fp16": 134, "bf16": 134, "fp8": 134, "int8": 134},
+            3350,
+            132,
+        ),
+        prior_from="rtx4090",
+        transferred=True,
+        notes=[HOPPER_NOTE],
+    ),
+    Target(
+        "h100-pcie",
+        datasheet(
+            "NVIDIA H100 PCIe 80GB (Hopper): the RTX 4090's fitted parameters on this datasheet",
+            "NVIDIA H100 datasheet (PCIe): 114 SMs, FP16/BF16 tensor 756 TFLOPS dense, TF32 378, "
+            "FP8/INT8 1,513, FP32 51; CUDA cores FP16/BF16 102; HBM2e 2,000 GB/s",
+            {"fp32": 51, "tf32": 378, "fp16": 756, "bf16": 756, "fp8": 1513, "int8": 1513},
+            {"fp32": 51, "tf32": 51, "fp16": 102, "bf16": 102, "fp8": 102, "int8": 102},
+            2000,
+            114,
+        ),
+        prior_from="rtx4090",
+        transferred=True,
+        notes=[HOPPER_NOTE],
+    ),
+    Target(
+        "h200",
+        datasheet(
+            "NVIDIA H200 SXM 141GB (Hopper): the RTX 4090's fitted parameters on this datasheet",
+            "NVIDIA H200 datasheet (SXM): the H100 SXM's compute (132 SMs, FP16/BF16 989 TFLOPS "
+            "dense, FP8/INT8 1,979, FP32 67) with HBM3e 4,800 GB/s",
+            {"fp32": 67, "tf32": 495, "fp16": 989, "bf16": 989, "fp8": 1979, "int8": 1979},
+            {"fp32": 67, "tf32": 67, "fp16": 134, "bf16": 134, "fp8": 134, "int8": 134},
+            4800,
+            132,
+        ),
+        prior_from="rtx4090",
+        transferred=True,
+        notes=[HOPPER_NOTE],
+    ),
+]
+
+
+@dataclass
+class Row:
+    file: str
+    line: int  # in the CSV file, header = line 1
+    data: dict[str, str]
+    spec: lm.NetworkSpec
+
+    @property
+    def options(self) -> tuple[str, str, str]:
+        return self.data["precision"], self.data["runtime"], self.data["layout"]
+
+
+def validation_network(name: str) -> bool:
+    """One network in three is kept out of every fit (all its rows, on every GPU)."""
+    return int(hashlib.sha256(name.encode()).hexdigest(), 16) % 3 == 0
+
+
+def read_rows(target: Target, model: lm.CostModel) -> list[Row]:
+    rows = []
+    for file in target.files:
+        with open(PUBLIC / file, newline="") as f:
+            for line, data in enumerate(csv.DictReader(f), start=2):
+                if target.rows is None or not target.rows(data):
+                    continue
+                if data["precision"] not in model.options()["precision"]:
+                    continue
+                spec = lm.reference_spec(
+                    data["network"], int(data["resolution"]), int(data["batch"])
+                )
+                rows.append(Row(file, line, data, spec))
+    return rows
+
+
+def predict(model: lm.CostModel, rows: Sequence[Row]) -> np.ndarray:
+    out = np.empty(len(rows))
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(row.options, []).append(i)
+    for (precision, runtime, layout), idx in groups.items():
+        specs = [rows[i].spec for i in idx]
+        out[idx] = model.predict_arrays(specs, precision=precision, runtime=runtime, layout=layout)[
+            "latency_ms"
+        ]
+    return out
+
+
+def figures(predicted: np.ndarray, rows: Sequence[Row]) -> dict[str, float]:
+    from scipy.stats import kendalltau
+
+    measured = np.array([float(r.data["latency_ms"]) for r in rows])
+    macs = np.array([r.spec.macs * r.spec.batch for r in rows], dtype=float)
+    error = predicted / measured - 1
+    return {
+        "rows": len(rows),
+        "networks": len({r.data["network"] for r in rows}),
+        "kendall_tau": round(float(kendalltau(predicted, measured).statistic), 4),
+        "macs_kendall_tau": round(float(kendalltau(macs, measured).statistic), 4),
+        "mape": round(float(np.mean(np.abs(error))), 4),
+        "within_10pct": round(float(np.mean(np.abs(error) <= 0.10)), 4),
+    }
+
+
+def fit_target(target: Target, fitted: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    prior = fitted[target.prior_from] if target.prior_from else BASE_PRIOR
+    profile = {"name": target.name, **target.datasheet, **{k: prior[k] for k in FITTED}}
+    model = lm.from_profile(profile, f"{target.name}.yaml")
+    rows = read_rows(target, model) if target.rows is not None else []
+    split = np.array(  # a transferred profile fits nothing: every row checks it
+        [target.transferred or validation_network(r.data["network"]) for r in rows], dtype=bool
+    )
+    fit_rows = [r for r, v in zip(rows, split, strict=True) if not v]
+    report: dict[str, Any] = {}
+    if fit_rows and not target.transferred:
+        y = np.array([float(r.data["latency_ms"]) for r in fit_rows])
+        precisions, runtimes, layouts = zip(*(r.options for r in fit_rows), strict=True)
+        fit = model.fit(
+            [r.spec for r in fit_rows],
+            {"latency_ms": y},
+            precisions=precisions,
+            runtimes=runtimes,
+            layouts=layouts,
+        )
+        profile = {**fit.profile, **target.datasheet, "name": target.name}
+        model = lm.from_profile(profile, f"{target.name}.yaml")
+    predicted = predict(model, rows) if rows else np.zeros(0)
+    for name, mask in (("fit", ~split), ("validation", split)):
+        chosen = [r for r, m in zip(rows, mask, strict=True) if m]
+        if chosen:
+            report[name] = figures(predicted[mask], chosen)
+    calibration: dict[str, Any] = {
+        "method": (
+            f"parameters of {target.prior_from} on this datasheet (transferred; no rows of "
+            "this GPU were fitted)"
+            if target.transferred or not fit_rows
+            else "least squares on log latency (nas latency calibrate), from the priors of "
+            + (target.prior_from or "the base prior")
+        ),
+        "sources": [f"gpu/public/{f}" for f in target.files],
+        "rows": f"gpu/fits/{target.name}.csv" if rows else None,
+        "split": (
+            "every row validates"
+            if target.transferred
+            else "networks whose sha256(name) % 3 == 0 validate; the others fit"
+        ),
+        **report,
+        "notes": target.notes,
+        "date": datetime.date.today().isoformat(),
+        "script": "experiments/fit_gpu_profiles.py",
+    }
+    profile["calibration"] = {k: v for k, v in calibration.items() if v not in (None, [])}
+    lm.dump_profile(_ordered(profile), PROFILES / f"{target.name}.yaml")
+    lm.load_hardware(str(PROFILES / f"{target.name}.yaml"))  # it must load
+    if rows:
+        FITS.mkdir(parents=True, exist_ok=True)
+        with open(FITS / f"{target.name}.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", "line", "split", "network", "batch", "latency_ms"])
+            for r, v in zip(rows, split, strict=True):
+                writer.writerow(
+                    [
+                        r.file,
+                        r.line,
+                        "validation" if v else "fit",
+                        r.data["network"],
+                        r.data["batch"],
+                        r.data["latency_ms"],
+                    ]
+                )
+    return profile
+
+
+def _ordered(profile: dict[str, Any]) -> dict[str, Any]:
+    """The profile's fields in the order the GPU model documents them."""
+    return {k: profile[k] for k in GPU_FIELDS if k in profile}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="profiles to fit (default: all)")
+    args = parser.parse_args()
+    wanted = set(args.names) or {t.name for t in TARGETS}
+    unknown = wanted - {t.name for t in TARGETS}
+    if unknown:
+        sys.exit(f"unknown profiles {sorted(unknown)}; known: {[t.name for t in TARGETS]}")
+    fitted: dict[str, dict[str, Any]] = {}
+    for target in TARGETS:
+        if target.name not in wanted:  # a prior of a later one: the shipped profile
+            fitted[target.name] = dict(lm.load_hardware(target.name).profile)
+            continue
+        profile = fit_target(target, fitted)
+        fitted[target.name] = profile
+        summary = {k: profile["calibration"].get(k) for k in ("fit", "validation")}
+        print(json.dumps({"profile": target.name, **summary}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
