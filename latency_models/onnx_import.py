@@ -9,7 +9,8 @@ or as `batch`). Nodes map to the same layers that `latency_models.trace` makes o
 module the file came from: a BatchNormalization or an activation that directly follows a
 convolution (or Gemm/MatMul) and is its only reader is folded into it; the forms exporters
 emit for activations ONNX lacks (x * Sigmoid(x), x * HardSigmoid(x)) become one activation;
-Flatten, Reshape, Squeeze, Unsqueeze, Identity and Dropout are aliases; nodes that read only
+Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout and a quantized graph's QuantizeLinear and
+DequantizeLinear are aliases (same shape, another element type); nodes that read only
 constants (initializers, Constant, shapes) are weights or shape arithmetic, not layers.
 Anything else raises TraceError naming the node's op type and name.
 
@@ -55,7 +56,18 @@ _ACTIVATIONS = {
 }
 # x * gate(x), as exporters write the activations ONNX (before opset 14 or 24) lacks
 _GATED = {"Sigmoid": "swish", "HardSigmoid": "h_swish"}
-_ALIASES = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
+# a quantized (QDQ) graph's QuantizeLinear/DequantizeLinear pairs keep the tensor's shape:
+# the layers are the same, only the element type differs
+_ALIASES = {
+    "Flatten",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Identity",
+    "Dropout",
+    "QuantizeLinear",
+    "DequantizeLinear",
+}
 _SHAPE_OPS = {"Shape", "Size"}  # read an activation's shape, not its values
 _MAX_EVALUATED = 1 << 16  # constants larger than this are weights: never evaluated
 _SUBGRAPH_TYPES = (5, 10)  # onnx.AttributeProto.GRAPH, GRAPHS
@@ -205,6 +217,40 @@ def _split_input_shape(input_shape: Sequence[int], source: str) -> tuple[int, Sh
 # ----- the graph ------------------------------------------------------------------------------
 
 
+def _strip_activation_qdq(graph: Any, initializers: set[str]) -> None:
+    """Remove the QuantizeLinear -> DequantizeLinear pairs a quantized (QDQ) file puts on its
+    activations, so that its layers read as the float file's do (an activation after its
+    convolution, x * HardSigmoid(x) as one h_swish). A weight's DequantizeLinear of an
+    int8 initializer stays: it is evaluated as a constant."""
+    producer = {out: node for node in graph.node for out in node.output}
+    renamed: dict[str, str] = {}  # a DequantizeLinear's output -> the float tensor quantized
+    dropped = []
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] in initializers:
+            continue
+        quantize = producer.get(node.input[0])
+        if quantize is None or quantize.op_type != "QuantizeLinear":
+            continue
+        renamed[node.output[0]] = quantize.input[0]
+        dropped.append(node)
+    if not renamed:
+        return
+    for node in graph.node:
+        for k, tensor in enumerate(node.input):
+            if tensor in renamed:
+                node.input[k] = renamed[tensor]
+    outputs = {vi.name for vi in graph.output}
+    for node in dropped:
+        graph.node.remove(node)
+    readers = {t for node in graph.node for t in node.input} | outputs
+    for node in list(graph.node):  # QuantizeLinear nodes nobody reads any more
+        if node.op_type == "QuantizeLinear" and node.output[0] not in readers:
+            graph.node.remove(node)
+    for vi in graph.output:  # an output that was a DequantizeLinear's: its float tensor
+        if vi.name in renamed:
+            vi.name = renamed[vi.name]
+
+
 def _spec_from_model(
     model: Any,
     source: str,
@@ -227,6 +273,7 @@ def _spec_from_model(
         (None, None) if input_shape is None else _split_input_shape(input_shape, source)
     )
     file_batch, chw = _fix_input(inputs[0], given_chw, source)
+    _strip_activation_qdq(graph, initializers)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     for _ in range(_MAX_FOLDS):
         del graph.value_info[:]  # recomputed with the concrete input shape

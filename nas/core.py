@@ -25,7 +25,7 @@ import latency_models as lm
 from nas import export as exports
 from nas.config import NETWORK_METRICS, SearchConfig, load_search_config
 from nas.domain import search_domain
-from nas.errors import NotFoundError, UserError
+from nas.errors import ExportError, NotFoundError, UserError
 from nas.export import ExportResult, export_candidate
 from nas.pareto import (
     Front,
@@ -40,6 +40,7 @@ from nas.pareto import (
     plot_axes,
     plot_file,
 )
+from nas.quantize import DEFAULT_CALIBRATION_IMAGES, QUANTIZATIONS
 from nas.search import Outcome, cancel_search, check_resumable, launch_search, resume_search
 from nas.store import DEFAULT_URL, Predictor, Search, Store, Supernet
 from supernet.space import get_space
@@ -248,10 +249,23 @@ def export(
     out: str | Path | None = None,
     db: Database = None,
     force: bool = False,
+    quantize: str | None = None,
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
 ) -> ExportResult:
     """Extract a candidate, write its model files and card, record the export; `force`
-    replaces the files of a folder that already holds some."""
-    return export_candidate(open_store(db, create=False), search_id, candidate, formats, out, force)
+    replaces the files of a folder that already holds some. `quantize="int8"` adds the
+    int8 ONNX file (`onnx_int8`), calibrated on `calibration_images` training images."""
+    formats = exports.parse_formats(formats)
+    if quantize is not None:
+        if quantize not in QUANTIZATIONS:
+            raise ExportError(
+                f"--quantize {quantize!r} is not supported; allowed: {', '.join(QUANTIZATIONS)}"
+            )
+        formats = list(dict.fromkeys([*formats, f"onnx_{quantize}"]))
+    store = open_store(db, create=False)
+    return export_candidate(
+        store, search_id, candidate, formats, out, force, calibration_images=calibration_images
+    )
 
 
 def get_candidate(search_id: int, number: int, db: Database = None) -> dict[str, Any]:

@@ -32,6 +32,16 @@ from sqlalchemy.orm import Session
 from nas import __version__
 from nas.errors import ExportError, NotFoundError, UserError
 from nas.pareto import load_config
+from nas.quantize import (
+    DEFAULT_CALIBRATION_IMAGES,
+    SCHEME,
+    convert_float16,
+    onnx_outputs,
+    onnx_session,
+    onnx_top1,
+    quantize_int8,
+    weight_bytes,
+)
 from nas.search.lifecycle import driver_id, lease_holder
 from nas.search.records import LeaseLost, heartbeat, lease_expiry, now
 from nas.store import Candidate, Export, Metric, Store
@@ -39,13 +49,17 @@ from supernet.errors import CheckpointError
 from supernet.family import ExportableModel, open_artifact
 
 log = logging.getLogger(__name__)
-FORMATS = ("torchscript", "onnx", "state_dict")
+FORMATS = ("torchscript", "onnx", "state_dict", "pt2", "onnx_fp16", "onnx_int8")
 FILE_NAMES = {
-    "torchscript": "model.torchscript.pt",
+    "torchscript": "model.torchscript.pt",  # deprecated in torch 2.13, kept while supported
     "onnx": "model.onnx",
     "state_dict": "model.state_dict.pt",
+    "pt2": "model.pt2",  # torch.export's ExportedProgram
+    "onnx_fp16": "model.fp16.onnx",  # for GPU runtimes
+    "onnx_int8": "model.int8.onnx",  # static int8 QDQ: MCUs (via converters), CPUs, TensorRT
 }
 ONNX_TOLERANCE = 1e-4
+FP16_TOLERANCE = 2e-2  # relative to the output's scale: 16-bit weights and activations
 CARD_NAME = "model_card.json"
 # an export's status; `nas export` writes a completed row, an API export is a job
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
@@ -81,16 +95,15 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _onnx_check(static: torch.nn.Module, path: Path, inputs: torch.Tensor) -> tuple[float, float]:
-    """(max abs difference, its allowance): ONNX_TOLERANCE relative to the logits' scale,
-    since float32 kernels that sum in another order differ in proportion to magnitude."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})
+def _onnx_check(
+    static: torch.nn.Module, path: Path, inputs: torch.Tensor, tolerance: float = ONNX_TOLERANCE
+) -> tuple[float, float]:
+    """(max abs difference, its allowance): `tolerance` relative to the outputs' scale,
+    since kernels that sum in another order differ in proportion to magnitude."""
+    got = onnx_outputs(onnx_session(path), inputs.numpy())
     with torch.no_grad():
         expected = static(inputs).numpy()
-    allowed = ONNX_TOLERANCE * max(1.0, float(np.abs(expected).max()))
+    allowed = tolerance * max(1.0, float(np.abs(expected).max()))
     return float(np.abs(got - expected).max()), allowed
 
 
@@ -120,12 +133,18 @@ def _move_into_place(staging: Path, out: Path) -> None:
 
 
 def _write_model_files(
-    model: ExportableModel, arch: dict, formats: list[str], folder: Path
-) -> tuple[dict[str, Path], dict[str, Any] | None]:
-    """Write each format (and the family's extra files) into `folder`; the ONNX file is
-    checked in onnxruntime against torch. Returns the files and the ONNX check."""
+    model: ExportableModel, arch: dict, formats: list[str], folder: Path, calibration_images: int
+) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Write each format (and the family's extra files) into `folder`, each checked in the
+    runtime that loads it against torch. Returns the files and what the checks found (the
+    card's `onnx_check`, `pt2_check`, `fp16_check` and `quantization`)."""
     files: dict[str, Path] = {}
-    onnx_check = None
+    checks: dict[str, Any] = {}
+    fp32_onnx: Path | None = None
+    if {"onnx", "onnx_fp16", "onnx_int8"} & set(formats):
+        # the fp32 file the 16-bit and int8 files are made from (kept only if asked for)
+        fp32_onnx = folder / FILE_NAMES["onnx"]
+        checks["onnx_check"] = _write_onnx(model, fp32_onnx)
     for fmt in formats:
         path = folder / FILE_NAMES[fmt]
         if fmt == "torchscript":
@@ -138,33 +157,146 @@ def _write_model_files(
                 "state_dict": model.module.state_dict(),
             }
             torch.save(state, path)
-        else:
-            program = torch.onnx.export(
-                model.module,
-                (model.example,),
-                dynamo=True,
-                verbose=False,
-                input_names=[model.input_name],
-                output_names=[model.output_name],
-                dynamic_shapes=({0: torch.export.Dim("batch")},),
+        elif fmt == "pt2":
+            checks["pt2_check"] = _write_pt2(model, path)
+        elif fmt == "onnx_fp16":
+            assert fp32_onnx is not None
+            convert_float16(fp32_onnx, path)
+            checks["fp16_check"] = _output_check(
+                model, path, FP16_TOLERANCE, "float16 weights and activations"
             )
-            program.save(str(path))
-            diff, allowed = _onnx_check(model.module, path, model.check_inputs)
-            if diff > allowed:
-                raise ExportError(
-                    f"onnxruntime and torch disagree on {path} (max abs difference {diff:.3g} "
-                    f"> {allowed:.3g}); the ONNX file is not usable"
-                )
-            onnx_check = {
-                "max_abs_diff": diff,
-                "allowed": allowed,
-                "rule": f"max abs diff <= {ONNX_TOLERANCE} x max(1, max |output|)",
-                "runtime": "onnxruntime",
-            }
+        elif fmt == "onnx_int8":
+            assert fp32_onnx is not None
+            checks["quantization"] = _write_int8(model, fp32_onnx, path, calibration_images)
         files[fmt] = path
+    if fp32_onnx is not None and "onnx" not in formats:
+        fp32_onnx.unlink()
     for name, write in model.extra_files.items():
         files[name] = write(folder / name)
-    return files, onnx_check
+    return files, checks
+
+
+def _write_onnx(model: ExportableModel, path: Path) -> dict[str, Any]:
+    program = torch.onnx.export(
+        model.module,
+        (model.example,),
+        dynamo=True,
+        verbose=False,
+        input_names=[model.input_name],
+        output_names=[model.output_name],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+    )
+    program.save(str(path))
+    return _output_check(model, path, ONNX_TOLERANCE, "float32")
+
+
+def _output_check(
+    model: ExportableModel, path: Path, tolerance: float, what: str
+) -> dict[str, Any]:
+    """The file's outputs in onnxruntime against torch's on the check inputs; ExportError if
+    they differ by more than `tolerance` x the outputs' scale."""
+    diff, allowed = _onnx_check(model.module, path, model.check_inputs, tolerance)
+    if diff > allowed:
+        raise ExportError(
+            f"onnxruntime and torch disagree on {path.name} ({what}: max abs difference "
+            f"{diff:.3g} > {allowed:.3g}); the file is not usable"
+        )
+    return {
+        "max_abs_diff": diff,
+        "allowed": allowed,
+        "rule": f"max abs diff <= {tolerance} x max(1, max |output|)",
+        "runtime": "onnxruntime",
+    }
+
+
+def _write_pt2(model: ExportableModel, path: Path) -> dict[str, Any]:
+    """torch.export's ExportedProgram (dynamic batch), reloaded and checked against torch."""
+    program = torch.export.export(
+        model.module.eval(),
+        (model.example,),
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+    )
+    torch.export.save(program, str(path))
+    loaded = torch.export.load(str(path)).module()
+    with torch.no_grad():
+        expected = model.module(model.check_inputs)
+        got = loaded(model.check_inputs)
+    diff = float((got - expected).abs().max())
+    allowed = ONNX_TOLERANCE * max(1.0, float(expected.abs().max()))
+    if diff > allowed:
+        raise ExportError(f"the reloaded {path.name} disagrees with torch ({diff:.3g})")
+    return {"max_abs_diff": diff, "allowed": allowed, "runtime": "torch.export.load"}
+
+
+def _write_int8(
+    model: ExportableModel, fp32: Path, path: Path, calibration_images: int
+) -> dict[str, Any]:
+    """The int8 file, and top-1 of the float and int8 files measured in onnxruntime on the
+    family's validation and test splits (not the torch model's: the files that ship)."""
+    if model.labelled is None:
+        raise ExportError(
+            f"int8 export needs labelled images to calibrate and measure on; the "
+            f"{model.space} family has none (int8 is for classifiers)"
+        )
+    if calibration_images < 1:
+        raise ExportError(f"--calibration-images must be >= 1, got {calibration_images}")
+    train, _ = model.labelled("train")
+    calibration = train[:calibration_images].numpy()
+    quantize_int8(fp32, path, calibration)
+    top1: dict[str, dict[str, float]] = {"fp32": {}, "int8": {}}
+    for split in ("val", "test"):
+        images, labels = model.labelled(split)
+        for precision, file in (("fp32", fp32), ("int8", path)):
+            top1[precision][split] = onnx_top1(file, images.numpy(), labels.numpy())
+    fp32_bytes, int8_bytes = weight_bytes(fp32), weight_bytes(path)
+    return {
+        "scheme": SCHEME,
+        "calibration_images": len(calibration),
+        "calibration_split": "train",
+        "top1": top1,
+        "top1_drop_points": {
+            split: round(100 * (top1["fp32"][split] - top1["int8"][split]), 3)
+            for split in ("val", "test")
+        },
+        "measured_in": "onnxruntime (CPUExecutionProvider), on the exported files",
+        "weight_bytes": {"fp32": fp32_bytes, "int8": int8_bytes},
+        "size_ratio": round(fp32_bytes / max(int8_bytes, 1), 3),
+    }
+
+
+def _shipped_mcu_costs(
+    int8: Path, config: Any, costs: dict[str, dict[str, float]]
+) -> dict[str, Any]:
+    """For each MCU the search targeted: the costs of the int8 file itself (flash: its
+    stored bytes plus the runtime; peak SRAM: the device model on the exported graph's
+    layers and tensor sizes) beside the cost model's prediction for the arch."""
+    import latency_models as lm
+
+    shipped: dict[str, Any] = {}
+    spec = lm.spec_from_onnx(int8, batch=1)
+    stored_kb = weight_bytes(int8) / 1024
+    for device in config.targets:
+        hw = lm.load_hardware(device)
+        if hw.kind != "mcu":
+            continue
+        graph = hw.predict(spec)
+        predicted = costs.get(device, {})
+        flash = stored_kb + hw.runtime_flash_kb
+        shipped[device] = {
+            "flash_kb": _beside(predicted.get("flash_kb"), flash),
+            "peak_sram_kb": _beside(predicted.get("peak_sram_kb"), graph["peak_sram_kb"]),
+            "how": "flash: the int8 file's stored tensors plus the profile's runtime_flash_kb; "
+            "peak SRAM: the profile's memory plan on the layers and tensor sizes read from "
+            "the int8 file",
+        }
+    return shipped
+
+
+def _beside(predicted: float | None, shipped: float) -> dict[str, Any]:
+    entry: dict[str, Any] = {"predicted": predicted, "shipped": round(shipped, 3)}
+    if predicted:
+        entry["predicted_over_shipped"] = round(predicted / shipped, 4)
+    return entry
 
 
 def export_candidate(
@@ -175,6 +307,7 @@ def export_candidate(
     out_dir: str | Path | None = None,
     force: bool = False,
     job: tuple[int, str] | None = None,
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
 ) -> ExportResult:
     """Write candidate `candidate` (its number in `nas pareto`) of search `search_id`.
 
@@ -226,7 +359,12 @@ def export_candidate(
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # as a folder made with mkdir would be, not mkdtemp's 0700
     try:
-        files, onnx_check = _write_model_files(model, arch, formats, staging)
+        files, checks = _write_model_files(model, arch, formats, staging, calibration_images)
+        deployment: dict[str, Any] = {
+            fmt: {"bytes": path.stat().st_size} for fmt, path in files.items() if fmt in FORMATS
+        }
+        if "onnx_int8" in files:
+            deployment["mcu"] = _shipped_mcu_costs(files["onnx_int8"], config, costs)
         card = {
             "search": {"id": search_id, "name": config.name, "candidate": candidate},
             "space": model.space,
@@ -242,7 +380,8 @@ def export_candidate(
             "checkpoint": {"path": str(opened.path), "sha256": expected_sha},
             "predictor_sha256": predictor_sha,
             "files": {name: {"path": p.name, "sha256": _sha256(p)} for name, p in files.items()},
-            "onnx_check": onnx_check,
+            **checks,
+            "deployment": deployment,
             "rebuild": "supernet.build(supernet.get_space(card['space'])).extract(card['arch']) "
             "then load_state_dict(torch.load(model.state_dict.pt)['state_dict'])",
             "versions": _versions(),

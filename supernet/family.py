@@ -45,6 +45,10 @@ class ExportableModel:
     output_name: str
     card: dict[str, Any]  # the family's part of the model card (input, output, quality)
     extra_files: dict[str, Callable[[Path], Path]] = field(default_factory=dict)
+    # a labelled split ("train", "val", "test") as the module's inputs (preprocessed, at its
+    # resolution) and labels: for families whose files can be quantized and measured, where
+    # the training images calibrate and the other splits measure top-1; None: no such data
+    labelled: Callable[[str], tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 class TrainedModel(ABC):

@@ -14,6 +14,7 @@ from nas.commands import user_errors, wide_console
 from nas.config import ACCURACY
 from nas.errors import QueryError
 from nas.pareto import columns_of, plot_file, to_csv, to_json
+from nas.quantize import DEFAULT_CALIBRATION_IMAGES
 from nas.store import DEFAULT_URL, safe_url
 from supernet.family import family_of_kind
 
@@ -204,15 +205,37 @@ def _fmt(col: str, value: object) -> str:
 def export_command(
     search_id: int = typer.Argument(..., help="The search's id."),
     candidate: int = typer.Argument(..., help="The candidate number (see `nas pareto`)."),
-    fmt: str = typer.Option("torchscript,onnx,state_dict", "--format", help="Comma-separated."),
+    fmt: str = typer.Option(
+        "torchscript,onnx,state_dict",
+        "--format",
+        help="Comma-separated: torchscript, onnx, state_dict, pt2 (torch.export), onnx_fp16, "
+        "onnx_int8.",
+    ),
     out: Path | None = typer.Option(None, "--out", help="Output folder."),
     force: bool = typer.Option(False, "--force", help="Replace the files of a non-empty --out."),
+    quantize: str | None = typer.Option(
+        None, "--quantize", help="int8: also write the int8 ONNX file (static PTQ), measured."
+    ),
+    calibration_images: int = typer.Option(
+        DEFAULT_CALIBRATION_IMAGES,
+        "--calibration-images",
+        help="Training images that calibrate the int8 activation ranges.",
+    ),
     db: str | None = db_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the model card as JSON."),
 ) -> None:
     """Extract a candidate (BN recalibrated), write model files and a model card."""
     with user_errors():
-        result = core.export(search_id, candidate, fmt, out, db, force=force)
+        result = core.export(
+            search_id,
+            candidate,
+            fmt,
+            out,
+            db,
+            force=force,
+            quantize=quantize,
+            calibration_images=calibration_images,
+        )
     if as_json:
         typer.echo(json.dumps({"out_dir": str(result.out_dir), "card": result.card}))
         return
@@ -229,6 +252,22 @@ def export_command(
         ),
         soft_wrap=True,
     )
+    if "quantization" in card:
+        q = card["quantization"]
+        console.print(
+            f"int8 (onnxruntime): top-1 val {q['top1']['int8']['val']:.2%} "
+            f"(fp32 {q['top1']['fp32']['val']:.2%}), test {q['top1']['int8']['test']:.2%} "
+            f"(fp32 {q['top1']['fp32']['test']:.2%}); weights {q['size_ratio']:.2f}x smaller",
+            soft_wrap=True,
+        )
+        for device, shipped in card["deployment"].get("mcu", {}).items():
+            console.print(
+                f"{device}, the int8 file: flash {shipped['flash_kb']['shipped']:.1f} kB "
+                f"(predicted {shipped['flash_kb']['predicted']:.1f}), peak SRAM "
+                f"{shipped['peak_sram_kb']['shipped']:.1f} kB (predicted "
+                f"{shipped['peak_sram_kb']['predicted']:.1f})",
+                soft_wrap=True,
+            )
 
 
 def export_job_command(

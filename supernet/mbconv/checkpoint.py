@@ -78,6 +78,11 @@ class TrainedSupernet(TrainedModel):
                 "note": "measured with the supernet's weights after BatchNorm recalibration",
             },
         }
+
+        def labelled(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+            part = getattr(data, split)
+            return resize(data.normalize(part.images), arch["r"]).contiguous(), part.labels
+
         return ExportableModel(
             static,
             self.space.name,
@@ -86,6 +91,7 @@ class TrainedSupernet(TrainedModel):
             "input",
             "logits",
             card,
+            labelled=labelled,
         )
 
 

@@ -1,0 +1,162 @@
+"""Deployable exports: int8 ONNX by static post-training quantization, measured in
+onnxruntime on the files themselves; float16 ONNX; torch.export's .pt2; the costs of the
+shipped int8 file beside the cost model's prediction; errors that leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from nas import export as export_module
+from nas.cli import app
+from nas.errors import ExportError
+from nas.export import export_candidate
+from nas.quantize import onnx_outputs, onnx_session, quantize_int8
+from nas.search import launch_search
+from nas.store import Export, Store
+from supernet.mbconv.checkpoint import load_supernet
+from supernet.mbconv.train import TrainConfig, train_supernet
+from supernet.quantization import fake_quantized
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A supernet trained for two epochs of its largest network on 800 digits (about 40%
+    top-1: logits with real margins, so that quantization noise does not decide them), and
+    a finished search of it on an MCU and a GPU."""
+    out = tmp_path_factory.mktemp("int8")
+    config = TrainConfig(
+        space="mnist-mbv3",
+        data={"kind": "mnist", "limit": 800},
+        out_dir=str(out / "supernet"),
+        batch_size=32,
+        bn_recalibration_images=200,
+        phases=[{"name": "largest", "epochs": 2, "lr": 0.1, "warmup_epochs": 0}],
+    )
+    supernet = load_supernet(train_supernet(config, progress=False).path)
+    from nas.config import parse_search_config
+
+    raw = {
+        "name": "int8",
+        "supernet": str(supernet.path),
+        "targets": {
+            "stm32f746": {"peak_sram_kb": 64, "flash_kb": 2000},
+            "h100-sxm": {"latency_ms": 5, "batch": 64, "precision": "fp16"},
+        },
+        "algorithm": {"population": 4, "generations": 1, "seed": 0},
+        "evaluation": "supernet",
+        "database": f"sqlite:///{out / 'nas.db'}",
+    }
+    search = parse_search_config(raw, "test")
+    store = Store(search.database)
+    outcome = launch_search(search, store, progress=False)
+    return supernet, store, outcome.search_id, out
+
+
+def exports(store: Store) -> int:
+    with store.session() as s:
+        return s.scalar(select(func.count()).select_from(Export))
+
+
+def test_int8_export_is_measured_on_the_files_it_ships(trained, tmp_path):
+    _, store, search_id, _ = trained
+    before = exports(store)
+    out = tmp_path / "model"
+    result = export_candidate(store, search_id, 0, "onnx,onnx_int8,onnx_fp16,pt2", out)
+    card = result.card
+    q = card["quantization"]
+    assert set(q["top1"]) == {"fp32", "int8"} and set(q["top1"]["int8"]) == {"val", "test"}
+    assert abs(q["top1_drop_points"]["val"]) <= 3  # PTQ of a well-behaved MBConv net
+    assert q["size_ratio"] > 2.5  # about 4x: int8 weights, plus scales and int32 biases
+    assert q["calibration_images"] == 300 and q["calibration_split"] == "train"
+    files = {f: out / Path(p).name for f, p in result.files.items()}
+    assert card["deployment"]["onnx_int8"]["bytes"] == files["onnx_int8"].stat().st_size
+    mcu = card["deployment"]["mcu"]["stm32f746"]
+    assert mcu["flash_kb"]["predicted"] == card["costs"]["stm32f746"]["flash_kb"]
+    assert 0.8 < mcu["flash_kb"]["predicted_over_shipped"] < 1.2
+    assert 0.8 < mcu["peak_sram_kb"]["predicted_over_shipped"] < 1.25
+    assert "h100-sxm" not in card["deployment"]["mcu"]  # a GPU is not costed as an MCU
+    assert card["fp16_check"]["max_abs_diff"] <= card["fp16_check"]["allowed"]
+    assert card["pt2_check"]["runtime"] == "torch.export.load"
+    program = torch.export.load(str(files["pt2"])).module()
+    x = torch.randn(3, 1, card["arch"]["r"], card["arch"]["r"])
+    assert program(x).shape == (3, 10)
+    assert exports(store) == before + 1
+
+
+def test_int8_onnx_agrees_with_fake_quantized_torch(trained, tmp_path):
+    """The int8 file in onnxruntime's int8 kernels, the same file run node by node as float
+    fake quantization, and torch's own fake quantization (same scheme, same calibration
+    images) agree: top-1 within 0.5 points on the validation split."""
+    supernet, _, _, _ = trained
+    model = supernet.exportable(supernet.space.largest(), {})
+    calibration = model.labelled("train")[0][:300]
+    images, labels = model.labelled("val")
+    fp32, int8 = tmp_path / "model.onnx", tmp_path / "model.int8.onnx"
+    export_module._write_onnx(model, fp32)
+    quantize_int8(fp32, int8, calibration.numpy())
+    kernels = onnx_outputs(onnx_session(int8), images.numpy())
+    simulated = onnx_outputs(onnx_session(int8, optimized=False), images.numpy())
+    with torch.no_grad():
+        torch_fake = fake_quantized(model.module, calibration)(images).numpy()
+
+    def top1(logits: np.ndarray) -> float:
+        return 100 * float(np.mean(logits.argmax(1) == labels.numpy()))
+
+    assert len(labels) >= 600
+    assert np.mean(kernels.argmax(1) == simulated.argmax(1)) >= 0.99
+    assert abs(top1(kernels) - top1(simulated)) <= 0.5
+    assert abs(top1(kernels) - top1(torch_fake)) <= 0.5
+    assert np.corrcoef(kernels.ravel(), torch_fake.ravel())[0, 1] > 0.99
+    assert top1(kernels) > 20  # a network that learned something: the comparison means it
+
+
+def test_corrupt_and_unsupported_models_are_clear_errors(trained, tmp_path):
+    _, store, search_id, _ = trained
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not a protobuf at all")
+    with pytest.raises(ExportError, match=r"corrupt\.onnx is not a readable ONNX model"):
+        quantize_int8(corrupt, tmp_path / "out.onnx", np.zeros((2, 1, 8, 8), np.float32))
+    with pytest.raises(ExportError, match="needs calibration images"):
+        quantize_int8(corrupt, tmp_path / "out.onnx", np.zeros((0, 1, 8, 8), np.float32))
+    with pytest.raises(ExportError, match=r"onnx_int4.*allowed: torchscript, onnx"):
+        export_candidate(store, search_id, 0, "onnx_int4", tmp_path / "x")
+    runner = CliRunner()
+    db = str(store.url)
+    result = runner.invoke(
+        app, ["export", str(search_id), "0", "--quantize", "int4", "--db", db, "--out", "x"]
+    )
+    assert result.exit_code == 2 and "--quantize 'int4' is not supported" in result.output
+
+
+def test_a_failed_quantization_records_nothing_and_leaves_nothing(trained, tmp_path, monkeypatch):
+    _, store, search_id, _ = trained
+    before = exports(store)
+
+    def refuse(*args, **kwargs):
+        raise ExportError("int8 quantization of model.onnx failed: unsupported op")
+
+    monkeypatch.setattr(export_module, "quantize_int8", refuse)
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match="unsupported op"):
+        export_candidate(store, search_id, 0, "onnx,onnx_int8", out)
+    assert not out.exists() and not list(tmp_path.iterdir())  # no files, no staging folder
+    assert exports(store) == before  # no export recorded
+
+
+def test_int8_export_from_the_cli_prints_what_the_files_measure(trained, tmp_path):
+    _, store, search_id, _ = trained
+    out = tmp_path / "cli"
+    args = ["export", str(search_id), "1", "--format", "onnx", "--quantize", "int8"]
+    args += ["--calibration-images", "100", "--out", str(out), "--db", str(store.url), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    card = json.loads(result.output.strip().splitlines()[-1])["card"]
+    assert card["quantization"]["calibration_images"] == 100
+    assert (out / "model.int8.onnx").is_file() and (out / "model.onnx").is_file()
