@@ -32,6 +32,7 @@ app.add_typer(latency_commands.app, name="latency")
 app.add_typer(search_commands.app, name="search")
 app.command("pareto")(search_commands.pareto_command)
 app.command("export")(search_commands.export_command)
+app.command("finetune")(search_commands.finetune_command)
 app.command("export-job")(search_commands.export_job_command)
 app.command("serve")(serve_commands.serve)
 

@@ -27,6 +27,7 @@ from nas.config import NETWORK_METRICS, SearchConfig, load_search_config
 from nas.domain import search_domain
 from nas.errors import ExportError, NotFoundError, UserError
 from nas.export import ExportResult, export_candidate
+from nas.finetune import FinetuneOutcome, finetune_candidate
 from nas.pareto import (
     Front,
     FrontCache,
@@ -43,6 +44,7 @@ from nas.pareto import (
 from nas.quantize import DEFAULT_CALIBRATION_IMAGES, QUANTIZATIONS
 from nas.search import Outcome, cancel_search, check_resumable, launch_search, resume_search
 from nas.store import DEFAULT_URL, Predictor, Search, Store, Supernet
+from supernet.mbconv.finetune import FinetuneSettings
 from supernet.space import get_space
 
 DATABASE_ENV = "NAS_DATABASE_URL"
@@ -251,10 +253,12 @@ def export(
     force: bool = False,
     quantize: str | None = None,
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
+    weights: str | Path | None = None,
 ) -> ExportResult:
     """Extract a candidate, write its model files and card, record the export; `force`
     replaces the files of a folder that already holds some. `quantize="int8"` adds the
-    int8 ONNX file (`onnx_int8`), calibrated on `calibration_images` training images."""
+    int8 ONNX file (`onnx_int8`), calibrated on `calibration_images` training images.
+    `weights`: a fine-tuned weights file (`finetune`) instead of the inherited weights."""
     formats = exports.parse_formats(formats)
     if quantize is not None:
         if quantize not in QUANTIZATIONS:
@@ -264,7 +268,30 @@ def export(
         formats = list(dict.fromkeys([*formats, f"onnx_{quantize}"]))
     store = open_store(db, create=False)
     return export_candidate(
-        store, search_id, candidate, formats, out, force, calibration_images=calibration_images
+        store,
+        search_id,
+        candidate,
+        formats,
+        out,
+        force,
+        calibration_images=calibration_images,
+        weights=weights,
+    )
+
+
+def finetune(
+    search_id: int,
+    candidate: int,
+    settings: FinetuneSettings | None = None,
+    out: str | Path | None = None,
+    db: Database = None,
+    progress: bool = False,
+) -> FinetuneOutcome:
+    """Fine-tune a candidate (quantization-aware by default, where post-training int8
+    loses more than `settings.threshold_points`); export the result with `weights`."""
+    store = open_store(db, create=False)
+    return finetune_candidate(
+        store, search_id, candidate, settings or FinetuneSettings(), out, progress
     )
 
 

@@ -46,7 +46,8 @@ from nas.search.lifecycle import driver_id, lease_holder
 from nas.search.records import LeaseLost, heartbeat, lease_expiry, now
 from nas.store import Candidate, Export, Metric, Store
 from supernet.errors import CheckpointError
-from supernet.family import ExportableModel, open_artifact
+from supernet.family import ExportableModel, OpenedArtifact, open_artifact
+from supernet.space import Arch
 
 log = logging.getLogger(__name__)
 FORMATS = ("torchscript", "onnx", "state_dict", "pt2", "onnx_fp16", "onnx_int8")
@@ -299,26 +300,26 @@ def _beside(predicted: float | None, shipped: float) -> dict[str, Any]:
     return entry
 
 
-def export_candidate(
-    store: Store,
-    search_id: int,
-    candidate: int,
-    formats: str | list[str] = "torchscript,onnx,state_dict",
-    out_dir: str | Path | None = None,
-    force: bool = False,
-    job: tuple[int, str] | None = None,
-    calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
-) -> ExportResult:
-    """Write candidate `candidate` (its number in `nas pareto`) of search `search_id`.
+@dataclass
+class StoredCandidate:
+    """A candidate as its search stored it, with the trained file the search ran with."""
 
-    The files are written into a temporary folder beside `out_dir` and renamed into place
-    when all of them are written and checked: an interrupted export leaves nothing half
-    written, and a folder that already holds files is replaced only with `force`. The
-    export is recorded as a new row, or, for a `job` (export id, its worker's driver id),
-    completes that queued row, if the worker still holds its lease."""
-    formats = parse_formats(formats)
-    out = Path(out_dir or f"runs/exports/search{search_id}-candidate{candidate}")
-    check_out_dir(out, force)  # before any work: a bad --out must not cost an evaluation
+    config: Any  # the search's SearchConfig
+    opened: OpenedArtifact
+    arch: Arch
+    arch_id: str
+    feasible: bool
+    candidate_id: int
+    quality_source: str | None
+    costs: dict[str, dict[str, float]]  # device -> metric -> value
+    network: dict[str, float]  # macs, params and the quality metrics
+    predictor_sha256: str | None
+
+
+def load_candidate(store: Store, search_id: int, candidate: int, purpose: str) -> StoredCandidate:
+    """Candidate `candidate` (its number in `nas pareto`) of search `search_id`, and the
+    trained file the search ran with, or ExportError: a replaced file gives another
+    network. `purpose` ("export", "fine-tune") names the work in that error."""
     config = load_config(store, search_id)
     with store.session() as s:
         search = store.search(s, search_id)
@@ -328,7 +329,7 @@ def export_candidate(
         if row is None:
             raise NotFoundError(f"search {search_id} has no candidate {candidate}")
         costs: dict[str, dict[str, float]] = {}
-        network: dict[str, float] = {}  # macs, params and the quality metrics
+        network: dict[str, float] = {}
         for device, name, value in s.execute(
             select(Metric.device, Metric.name, Metric.value).where(Metric.candidate_id == row.id)
         ):
@@ -340,18 +341,67 @@ def export_candidate(
         predictor_sha = search.predictor.sha256 if search.predictor else None
         arch, arch_id, feasible, candidate_id = dict(row.arch), row.arch_id, row.feasible, row.id
         source = row.quality_source
-    # the values the search recorded: quality (and "<metric>_measured" where verified),
-    # macs, params, and where quality came from
-    searched = {"source": source, **network}
-
-    # the file the search ran with, or nothing: a replaced file gives another network
     try:
         opened = open_artifact(config.supernet, expected_sha)
     except CheckpointError as err:
-        raise ExportError(f"cannot export from search {search_id}: {err}") from None
-    trained = opened.trained()
+        raise ExportError(f"cannot {purpose} from search {search_id}: {err}") from None
     arch = opened.space.validate(arch)  # an SQL row: an edge
-    model = trained.exportable(arch, searched)
+    return StoredCandidate(
+        config,
+        opened,
+        arch,
+        arch_id,
+        feasible,
+        candidate_id,
+        source,
+        costs,
+        network,
+        predictor_sha,
+    )
+
+
+def _finetuned_weights(path: str | Path, opened: OpenedArtifact, arch_id: str) -> dict[str, Any]:
+    """A fine-tuned weights file (`nas finetune`) for this candidate, or ExportError."""
+    from supernet.mbconv.finetune import load_finetuned
+
+    try:
+        return load_finetuned(path, opened.sha256, arch_id)
+    except CheckpointError as err:
+        raise ExportError(f"cannot export with --weights {path}: {err}") from None
+
+
+def export_candidate(
+    store: Store,
+    search_id: int,
+    candidate: int,
+    formats: str | list[str] = "torchscript,onnx,state_dict",
+    out_dir: str | Path | None = None,
+    force: bool = False,
+    job: tuple[int, str] | None = None,
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
+    weights: str | Path | None = None,
+) -> ExportResult:
+    """Write candidate `candidate` (its number in `nas pareto`) of search `search_id`.
+
+    The files are written into a temporary folder beside `out_dir` and renamed into place
+    when all of them are written and checked: an interrupted export leaves nothing half
+    written, and a folder that already holds files is replaced only with `force`. The
+    export is recorded as a new row, or, for a `job` (export id, its worker's driver id),
+    completes that queued row, if the worker still holds its lease. `weights`: a file of
+    fine-tuned weights for this candidate (`nas finetune`) instead of the supernet's."""
+    formats = parse_formats(formats)
+    out = Path(out_dir or f"runs/exports/search{search_id}-candidate{candidate}")
+    check_out_dir(out, force)  # before any work: a bad --out must not cost an evaluation
+    found = load_candidate(store, search_id, candidate, "export")
+    config, opened, arch, costs = found.config, found.opened, found.arch, found.costs
+    # the values the search recorded: quality (and "<metric>_measured" where verified),
+    # macs, params, and where quality came from
+    searched = {"source": found.quality_source, **found.network}
+    trained = opened.trained()
+    finetuned = None
+    if weights is not None:
+        finetuned = _finetuned_weights(weights, opened, found.arch_id)
+    model = trained.exportable(arch, searched, finetuned)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -370,15 +420,23 @@ def export_candidate(
             "space": model.space,
             "kind": opened.family.kind,
             "arch": dict(arch),
-            "arch_id": arch_id,
-            "feasible": feasible,
+            "arch_id": found.arch_id,
+            "feasible": found.feasible,
             **model.card,
             "costs": costs,
             "limits": {d: t.limits for d, t in config.targets.items()},
-            "macs": int(network.get("macs", 0)),
-            "params": int(network.get("params", 0)),
-            "checkpoint": {"path": str(opened.path), "sha256": expected_sha},
-            "predictor_sha256": predictor_sha,
+            "macs": int(found.network.get("macs", 0)),
+            "params": int(found.network.get("params", 0)),
+            "checkpoint": {"path": str(opened.path), "sha256": opened.sha256},
+            "predictor_sha256": found.predictor_sha256,
+            "weights": {"from": "the supernet (inherited)"}
+            if finetuned is None
+            else {
+                "from": "fine-tuned (nas finetune)",
+                "path": finetuned["path"],
+                "sha256": finetuned["sha256"],
+                "finetune": finetuned.get("meta", {}),
+            },
             "files": {name: {"path": p.name, "sha256": _sha256(p)} for name, p in files.items()},
             **checks,
             "deployment": deployment,
@@ -397,7 +455,7 @@ def export_candidate(
         if job is None:
             record = Export(
                 search_id=search_id,
-                candidate_id=candidate_id,
+                candidate_id=found.candidate_id,
                 formats=formats,
                 out_dir=str(out),
                 card=card,

@@ -74,9 +74,12 @@ class TrainedModel(ABC):
         """The family's quality metrics of each arch, measured with the trained network."""
 
     @abstractmethod
-    def exportable(self, arch: Arch, searched: Metrics) -> ExportableModel:
+    def exportable(
+        self, arch: Arch, searched: Metrics, weights: dict[str, Any] | None = None
+    ) -> ExportableModel:
         """The static subnet of `arch`, measured afresh, ready to be written; `searched`
-        holds the quality values the search recorded (predicted or measured)."""
+        holds the quality values the search recorded (predicted or measured); `weights`, a
+        fine-tuned weights file's data (`nas finetune`), replaces the inherited weights."""
 
     def render_samples(self, path: Path, archs: Sequence[Arch]) -> Path | None:
         """A picture of what the subnets produce, where the family has one (generators)."""

@@ -17,6 +17,7 @@ from nas.pareto import columns_of, plot_file, to_csv, to_json
 from nas.quantize import DEFAULT_CALIBRATION_IMAGES
 from nas.store import DEFAULT_URL, safe_url
 from supernet.family import family_of_kind
+from supernet.mbconv.finetune import FinetuneSettings
 
 app = typer.Typer(help="Searches: launch, resume, cancel, list, show.", no_args_is_help=True)
 console = wide_console()
@@ -221,6 +222,9 @@ def export_command(
         "--calibration-images",
         help="Training images that calibrate the int8 activation ranges.",
     ),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="Fine-tuned weights of this candidate (`nas finetune`)."
+    ),
     db: str | None = db_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the model card as JSON."),
 ) -> None:
@@ -235,6 +239,7 @@ def export_command(
             force=force,
             quantize=quantize,
             calibration_images=calibration_images,
+            weights=weights,
         )
     if as_json:
         typer.echo(json.dumps({"out_dir": str(result.out_dir), "card": result.card}))
@@ -268,6 +273,68 @@ def export_command(
                 f"{shipped['peak_sram_kb']['predicted']:.1f})",
                 soft_wrap=True,
             )
+
+
+def finetune_command(
+    search_id: int = typer.Argument(..., help="The search's id."),
+    candidate: int = typer.Argument(..., help="The candidate number (see `nas pareto`)."),
+    qat: bool = typer.Option(
+        True, "--qat/--float", help="Quantization-aware (int8 fake quantization) or float."
+    ),
+    epochs: int = typer.Option(3, "--epochs", min=1),
+    lr: float = typer.Option(0.005, "--lr", help="Peak learning rate (cosine schedule)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    threshold: float = typer.Option(
+        0.5,
+        "--threshold-points",
+        help="QAT runs only where post-training int8 loses more top-1 points than this "
+        "(0: always).",
+    ),
+    calibration_images: int = typer.Option(
+        DEFAULT_CALIBRATION_IMAGES, "--calibration-images", min=1
+    ),
+    seed: int = typer.Option(0, "--seed", min=0),
+    out: Path | None = typer.Option(None, "--out", help="Output folder."),
+    db: str | None = db_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Fine-tune a candidate from its inherited weights, distilling from the supernet's
+    largest subnet: quantization-aware where post-training int8 loses too much."""
+    settings = FinetuneSettings(
+        qat=qat,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        threshold_points=threshold,
+        calibration_images=calibration_images,
+        seed=seed,
+    )
+    with user_errors():
+        outcome = core.finetune(search_id, candidate, settings, out, db, progress=not as_json)
+    report = outcome.report
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    console = wide_console()
+    fp32, int8 = report["fp32_top1"], report["int8_top1"]
+    console.print(
+        f"candidate {candidate}: fp32 top-1 {fp32['inherited']:.2%}, post-training int8 "
+        f"{int8['ptq']:.2%} (drop {report['ptq_drop_points']:.2f} points, val)",
+        soft_wrap=True,
+    )
+    if not outcome.trained:
+        console.print(report["reason"], soft_wrap=True)
+        return
+    console.print(
+        f"after {settings.epochs} epochs: fp32 {fp32['after']:.2%}, int8 {int8['after']:.2%} "
+        f"(drop {report['int8_drop_points_after']:.2f} points from the inherited fp32)",
+        soft_wrap=True,
+    )
+    console.print(
+        f"weights: {outcome.weights}\nexport: nas export {search_id} {candidate} "
+        f"--weights {outcome.weights} --quantize int8",
+        soft_wrap=True,
+    )
 
 
 def export_job_command(

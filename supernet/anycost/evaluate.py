@@ -231,7 +231,11 @@ class TrainedGan(TrainedModel):
             archs=[(f"candidate {i}", a) for i, a in enumerate(archs)],
         )
 
-    def exportable(self, arch: Arch, searched: dict[str, Any]) -> ExportableModel:
+    def exportable(
+        self, arch: Arch, searched: dict[str, Any], weights: dict[str, Any] | None = None
+    ) -> ExportableModel:
+        if weights is not None:
+            raise CheckpointError("fine-tuned weights are for classifier subnets, not generators")
         space = self.space
         result = self.evaluator().evaluate(arch)
         static = self.generator.extract(arch).eval()

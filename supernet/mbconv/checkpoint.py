@@ -19,7 +19,7 @@ from supernet.data import Dataset, DatasetConfig, resize
 from supernet.errors import CheckpointError
 from supernet.family import ExportableModel, TrainedModel
 from supernet.io import Artifact, file_sha256, read_artifact, resolve_artifact_path, save_atomic
-from supernet.mbconv.evaluate import SupernetEvaluator
+from supernet.mbconv.evaluate import SupernetEvaluator, top1_of
 from supernet.mbconv.family import SUPERNET_FORMAT
 from supernet.mbconv.space import MBConvSpace
 from supernet.mbconv.supernet import MBConvSupernet
@@ -51,14 +51,31 @@ class TrainedSupernet(TrainedModel):
             self._quality_evaluator = self.evaluator()
         return [{"top1": self._quality_evaluator.evaluate(a).top1} for a in archs]
 
-    def exportable(self, arch: Arch, searched: dict[str, Any]) -> ExportableModel:
+    def exportable(
+        self, arch: Arch, searched: dict[str, Any], weights: dict[str, Any] | None = None
+    ) -> ExportableModel:
         data = self.dataset()
-        # Test first, validation last: the validation pass leaves the BN statistics in place.
-        measured = {
-            split: self.evaluator(data, split=split).evaluate(arch).top1
-            for split in ("test", "val")
-        }
-        static = self.net.extract(arch).eval().to(memory_format=torch.contiguous_format)
+        if weights is None:
+            # Test first, validation last: the validation pass leaves the BN statistics in
+            # place for the extraction.
+            measured = {
+                split: self.evaluator(data, split=split).evaluate(arch).top1
+                for split in ("test", "val")
+            }
+            static = self.net.extract(arch).eval().to(memory_format=torch.contiguous_format)
+            note = "measured with the supernet's weights after BatchNorm recalibration"
+        else:  # fine-tuned weights (BatchNorm folded): measured as they are, no recalibration
+            static = self.net.extract(arch).eval().to(memory_format=torch.contiguous_format)
+            try:
+                static.load_state_dict(weights["state_dict"])
+            except (RuntimeError, KeyError) as err:
+                raise CheckpointError(f"the fine-tuned weights do not fit arch: {err}") from None
+            measured = {}
+            for split in ("test", "val"):
+                part = data.split(split)
+                images = resize(data.normalize(part.images), arch["r"]).contiguous()
+                measured[split] = top1_of(static, images, part.labels)
+            note = "measured with the fine-tuned weights"
         sample = resize(data.normalize(data.val.images[:8]), arch["r"]).contiguous()
         card = {
             "input": {
@@ -75,7 +92,7 @@ class TrainedSupernet(TrainedModel):
                 "measured_in_search": searched.get("top1")
                 if searched.get("source") == "supernet"
                 else searched.get("top1_measured"),
-                "note": "measured with the supernet's weights after BatchNorm recalibration",
+                "note": note,
             },
         }
 

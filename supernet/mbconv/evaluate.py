@@ -58,6 +58,17 @@ def recalibrate_bn(net: nn.Module, batches: Iterable[Tensor]) -> None:
         net.train(was_training)
 
 
+@torch.no_grad()
+def top1_of(module: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 500) -> float:
+    """Top-1 of a plain (static) module on preprocessed images, in eval mode."""
+    module.eval()
+    correct = sum(
+        int((module(xb).argmax(1) == yb).sum())
+        for xb, yb in zip(images.split(batch_size), labels.split(batch_size), strict=True)
+    )
+    return correct / max(len(labels), 1)
+
+
 class SupernetEvaluator:
     """`evaluate(arch)` / `evaluate_many(archs)` on one split of a dataset."""
 

@@ -19,7 +19,7 @@ from nas.errors import ExportError
 from nas.export import export_candidate
 from nas.quantize import onnx_outputs, onnx_session, quantize_int8
 from nas.search import launch_search
-from nas.store import Export, Store
+from nas.store import Candidate, Export, Store
 from supernet.mbconv.checkpoint import load_supernet
 from supernet.mbconv.train import TrainConfig, train_supernet
 from supernet.quantization import fake_quantized
@@ -160,3 +160,66 @@ def test_int8_export_from_the_cli_prints_what_the_files_measure(trained, tmp_pat
     card = json.loads(result.output.strip().splitlines()[-1])["card"]
     assert card["quantization"]["calibration_images"] == 100
     assert (out / "model.int8.onnx").is_file() and (out / "model.onnx").is_file()
+
+
+def test_qat_finetune_from_the_cli_and_its_export(trained, tmp_path):
+    """`nas finetune --qat` trains the candidate with int8 fake quantization (distilling from
+    the largest subnet); `nas export --weights` ships those weights, and the int8 file's
+    top-1 in onnxruntime agrees with the fine-tuned weights' torch fake quantization."""
+    _, store, search_id, _ = trained
+    db = str(store.url)
+    out = tmp_path / "ft"
+    args = ["finetune", str(search_id), "0", "--epochs", "1", "--threshold-points", "0"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "--db", db, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert report["kind"] == "qat" and len(report["train_loss"]) == 1
+    assert set(report["int8_top1"]) == {"ptq", "after"}
+    weights = Path(report["weights"])
+    assert weights.is_file() and json.loads((out / "finetune.json").read_text()) == report
+
+    export = tmp_path / "ex"
+    args = ["export", str(search_id), "0", "--format", "onnx,state_dict", "--quantize", "int8"]
+    args += ["--weights", str(weights), "--out", str(export), "--db", db, "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    card = json.loads(result.output.strip().splitlines()[-1])["card"]
+    assert card["weights"]["sha256"] == report["weights_sha256"]
+    assert card["accuracy"]["measured_top1"]["val"] == pytest.approx(report["fp32_top1"]["after"])
+    ort_int8 = card["quantization"]["top1"]["int8"]["val"]
+    # onnxruntime and torch put a few quantization points differently (Add, SE's Mul), and a
+    # subnet one epoch from ~30% top-1 has thin margins: within 1.5 points of 800 images
+    assert abs(100 * (ort_int8 - report["int8_top1"]["after"])) <= 1.5
+    # the state_dict keeps the subnet's structure: the card's rebuild recipe still applies
+    state = torch.load(export / "model.state_dict.pt", weights_only=True)
+    static = load_supernet(card["checkpoint"]["path"]).net.extract(state["arch"]).eval()
+    static.load_state_dict(state["state_dict"])
+
+
+def test_finetune_skips_a_candidate_ptq_serves_and_refuses_foreign_weights(trained, tmp_path):
+    _, store, search_id, _ = trained
+    db = str(store.url)
+    args = ["finetune", str(search_id), "1", "--threshold-points", "100", "--db", db]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "skip")])
+    assert result.exit_code == 0, result.output
+    assert "no fine-tuning needed" in result.output
+    assert not (tmp_path / "skip" / "finetune.pt").exists()
+
+    float_out = tmp_path / "float"
+    args = ["finetune", str(search_id), "1", "--float", "--epochs", "1", "--db", db, "--json"]
+    result = CliRunner().invoke(app, [*args, "--out", str(float_out)])
+    assert result.exit_code == 0, result.output
+    weights = float_out / "finetuned.pt"
+    assert json.loads(result.output.strip().splitlines()[-1])["kind"] == "float"
+    # candidate 1's weights are not candidate 0's (unless the search found one arch twice)
+    with store.session() as s:
+        archs = dict(s.execute(select(Candidate.trial, Candidate.arch_id)).all())
+    if archs[0] != archs[1]:
+        with pytest.raises(ExportError, match=r"holds arch .*not this candidate's"):
+            export_candidate(store, search_id, 0, "onnx", tmp_path / "x", weights=weights)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"garbage")
+    with pytest.raises(ExportError, match=r"--weights .*corrupt\.pt.*cannot read"):
+        export_candidate(store, search_id, 1, "onnx", tmp_path / "y", weights=corrupt)
+    result = CliRunner().invoke(app, ["finetune", str(search_id), "99", "--db", db])
+    assert result.exit_code != 0 and "has no candidate 99" in result.output

@@ -1,0 +1,71 @@
+"""`nas finetune`: fine-tune a searched candidate, by default quantization-aware.
+
+The candidate's subnet is taken with its inherited weights from the trained file its search
+ran with (checked by SHA-256). Post-training int8 quantization is measured first; only if it
+loses more than the threshold is the subnet trained with fake quantization, distilling from
+the supernet's largest subnet (supernet.mbconv.finetune). The weights go to a file that
+`nas export SEARCH CANDIDATE --weights FILE` exports instead of the inherited ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas.errors import ExportError
+from nas.export import load_candidate
+from nas.store import Store
+from supernet.mbconv.checkpoint import TrainedSupernet
+from supernet.mbconv.finetune import FinetuneSettings, finetune_subnet, save_finetuned
+
+log = logging.getLogger(__name__)
+WEIGHTS_NAME = "finetuned.pt"
+REPORT_NAME = "finetune.json"
+
+
+@dataclass
+class FinetuneOutcome:
+    trained: bool
+    report: dict[str, Any]
+    weights: Path | None  # the fine-tuned weights file, if anything was trained
+
+
+def finetune_candidate(
+    store: Store,
+    search_id: int,
+    candidate: int,
+    settings: FinetuneSettings,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+) -> FinetuneOutcome:
+    """Fine-tune candidate `candidate` of search `search_id` (see the module's docstring);
+    the weights and a JSON report go to `out_dir` (runs/finetune/searchS-candidateN)."""
+    try:
+        settings.check()
+    except ValueError as err:
+        raise ExportError(f"cannot fine-tune: {err}") from None
+    found = load_candidate(store, search_id, candidate, "fine-tune")
+    trained = found.opened.trained()
+    if not isinstance(trained, TrainedSupernet):
+        raise ExportError(
+            f"fine-tuning is for classifier supernets; search {search_id} searched a "
+            f"{found.opened.family.kind} file"
+        )
+    kind = "qat" if settings.qat else "float"
+    out = Path(out_dir or f"runs/finetune/search{search_id}-candidate{candidate}-{kind}")
+    result = finetune_subnet(trained, found.arch, settings, progress=progress)
+    report = {"search_id": search_id, "candidate": candidate, "kind": kind, **result.report}
+    weights = None
+    if result.module is not None:
+        weights = out / WEIGHTS_NAME
+        report["weights_sha256"] = save_finetuned(
+            weights, result.module, trained, found.arch, report
+        )
+        report["weights"] = str(weights)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT_NAME).write_text(json.dumps(report, indent=2))
+    log.info("fine-tuning search %d candidate %d: %s", search_id, candidate, out)
+    return FinetuneOutcome(result.trained, report, weights)
