@@ -27,10 +27,13 @@ $NAS pareto "$SEARCH" --plot runs/demo/front.png
 $NAS pareto "$SEARCH" --target stm32f746 --format json > runs/demo/front-mcu.json
 $NAS pareto "$SEARCH" --target stm32f746 --where 'peak_sram_kb<=6'
 
-echo "== 5. export the most accurate feasible subnet for the MCU"
+echo "== 5. export the most accurate feasible subnet for the MCU: TorchScript, torch.export,"
+echo "      ONNX, a state_dict, and what the targets run: int8 ONNX (the MCU), fp16 ONNX (the H100)"
 BEST=$($PY -c 'import json; print(json.load(open("runs/demo/front-mcu.json"))["front"][0]["candidate"])')
-$NAS export "$SEARCH" "$BEST" --format torchscript,onnx,state_dict --out runs/demo/export
+$NAS export "$SEARCH" "$BEST" --out runs/demo/export --force
 echo "model card: runs/demo/export/model_card.json   front plot: runs/demo/front.png"
+echo "== 5b. quantization-aware fine-tuning, where post-training int8 lost more than 0.5 points"
+$NAS finetune "$SEARCH" "$BEST" --epochs 2 --out runs/demo/finetune
 
 echo "== 6. the same search in the web explorer"
 echo "serve it with:   $NAS serve --db sqlite:///runs/nas.db"

@@ -175,10 +175,30 @@ def parse_search_config(raw: Any, source: str = "<config>") -> SearchConfig:
     quality = check_against_devices(config, source)
     if not config.objectives:  # the first quality metric, and every device's latency
         metric, goal = next(iter(quality.items()))
+        if config.evaluation == "supernet" and f"{metric}_int8" in measured_quality(
+            config, quality
+        ):  # a target deploys int8: search on quality after quantization
+            metric = f"{metric}_int8"
         config.objectives = [Objective(metric=metric, goal=goal)] + [
             Objective(metric=f"{device}.latency_ms", goal="minimize") for device in config.targets
         ]
     return config
+
+
+def int8_targets(config: SearchConfig) -> list[str]:
+    """The targets that say `precision: int8` (their networks ship quantized)."""
+    return [d for d, t in config.targets.items() if t.options.get("precision") == "int8"]
+
+
+def measured_quality(config: SearchConfig, quality: dict[str, str]) -> tuple[str, ...]:
+    """The quality metrics (of the family's `quality`) a search measures: the primary one,
+    those its objectives name, and "<primary>_int8" (quality after static int8
+    quantization) where a target says `precision: int8`."""
+    primary = next(iter(quality))
+    wanted = [primary, *(o.metric for o in config.objectives if o.metric in quality)]
+    if int8_targets(config) and f"{primary}_int8" in quality:
+        wanted.append(f"{primary}_int8")
+    return tuple(dict.fromkeys(wanted))
 
 
 def _validation_message(err: ValidationError, source: str) -> str:
@@ -247,6 +267,16 @@ def check_against_devices(config: SearchConfig, source: str) -> dict[str, str]:
             f"{family.description}, whose quality no predictor stands in for; each subnet "
             "is measured with the trained network: set `evaluation: supernet` and no predictor"
         )
+    primary = next(iter(family.quality_metrics))
+    for i, objective in enumerate(config.objectives):
+        measured_only = objective.metric in family.quality_metrics and objective.metric != primary
+        if measured_only and config.evaluation != "supernet":
+            raise SearchConfigError(
+                f"invalid search config {source}: objectives.{i}.metric: "
+                f"{objective.metric!r} is measured, never predicted: set `evaluation: "
+                f"supernet`, or search on {primary!r} with `evaluation: predictor+verify` "
+                f"and a target `precision: int8`, which measures it on the front"
+            )
     if config.evaluation in ("predictor", "predictor+verify") and not config.predictor:
         raise SearchConfigError(
             f"invalid search config {source}: predictor: evaluation {config.evaluation!r} "

@@ -41,10 +41,11 @@ from nas.pareto import (
     plot_axes,
     plot_file,
 )
-from nas.quantize import DEFAULT_CALIBRATION_IMAGES, QUANTIZATIONS
+from nas.quantize import QUANTIZATIONS
 from nas.search import Outcome, cancel_search, check_resumable, launch_search, resume_search
 from nas.store import DEFAULT_URL, Predictor, Search, Store, Supernet
 from supernet.mbconv.finetune import FinetuneSettings
+from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
 from supernet.space import get_space
 
 DATABASE_ENV = "NAS_DATABASE_URL"
@@ -247,7 +248,7 @@ def list_supernets(db: Database = None) -> dict[str, list[dict[str, Any]]]:
 def export(
     search_id: int,
     candidate: int,
-    formats: str | list[str] = "torchscript,onnx,state_dict",
+    formats: str | list[str] | None = None,
     out: str | Path | None = None,
     db: Database = None,
     force: bool = False,
@@ -258,13 +259,17 @@ def export(
     """Extract a candidate, write its model files and card, record the export; `force`
     replaces the files of a folder that already holds some. `quantize="int8"` adds the
     int8 ONNX file (`onnx_int8`), calibrated on `calibration_images` training images.
-    `weights`: a fine-tuned weights file (`finetune`) instead of the inherited weights."""
-    formats = exports.parse_formats(formats)
+    `weights`: a fine-tuned weights file (`finetune`) instead of the inherited weights.
+    `formats` None: the search's defaults (nas.export.default_formats)."""
+    if formats is not None:
+        formats = exports.parse_formats(formats)
     if quantize is not None:
         if quantize not in QUANTIZATIONS:
             raise ExportError(
                 f"--quantize {quantize!r} is not supported; allowed: {', '.join(QUANTIZATIONS)}"
             )
+        if formats is None:  # the defaults, with the int8 file whatever the targets say
+            formats = exports.default_formats(load_config(open_store(db, create=False), search_id))
         formats = list(dict.fromkeys([*formats, f"onnx_{quantize}"]))
     store = open_store(db, create=False)
     return export_candidate(

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 import latency_models as lm
-from nas.config import NETWORK_METRICS, SearchConfig
+from nas.config import NETWORK_METRICS, SearchConfig, measured_quality
 from nas.domain import SearchDomain, search_domain
 from supernet.family import OpenedArtifact, open_artifact
 from supernet.mbconv.predictor import AccuracyPredictor, load_predictor
@@ -47,6 +47,7 @@ class EvaluatorSpec:
     predictor_sha256: str | None
     devices: tuple[DeviceTarget, ...]
     threads: int | None = None  # torch threads per evaluator (1 per Ray actor)
+    quality_metrics: tuple[str, ...] = ()  # what measuring quality measures (config)
 
 
 def device_targets(config: SearchConfig) -> tuple[DeviceTarget, ...]:
@@ -61,8 +62,11 @@ class CandidateEvaluator:
         artifact: OpenedArtifact,
         predictor: AccuracyPredictor | None,
         devices: Sequence[tuple[DeviceTarget, lm.CostModel]],
+        quality_metrics: Sequence[str] = (),
     ) -> None:
         self.artifact, self.space = artifact, artifact.space
+        # the quality metrics measured with the trained network (besides the primary one)
+        self.quality_metrics = tuple(quality_metrics)
         self.predictor = predictor
         self.devices = list(devices)
         self._specs: dict[tuple[str, int], lm.NetworkSpec] = {}
@@ -79,12 +83,12 @@ class CandidateEvaluator:
             else None
         )
         devices = [(d, lm.load_hardware(d.name)) for d in spec.devices]
-        return cls(artifact, predictor, devices)
+        return cls(artifact, predictor, devices, spec.quality_metrics)
 
     def quality(self, archs: Sequence[Arch], source: str) -> list[Metrics]:
         """ "supernet": measured with the trained network; "predictor": predicted."""
         if source == "supernet":
-            return self.artifact.trained().measure_quality(archs)
+            return self.artifact.trained().measure_quality(archs, self.quality_metrics)
         if self.predictor is None:
             raise ValueError("quality from the predictor needs a predictor")
         metric = next(iter(self.artifact.family.quality_metrics))  # the primary one
@@ -133,6 +137,7 @@ class SearchResources:
     devices: list[tuple[DeviceTarget, lm.CostModel]]
     # the part of the space every device can cost (None: all of it); see nas.domain
     domain: SearchDomain | None = None
+    quality_metrics: tuple[str, ...] = ()  # measured with the trained network (config)
 
     def spec(self, threads: int | None = None) -> EvaluatorSpec:
         predictor = self.predictor.artifact if self.predictor else None
@@ -143,10 +148,11 @@ class SearchResources:
             predictor.sha256 if predictor else None,
             tuple(d for d, _ in self.devices),
             threads,
+            self.quality_metrics,
         )
 
     def evaluator(self) -> CandidateEvaluator:
-        return CandidateEvaluator(self.artifact, self.predictor, self.devices)
+        return CandidateEvaluator(self.artifact, self.predictor, self.devices, self.quality_metrics)
 
 
 def open_resources(
@@ -174,4 +180,5 @@ def open_resources(
         domain = opened.domain
     else:  # a resumed search: its config was validated when it was launched
         domain = search_domain(artifact.space, {d.name: hw for d, hw in devices})
-    return SearchResources(artifact, predictor, devices, domain)
+    quality = measured_quality(config, artifact.family.quality_metrics)
+    return SearchResources(artifact, predictor, devices, domain, quality)

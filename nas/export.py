@@ -33,7 +33,6 @@ from nas import __version__
 from nas.errors import ExportError, NotFoundError, UserError
 from nas.pareto import load_config
 from nas.quantize import (
-    DEFAULT_CALIBRATION_IMAGES,
     SCHEME,
     convert_float16,
     onnx_outputs,
@@ -47,6 +46,7 @@ from nas.search.records import LeaseLost, heartbeat, lease_expiry, now
 from nas.store import Candidate, Export, Metric, Store
 from supernet.errors import CheckpointError
 from supernet.family import ExportableModel, OpenedArtifact, open_artifact
+from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,24 @@ class ExportResult:
     files: dict[str, Path]
     card: dict[str, Any]
     export_id: int
+
+
+# what an export writes unless told otherwise, besides the file each target's precision runs
+DEFAULT_FORMATS = ("torchscript", "pt2", "onnx", "state_dict")
+PRECISION_FORMATS = {"int8": "onnx_int8", "fp16": "onnx_fp16"}
+
+
+def default_formats(config: Any) -> list[str]:
+    """DEFAULT_FORMATS plus the file each of the search's targets runs at the precision it
+    was costed at: int8 ONNX for an int8 target (every MCU), fp16 ONNX for an fp16 GPU."""
+    import latency_models as lm
+
+    formats = list(DEFAULT_FORMATS)
+    for device, target in config.targets.items():
+        precision = lm.load_hardware(device).check_options(target.options).get("precision")
+        if precision in PRECISION_FORMATS:
+            formats.append(PRECISION_FORMATS[precision])
+    return list(dict.fromkeys(formats))
 
 
 def parse_formats(text: str | list[str]) -> list[str]:
@@ -374,7 +392,7 @@ def export_candidate(
     store: Store,
     search_id: int,
     candidate: int,
-    formats: str | list[str] = "torchscript,onnx,state_dict",
+    formats: str | list[str] | None = None,
     out_dir: str | Path | None = None,
     force: bool = False,
     job: tuple[int, str] | None = None,
@@ -388,8 +406,10 @@ def export_candidate(
     written, and a folder that already holds files is replaced only with `force`. The
     export is recorded as a new row, or, for a `job` (export id, its worker's driver id),
     completes that queued row, if the worker still holds its lease. `weights`: a file of
-    fine-tuned weights for this candidate (`nas finetune`) instead of the supernet's."""
-    formats = parse_formats(formats)
+    fine-tuned weights for this candidate (`nas finetune`) instead of the supernet's.
+    `formats` None: `default_formats` of the search (int8 skipped for a family without
+    labelled images to calibrate and measure on, such as generators)."""
+    formats = parse_formats(formats) if formats is not None else None
     out = Path(out_dir or f"runs/exports/search{search_id}-candidate{candidate}")
     check_out_dir(out, force)  # before any work: a bad --out must not cost an evaluation
     found = load_candidate(store, search_id, candidate, "export")
@@ -401,7 +421,16 @@ def export_candidate(
     finetuned = None
     if weights is not None:
         finetuned = _finetuned_weights(weights, opened, found.arch_id)
-    model = trained.exportable(arch, searched, finetuned)
+    try:
+        model = trained.exportable(arch, searched, finetuned)
+    except CheckpointError as err:
+        raise ExportError(
+            f"cannot export candidate {candidate} of search {search_id}: {err}"
+        ) from None
+    if formats is None:
+        formats = default_formats(config)
+        if model.labelled is None:
+            formats = [f for f in formats if f != "onnx_int8"]
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,9 @@ class TrainedModel(ABC):
         return self.artifact.sha256
 
     @abstractmethod
-    def measure_quality(self, archs: Sequence[Arch]) -> list[Metrics]:
+    def measure_quality(
+        self, archs: Sequence[Arch], metrics: Collection[str] = ()
+    ) -> list[Metrics]:
         """The family's quality metrics of each arch, measured with the trained network."""
 
     @abstractmethod

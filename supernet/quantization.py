@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 CALIBRATION_BATCH = 64
+# training images that calibrate the int8 activation ranges, unless a caller says otherwise
+DEFAULT_CALIBRATION_IMAGES = 300
 
 
 def int8_qconfig_mapping() -> object:

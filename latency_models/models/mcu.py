@@ -160,6 +160,11 @@ class MCUModel(CostModel):
             "flash_kb",
         )
 
+    def options(self) -> dict[str, tuple[Any, ...]]:
+        # the model costs int8 weights and activations (TinyEngine / CMSIS-NN kernels); a
+        # target says `precision: int8` to search on quality after int8 quantization too
+        return {"precision": ("int8",)}
+
     def summary(self) -> dict[str, Any]:
         return {
             **super().summary(),

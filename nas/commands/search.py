@@ -14,10 +14,10 @@ from nas.commands import user_errors, wide_console
 from nas.config import ACCURACY
 from nas.errors import QueryError
 from nas.pareto import columns_of, plot_file, to_csv, to_json
-from nas.quantize import DEFAULT_CALIBRATION_IMAGES
 from nas.store import DEFAULT_URL, safe_url
 from supernet.family import family_of_kind
 from supernet.mbconv.finetune import FinetuneSettings
+from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
 
 app = typer.Typer(help="Searches: launch, resume, cancel, list, show.", no_args_is_help=True)
 console = wide_console()
@@ -206,11 +206,12 @@ def _fmt(col: str, value: object) -> str:
 def export_command(
     search_id: int = typer.Argument(..., help="The search's id."),
     candidate: int = typer.Argument(..., help="The candidate number (see `nas pareto`)."),
-    fmt: str = typer.Option(
-        "torchscript,onnx,state_dict",
+    fmt: str | None = typer.Option(
+        None,
         "--format",
         help="Comma-separated: torchscript, onnx, state_dict, pt2 (torch.export), onnx_fp16, "
-        "onnx_int8.",
+        "onnx_int8. Default: torchscript, pt2, onnx, state_dict, plus the file each target "
+        "runs at its precision (onnx_int8 for an MCU or int8 target, onnx_fp16 for fp16).",
     ),
     out: Path | None = typer.Option(None, "--out", help="Output folder."),
     force: bool = typer.Option(False, "--force", help="Replace the files of a non-empty --out."),

@@ -17,7 +17,7 @@ measured on the same inputs, and the numbers repeat.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,7 +216,9 @@ class TrainedGan(TrainedModel):
             self.generator, self.space, dataset or self.dataset(), self.feature_net, **kwargs
         )
 
-    def measure_quality(self, archs: Sequence[Arch]) -> list[dict[str, float]]:
+    def measure_quality(
+        self, archs: Sequence[Arch], metrics: Collection[str] = ()
+    ) -> list[dict[str, float]]:
         """Domain FID and consistency, measured with the trained generator."""
         if self._quality_evaluator is None:  # real statistics are computed once per process
             self._quality_evaluator = self.evaluator()

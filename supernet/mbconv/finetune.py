@@ -35,6 +35,7 @@ from supernet.mbconv.checkpoint import TrainedSupernet
 from supernet.mbconv.evaluate import top1_of
 from supernet.mbconv.train import soft_cross_entropy
 from supernet.quantization import (
+    DEFAULT_CALIBRATION_IMAGES,
     calibrate,
     fake_quantized,
     prepared_for_qat,
@@ -54,7 +55,7 @@ class FinetuneSettings:
     batch_size: int = 64
     distill_weight: float = 1.0  # weight of the teacher's soft targets beside the labels
     temperature: float = 1.0
-    calibration_images: int = 300  # the first training images, as the int8 export's
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES  # the first training images
     threshold_points: float = 0.5  # QAT only where PTQ loses more than this (top-1 points)
     seed: int = 0
 

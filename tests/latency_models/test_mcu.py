@@ -262,6 +262,15 @@ def test_profile_errors_name_the_field(changes, message):
         lm.from_profile(missing, "toy.yaml")
 
 
-def test_no_options(residual):
-    with pytest.raises(lm.OptionError, match="option 'precision': not an option of mcu"):
-        toy().predict(residual, precision="fp16")
+def test_int8_is_the_only_precision(residual):
+    """The model costs int8 networks: `precision: int8` is accepted (a search then measures
+    quality after int8 quantization), anything else is refused with what is allowed."""
+    model = toy()
+    assert model.options() == {"precision": ("int8",)}
+    assert model.predict(residual, precision="int8") == model.predict(residual)
+    with pytest.raises(
+        lm.OptionError, match="'precision': value 'fp16' is not supported; allowed: int8"
+    ):
+        model.predict(residual, precision="fp16")
+    with pytest.raises(lm.OptionError, match="'runtime': not an option of mcu"):
+        model.predict(residual, runtime="tflm")

@@ -186,14 +186,28 @@ def test_qat_finetune_from_the_cli_and_its_export(trained, tmp_path):
     card = json.loads(result.output.strip().splitlines()[-1])["card"]
     assert card["weights"]["sha256"] == report["weights_sha256"]
     assert card["accuracy"]["measured_top1"]["val"] == pytest.approx(report["fp32_top1"]["after"])
-    ort_int8 = card["quantization"]["top1"]["int8"]["val"]
-    # onnxruntime and torch put a few quantization points differently (Add, SE's Mul), and a
-    # subnet one epoch from ~30% top-1 has thin margins: within 1.5 points of 800 images
-    assert abs(100 * (ort_int8 - report["int8_top1"]["after"])) <= 1.5
     # the state_dict keeps the subnet's structure: the card's rebuild recipe still applies
     state = torch.load(export / "model.state_dict.pt", weights_only=True)
-    static = load_supernet(card["checkpoint"]["path"]).net.extract(state["arch"]).eval()
+    supernet = load_supernet(card["checkpoint"]["path"])
+    static = supernet.net.extract(state["arch"]).eval()
     static.load_state_dict(state["state_dict"])
+    # the int8 file computes what torch's fake quantization of those weights computes, up
+    # to where each places its quantization points (SE's Mul, Add). This candidate's logits
+    # are nearly flat (a subnet of a supernet trained on its largest net only), so argmax
+    # flips easily: the logits must correlate, and top-1 agree within 2 points of 800 images
+    # (on a trained network: within 0.5, test_int8_onnx_agrees_with_fake_quantized_torch)
+    model = supernet.exportable(state["arch"], {}, torch.load(weights, weights_only=True))
+    images, labels = model.labelled("val")
+    calibration = model.labelled("train")[0][:300]
+    kernels = onnx_outputs(onnx_session(export / "model.int8.onnx"), images.numpy())
+    with torch.no_grad():
+        torch_fake = fake_quantized(static, calibration)(images).numpy()
+    assert np.corrcoef(kernels.ravel(), torch_fake.ravel())[0, 1] > 0.9
+    torch_top1 = float(np.mean(torch_fake.argmax(1) == labels.numpy()))
+    ort_top1 = float(np.mean(kernels.argmax(1) == labels.numpy()))
+    assert torch_top1 == pytest.approx(report["int8_top1"]["after"])
+    assert card["quantization"]["top1"]["int8"]["val"] == pytest.approx(ort_top1)
+    assert abs(100 * (ort_top1 - torch_top1)) <= 2
 
 
 def test_finetune_skips_a_candidate_ptq_serves_and_refuses_foreign_weights(trained, tmp_path):

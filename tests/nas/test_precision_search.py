@@ -1,0 +1,64 @@
+"""Precision-aware search: a target's `precision: int8` makes the search measure quality
+after static int8 quantization (top1_int8), and export write the file that target runs."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from nas import core
+from nas.config import parse_search_config
+from nas.errors import SearchConfigError
+from nas.export import default_formats
+from nas.pareto import load_candidates
+from nas.search import launch_search
+from nas.store import Metric, Store
+
+
+def int8_mcu(raw_config, **overrides):
+    raw = raw_config(**overrides)
+    raw["targets"]["stm32f746"]["precision"] = "int8"
+    return raw
+
+
+def test_an_mcu_runs_int8_only_and_measured_metrics_are_not_predicted(raw_config):
+    raw = raw_config()
+    raw["targets"]["stm32f746"]["precision"] = "fp32"
+    with pytest.raises(SearchConfigError, match=r"targets\.stm32f746.*'precision'.*allowed: int8"):
+        parse_search_config(raw, "t")
+    raw = int8_mcu(raw_config, objectives=[{"metric": "top1_int8", "goal": "maximize"}])
+    with pytest.raises(SearchConfigError, match="'top1_int8' is measured, never predicted"):
+        parse_search_config(raw, "t")
+    # predictor evaluation keeps its (predicted) top1 objective; the supernet measures int8
+    assert parse_search_config(int8_mcu(raw_config), "t").metric_names[0] == "top1"
+    measured = parse_search_config(int8_mcu(raw_config, evaluation="supernet"), "t")
+    assert measured.metric_names[0] == "top1_int8"
+
+
+def test_a_search_for_an_int8_target_measures_quality_after_quantization(raw_config):
+    raw = int8_mcu(raw_config, evaluation="supernet", predictor=None)
+    raw["algorithm"] = {"population": 4, "generations": 1, "seed": 0}
+    config = parse_search_config(raw, "t")
+    store = Store(config.database)
+    outcome = launch_search(config, store, progress=False)
+    rows = load_candidates(store, outcome.search_id)
+    assert rows and all({"top1", "top1_int8"} <= set(r.metrics) for r in rows)
+    assert all(0 <= r.metrics["top1_int8"] <= 1 for r in rows)
+    front = core.query_front(outcome.search_id, db=store)
+    assert front.objectives[0].metric == "top1_int8"
+    # what export writes by default: the int8 file for the MCU, fp16 for the fp16 GPU
+    assert {"onnx_int8", "onnx_fp16", "pt2"} <= set(default_formats(config))
+
+
+def test_predictor_verify_measures_int8_quality_on_the_front(raw_config):
+    raw = int8_mcu(raw_config, evaluation="predictor+verify")
+    raw["algorithm"] = {"population": 4, "generations": 1, "seed": 0}
+    config = parse_search_config(raw, "t")
+    store = Store(config.database)
+    outcome = launch_search(config, store, progress=False)
+    with store.session() as s:
+        names = set(s.scalars(select(Metric.name).where(Metric.device == "")))
+    assert {"top1", "top1_measured", "top1_int8_measured"} <= names
+    assert "top1_int8" not in names  # never predicted
+    front = core.query_front(outcome.search_id, db=store)
+    assert all("top1_int8" in c.measured for c in front.front)
