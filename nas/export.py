@@ -427,10 +427,15 @@ def export_candidate(
         raise ExportError(
             f"cannot export candidate {candidate} of search {search_id}: {err}"
         ) from None
+    skipped: dict[str, str] = {}
     if formats is None:
         formats = default_formats(config)
-        if model.labelled is None:
-            formats = [f for f in formats if f != "onnx_int8"]
+        if model.labelled is None and "onnx_int8" in formats:
+            formats.remove("onnx_int8")
+            skipped["onnx_int8"] = (
+                f"not written: the {model.space} family has no labelled images to calibrate "
+                "and measure an int8 file on"
+            )
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -442,6 +447,7 @@ def export_candidate(
         deployment: dict[str, Any] = {
             fmt: {"bytes": path.stat().st_size} for fmt, path in files.items() if fmt in FORMATS
         }
+        deployment.update({fmt: {"skipped": why} for fmt, why in skipped.items()})
         if "onnx_int8" in files:
             deployment["mcu"] = _shipped_mcu_costs(files["onnx_int8"], config, costs)
         card = {
