@@ -40,6 +40,7 @@ from supernet.io import (
     field_path,
     format_validation_error,
     merge_overrides,
+    read_artifact,
     read_yaml_mapping,
     resolve_artifact_path,
     short_repr,
@@ -267,16 +268,6 @@ def check_against_devices(config: SearchConfig, source: str) -> dict[str, str]:
             f"{family.description}, whose quality no predictor stands in for; each subnet "
             "is measured with the trained network: set `evaluation: supernet` and no predictor"
         )
-    primary = next(iter(family.quality_metrics))
-    for i, objective in enumerate(config.objectives):
-        measured_only = objective.metric in family.quality_metrics and objective.metric != primary
-        if measured_only and config.evaluation != "supernet":
-            raise SearchConfigError(
-                f"invalid search config {source}: objectives.{i}.metric: "
-                f"{objective.metric!r} is measured, never predicted: set `evaluation: "
-                f"supernet`, or search on {primary!r} with `evaluation: predictor+verify` "
-                f"and a target `precision: int8`, which measures it on the front"
-            )
     if config.evaluation in ("predictor", "predictor+verify") and not config.predictor:
         raise SearchConfigError(
             f"invalid search config {source}: predictor: evaluation {config.evaluation!r} "
@@ -284,8 +275,40 @@ def check_against_devices(config: SearchConfig, source: str) -> dict[str, str]:
         )
     if config.predictor:
         config.predictor = str(_predictor_path(config.predictor, source))
+    _check_predicted_quality(config, family.quality_metrics, source)
     config.opened = OpenedFiles(opened, devices, domain)
     return family.quality_metrics
+
+
+def _check_predicted_quality(config: SearchConfig, quality: dict[str, str], source: str) -> None:
+    """A predictor predicts the primary quality metric, and "<primary>_int8" when it holds
+    an int8 drop model (`nas predictor fit --int8-sample N`); any other quality objective
+    needs `evaluation: supernet`."""
+    if config.evaluation == "supernet":
+        return
+    primary = next(iter(quality))
+    predictable = {primary}
+    if config.predictor and _predictor_has_int8_drop(config.predictor):
+        predictable.add(f"{primary}_int8")
+    for i, objective in enumerate(config.objectives):
+        if objective.metric in quality and objective.metric not in predictable:
+            raise SearchConfigError(
+                f"invalid search config {source}: objectives.{i}.metric: "
+                f"{objective.metric!r} is measured, and this predictor does not predict it: "
+                f"set `evaluation: supernet`; or fit the predictor with `nas predictor fit "
+                f"--int8-sample N`; or search on {primary!r} with `evaluation: "
+                f"predictor+verify` and a target `precision: int8`, which measures it on the "
+                "front"
+            )
+
+
+def _predictor_has_int8_drop(path: str) -> bool:
+    from supernet.mbconv.predictor import PREDICTOR_FORMAT
+
+    try:
+        return bool(read_artifact(path, PREDICTOR_FORMAT).data.get("int8_drop"))
+    except CheckpointError:  # reported where the predictor is loaded, with its own message
+        return False
 
 
 def _predictor_path(path: str, source: str) -> Path:

@@ -92,7 +92,12 @@ class CandidateEvaluator:
         if self.predictor is None:
             raise ValueError("quality from the predictor needs a predictor")
         metric = next(iter(self.artifact.family.quality_metrics))  # the primary one
-        return [{metric: float(v)} for v in self.predictor.predict(archs).tolist()]
+        rows = [{metric: float(v)} for v in self.predictor.predict(archs).tolist()]
+        int8 = f"{metric}_int8"
+        if int8 in self.quality_metrics and self.predictor.int8_drop is not None:
+            for row, value in zip(rows, self.predictor.predict_int8(archs).tolist(), strict=True):
+                row[int8] = float(value)
+        return rows
 
     def spec_of(self, arch: Arch, batch: int) -> lm.NetworkSpec:
         arch_id = self.space.arch_id(arch)

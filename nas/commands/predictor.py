@@ -11,7 +11,14 @@ from rich.markup import escape
 from nas.commands import user_errors, wide_console
 from nas.commands.space import parse_arch
 from supernet.mbconv.checkpoint import load_supernet
-from supernet.mbconv.predictor import check_split, fit_predictor, load_predictor, measure_archs
+from supernet.mbconv.predictor import (
+    check_split,
+    fit_int8_drop,
+    fit_predictor,
+    load_predictor,
+    measure_archs,
+    measure_int8_drops,
+)
 from supernet.space import get_space
 
 app = typer.Typer(
@@ -28,6 +35,13 @@ def fit(
     epochs: int = typer.Option(300, "--epochs", min=1, help="MLP training epochs."),
     seed: int = typer.Option(0, "--seed"),
     out: Path | None = typer.Option(None, "--out", help="Default: predictor.pt beside it."),
+    int8_sample: int = typer.Option(
+        0,
+        "--int8-sample",
+        min=0,
+        help="Also measure top-1 after int8 quantization on this many of the archs and fit "
+        "a model of the drop, so that searches with an int8 target can predict top1_int8.",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
@@ -41,8 +55,14 @@ def fit(
         predictor = fit_predictor(
             trained.space, measurements, trained.sha256, held_out=held_out, epochs=epochs, seed=seed
         )
+        if int8_sample:
+            archs = [m.arch for m in measurements[: min(int8_sample, n)]]
+            drops = measure_int8_drops(trained, archs, progress=progress and not as_json)
+            predictor.int8_drop = fit_int8_drop(trained.space, archs, drops)
         path = predictor.save(out or trained.path.parent / "predictor.pt")
     metrics = {"predictor": str(path), **predictor.metrics}
+    if predictor.int8_drop is not None:
+        metrics["int8_drop"] = predictor.int8_drop.metrics
     if as_json:
         typer.echo(json.dumps(metrics))
         return
@@ -52,6 +72,13 @@ def fit(
         f"{m['kendall_tau']:.3f}  RMSE: {m['rmse'] * 100:.2f} points of top-1 "
         f"(trained on {m['n_train']})"
     )
+    if predictor.int8_drop is not None:
+        d = predictor.int8_drop.metrics
+        console.print(
+            f"int8 drop model ({d['n']} archs measured): mean drop {d['mean_drop_points']:.2f} "
+            f"points; leave-one-out RMSE {d['loo_rmse_points']:.2f} points (the mean alone: "
+            f"{d['mean_only_loo_rmse_points']:.2f})"
+        )
 
 
 @app.command("predict")

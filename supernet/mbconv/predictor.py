@@ -99,6 +99,70 @@ class Measurement:
 
 
 @dataclass
+class Int8DropModel:
+    """Top-1 (fraction) lost to the int8 export's static quantization, predicted from the
+    arch encoding by ridge regression fitted on a small measured sample: the predictor's
+    stand-in for top1_int8 (= predicted top1 - predicted drop). Its `metrics` hold its
+    leave-one-out RMSE beside that of the sample's mean drop, so a user sees whether the
+    arch tells anything beyond the mean."""
+
+    coef: np.ndarray
+    intercept: float
+    metrics: dict[str, Any]
+
+    def predict_encoded(self, encoded: np.ndarray) -> np.ndarray:
+        return np.asarray(encoded, dtype=np.float64) @ self.coef + self.intercept
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"coef": self.coef.tolist(), "intercept": self.intercept, "metrics": self.metrics}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Int8DropModel:
+        return cls(np.asarray(data["coef"], np.float64), float(data["intercept"]), data["metrics"])
+
+
+def fit_int8_drop(
+    space: SearchSpace, archs: Sequence[Arch], drops: Sequence[float]
+) -> Int8DropModel:
+    """Ridge regression of measured int8 drops on the arch encoding, its penalty chosen by
+    exact leave-one-out error (the hat-matrix shortcut) among a few decades."""
+    if len(archs) < 8:
+        raise PredictorFitError(
+            f"an int8 drop model needs at least 8 measured archs, got {len(archs)}"
+        )
+    x = np.stack([space.encode(a) for a in archs]).astype(np.float64)
+    y = np.asarray(drops, dtype=np.float64)
+    x_mean, y_mean = x.mean(0), y.mean()
+    xc, yc = x - x_mean, y - y_mean
+    best: tuple[float, float, np.ndarray] | None = None
+    for alpha in (0.1, 1.0, 10.0, 100.0, 1000.0):
+        inverse = np.linalg.inv(xc.T @ xc + alpha * np.eye(x.shape[1]))
+        coef = inverse @ xc.T @ yc
+        hat = np.einsum("ij,jk,ik->i", xc, inverse, xc)
+        # 1/n of the hat diagonal comes from the centring (the fitted intercept)
+        loo = (yc - xc @ coef) / (1 - hat - 1 / len(y))
+        rmse = float(np.sqrt(np.mean(loo**2)))
+        if best is None or rmse < best[0]:
+            best = (rmse, alpha, coef)
+    assert best is not None
+    rmse, alpha, coef = best
+    mean_only = float(np.sqrt(np.mean((yc * len(y) / (len(y) - 1)) ** 2)))  # LOO of the mean
+    return Int8DropModel(
+        coef,
+        float(y_mean - x_mean @ coef),
+        {
+            "n": len(y),
+            "mean_drop_points": round(float(100 * y_mean), 3),
+            "loo_rmse_points": round(100 * rmse, 3),
+            "mean_only_loo_rmse_points": round(100 * mean_only, 3),
+            "alpha": alpha,
+            "target": "top1 - top1_int8 on the validation split (the int8 export's scheme, "
+            "torch fake quantization)",
+        },
+    )
+
+
+@dataclass
 class AccuracyPredictor:
     space: SearchSpace
     model: AccuracyMLP
@@ -109,6 +173,7 @@ class AccuracyPredictor:
     dropout: float = 0.2
     # the file it was loaded from, with the hash of the bytes read (None until saved/loaded)
     artifact: Artifact | None = None
+    int8_drop: Int8DropModel | None = None  # `nas predictor fit --int8-sample N`
 
     @torch.no_grad()
     def predict_encoded(self, encoded: np.ndarray) -> np.ndarray:
@@ -121,6 +186,15 @@ class AccuracyPredictor:
         if not archs:
             return np.zeros(0)
         return self.predict_encoded(np.stack([self.space.encode(a) for a in archs]))
+
+    def predict_int8(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Predicted top-1 after int8 quantization: predicted top1 - predicted drop."""
+        if self.int8_drop is None:
+            raise PredictorFitError("this predictor has no int8 drop model (--int8-sample)")
+        if not archs:
+            return np.zeros(0)
+        encoded = np.stack([self.space.encode(a) for a in archs])
+        return self.predict_encoded(encoded) - self.int8_drop.predict_encoded(encoded)
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
@@ -135,6 +209,7 @@ class AccuracyPredictor:
                 "dropout": self.dropout,
                 "model": self.model.state_dict(),
                 "metrics": self.metrics,
+                "int8_drop": self.int8_drop.to_dict() if self.int8_drop else None,
             },
             path,
         )
@@ -188,6 +263,7 @@ def load_predictor(
         data["layers"],
         data["dropout"],
         artifact,
+        Int8DropModel.from_dict(data["int8_drop"]) if data.get("int8_drop") else None,
     )
 
 
@@ -297,6 +373,20 @@ def measure_archs(
                 by_id[m.arch_id] = m
                 bar.advance(task)
     return [by_id[space.arch_id(a)] for a in wanted]
+
+
+def measure_int8_drops(
+    trained: TrainedSupernet, archs: Sequence[Arch], progress: bool = True
+) -> list[float]:
+    """top1 - top1_int8 (fractions) of each arch, measured with the supernet."""
+    drops = []
+    with Progress(disable=not progress) as bar:
+        task = bar.add_task("measuring int8 drops", total=len(archs))
+        for arch in archs:
+            (row,) = trained.measure_quality([arch], ["top1_int8"])
+            drops.append(row["top1"] - row["top1_int8"])
+            bar.advance(task)
+    return drops
 
 
 def fit_predictor(
