@@ -2,9 +2,12 @@
 predicted figures.
 
 The subnet is extracted from the supernet after BatchNorm recalibration (the statistics it
-is evaluated with), then written as TorchScript, ONNX and/or a state_dict. The ONNX file is
-run in onnxruntime and compared with torch before the export counts as done. The export is
-recorded in SQL.
+is evaluated with), or built with fine-tuned weights (`nas finetune`), then written in the
+formats asked for: TorchScript, torch.export's .pt2, ONNX, a state_dict, and what devices
+run: int8 ONNX (static quantization, nas.quantize) and fp16 ONNX. Every file is run in the
+runtime that loads it and compared with torch (the int8 file: its top-1 measured) before the
+export counts as done. By default an export writes the formats each of the search's targets
+runs at its precision (`default_formats`). The export is recorded in SQL.
 """
 
 from __future__ import annotations
