@@ -166,7 +166,7 @@ def _write_model_files(
     if {"onnx", "onnx_fp16", "onnx_int8"} & set(formats):
         # the fp32 file the 16-bit and int8 files are made from (kept only if asked for)
         fp32_onnx = folder / FILE_NAMES["onnx"]
-        checks["onnx_check"] = _write_onnx(model, fp32_onnx)
+        checks["onnx_check"] = write_onnx(model, fp32_onnx)
     for fmt in formats:
         path = folder / FILE_NAMES[fmt]
         if fmt == "torchscript":
@@ -189,7 +189,7 @@ def _write_model_files(
             )
         elif fmt == "onnx_int8":
             assert fp32_onnx is not None
-            checks["quantization"] = _write_int8(model, fp32_onnx, path, calibration_images)
+            checks["quantization"] = write_int8(model, fp32_onnx, path, calibration_images)
         files[fmt] = path
     if fp32_onnx is not None and "onnx" not in formats:
         fp32_onnx.unlink()
@@ -198,7 +198,7 @@ def _write_model_files(
     return files, checks
 
 
-def _write_onnx(model: ExportableModel, path: Path) -> dict[str, Any]:
+def write_onnx(model: ExportableModel, path: Path) -> dict[str, Any]:
     program = torch.onnx.export(
         model.module,
         (model.example,),
@@ -250,7 +250,7 @@ def _write_pt2(model: ExportableModel, path: Path) -> dict[str, Any]:
     return {"max_abs_diff": diff, "allowed": allowed, "runtime": "torch.export.load"}
 
 
-def _write_int8(
+def write_int8(
     model: ExportableModel, fp32: Path, path: Path, calibration_images: int
 ) -> dict[str, Any]:
     """The int8 file, and top-1 of the float and int8 files measured in onnxruntime on the
@@ -465,7 +465,12 @@ def export_candidate(
             "limits": {d: t.limits for d, t in config.targets.items()},
             "macs": int(found.network.get("macs", 0)),
             "params": int(found.network.get("params", 0)),
-            "checkpoint": {"path": str(opened.path), "sha256": opened.sha256},
+            "checkpoint": {
+                "path": str(opened.path),
+                "sha256": opened.sha256,
+                # a supernet trained from other weights (`nas supernet finetune`) says whose
+                "initialised_from": getattr(trained, "meta", {}).get("initialised_from"),
+            },
             "predictor_sha256": found.predictor_sha256,
             "weights": {"from": "the supernet (inherited)"}
             if finetuned is None

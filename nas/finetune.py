@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nas.errors import ExportError
-from nas.export import load_candidate
+from nas.export import FILE_NAMES, load_candidate, write_int8, write_onnx
 from nas.store import Store
 from supernet.mbconv.checkpoint import TrainedSupernet
 from supernet.mbconv.finetune import FinetuneSettings, finetune_subnet, save_finetuned
+from supernet.space import Arch
 
 log = logging.getLogger(__name__)
 WEIGHTS_NAME = "finetuned.pt"
@@ -31,6 +33,20 @@ class FinetuneOutcome:
     trained: bool
     report: dict[str, Any]
     weights: Path | None  # the fine-tuned weights file, if anything was trained
+
+
+def _shipped_ptq_drop(trained: TrainedSupernet, arch: Arch, settings: FinetuneSettings) -> float:
+    """The top-1 points (val) the int8 export's file loses against the fp32 file, measured
+    in onnxruntime: what decides whether QAT is needed (torch's fake quantization places
+    fewer quantization points, so it runs a little optimistic)."""
+    model = trained.exportable(arch, {})
+    with tempfile.TemporaryDirectory(prefix="nas-finetune-") as tmp:
+        fp32 = Path(tmp) / FILE_NAMES["onnx"]
+        write_onnx(model, fp32)
+        measured = write_int8(
+            model, fp32, Path(tmp) / FILE_NAMES["onnx_int8"], settings.calibration_images
+        )
+    return float(measured["top1_drop_points"]["val"])
 
 
 def finetune_candidate(
@@ -56,7 +72,8 @@ def finetune_candidate(
         )
     kind = "qat" if settings.qat else "float"
     out = Path(out_dir or f"runs/finetune/search{search_id}-candidate{candidate}-{kind}")
-    result = finetune_subnet(trained, found.arch, settings, progress=progress)
+    shipped = _shipped_ptq_drop(trained, found.arch, settings) if settings.qat else None
+    result = finetune_subnet(trained, found.arch, settings, progress, shipped)
     report = {"search_id": search_id, "candidate": candidate, "kind": kind, **result.report}
     weights = None
     if result.module is not None:

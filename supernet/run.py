@@ -131,6 +131,11 @@ class ResumableRun:
         """The state of a new run; must seed `self.rngs` before it builds any module."""
         raise NotImplementedError
 
+    def _start(self) -> None:
+        """A new run (not a resumed one): `_fresh`, plus whatever only a new run does, such
+        as initialising from another run's weights."""
+        self._fresh()
+
     def _state(self) -> dict[str, Any]:
         """The trainer's part of the checkpoint (tensors and plain data)."""
         raise NotImplementedError
@@ -159,7 +164,7 @@ class ResumableRun:
                 "or choose another out_dir"
             )
         else:
-            self._fresh()
+            self._start()
         if self.done and self.artifact_path.exists():
             log.info("training already complete: %s", self.artifact_path)
             return self._completed()

@@ -318,9 +318,11 @@ def finetune_command(
         return
     console = wide_console()
     fp32, int8 = report["fp32_top1"], report["int8_top1"]
+    shipped = report.get("shipped_ptq_drop_points")
     console.print(
         f"candidate {candidate}: fp32 top-1 {fp32['inherited']:.2%}, post-training int8 "
-        f"{int8['ptq']:.2%} (drop {report['ptq_drop_points']:.2f} points, val)",
+        f"{int8['ptq']:.2%} in torch (drop {report['ptq_drop_points']:.2f} points, val)"
+        + ("" if shipped is None else f"; the int8 file in onnxruntime drops {shipped:.2f}"),
         soft_wrap=True,
     )
     if not outcome.trained:

@@ -6,13 +6,17 @@ import json
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from nas.commands import user_errors, wide_console
 from nas.commands.space import parse_arch
+from supernet.errors import ConfigError
+from supernet.io import format_validation_error
 from supernet.mbconv.checkpoint import load_supernet
-from supernet.mbconv.train import load_train_config, train_supernet
-from supernet.space import as_rng
+from supernet.mbconv.train import TrainConfig, load_train_config, train_supernet
+from supernet.mbconv.transfer import infer_space, transfer_phases
+from supernet.space import as_rng, get_space
 
 app = typer.Typer(
     help="Supernets: train (progressive shrinking) and evaluate subnets.", no_args_is_help=True
@@ -44,6 +48,87 @@ def train(
         return
     console.print(
         f"supernet: {result.path}  (sha256 {result.sha256[:12]})\n"
+        f"validation top-1: largest {result.final['acc_largest']:.2%}, "
+        f"smallest {result.final['acc_smallest']:.2%}"
+    )
+
+
+def parse_data(text: str) -> dict[str, str]:
+    """`imagefolder:PATH`, `cifar10:PATH`, `cifar100:PATH` or `mnist` -> a data config."""
+    kind, _, path = text.partition(":")
+    if kind == "mnist" and not path:
+        return {"kind": "mnist"}
+    if kind in ("imagefolder", "cifar10", "cifar100") and path:
+        return {"kind": kind, "path": path}
+    raise ConfigError(
+        f"--data {text!r}: expected imagefolder:PATH, cifar10:PATH, cifar100:PATH or mnist"
+    )
+
+
+@app.command("finetune")
+def finetune(
+    source: Path = typer.Option(
+        ..., "--from", help="An official once-for-all MobileNetV3 checkpoint, or a supernet.pt."
+    ),
+    data: str = typer.Option(
+        ..., "--data", help="imagefolder:PATH (one subfolder per class), cifar10:PATH, mnist."
+    ),
+    out: Path = typer.Option(..., "--out", help="The run folder (supernet.pt goes there)."),
+    space: str | None = typer.Option(
+        None, "--space", help="Default: the source's (ofa-mbv3-w1.0 or -w1.2 for OFA files)."
+    ),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="A training config whose settings and phases to use (its space, data, "
+        "init_from and out_dir are replaced).",
+    ),
+    epochs: int = typer.Option(1, "--epochs-per-phase", min=1, help="Without --config."),
+    lr: float = typer.Option(0.01, "--lr", help="The first phase's; later phases use half."),
+    image_size: int | None = typer.Option(
+        None, "--image-size", help="imagefolder: the square size images are stored at."
+    ),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Without --config."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Once-for-all transfer: a searchable supernet for your data, from trained weights
+    (the classifier re-initialised for your classes), by a short progressive shrinking."""
+    with user_errors():
+        data_config = parse_data(data)
+        if image_size is not None:
+            data_config["image_size"] = image_size
+        space_name = space or infer_space(source)
+        fields = {
+            "space": space_name,
+            "data": data_config,
+            "init_from": str(source.resolve()),
+            "out_dir": str(out),
+        }
+        if config is not None:
+            cfg = load_train_config(config, **fields)
+        else:
+            phases = transfer_phases(get_space(space_name), epochs, lr)
+            try:
+                cfg = TrainConfig(**fields, batch_size=batch_size, phases=phases)
+            except ValidationError as err:
+                raise ConfigError(format_validation_error(err, "finetune options")) from None
+        result = train_supernet(cfg, resume=resume, progress=progress and not as_json)
+    origin = load_supernet(result.path).meta.get("initialised_from") or {}
+    summary = {
+        "supernet": str(result.path),
+        "sha256": result.sha256,
+        "initialised_from": origin,
+        **{k: round(v, 4) for k, v in result.final.items()},
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    console.print(
+        f"supernet: {result.path}  (sha256 {result.sha256[:12]})\n"
+        f"from {origin.get('kind')} {origin.get('path')}: {origin.get('copied')} tensors "
+        f"copied, re-initialised {origin.get('reinitialised')}\n"
         f"validation top-1: largest {result.final['acc_largest']:.2%}, "
         f"smallest {result.final['acc_smallest']:.2%}"
     )

@@ -43,6 +43,7 @@ from supernet.io import format_validation_error, merge_overrides, read_yaml_mapp
 from supernet.mbconv.checkpoint import SUPERNET_FORMAT, save_supernet
 from supernet.mbconv.evaluate import SupernetEvaluator
 from supernet.mbconv.space import MBConvSpace
+from supernet.mbconv.transfer import transfer_weights
 from supernet.run import ResumableRun, Rngs, TrainResult, cosine_schedule
 from supernet.space import Arch, get_space
 
@@ -71,6 +72,9 @@ class TrainConfig(BaseModel):
 
     space: str
     data: DatasetConfig = DatasetConfig()
+    # once-for-all transfer: start from an official once-for-all MobileNetV3 checkpoint or a
+    # trained supernet.pt of the same space (supernet.mbconv.transfer); None: from scratch
+    init_from: str | None = None
     out_dir: str = "runs/supernet"
     seed: int = 0
     threads: int | None = Field(None, ge=1)  # None: torch's default
@@ -237,7 +241,9 @@ class Trainer(ResumableRun):
             raise ConfigError(f"space {config.space!r} cannot be trained by this trainer")
         self.data: Dataset = load_dataset(config.data)
         # retarget the space to the data (e.g. ofa-mbv3 on CIFAR-10: 3 channels, 10 classes)
+        self.base_space = base
         self.space = base.variant(self.data.in_channels, self.data.num_classes)
+        self.initialised_from: dict[str, Any] | None = None  # the transfer's record
         self.choices = [PhaseChoices.resolve(self.space, p, i) for i, p in enumerate(config.phases)]
 
     # -- state --
@@ -252,6 +258,13 @@ class Trainer(ResumableRun):
         self.optimizer_state: dict | None = None  # of the phase under way, once resumed
         self.scheduler_state: dict | None = None
 
+    def _start(self) -> None:
+        self._fresh()
+        if self.config.init_from:  # once-for-all transfer: a new run starts from those weights
+            self.initialised_from = transfer_weights(
+                self.net, self.base_space, self.config.init_from
+            )
+
     def _state(self) -> dict[str, Any]:
         return {
             "space": self.space.name,
@@ -261,12 +274,14 @@ class Trainer(ResumableRun):
             "phase_index": self.phase_index,
             "epochs_done": self.epochs_done,
             "global_step": self.global_step,
+            "initialised_from": self.initialised_from,
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["model"])
         self.phase_index, self.epochs_done = state["phase_index"], state["epochs_done"]
         self.global_step = state["global_step"]
+        self.initialised_from = state.get("initialised_from")  # absent before transfers
         self.optimizer_state, self.scheduler_state = state["optimizer"], state["scheduler"]
 
     @property
@@ -432,6 +447,7 @@ class Trainer(ResumableRun):
             "channels_last": self.config.channels_last,
             "total_epochs": self.config.total_epochs,
             "torch": str(torch.__version__),
+            "initialised_from": self.initialised_from,  # None: trained from scratch
         }
         sha = save_supernet(
             self.net, self.space, self.data, self.config.data, self.artifact_path, meta

@@ -99,7 +99,7 @@ def test_int8_onnx_agrees_with_fake_quantized_torch(trained, tmp_path):
     calibration = model.labelled("train")[0][:300]
     images, labels = model.labelled("val")
     fp32, int8 = tmp_path / "model.onnx", tmp_path / "model.int8.onnx"
-    export_module._write_onnx(model, fp32)
+    export_module.write_onnx(model, fp32)
     quantize_int8(fp32, int8, calibration.numpy())
     kernels = onnx_outputs(onnx_session(int8), images.numpy())
     simulated = onnx_outputs(onnx_session(int8, optimized=False), images.numpy())
@@ -174,6 +174,7 @@ def test_qat_finetune_from_the_cli_and_its_export(trained, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
     assert report["kind"] == "qat" and len(report["train_loss"]) == 1
+    assert isinstance(report["shipped_ptq_drop_points"], float)  # measured on the int8 file
     assert set(report["int8_top1"]) == {"ptq", "after"}
     weights = Path(report["weights"])
     assert weights.is_file() and json.loads((out / "finetune.json").read_text()) == report
