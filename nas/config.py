@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 import latency_models as lm
 from nas.domain import SearchDomain, search_domain
-from nas.errors import SearchConfigError
+from nas.errors import SearchConfigError, UserError
 from nas.store import DEFAULT_URL
 from supernet.errors import CheckpointError
 from supernet.family import OpenedArtifact, open_artifact
@@ -40,7 +40,6 @@ from supernet.io import (
     field_path,
     format_validation_error,
     merge_overrides,
-    read_artifact,
     read_yaml_mapping,
     resolve_artifact_path,
     short_repr,
@@ -72,6 +71,7 @@ class OpenedFiles:
     artifact: OpenedArtifact
     devices: dict[str, lm.CostModel]
     domain: SearchDomain | None  # what of the space the devices can cost (nas.domain)
+    predictor: Any = None  # the AccuracyPredictor the config names, checked against artifact
 
 
 class Objective(BaseModel):
@@ -273,14 +273,18 @@ def check_against_devices(config: SearchConfig, source: str) -> dict[str, str]:
             f"invalid search config {source}: predictor: evaluation {config.evaluation!r} "
             "needs a predictor (fit one with `nas predictor fit`)"
         )
+    predictor = None
     if config.predictor:
         config.predictor = str(_predictor_path(config.predictor, source))
-    _check_predicted_quality(config, family.quality_metrics, source)
-    config.opened = OpenedFiles(opened, devices, domain)
+        predictor = _load_predictor(config.predictor, opened, source)
+    _check_predicted_quality(config, family.quality_metrics, predictor, source)
+    config.opened = OpenedFiles(opened, devices, domain, predictor)
     return family.quality_metrics
 
 
-def _check_predicted_quality(config: SearchConfig, quality: dict[str, str], source: str) -> None:
+def _check_predicted_quality(
+    config: SearchConfig, quality: dict[str, str], predictor: Any, source: str
+) -> None:
     """A predictor predicts the primary quality metric, and "<primary>_int8" when it holds
     an int8 drop model (`nas predictor fit --int8-sample N`); any other quality objective
     needs `evaluation: supernet`."""
@@ -288,7 +292,7 @@ def _check_predicted_quality(config: SearchConfig, quality: dict[str, str], sour
         return
     primary = next(iter(quality))
     predictable = {primary}
-    if config.predictor and _predictor_has_int8_drop(config.predictor):
+    if predictor is not None and predictor.int8_drop is not None:
         predictable.add(f"{primary}_int8")
     for i, objective in enumerate(config.objectives):
         if objective.metric in quality and objective.metric not in predictable:
@@ -302,13 +306,14 @@ def _check_predicted_quality(config: SearchConfig, quality: dict[str, str], sour
             )
 
 
-def _predictor_has_int8_drop(path: str) -> bool:
-    from supernet.mbconv.predictor import PREDICTOR_FORMAT
+def _load_predictor(path: str, opened: OpenedArtifact, source: str) -> Any:
+    """The predictor, read once here and kept for the search (config.opened)."""
+    from supernet.mbconv.predictor import load_predictor
 
     try:
-        return bool(read_artifact(path, PREDICTOR_FORMAT).data.get("int8_drop"))
-    except CheckpointError:  # reported where the predictor is loaded, with its own message
-        return False
+        return load_predictor(path, opened)
+    except UserError as err:
+        raise SearchConfigError(f"invalid search config {source}: predictor: {err}") from None
 
 
 def _predictor_path(path: str, source: str) -> Path:

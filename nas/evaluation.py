@@ -178,9 +178,14 @@ def open_resources(
     devices = [
         (d, hardware.get(d.name) or lm.load_hardware(d.name)) for d in device_targets(config)
     ]
-    predictor = (
-        load_predictor(config.predictor, artifact, predictor_sha256) if config.predictor else None
-    )
+    if opened is not None and opened.predictor is not None:
+        predictor = opened.predictor
+        if predictor.artifact is not None:
+            predictor.artifact.check_sha256(predictor_sha256, "predictor")
+    elif config.predictor:
+        predictor = load_predictor(config.predictor, artifact, predictor_sha256)
+    else:
+        predictor = None
     if opened is not None:
         domain = opened.domain
     else:  # a resumed search: its config was validated when it was launched
