@@ -91,8 +91,9 @@ def finetune_subnet(
 ) -> FinetuneResult:
     """Measure what static int8 quantization costs `arch` (torch fake quantization on the
     validation split), and fine-tune it where that exceeds `settings.threshold_points`
-    (always, for a float fine-tune or a threshold of 0). `shipped_drop_points`, the drop the int8 file itself
-    shows on val (measured by the caller in its runtime), decides instead where given."""
+    (always, for a float fine-tune or a threshold of 0). `shipped_drop_points`, the drop
+    the int8 file itself shows on val (measured by the caller in its runtime), decides
+    instead where given."""
     settings.check()
     started = time.perf_counter()
     arch = supernet.space.canonical(arch)
