@@ -4,8 +4,8 @@ predicted figures.
 The subnet is extracted from the supernet after BatchNorm recalibration (the statistics it
 is evaluated with), or built with fine-tuned weights (`nas finetune`), then written in the
 formats asked for: TorchScript, torch.export's .pt2, ONNX, a state_dict, and what devices
-run: int8 ONNX (static quantization, nas.quantize) and fp16 ONNX. Every file is run in the
-runtime that loads it and compared with torch (the int8 file: its top-1 measured) before the
+run: int8 ONNX (static quantization, nas.quantize), fp16 and bf16 ONNX. Every file is run in
+a runtime that loads it and compared with torch (the int8 file: its top-1 measured) before the
 export counts as done. By default an export writes the formats each of the search's targets
 runs at its precision (`default_formats`). The export is recorded in SQL.
 """
@@ -13,6 +13,7 @@ runs at its precision (`default_formats`). The export is recorded in SQL.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -53,17 +54,21 @@ from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
-FORMATS = ("torchscript", "onnx", "state_dict", "pt2", "onnx_fp16", "onnx_int8")
+FORMATS = ("torchscript", "onnx", "state_dict", "pt2", "onnx_fp16", "onnx_bf16", "onnx_int8")
 FILE_NAMES = {
     "torchscript": "model.torchscript.pt",  # deprecated in torch 2.13, kept while supported
     "onnx": "model.onnx",
     "state_dict": "model.state_dict.pt",
     "pt2": "model.pt2",  # torch.export's ExportedProgram
     "onnx_fp16": "model.fp16.onnx",  # for GPU runtimes
+    "onnx_bf16": "model.bf16.onnx",  # for GPU runtimes (opset 22, where Conv takes bfloat16)
     "onnx_int8": "model.int8.onnx",  # static int8 QDQ: MCUs (via converters), CPUs, TensorRT
 }
 ONNX_TOLERANCE = 1e-4
 FP16_TOLERANCE = 2e-2  # relative to the output's scale: 16-bit weights and activations
+# bfloat16 keeps 8 significant bits to float16's 11; rounding compounds over ~20 layers
+BF16_TOLERANCE = 1e-1
+BF16_OPSET = 22  # the first opset whose Conv, Gemm, BatchNorm... accept tensor(bfloat16)
 CARD_NAME = "model_card.json"
 # an export's status; `nas export` writes a completed row, an API export is a job
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
@@ -80,12 +85,13 @@ class ExportResult:
 
 # what an export writes unless told otherwise, besides the file each target's precision runs
 DEFAULT_FORMATS = ("torchscript", "pt2", "onnx", "state_dict")
-PRECISION_FORMATS = {"int8": "onnx_int8", "fp16": "onnx_fp16"}
+PRECISION_FORMATS = {"int8": "onnx_int8", "fp16": "onnx_fp16", "bf16": "onnx_bf16"}
 
 
 def default_formats(config: Any) -> list[str]:
     """DEFAULT_FORMATS plus the file each of the search's targets runs at the precision it
-    was costed at: int8 ONNX for an int8 target (every MCU), fp16 ONNX for an fp16 GPU."""
+    was costed at: int8 ONNX for an int8 target (every MCU), fp16 or bf16 ONNX for a GPU
+    costed at that precision."""
     import latency_models as lm
 
     formats = list(DEFAULT_FORMATS)
@@ -159,7 +165,7 @@ def _write_model_files(
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """Write each format (and the family's extra files) into `folder`, each checked in the
     runtime that loads it against torch. Returns the files and what the checks found (the
-    card's `onnx_check`, `pt2_check`, `fp16_check` and `quantization`)."""
+    card's `onnx_check`, `pt2_check`, `fp16_check`, `bf16_check` and `quantization`)."""
     files: dict[str, Path] = {}
     checks: dict[str, Any] = {}
     fp32_onnx: Path | None = None
@@ -187,6 +193,8 @@ def _write_model_files(
             checks["fp16_check"] = _output_check(
                 model, path, FP16_TOLERANCE, "float16 weights and activations"
             )
+        elif fmt == "onnx_bf16":
+            checks["bf16_check"] = write_onnx_bf16(model, path)
         elif fmt == "onnx_int8":
             assert fp32_onnx is not None
             checks["quantization"] = write_int8(model, fp32_onnx, path, calibration_images)
@@ -210,6 +218,62 @@ def write_onnx(model: ExportableModel, path: Path) -> dict[str, Any]:
     )
     program.save(str(path))
     return _output_check(model, path, ONNX_TOLERANCE, "float32")
+
+
+class _Bfloat16Module(torch.nn.Module):
+    """`inner` in bfloat16 behind float32 inputs and outputs, as the fp16 file keeps its
+    input and output types, so callers feed every ONNX file the same tensors."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = copy.deepcopy(inner).to(torch.bfloat16).eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.to(torch.bfloat16)).float()
+
+
+def write_onnx_bf16(model: ExportableModel, path: Path) -> dict[str, Any]:
+    """The subnet with bfloat16 weights and activations, exported by torch at opset 22 and
+    checked against the fp32 torch outputs. onnxruntime's CPU provider has no bfloat16
+    kernels (GPU runtimes: TensorRT, ORT's CUDA provider), so the file is validated by
+    onnx's full checker and run in onnx's reference evaluator."""
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
+    try:
+        program = torch.onnx.export(
+            _Bfloat16Module(model.module),
+            (model.example,),
+            dynamo=True,
+            opset_version=BF16_OPSET,
+            verbose=False,
+            input_names=[model.input_name],
+            output_names=[model.output_name],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+        )
+        program.save(str(path))
+        onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+        (got,) = ReferenceEvaluator(str(path)).run(
+            None, {model.input_name: model.check_inputs.numpy()}
+        )
+    except Exception as err:  # the exporter and checker raise many kinds
+        raise ExportError(f"bfloat16 ONNX export to {path.name} failed: {err}") from None
+    with torch.no_grad():
+        expected = model.module(model.check_inputs).numpy()
+    diff = float(np.abs(got - expected).max())
+    allowed = BF16_TOLERANCE * max(1.0, float(np.abs(expected).max()))
+    if diff > allowed:
+        raise ExportError(
+            f"the bfloat16 file {path.name} disagrees with torch's fp32 outputs (max abs "
+            f"difference {diff:.3g} > {allowed:.3g}); the file is not usable"
+        )
+    return {
+        "max_abs_diff": diff,
+        "allowed": allowed,
+        "rule": f"max abs diff <= {BF16_TOLERANCE} x max(1, max |output|)",
+        "runtime": "onnx.reference (onnxruntime's CPU provider has no bfloat16 kernels)",
+        "opset": BF16_OPSET,
+    }
 
 
 def _output_check(

@@ -210,8 +210,9 @@ def export_command(
         None,
         "--format",
         help="Comma-separated: torchscript, onnx, state_dict, pt2 (torch.export), onnx_fp16, "
-        "onnx_int8. Default: torchscript, pt2, onnx, state_dict, plus the file each target "
-        "runs at its precision (onnx_int8 for an MCU or int8 target, onnx_fp16 for fp16).",
+        "onnx_bf16, onnx_int8. Default: torchscript, pt2, onnx, state_dict, plus the file "
+        "each target runs at its precision (onnx_int8 for an MCU or int8 target, onnx_fp16 "
+        "or onnx_bf16 for a GPU at fp16 or bf16).",
     ),
     out: Path | None = typer.Option(None, "--out", help="Output folder."),
     force: bool = typer.Option(False, "--force", help="Replace the files of a non-empty --out."),

@@ -52,6 +52,16 @@ def test_a_search_for_an_int8_target_measures_quality_after_quantization(raw_con
     assert {"onnx_int8", "onnx_fp16", "pt2"} <= set(default_formats(config))
 
 
+def test_export_writes_the_16_bit_file_each_gpu_target_was_costed_at(raw_config):
+    raw = raw_config()
+    raw["targets"]["a100-sxm4-40gb"] = {"latency_ms": 2, "batch": 64, "precision": "bf16"}
+    formats = default_formats(parse_search_config(raw, "t"))
+    assert {"onnx_int8", "onnx_fp16", "onnx_bf16"} <= set(formats)
+    raw["targets"]["h100-sxm"]["precision"] = "fp32"
+    del raw["targets"]["a100-sxm4-40gb"]
+    assert not {"onnx_fp16", "onnx_bf16"} & set(default_formats(parse_search_config(raw, "t")))
+
+
 def test_predictor_verify_measures_int8_quality_on_the_front(raw_config):
     raw = int8_mcu(raw_config, evaluation="predictor+verify")
     raw["algorithm"] = {"population": 4, "generations": 1, "seed": 0}

@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx.reference import ReferenceEvaluator
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -65,10 +67,11 @@ def exports(store: Store) -> int:
 
 
 def test_int8_export_is_measured_on_the_files_it_ships(trained, tmp_path):
-    _, store, search_id, _ = trained
+    supernet, store, search_id, _ = trained
     before = exports(store)
     out = tmp_path / "model"
-    result = export_candidate(store, search_id, 0, "onnx,onnx_int8,onnx_fp16,pt2", out)
+    formats = "onnx,onnx_int8,onnx_fp16,onnx_bf16,pt2"
+    result = export_candidate(store, search_id, 0, formats, out)
     card = result.card
     q = card["quantization"]
     assert set(q["top1"]) == {"fp32", "int8"} and set(q["top1"]["int8"]) == {"val", "test"}
@@ -84,6 +87,17 @@ def test_int8_export_is_measured_on_the_files_it_ships(trained, tmp_path):
     assert "h100-sxm" not in card["deployment"]["mcu"]  # a GPU is not costed as an MCU
     assert card["fp16_check"]["max_abs_diff"] <= card["fp16_check"]["allowed"]
     assert card["pt2_check"]["runtime"] == "torch.export.load"
+    # bfloat16: a valid opset-22 file whose classes agree with the fp32 file's
+    bf16 = card["bf16_check"]
+    assert bf16["max_abs_diff"] <= bf16["allowed"] and bf16["opset"] == 22
+    model = onnx.load(str(files["onnx_bf16"]))
+    weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.BFLOAT16]
+    assert len(weights) > 10  # the conv weights are stored in bfloat16
+    images = supernet.exportable(card["arch"], {}).labelled("val")[0][:64].numpy()
+    feed = {model.graph.input[0].name: images}
+    (half,) = ReferenceEvaluator(str(files["onnx_bf16"])).run(None, feed)
+    full = onnx_outputs(onnx_session(files["onnx"]), images)
+    assert half.dtype == np.float32 and np.corrcoef(half.ravel(), full.ravel())[0, 1] > 0.99
     program = torch.export.load(str(files["pt2"])).module()
     x = torch.randn(3, 1, card["arch"]["r"], card["arch"]["r"])
     assert program(x).shape == (3, 10)
