@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# TFLite export (litert-torch) runs in an environment of its own: it pins pydantic below ours
+TFLITE_VENV := .venv-tflite
+TFLITE_STAMP := $(TFLITE_VENV)/.installed
 
-.PHONY: venv demo demo-gan test test-all lint format bench clean
+.PHONY: venv tflite-env demo demo-gan test test-all lint format bench clean
 
 # pip (not uv/poetry): it takes the pinned CPU torch wheel from the local disk.
 $(STAMP): pyproject.toml
@@ -15,18 +18,26 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+$(TFLITE_STAMP): requirements-tflite.txt
+	test -x $(TFLITE_VENV)/bin/python || $(PYTHON) -m venv $(TFLITE_VENV)
+	$(TFLITE_VENV)/bin/pip install --quiet --upgrade pip
+	$(TFLITE_VENV)/bin/pip install --quiet -r requirements-tflite.txt
+	touch $(TFLITE_STAMP)
+
+tflite-env: $(TFLITE_STAMP)
+
 demo: $(STAMP)
 	bash experiments/demo.sh
 
 demo-gan: $(STAMP)
 	bash experiments/demo_gan.sh
 
-test: $(STAMP)
+test: $(STAMP) $(TFLITE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
-test-all: $(STAMP)
+test-all: $(STAMP) $(TFLITE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -m ''
 
@@ -46,4 +57,4 @@ bench: $(STAMP)
 	$(BIN)/python experiments/bench_gan.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TFLITE_VENV) .pytest_cache .ruff_cache

@@ -258,7 +258,8 @@ def export(
 ) -> ExportResult:
     """Extract a candidate, write its model files and card, record the export; `force`
     replaces the files of a folder that already holds some. `quantize="int8"` adds the
-    int8 ONNX file (`onnx_int8`), calibrated on `calibration_images` training images.
+    int8 ONNX file (`onnx_int8`), and the int8 flatbuffer where `tflite` is asked for,
+    calibrated on `calibration_images` training images.
     `weights`: a fine-tuned weights file (`finetune`) instead of the inherited weights.
     `formats` None: the search's defaults (nas.export.default_formats)."""
     if formats is not None:
@@ -270,7 +271,8 @@ def export(
             )
         if formats is None:  # the defaults, with the int8 file whatever the targets say
             formats = exports.default_formats(load_config(open_store(db, create=False), search_id))
-        formats = list(dict.fromkeys([*formats, f"onnx_{quantize}"]))
+        quantized = [f"onnx_{quantize}"] + [f"tflite_{quantize}"] * ("tflite" in formats)
+        formats = list(dict.fromkeys([*formats, *quantized]))
     store = open_store(db, create=False)
     return export_candidate(
         store,

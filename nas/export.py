@@ -48,13 +48,24 @@ from nas.quantize import (
 from nas.search.lifecycle import driver_id, lease_holder
 from nas.search.records import LeaseLost, heartbeat, lease_expiry, now
 from nas.store import Candidate, Export, Metric, Store
+from nas.tflite import write_tflite
 from supernet.errors import CheckpointError
 from supernet.family import ExportableModel, OpenedArtifact, open_artifact
 from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
-FORMATS = ("torchscript", "onnx", "state_dict", "pt2", "onnx_fp16", "onnx_bf16", "onnx_int8")
+FORMATS = (
+    "torchscript",
+    "onnx",
+    "state_dict",
+    "pt2",
+    "onnx_fp16",
+    "onnx_bf16",
+    "onnx_int8",
+    "tflite",
+    "tflite_int8",
+)
 FILE_NAMES = {
     "torchscript": "model.torchscript.pt",  # deprecated in torch 2.13, kept while supported
     "onnx": "model.onnx",
@@ -63,6 +74,8 @@ FILE_NAMES = {
     "onnx_fp16": "model.fp16.onnx",  # for GPU runtimes
     "onnx_bf16": "model.bf16.onnx",  # for GPU runtimes (opset 22, where Conv takes bfloat16)
     "onnx_int8": "model.int8.onnx",  # static int8 QDQ: MCUs (via converters), CPUs, TensorRT
+    "tflite": "model.tflite",  # LiteRT on phones (batch 1)
+    "tflite_int8": "model.int8.tflite",  # full-integer: TFLite Micro on MCUs, phones' NPUs
 }
 ONNX_TOLERANCE = 1e-4
 FP16_TOLERANCE = 2e-2  # relative to the output's scale: 16-bit weights and activations
@@ -85,6 +98,7 @@ class ExportResult:
 
 # what an export writes unless told otherwise, besides the file each target's precision runs
 DEFAULT_FORMATS = ("torchscript", "pt2", "onnx", "state_dict")
+TFLITE_FORMATS = {"tflite", "tflite_int8"}
 PRECISION_FORMATS = {"int8": "onnx_int8", "fp16": "onnx_fp16", "bf16": "onnx_bf16"}
 
 
@@ -175,6 +189,8 @@ def _write_model_files(
         checks["onnx_check"] = write_onnx(model, fp32_onnx)
     for fmt in formats:
         path = folder / FILE_NAMES[fmt]
+        if fmt in TFLITE_FORMATS:
+            continue  # below: converted from the .pt2 file
         if fmt == "torchscript":
             torch.jit.script(model.module).save(str(path))
         elif fmt == "state_dict":
@@ -201,9 +217,36 @@ def _write_model_files(
         files[fmt] = path
     if fp32_onnx is not None and "onnx" not in formats:
         fp32_onnx.unlink()
+    if TFLITE_FORMATS & set(formats):
+        files.update(_write_tflite_files(model, formats, folder, files, checks, calibration_images))
     for name, write in model.extra_files.items():
         files[name] = write(folder / name)
     return files, checks
+
+
+def _write_tflite_files(
+    model: ExportableModel,
+    formats: list[str],
+    folder: Path,
+    files: dict[str, Path],
+    checks: dict[str, Any],
+    calibration_images: int,
+) -> dict[str, Path]:
+    """The TFLite flatbuffers asked for, converted from the .pt2 file (written for the
+    purpose, checked, and removed after, unless it was asked for too)."""
+    pt2 = files.get("pt2")
+    if pt2 is None:
+        pt2 = folder / ".for-tflite.pt2"
+        _write_pt2(model, pt2)
+    wanted = {fmt: folder / FILE_NAMES[fmt] for fmt in ("tflite", "tflite_int8") if fmt in formats}
+    try:
+        checks["tflite"] = write_tflite(
+            model, pt2, wanted.get("tflite"), wanted.get("tflite_int8"), calibration_images
+        )
+    finally:
+        if "pt2" not in files:
+            pt2.unlink(missing_ok=True)
+    return wanted
 
 
 def write_onnx(model: ExportableModel, path: Path) -> dict[str, Any]:
@@ -351,30 +394,39 @@ def write_int8(
 
 
 def _shipped_mcu_costs(
-    int8: Path, config: Any, costs: dict[str, dict[str, float]]
+    files: dict[str, Path], config: Any, costs: dict[str, dict[str, float]]
 ) -> dict[str, Any]:
-    """For each MCU the search targeted: the costs of the int8 file itself (flash: its
-    stored bytes plus the runtime; peak SRAM: the device model on the exported graph's
-    layers and tensor sizes) beside the cost model's prediction for the arch."""
+    """For each MCU the search targeted: the costs of the int8 files themselves beside the
+    cost model's prediction for the arch. The int8 ONNX file: flash is its stored tensors
+    plus the runtime, peak SRAM the device model on the layers and tensor sizes read from
+    it. The int8 flatbuffer (what TFLite Micro flashes, graph included): its bytes plus the
+    runtime."""
     import latency_models as lm
 
     shipped: dict[str, Any] = {}
-    spec = lm.spec_from_onnx(int8, batch=1)
-    stored_kb = weight_bytes(int8) / 1024
+    spec = lm.spec_from_onnx(files["onnx_int8"], batch=1) if "onnx_int8" in files else None
     for device in config.targets:
         hw = lm.load_hardware(device)
         if hw.kind != "mcu":
             continue
-        graph = hw.predict(spec)
         predicted = costs.get(device, {})
-        flash = stored_kb + hw.runtime_flash_kb
-        shipped[device] = {
-            "flash_kb": _beside(predicted.get("flash_kb"), flash),
-            "peak_sram_kb": _beside(predicted.get("peak_sram_kb"), graph["peak_sram_kb"]),
-            "how": "flash: the int8 file's stored tensors plus the profile's runtime_flash_kb; "
-            "peak SRAM: the profile's memory plan on the layers and tensor sizes read from "
-            "the int8 file",
-        }
+        entry: dict[str, Any] = {}
+        if spec is not None:
+            graph = hw.predict(spec)
+            flash = weight_bytes(files["onnx_int8"]) / 1024 + hw.runtime_flash_kb
+            entry["flash_kb"] = _beside(predicted.get("flash_kb"), flash)
+            entry["peak_sram_kb"] = _beside(predicted.get("peak_sram_kb"), graph["peak_sram_kb"])
+            entry["how"] = (
+                "flash: the int8 file's stored tensors plus the profile's runtime_flash_kb; "
+                "peak SRAM: the profile's memory plan on the layers and tensor sizes read "
+                "from the int8 file"
+            )
+        if "tflite_int8" in files:
+            flatbuffer_kb = files["tflite_int8"].stat().st_size / 1024
+            entry["flash_kb_tflite"] = _beside(
+                predicted.get("flash_kb"), flatbuffer_kb + hw.runtime_flash_kb
+            )
+        shipped[device] = entry
     return shipped
 
 
@@ -515,8 +567,8 @@ def export_candidate(
             fmt: {"bytes": path.stat().st_size} for fmt, path in files.items() if fmt in FORMATS
         }
         deployment.update({fmt: {"skipped": why} for fmt, why in skipped.items()})
-        if "onnx_int8" in files:
-            deployment["mcu"] = _shipped_mcu_costs(files["onnx_int8"], config, costs)
+        if "onnx_int8" in files or "tflite_int8" in files:
+            deployment["mcu"] = _shipped_mcu_costs(files, config, costs)
         card = {
             "search": {"id": search_id, "name": config.name, "candidate": candidate},
             "space": model.space,

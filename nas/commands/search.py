@@ -210,9 +210,10 @@ def export_command(
         None,
         "--format",
         help="Comma-separated: torchscript, onnx, state_dict, pt2 (torch.export), onnx_fp16, "
-        "onnx_bf16, onnx_int8. Default: torchscript, pt2, onnx, state_dict, plus the file "
-        "each target runs at its precision (onnx_int8 for an MCU or int8 target, onnx_fp16 "
-        "or onnx_bf16 for a GPU at fp16 or bf16).",
+        "onnx_bf16, onnx_int8, tflite, tflite_int8 (LiteRT; `make tflite-env`). Default: "
+        "torchscript, pt2, onnx, state_dict, plus the file each target runs at its precision "
+        "(onnx_int8 for an MCU or int8 target, onnx_fp16 or onnx_bf16 for a GPU at fp16 or "
+        "bf16).",
     ),
     out: Path | None = typer.Option(None, "--out", help="Output folder."),
     force: bool = typer.Option(False, "--force", help="Replace the files of a non-empty --out."),
@@ -267,12 +268,32 @@ def export_command(
             f"(fp32 {q['top1']['fp32']['test']:.2%}); weights {q['size_ratio']:.2f}x smaller",
             soft_wrap=True,
         )
-        for device, shipped in card["deployment"].get("mcu", {}).items():
+    if "tflite" in card:
+        lite = card["tflite"]
+        console.print(
+            "TFLite (LiteRT): "
+            + "; ".join(
+                f"{precision} top-1 "
+                + ", ".join(f"{split} {top1:.2%}" for split, top1 in splits.items())
+                + f", {lite['bytes'][precision] / 1024:.0f} kB"
+                for precision, splits in lite["top1"].items()
+            ),
+            soft_wrap=True,
+        )
+    for device, shipped in card["deployment"].get("mcu", {}).items():
+        if "flash_kb" in shipped:
             console.print(
                 f"{device}, the int8 file: flash {shipped['flash_kb']['shipped']:.1f} kB "
                 f"(predicted {shipped['flash_kb']['predicted']:.1f}), peak SRAM "
                 f"{shipped['peak_sram_kb']['shipped']:.1f} kB (predicted "
                 f"{shipped['peak_sram_kb']['predicted']:.1f})",
+                soft_wrap=True,
+            )
+        if "flash_kb_tflite" in shipped:
+            console.print(
+                f"{device}, the int8 flatbuffer: flash "
+                f"{shipped['flash_kb_tflite']['shipped']:.1f} kB (predicted "
+                f"{shipped['flash_kb_tflite']['predicted']:.1f})",
                 soft_wrap=True,
             )
 
