@@ -201,4 +201,4 @@ def test_export_errors(finished, tmp_path):
     with pytest.raises(NotFoundError, match="no candidate 9999"):
         export_candidate(store, search_id, 9999, "onnx", tmp_path / "out")
     with pytest.raises(ExportError, match="unknown export format"):
-        parse_formats("onnx,tflite")
+        parse_formats("onnx,coreml")

@@ -111,8 +111,8 @@ def test_export_requests_are_checked_before_any_job_starts(searched):
     assert client.post(url, json={"formats": ["onnx"]}).status_code == 401
     wrong = {"Authorization": "Bearer nope"}
     assert client.post(url, json={"formats": ["onnx"]}, headers=wrong).status_code == 401
-    bad = client.post(url, json={"formats": ["tflite"]}, headers=AUTH)
-    assert bad.status_code == 422 and "tflite" in bad.json()["detail"]
+    bad = client.post(url, json={"formats": ["coreml"]}, headers=AUTH)
+    assert bad.status_code == 422 and "coreml" in bad.json()["detail"]
     assert "onnx" in bad.json()["detail"]  # the allowed formats
     assert client.post(url, json={"formats": 3}, headers=AUTH).status_code == 422
     assert client.post(url, content=b"{not json", headers=AUTH).status_code == 400
