@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from torch.optim.lr_scheduler import LambdaLR
 
+from supernet.distributed import Ranks
 from supernet.errors import CheckpointError, ConfigError
 from supernet.io import format_validation_error, read_artifact, read_checkpoint, save_atomic
 
@@ -124,6 +125,10 @@ class ResumableRun:
         self.state_path = self.out_dir / "checkpoint.pt"
         self.artifact_path = self.out_dir / self.artifact_name
         self.history: list[dict[str, Any]] = []
+        # data-parallel training: every rank runs the loop, the leader alone writes files
+        self.ranks = Ranks.current()
+        # called on every rank after each checkpoint (Ray Train reports it; see nas.training)
+        self.on_checkpoint: Callable[[ResumableRun], None] | None = None
 
     # -- what a trainer writes --
 
@@ -168,9 +173,10 @@ class ResumableRun:
         if self.done and self.artifact_path.exists():
             log.info("training already complete: %s", self.artifact_path)
             return self._completed()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        dumped = yaml.safe_dump(self.config.model_dump(), sort_keys=False)
-        (self.out_dir / "config.yaml").write_text(dumped)
+        if self.ranks.leader:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            dumped = yaml.safe_dump(self.config.model_dump(), sort_keys=False)
+            (self.out_dir / "config.yaml").write_text(dumped)
         return self._train(stop_after_steps)
 
     def _load(self) -> None:
@@ -193,14 +199,18 @@ class ResumableRun:
         self.rngs.restore(state["rng"])
 
     def _save(self) -> None:
-        state = {
-            "format": self.state_format,
-            "config": self.config.model_dump(),
-            **self._state(),
-            "history": self.history,
-            "rng": self.rngs.state(),
-        }
-        save_atomic(state, self.state_path)
+        if self.ranks.leader:
+            state = {
+                "format": self.state_format,
+                "config": self.config.model_dump(),
+                **self._state(),
+                "history": self.history,
+                "rng": self.rngs.state(),
+            }
+            save_atomic(state, self.state_path)
+        self.ranks.barrier()  # no rank reads or reports a checkpoint before it is written
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self)
 
     def _check_stop(self, step: int, stop_after_steps: int | None) -> None:
         if stop_after_steps is not None and step >= stop_after_steps:
@@ -211,6 +221,11 @@ class ResumableRun:
         meta = artifact.data.get("meta", {})
         history, final = list(meta.get("history", [])), dict(meta.get(self.final_key, {}))
         return TrainResult(self.out_dir, self.artifact_path, artifact.sha256, history, 0.0, final)
+
+    def _finished_elsewhere(self, started: float) -> TrainResult:
+        """A rank other than the leader: the leader wrote the trained file and its figures."""
+        seconds = time.perf_counter() - started
+        return TrainResult(self.out_dir, self.artifact_path, "", self.history, seconds, {})
 
     def _finished(self, sha256: str, final: dict[str, Any], started: float) -> TrainResult:
         """Write history.jsonl beside the trained file; the run's result."""

@@ -30,15 +30,43 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the out dir."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (overrides out_dir)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="Data-parallel Ray Train workers, each at the config's batch_size (N workers "
+        "train like one at N x batch_size). Default: one process, no Ray.",
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="A Ray cluster (`ray start --head`); default: local Ray."
+    ),
+    gpus_per_worker: float = typer.Option(
+        0.0, "--gpus-per-worker", min=0, help="With --workers: GPUs per worker (NCCL)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train a supernet; writes OUT/checkpoint.pt (resumable) and OUT/supernet.pt."""
     with user_errors():
         cfg = load_train_config(config, out_dir=str(out) if out else None)
-        result = train_supernet(cfg, resume=resume, progress=progress and not as_json)
+        if workers is None and (ray_address or gpus_per_worker):
+            raise ConfigError("--ray-address and --gpus-per-worker go with --workers N")
+        if workers is None:
+            result = train_supernet(cfg, resume=resume, progress=progress and not as_json)
+        else:
+            from nas.training import train_distributed  # imports Ray Train
+
+            result = train_distributed(
+                cfg,
+                workers,
+                resume=resume,
+                progress=progress and not as_json,
+                ray_address=ray_address,
+                gpus_per_worker=gpus_per_worker,
+            )
     summary = {
         "supernet": str(result.path),
         "sha256": result.sha256,
+        "workers": workers or 1,
         "epochs": cfg.total_epochs,
         "seconds": round(result.seconds, 1),
         **{k: round(v, 4) for k, v in result.final.items()},

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from supernet.distributed import global_batch_dropout, sync_batch_norm
 from supernet.mbconv.space import mid_channels, se_channels
 
 # The torch modules of the activations these blocks use: a subset of the names a NetworkSpec
@@ -192,17 +193,31 @@ class ElasticDepthwiseConv2d(nn.Module):
 
 
 class ElasticBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm over the first C channels; running statistics are updated in place."""
+    """BatchNorm over the first C channels; running statistics are updated in place.
+    `synced` (set by data-parallel training on every rank) makes training-mode statistics
+    those of the global batch across the ranks (supernet.distributed.sync_batch_norm)."""
+
+    synced = False
 
     def forward(self, x: Tensor) -> Tensor:
         channels = x.shape[1]
-        if channels == self.num_features:
+        if channels == self.num_features and not (self.synced and self.training):
             return super().forward(x)
         factor = 0.0
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
             momentum = self.momentum
             factor = 1.0 / float(self.num_batches_tracked) if momentum is None else momentum
+        if self.synced and self.training:
+            return sync_batch_norm(
+                x,
+                self.weight[:channels],
+                self.bias[:channels],
+                self.running_mean[:channels] if self.running_mean is not None else None,
+                self.running_var[:channels] if self.running_var is not None else None,
+                factor,
+                self.eps,
+            )
         use_batch_stats = self.training or not self.track_running_stats
         return F.batch_norm(
             x,
@@ -239,7 +254,11 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
 
 
 class ElasticLinear(nn.Module):
-    """A linear classifier with elastic input features."""
+    """A linear classifier with elastic input features. `batch_shard` (start, total), set
+    by data-parallel training for each step, draws the dropout mask for the global batch
+    and takes this rank's rows (supernet.distributed.global_batch_dropout)."""
+
+    batch_shard: tuple[int, int] | None = None
 
     def __init__(self, max_in_features: int, out_features: int, dropout: float = 0.0) -> None:
         super().__init__()
@@ -257,7 +276,12 @@ class ElasticLinear(nn.Module):
         return self.linear.weight[:, :in_features].contiguous()
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(self.dropout(x), self.active_weight(x.shape[1]), self.linear.bias)
+        # the dropout module's own mode: BN recalibration trains with dropout kept off
+        if self.batch_shard is not None and self.dropout.training and self.dropout_rate > 0:
+            x = global_batch_dropout(x, self.dropout_rate, *self.batch_shard)
+        else:
+            x = self.dropout(x)
+        return F.linear(x, self.active_weight(x.shape[1]), self.linear.bias)
 
     def extract(self, in_features: int) -> nn.Sequential:
         linear = nn.Linear(in_features, self.out_features)

@@ -25,6 +25,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,13 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from supernet.data import Dataset, DatasetConfig, load_dataset, random_shift, resize
+from supernet.distributed import all_reduce_gradients
 from supernet.errors import ConfigError
 from supernet.family import build
 from supernet.io import format_validation_error, merge_overrides, read_yaml_mapping
 from supernet.mbconv.checkpoint import SUPERNET_FORMAT, save_supernet
 from supernet.mbconv.evaluate import SupernetEvaluator
+from supernet.mbconv.ops import ElasticBatchNorm2d, ElasticLinear
 from supernet.mbconv.space import MBConvSpace
 from supernet.mbconv.transfer import transfer_weights
 from supernet.run import ResumableRun, Rngs, TrainResult, cosine_schedule
@@ -78,7 +81,7 @@ class TrainConfig(BaseModel):
     out_dir: str = "runs/supernet"
     seed: int = 0
     threads: int | None = Field(None, ge=1)  # None: torch's default
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1)  # per worker: N workers step on N x batch_size images
     channels_last: bool = True  # 2-3x faster training steps on CPU
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
@@ -202,13 +205,17 @@ def sandwich_step(
     y: Tensor,
     archs: Sequence[Arch],
     config: TrainConfig,
+    reduce_gradients: Callable[[], None] | None = None,
+    loss_scale: float = 1.0,
 ) -> StepStats:
-    """One optimizer step: archs[0] (the largest) learns from labels, the rest also from it."""
+    """One optimizer step: archs[0] (the largest) learns from labels, the rest also from it.
+    Data-parallel training weights each loss by this rank's share of the global batch
+    (`loss_scale`) and runs `reduce_gradients` once, after every subnet's backward."""
     optimizer.zero_grad(set_to_none=True)
     net.set_active(archs[0])
     logits = net(x)
     loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-    loss.backward()
+    (loss * loss_scale).backward()
     teacher = logits.detach()
     students = 0.0
     for arch in archs[1:]:
@@ -219,8 +226,10 @@ def sandwich_step(
             student_loss = student_loss + config.distill_weight * soft_cross_entropy(
                 out, teacher, config.distill_temperature
             )
-        student_loss.backward()
+        (student_loss * loss_scale).backward()
         students += student_loss.item()
+    if reduce_gradients is not None:
+        reduce_gradients()
     optimizer.step()
     return StepStats(loss.item(), students / max(len(archs) - 1, 1))
 
@@ -253,6 +262,7 @@ class Trainer(ResumableRun):
         self.net = build(self.space)
         if self.config.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+        self._sync_batch_norm(self.ranks.distributed)
         self.phase_index, self.epochs_done, self.global_step = 0, 0, 0
         self.history = []
         self.optimizer_state: dict | None = None  # of the phase under way, once resumed
@@ -275,6 +285,7 @@ class Trainer(ResumableRun):
             "epochs_done": self.epochs_done,
             "global_step": self.global_step,
             "initialised_from": self.initialised_from,
+            "workers": self.ranks.world,
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -283,6 +294,31 @@ class Trainer(ResumableRun):
         self.global_step = state["global_step"]
         self.initialised_from = state.get("initialised_from")  # absent before transfers
         self.optimizer_state, self.scheduler_state = state["optimizer"], state["scheduler"]
+        before = state.get("workers", 1)
+        if before != self.ranks.world and self.ranks.leader:
+            log.warning(
+                "resuming a run trained by %d worker(s) with %d: the global batch changes "
+                "from %d to %d images per step (the rest of the run is not the run it was)",
+                before,
+                self.ranks.world,
+                before * self.config.batch_size,
+                self.global_batch,
+            )
+
+    @property
+    def global_batch(self) -> int:
+        """Images per optimizer step: `batch_size` on each of the ranks."""
+        return self.config.batch_size * self.ranks.world
+
+    def _shard_dropout(self, total: int) -> None:
+        for module in self.net.modules():
+            if isinstance(module, ElasticLinear):
+                module.batch_shard = (self.ranks.shard_start(total), total)
+
+    def _sync_batch_norm(self, synced: bool) -> None:
+        for module in self.net.modules():
+            if isinstance(module, ElasticBatchNorm2d):
+                module.synced = synced
 
     @property
     def done(self) -> bool:
@@ -305,7 +341,7 @@ class Trainer(ResumableRun):
             momentum=cfg.momentum,
             nesterov=cfg.nesterov and cfg.momentum > 0,
         )
-        steps_per_epoch = math.ceil(len(self.data.train) / cfg.batch_size)
+        steps_per_epoch = math.ceil(len(self.data.train) / self.global_batch)
         warmup = round(phase.warmup_epochs * steps_per_epoch)
         return optimizer, cosine_schedule(optimizer, warmup, phase.epochs * steps_per_epoch)
 
@@ -340,7 +376,7 @@ class Trainer(ResumableRun):
             channels_last=cfg.channels_last,
             seed=cfg.seed,
         )
-        steps_per_epoch = math.ceil(len(self.data.train) / cfg.batch_size)
+        steps_per_epoch = math.ceil(len(self.data.train) / self.global_batch)
         done_before = sum(p.epochs for p in cfg.phases[: self.phase_index]) + self.epochs_done
         columns = (
             TextColumn("[bold]{task.fields[phase]}[/] epoch {task.fields[epoch]}"),
@@ -350,7 +386,7 @@ class Trainer(ResumableRun):
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, disable=not self.progress) as bar:
+        with Progress(*columns, disable=not (self.progress and self.ranks.leader)) as bar:
             task = bar.add_task(
                 "train",
                 total=cfg.total_epochs * steps_per_epoch,
@@ -374,7 +410,7 @@ class Trainer(ResumableRun):
                     self.net.train()
                     order = torch.randperm(len(self.data.train), generator=self.rngs.data)
                     losses = []
-                    for batch_index in torch.split(order, cfg.batch_size):
+                    for batch_index in torch.split(order, self.global_batch):
                         r = choices.r[int(self.rngs.arch.integers(len(choices.r)))]
                         archs = [choices.largest(self.space, r)]
                         if choices.elastic:
@@ -383,8 +419,16 @@ class Trainer(ResumableRun):
                                 choices.sample(self.space, r, self.rngs.arch)
                                 for _ in range(cfg.random_subnets)
                             ]
-                        x, y = self._batch(batch_index, r)
-                        stats = sandwich_step(self.net, self.optimizer, x, y, archs, cfg)
+                        x, y = self._batch(batch_index, r)  # the global batch, on every rank
+                        reduce, share = None, 1.0
+                        if self.ranks.distributed:
+                            self._shard_dropout(len(batch_index))
+                            x, y = self.ranks.shard(x), self.ranks.shard(y)
+                            reduce = partial(all_reduce_gradients, list(self.net.parameters()))
+                            share = len(y) / len(batch_index)
+                        stats = sandwich_step(
+                            self.net, self.optimizer, x, y, archs, cfg, reduce, share
+                        )
                         self.scheduler.step()
                         self.global_step += 1
                         losses.append(stats.loss_largest)
@@ -397,18 +441,28 @@ class Trainer(ResumableRun):
                         )
                         self._check_stop(self.global_step, stop_after_steps)
                     self.epochs_done = epoch + 1
-                    record = self._epoch_record(phase, choices, evaluator, losses, started)
-                    self.history.append(record)
-                    bar.update(
-                        task,
-                        acc_l=f"{record['acc_largest']:.2%}",
-                        acc_s=f"{record['acc_smallest']:.2%}",
-                    )
-                    log.info("%s", json.dumps(record))
+                    if self.ranks.leader:  # the other ranks wait for it in _save
+                        record = self._epoch_record(phase, choices, evaluator, losses, started)
+                        self.history.append(record)
+                        bar.update(
+                            task,
+                            acc_l=f"{record['acc_largest']:.2%}",
+                            acc_s=f"{record['acc_smallest']:.2%}",
+                        )
+                        log.info("%s", json.dumps(record))
                     if self.epochs_done == phase.epochs:  # the next phase starts fresh
                         self.phase_index, self.epochs_done = index + 1, 0
                     self._save()
         return self._finish(evaluator, started)
+
+    def _evaluate(self, evaluator: SupernetEvaluator, arch: Arch) -> Any:
+        """The leader's evaluation, BatchNorm recalibrated on its own images (its training
+        mode forward passes must not wait for ranks that are not evaluating)."""
+        self._sync_batch_norm(False)
+        try:
+            return evaluator.evaluate(arch)
+        finally:
+            self._sync_batch_norm(self.ranks.distributed)
 
     def _epoch_record(
         self,
@@ -418,8 +472,8 @@ class Trainer(ResumableRun):
         losses: list[float],
         started: float,
     ) -> dict[str, Any]:
-        largest = evaluator.evaluate(choices.largest(self.space, max(choices.r)))
-        smallest = evaluator.evaluate(choices.smallest(self.space, min(choices.r)))
+        largest = self._evaluate(evaluator, choices.largest(self.space, max(choices.r)))
+        smallest = self._evaluate(evaluator, choices.smallest(self.space, min(choices.r)))
         return {
             "phase": phase.name,
             "epoch": self.epochs_done,
@@ -431,8 +485,11 @@ class Trainer(ResumableRun):
         }
 
     def _finish(self, evaluator: SupernetEvaluator, started: float) -> TrainResult:
-        largest = evaluator.evaluate(self.space.largest())
-        smallest = evaluator.evaluate(self.space.smallest())
+        if not self.ranks.leader:  # the leader evaluates and writes supernet.pt
+            self.ranks.barrier()
+            return self._finished_elsewhere(started)
+        largest = self._evaluate(evaluator, self.space.largest())
+        smallest = self._evaluate(evaluator, self.space.smallest())
         final = {
             "acc_largest": largest.top1,
             "acc_smallest": smallest.top1,
@@ -452,6 +509,7 @@ class Trainer(ResumableRun):
         sha = save_supernet(
             self.net, self.space, self.data, self.config.data, self.artifact_path, meta
         )
+        self.ranks.barrier()
         return self._finished(sha, final, started)
 
 

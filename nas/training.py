@@ -1,0 +1,143 @@
+"""`nas supernet train --workers N`: data-parallel supernet training on Ray Train.
+
+Ray Train's TorchTrainer starts N workers and a torch.distributed process group (gloo on
+CPU, NCCL on GPU); each worker runs the same `Trainer` loop as a lone process, which
+shards every global batch and synchronises BatchNorm and gradients (supernet.distributed):
+N workers at `batch_size` B train like one process at N x B. The leader writes the run
+folder's checkpoint.pt and supernet.pt in the usual format, and reports each checkpoint to
+Ray Train, which keeps copies under OUT/ray. When a worker dies, FailureConfig restarts
+the group, and every worker resumes from Ray Train's latest checkpoint.
+
+The run folder must be on a filesystem every worker sees (on one machine it is).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from nas.errors import UserError
+from nas.workers import start_ray
+from supernet.errors import ConfigError
+from supernet.mbconv.train import TrainConfig, Trainer
+from supernet.run import ResumableRun, TrainResult
+
+log = logging.getLogger(__name__)
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class DistributedTrainingError(UserError):
+    """Ray Train could not run or finish the training."""
+
+
+class _RayTrainer(Trainer):
+    """The worker's Trainer; `fail_once_at_step`: rank 1 exits hard at that step once per
+    run folder, as a killed process would (the fault-tolerance test and benchmark)."""
+
+    fail_once_at_step: int | None = None
+
+    def _check_stop(self, step: int, stop_after_steps: int | None) -> None:
+        marker = self.out_dir / ".failed-once"
+        if step == self.fail_once_at_step and self.ranks.rank == 1 and not marker.exists():
+            marker.touch()
+            log.warning("rank 1 exits at step %d (fail_once_at_step)", step)
+            os._exit(1)
+        super()._check_stop(step, stop_after_steps)
+
+
+def _report_checkpoint(run: ResumableRun) -> None:
+    """Every rank reports; the leader hands Ray Train the checkpoint it just wrote."""
+    import ray.train
+
+    metrics = dict(run.history[-1]) if run.history else {}
+    if not run.ranks.leader:
+        ray.train.report(metrics, checkpoint=None)
+        return
+    with tempfile.TemporaryDirectory(prefix="nas-ckpt-") as folder:
+        shutil.copy2(run.state_path, Path(folder) / CHECKPOINT_NAME)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def _worker_loop(settings: dict[str, Any]) -> None:
+    """What each Ray Train worker runs."""
+    import ray.train
+
+    config = TrainConfig(**settings["config"])
+    trainer = _RayTrainer(config, progress=settings["progress"])
+    trainer.fail_once_at_step = settings["fail_once_at_step"]
+    trainer.on_checkpoint = _report_checkpoint
+    restored = ray.train.get_checkpoint()  # set when Ray Train restarted the group
+    if restored is not None:
+        if trainer.ranks.leader:
+            with restored.as_directory() as folder:
+                shutil.copy2(Path(folder) / CHECKPOINT_NAME, trainer.state_path)
+            log.warning("a worker failed: resuming from Ray Train's latest checkpoint")
+        trainer.ranks.barrier()
+    # the driver refused a run folder holding a checkpoint without --resume, so one here
+    # now was written by this run, before Ray Train restarted the group
+    trainer.run(resume=settings["resume"] or trainer.state_path.exists())
+
+
+def train_distributed(
+    config: TrainConfig,
+    workers: int,
+    resume: bool = False,
+    progress: bool = True,
+    ray_address: str | None = None,
+    gpus_per_worker: float = 0.0,
+    max_failures: int = 2,
+    fail_once_at_step: int | None = None,
+) -> TrainResult:
+    """Train (or resume) `config` on `workers` Ray Train workers; the run folder ends as a
+    one-process run's would (checkpoint.pt, supernet.pt, history.jsonl)."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    out = Path(config.out_dir).resolve()
+    if (out / CHECKPOINT_NAME).exists() and not resume:
+        raise ConfigError(
+            f"{out} already holds a training run; pass --resume to continue it or choose "
+            "another out_dir"
+        )
+    config = config.model_copy(update={"out_dir": str(out)})
+    started_ray = start_ray(ray_address, num_cpus=None if ray_address else os.cpu_count())
+    resources: dict[str, float] = {"CPU": float(config.threads or 1)}
+    if gpus_per_worker:
+        resources["GPU"] = gpus_per_worker
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={
+            "config": config.model_dump(),
+            "progress": progress,
+            "resume": resume,
+            "fail_once_at_step": fail_once_at_step,
+        },
+        torch_config=TorchConfig(backend="nccl" if gpus_per_worker else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=workers, use_gpu=bool(gpus_per_worker), resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name="train",
+            storage_path=str(out / "ray"),
+            failure_config=FailureConfig(max_failures=max_failures),
+        ),
+    )
+    try:
+        trainer.fit()
+    except Exception as err:  # Ray Train wraps the workers' errors in its own
+        raise DistributedTrainingError(f"distributed training in {out} failed: {err}") from err
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    finished = Trainer(config, progress=False)
+    if not finished.artifact_path.exists():
+        raise DistributedTrainingError(f"training ended without {finished.artifact_path}")
+    return finished._completed()
