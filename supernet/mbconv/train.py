@@ -407,6 +407,7 @@ class Trainer(ResumableRun):
                     self.optimizer.load_state_dict(self.optimizer_state)
                     self.scheduler.load_state_dict(self.scheduler_state)
                 for epoch in range(self.epochs_done, phase.epochs):
+                    epoch_started = time.perf_counter()
                     self.net.train()
                     order = torch.randperm(len(self.data.train), generator=self.rngs.data)
                     losses = []
@@ -442,7 +443,9 @@ class Trainer(ResumableRun):
                         self._check_stop(self.global_step, stop_after_steps)
                     self.epochs_done = epoch + 1
                     if self.ranks.leader:  # the other ranks wait for it in _save
+                        train_seconds = time.perf_counter() - epoch_started
                         record = self._epoch_record(phase, choices, evaluator, losses, started)
+                        record["train_seconds"] = round(train_seconds, 2)  # steps only
                         self.history.append(record)
                         bar.update(
                             task,
