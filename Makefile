@@ -32,7 +32,7 @@ demo: $(STAMP)
 demo-gan: $(STAMP)
 	bash experiments/demo_gan.sh
 
-test: $(STAMP) $(TFLITE_STAMP)
+test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest

@@ -285,7 +285,7 @@ def write_onnx_bf16(model: ExportableModel, path: Path) -> dict[str, Any]:
 
     try:
         program = torch.onnx.export(
-            _Bfloat16Module(model.module),
+            _Bfloat16Module(model.module).eval(),
             (model.example,),
             dynamo=True,
             opset_version=BF16_OPSET,

@@ -254,6 +254,7 @@ def test_finetune_skips_a_candidate_ptq_serves_and_refuses_foreign_weights(train
     assert result.exit_code != 0 and "has no candidate 99" in result.output
 
 
+@pytest.mark.slow  # 2 min, and the 2 GB converter environment: `make test-all`
 def test_tflite_flatbuffers_are_measured_in_litert(trained, tmp_path):
     """`--format tflite --quantize int8`: the fp32 and full-integer flatbuffers, converted
     by litert-torch in its own environment and measured in LiteRT's interpreter, agree with

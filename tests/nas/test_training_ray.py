@@ -84,6 +84,7 @@ def test_two_workers_at_b_step_like_one_worker_at_2b(tmp_path):
     assert max_param_diff(fresh.net.state_dict(), one) > 1e-3
 
 
+@pytest.mark.slow  # two 2-worker runs, 80 s: `make test-all`
 def test_a_killed_worker_is_replaced_and_the_run_ends_as_an_unbroken_one(tmp_path):
     phases = [{"name": "largest", "epochs": 2, "lr": 0.1}]
     steps_per_epoch = math.ceil(train_images() / 32)
