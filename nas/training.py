@@ -67,6 +67,11 @@ def _worker_loop(settings: dict[str, Any]) -> None:
     import ray.train
 
     config = TrainConfig(**settings["config"])
+    if settings["gpus"]:  # this worker's GPU: Ray Train assigned it
+        import torch
+        from ray.train.torch import get_device
+
+        torch.cuda.set_device(get_device())
     trainer = _RayTrainer(config, progress=settings["progress"])
     trainer.fail_once_at_step = settings["fail_once_at_step"]
     trainer.on_checkpoint = _report_checkpoint
@@ -99,6 +104,12 @@ def train_distributed(
 
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if gpus_per_worker < 0:
+        raise ConfigError(f"--gpus-per-worker must be >= 0, got {gpus_per_worker}")
+    if gpus_per_worker and config.device == "cpu":
+        raise ConfigError("--gpus-per-worker asks for GPUs, but the config says device: cpu")
+    if not gpus_per_worker and config.device == "cuda":
+        raise ConfigError("device: cuda needs GPUs for the workers: pass --gpus-per-worker")
     out = Path(config.out_dir).resolve()
     if (out / CHECKPOINT_NAME).exists() and not resume:
         raise ConfigError(
@@ -117,6 +128,7 @@ def train_distributed(
             "progress": progress,
             "resume": resume,
             "fail_once_at_step": fail_once_at_step,
+            "gpus": gpus_per_worker,
         },
         torch_config=TorchConfig(backend="nccl" if gpus_per_worker else "gloo"),
         scaling_config=ScalingConfig(

@@ -15,13 +15,15 @@ one in `nas.training`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,17 @@ class Ranks:
         if self.distributed:
             dist.barrier()
 
+    def share(self, items: Sequence[T]) -> list[T]:
+        """This rank's share of work split between the ranks: items[rank::world]."""
+        return list(items[self.rank :: self.world])
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's `obj` (picklable), indexed by rank, on every rank."""
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
 
 def all_reduce_gradients(parameters: Iterable[Tensor]) -> None:
     """Sum each gradient over the ranks: one all-reduce of one flat buffer per optimizer
@@ -84,7 +97,7 @@ def all_reduce_gradients(parameters: Iterable[Tensor]) -> None:
 def global_batch_dropout(x: Tensor, p: float, start: int, total: int) -> Tensor:
     """Dropout whose mask is drawn for the whole global batch of `total` (the same draw on
     every rank: they share the seeded torch generator) and sliced at `start`."""
-    keep = torch.empty((total, *x.shape[1:]), dtype=x.dtype).bernoulli_(1 - p)
+    keep = torch.empty((total, *x.shape[1:]), dtype=x.dtype, device=x.device).bernoulli_(1 - p)
     return x * keep[start : start + x.shape[0]] / (1 - p)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from supernet.data import Dataset, DatasetConfig, resize
+from supernet.device import cpu_copy
 from supernet.errors import CheckpointError
 from supernet.family import ExportableModel, TrainedModel
 from supernet.io import Artifact, file_sha256, read_artifact, resolve_artifact_path, save_atomic
@@ -149,7 +150,7 @@ def save_supernet(
             "dataset": dataset_config.model_dump(),
             "normalization": {"mean": list(dataset.mean), "std": list(dataset.std)},
             "classes": list(dataset.classes),
-            "model": net.state_dict(),
+            "model": cpu_copy(net.state_dict()),  # CPU tensors, whatever the training device
             "meta": meta,
         },
         path,

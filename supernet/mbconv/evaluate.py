@@ -83,16 +83,18 @@ class SupernetEvaluator:
         batch_size: int = 500,
         channels_last: bool = True,
         seed: int = 0,
+        device: torch.device | str = "cpu",
     ) -> None:
         if recalibration_images < 1:
             raise ValueError("recalibration_images must be >= 1")
         self.net, self.space, self.dataset = net, space, dataset
         self.split, self.batch_size, self.channels_last = split, batch_size, channels_last
+        self.device = torch.device(device)  # the net's; images are copied there once
         target = dataset.split(split)
         if len(target) == 0:
             raise ValueError(f"split {split!r} of dataset {dataset.name!r} is empty")
         self.images = dataset.normalize(target.images)
-        self.labels = target.labels
+        self.labels = target.labels.to(self.device)
         # A fixed, seeded subset of training images for BN statistics.
         gen = torch.Generator().manual_seed(seed)
         n_cal = min(recalibration_images, len(dataset.train))
@@ -107,7 +109,7 @@ class SupernetEvaluator:
             x = resize(images, resolution)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            self._resized[key] = x
+            self._resized[key] = x.to(self.device)
         return self._resized[key]
 
     def _batches(self, x: Tensor) -> list[Tensor]:

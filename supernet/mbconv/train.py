@@ -12,9 +12,13 @@ A checkpoint with optimizer, scheduler and every RNG state is written after each
 (supernet.run); `resume=True` continues a killed run and reproduces the unbroken run bit for
 bit on CPU.
 
-The step (`sandwich_step`) touches only its arguments, so it runs unchanged under torch DDP
-(wrap the supernet with find_unused_parameters=True, seed the arch sampler identically on
-every rank and shard the batches); this module runs it in one process.
+On a GPU (`device: auto | cuda`) the steps run under autocast (`amp`: bf16, or fp16 with a
+gradient scaler; supernet.device), channels_last, batches copied from pinned memory, and
+optionally with the static stem and head compiled by torch.compile (`compile`).
+Checkpoints hold CPU float32 tensors whatever the device.
+
+Data-parallel training (supernet.distributed, run on Ray Train by nas.training) runs this
+same loop on every rank; each rank evaluates its share of the archs an epoch reports.
 """
 
 from __future__ import annotations
@@ -38,12 +42,13 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from supernet.data import Dataset, DatasetConfig, load_dataset, random_shift, resize
-from supernet.distributed import all_reduce_gradients
+from supernet.device import AmpName, DeviceName, Precision, cpu_copy, resolve_device, to_device
+from supernet.distributed import all_reduce_gradients, gather_objects
 from supernet.errors import ConfigError
 from supernet.family import build
 from supernet.io import format_validation_error, merge_overrides, read_yaml_mapping
 from supernet.mbconv.checkpoint import SUPERNET_FORMAT, save_supernet
-from supernet.mbconv.evaluate import SupernetEvaluator
+from supernet.mbconv.evaluate import EvalResult, SupernetEvaluator
 from supernet.mbconv.ops import ElasticBatchNorm2d, ElasticLinear
 from supernet.mbconv.space import MBConvSpace
 from supernet.mbconv.transfer import transfer_weights
@@ -83,6 +88,9 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1)  # None: torch's default
     batch_size: int = Field(64, ge=1)  # per worker: N workers step on N x batch_size images
     channels_last: bool = True  # 2-3x faster training steps on CPU
+    device: DeviceName = "auto"  # auto: CUDA when torch sees a GPU
+    amp: AmpName = "auto"  # auto: bf16 (or fp16) autocast on CUDA, float32 on a CPU
+    compile: bool = False  # torch.compile the static stem and head (not the elastic blocks)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
     weight_decay: float = Field(3e-5, ge=0)
@@ -207,30 +215,35 @@ def sandwich_step(
     config: TrainConfig,
     reduce_gradients: Callable[[], None] | None = None,
     loss_scale: float = 1.0,
+    precision: Precision | None = None,
 ) -> StepStats:
     """One optimizer step: archs[0] (the largest) learns from labels, the rest also from it.
     Data-parallel training weights each loss by this rank's share of the global batch
-    (`loss_scale`) and runs `reduce_gradients` once, after every subnet's backward."""
+    (`loss_scale`) and runs `reduce_gradients` once, after every subnet's backward.
+    `precision`: autocast and (fp16) gradient scaling; None trains in float32."""
+    precision = precision or Precision("off", x.device)
     optimizer.zero_grad(set_to_none=True)
     net.set_active(archs[0])
-    logits = net(x)
-    loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-    (loss * loss_scale).backward()
+    with precision.autocast():
+        logits = net(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+    precision.backward(loss * loss_scale)
     teacher = logits.detach()
     students = 0.0
     for arch in archs[1:]:
         net.set_active(arch)
-        out = net(x)
-        student_loss = F.cross_entropy(out, y, label_smoothing=config.label_smoothing)
-        if config.distill_weight > 0:
-            student_loss = student_loss + config.distill_weight * soft_cross_entropy(
-                out, teacher, config.distill_temperature
-            )
-        (student_loss * loss_scale).backward()
+        with precision.autocast():
+            out = net(x)
+            student_loss = F.cross_entropy(out, y, label_smoothing=config.label_smoothing)
+            if config.distill_weight > 0:
+                student_loss = student_loss + config.distill_weight * soft_cross_entropy(
+                    out, teacher, config.distill_temperature
+                )
+        precision.backward(student_loss * loss_scale)
         students += student_loss.item()
     if reduce_gradients is not None:
         reduce_gradients()
-    optimizer.step()
+    precision.step(optimizer)
     return StepStats(loss.item(), students / max(len(archs) - 1, 1))
 
 
@@ -259,14 +272,28 @@ class Trainer(ResumableRun):
 
     def _fresh(self) -> None:
         self.rngs = Rngs.seeded(self.config.seed)
-        self.net = build(self.space)
-        if self.config.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+        self.device = resolve_device(self.config.device)
+        self.precision = Precision(self.config.amp, self.device)
+        self.net = build(self.space)  # built on the CPU: the same initial weights anywhere
+        self._place_net()
         self._sync_batch_norm(self.ranks.distributed)
         self.phase_index, self.epochs_done, self.global_step = 0, 0, 0
         self.history = []
         self.optimizer_state: dict | None = None  # of the phase under way, once resumed
         self.scheduler_state: dict | None = None
+
+    def _place_net(self) -> None:
+        """Move the supernet to its device and memory format, and compile its static parts."""
+        self.net = self.net.to(self.device)
+        if self.config.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        if self.config.compile:
+            # in place (module.compile keeps the state_dict's keys); the elastic blocks change
+            # shape at every step and would only recompile
+            static = [self.net.stem, self.net.first_block, self.net.final_expand]
+            for module in [*static, self.net.feature_mix]:
+                if module is not None:
+                    module.compile(dynamic=True)
 
     def _start(self) -> None:
         self._fresh()
@@ -278,9 +305,10 @@ class Trainer(ResumableRun):
     def _state(self) -> dict[str, Any]:
         return {
             "space": self.space.name,
-            "model": self.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": cpu_copy(self.net.state_dict()),
+            "optimizer": cpu_copy(self.optimizer.state_dict()),
             "scheduler": self.scheduler.state_dict(),
+            "grad_scaler": self.precision.state_dict(),  # fp16 only
             "phase_index": self.phase_index,
             "epochs_done": self.epochs_done,
             "global_step": self.global_step,
@@ -294,6 +322,7 @@ class Trainer(ResumableRun):
         self.global_step = state["global_step"]
         self.initialised_from = state.get("initialised_from")  # absent before transfers
         self.optimizer_state, self.scheduler_state = state["optimizer"], state["scheduler"]
+        self.precision.load_state_dict(state.get("grad_scaler"))
         before = state.get("workers", 1)
         if before != self.ranks.world and self.ranks.leader:
             log.warning(
@@ -361,7 +390,7 @@ class Trainer(ResumableRun):
         x = resize(x, resolution)
         if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, self.data.train.labels[index]
+        return to_device(x, self.device), to_device(self.data.train.labels[index], self.device)
 
     def _train(self, stop_after_steps: int | None) -> TrainResult:
         cfg = self.config
@@ -375,6 +404,7 @@ class Trainer(ResumableRun):
             batch_size=cfg.eval_batch_size,
             channels_last=cfg.channels_last,
             seed=cfg.seed,
+            device=self.device,
         )
         steps_per_epoch = math.ceil(len(self.data.train) / self.global_batch)
         done_before = sum(p.epochs for p in cfg.phases[: self.phase_index]) + self.epochs_done
@@ -428,7 +458,15 @@ class Trainer(ResumableRun):
                             reduce = partial(all_reduce_gradients, list(self.net.parameters()))
                             share = len(y) / len(batch_index)
                         stats = sandwich_step(
-                            self.net, self.optimizer, x, y, archs, cfg, reduce, share
+                            self.net,
+                            self.optimizer,
+                            x,
+                            y,
+                            archs,
+                            cfg,
+                            reduce,
+                            share,
+                            self.precision,
                         )
                         self.scheduler.step()
                         self.global_step += 1
@@ -442,30 +480,38 @@ class Trainer(ResumableRun):
                         )
                         self._check_stop(self.global_step, stop_after_steps)
                     self.epochs_done = epoch + 1
-                    if self.ranks.leader:  # the other ranks wait for it in _save
-                        train_seconds = time.perf_counter() - epoch_started
-                        record = self._epoch_record(phase, choices, evaluator, losses, started)
-                        record["train_seconds"] = round(train_seconds, 2)  # steps only
-                        self.history.append(record)
-                        bar.update(
-                            task,
-                            acc_l=f"{record['acc_largest']:.2%}",
-                            acc_s=f"{record['acc_smallest']:.2%}",
-                        )
+                    train_seconds = time.perf_counter() - epoch_started
+                    record = self._epoch_record(phase, choices, evaluator, losses, started)
+                    record["train_seconds"] = round(train_seconds, 2)  # steps only
+                    self.history.append(record)
+                    bar.update(
+                        task,
+                        acc_l=f"{record['acc_largest']:.2%}",
+                        acc_s=f"{record['acc_smallest']:.2%}",
+                    )
+                    if self.ranks.leader:
                         log.info("%s", json.dumps(record))
                     if self.epochs_done == phase.epochs:  # the next phase starts fresh
                         self.phase_index, self.epochs_done = index + 1, 0
                     self._save()
         return self._finish(evaluator, started)
 
-    def _evaluate(self, evaluator: SupernetEvaluator, arch: Arch) -> Any:
-        """The leader's evaluation, BatchNorm recalibrated on its own images (its training
-        mode forward passes must not wait for ranks that are not evaluating)."""
+    def _evaluate(self, evaluator: SupernetEvaluator, archs: Sequence[Arch]) -> list[EvalResult]:
+        """Every arch's evaluation, BN recalibration included, split between the ranks:
+        each evaluates archs[rank::world] on its own (unsynchronised BatchNorm: the others
+        are busy with other archs), and every rank gets all the results, in order."""
         self._sync_batch_norm(False)
         try:
-            return evaluator.evaluate(arch)
+            mine = [evaluator.evaluate(arch) for arch in self.ranks.share(archs)]
         finally:
             self._sync_batch_norm(self.ranks.distributed)
+        if not self.ranks.distributed:
+            return mine
+        shares = gather_objects(mine)  # shares[rank] = that rank's archs[rank::world]
+        results: list[EvalResult] = [None] * len(archs)  # type: ignore[list-item]
+        for rank, share in enumerate(shares):
+            results[rank :: self.ranks.world] = share
+        return results
 
     def _epoch_record(
         self,
@@ -475,8 +521,13 @@ class Trainer(ResumableRun):
         losses: list[float],
         started: float,
     ) -> dict[str, Any]:
-        largest = self._evaluate(evaluator, choices.largest(self.space, max(choices.r)))
-        smallest = self._evaluate(evaluator, choices.smallest(self.space, min(choices.r)))
+        largest, smallest = self._evaluate(
+            evaluator,
+            [
+                choices.largest(self.space, max(choices.r)),
+                choices.smallest(self.space, min(choices.r)),
+            ],
+        )
         return {
             "phase": phase.name,
             "epoch": self.epochs_done,
@@ -488,11 +539,10 @@ class Trainer(ResumableRun):
         }
 
     def _finish(self, evaluator: SupernetEvaluator, started: float) -> TrainResult:
-        if not self.ranks.leader:  # the leader evaluates and writes supernet.pt
+        largest, smallest = self._evaluate(evaluator, [self.space.largest(), self.space.smallest()])
+        if not self.ranks.leader:  # the leader writes supernet.pt
             self.ranks.barrier()
             return self._finished_elsewhere(started)
-        largest = self._evaluate(evaluator, self.space.largest())
-        smallest = self._evaluate(evaluator, self.space.smallest())
         final = {
             "acc_largest": largest.top1,
             "acc_smallest": smallest.top1,

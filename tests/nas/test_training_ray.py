@@ -17,6 +17,8 @@ from nas.cli import app
 from nas.training import train_distributed
 from supernet.distributed import Ranks
 from supernet.errors import ConfigError
+from supernet.mbconv.checkpoint import load_supernet
+from supernet.mbconv.evaluate import SupernetEvaluator
 from supernet.mbconv.train import TrainConfig, Trainer, train_supernet
 from supernet.run import TrainingInterrupted
 
@@ -82,6 +84,23 @@ def test_two_workers_at_b_step_like_one_worker_at_2b(tmp_path):
     fresh = Trainer(one_worker, progress=False)
     fresh._fresh()  # the weights both runs started from (the same seed)
     assert max_param_diff(fresh.net.state_dict(), one) > 1e-3
+
+
+def test_each_worker_evaluates_its_share_and_every_result_lands_in_place(tmp_path):
+    """The final evaluation is split (rank 0: largest, rank 1: smallest) and gathered: the
+    recorded figures are those of each arch evaluated alone from the written file."""
+    run = config(tmp_path / "run", batch_size=24, phases=[ELASTIC])
+    result = train_distributed(run, workers=2, progress=False)
+    trained = load_supernet(result.path)
+    data = Trainer(run, progress=False).data
+    evaluator = SupernetEvaluator(trained.net, trained.space, data, recalibration_images=48)
+    largest, smallest = (
+        evaluator.evaluate(a) for a in (trained.space.largest(), trained.space.smallest())
+    )
+    assert largest.top1 != smallest.top1 or largest.loss != smallest.loss
+    assert result.final["acc_largest"] == largest.top1
+    assert result.final["loss_smallest"] == pytest.approx(smallest.loss, rel=1e-6)
+    assert result.final["acc_smallest"] == smallest.top1
 
 
 @pytest.mark.slow  # two 2-worker runs, 80 s: `make test-all`
