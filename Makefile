@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TFLITE_VENV := .venv-tflite
 TFLITE_STAMP := $(TFLITE_VENV)/.installed
 
-.PHONY: venv tflite-env demo demo-gan test test-all lint format bench clean
+.PHONY: venv tflite-env demo demo-quick demo-gan test test-all lint format bench clean
 
 # pip (not uv/poetry): it takes the pinned CPU torch wheel from the local disk.
 $(STAMP): pyproject.toml
@@ -28,6 +28,9 @@ tflite-env: $(TFLITE_STAMP)
 
 demo: $(STAMP)
 	bash experiments/demo.sh
+
+demo-quick: $(STAMP)
+	bash experiments/demo.sh --quick
 
 demo-gan: $(STAMP)
 	bash experiments/demo_gan.sh

@@ -3,37 +3,47 @@
 # train a supernet, fit its accuracy predictor, search for an MCU, a GPU and this CPU at
 # once, print the Pareto front, and export the best feasible subnet for the MCU.
 # Re-running reuses what is already in runs/ (training resumes or is skipped).
+# `--quick` (`make demo-quick`): the same steps on a shorter training schedule and 300
+# predictor archs instead of 1,000, in runs/mnist-supernet-quick and runs/demo-quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAS=.venv/bin/nas
 PY=.venv/bin/python
-RUN=runs/mnist-supernet
-mkdir -p runs/demo
+if [ "${1:-}" = "--quick" ]; then
+  TRAIN_CONFIG=experiments/mnist_supernet_quick.yaml RUN=runs/mnist-supernet-quick
+  DEMO=runs/demo-quick PREDICTOR_ARCHS=300 HELD_OUT=60
+else
+  TRAIN_CONFIG=experiments/mnist_supernet.yaml RUN=runs/mnist-supernet
+  DEMO=runs/demo PREDICTOR_ARCHS=1000 HELD_OUT=200
+fi
+mkdir -p "$DEMO"
+# the search config names the default run's files: point a copy at this run's
+sed "s#runs/mnist-supernet/#$RUN/#" experiments/search_mnist.yaml > "$DEMO/search.yaml"
 
-echo "== 1. train the default supernet by progressive shrinking (about 9 minutes on 2 cores)"
-$NAS supernet train experiments/mnist_supernet.yaml --resume
+echo "== 1. train the supernet by progressive shrinking ($TRAIN_CONFIG)"
+$NAS supernet train "$TRAIN_CONFIG" --resume
 $NAS supernet eval --checkpoint "$RUN" --arch largest --arch smallest --random 3 --seed 0
 
-echo "== 2. fit the accuracy predictor on 1,000 subnets measured with the supernet"
-$NAS predictor fit --checkpoint "$RUN" --n 1000 --held-out 200
+echo "== 2. fit the accuracy predictor on $PREDICTOR_ARCHS subnets measured with the supernet"
+$NAS predictor fit --checkpoint "$RUN" --n "$PREDICTOR_ARCHS" --held-out "$HELD_OUT"
 
-echo "== 3. search stm32f746 + h100-sxm + local-cpu at once (experiments/search_mnist.yaml)"
+echo "== 3. search stm32f746 + h100-sxm + local-cpu at once ($DEMO/search.yaml)"
 $NAS hardware list
-$NAS search launch experiments/search_mnist.yaml --json | tee runs/demo/search.json
-SEARCH=$($PY -c 'import json,sys; print(json.load(open("runs/demo/search.json"))["search_id"])')
+$NAS search launch "$DEMO/search.yaml" --json | tee "$DEMO/search.json"
+SEARCH=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["search_id"])' "$DEMO/search.json")
 
 echo "== 4. the Pareto front (all objectives), and the front for the MCU alone"
-$NAS pareto "$SEARCH" --plot runs/demo/front.png
-$NAS pareto "$SEARCH" --target stm32f746 --format json > runs/demo/front-mcu.json
+$NAS pareto "$SEARCH" --plot "$DEMO/front.png"
+$NAS pareto "$SEARCH" --target stm32f746 --format json > "$DEMO/front-mcu.json"
 $NAS pareto "$SEARCH" --target stm32f746 --where 'peak_sram_kb<=6'
 
 echo "== 5. export the most accurate feasible subnet for the MCU: TorchScript, torch.export,"
 echo "      ONNX, a state_dict, and what the targets run: int8 ONNX (the MCU), fp16 ONNX (the H100)"
-BEST=$($PY -c 'import json; print(json.load(open("runs/demo/front-mcu.json"))["front"][0]["candidate"])')
-$NAS export "$SEARCH" "$BEST" --out runs/demo/export --force
-echo "model card: runs/demo/export/model_card.json   front plot: runs/demo/front.png"
+BEST=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["front"][0]["candidate"])' "$DEMO/front-mcu.json")
+$NAS export "$SEARCH" "$BEST" --out "$DEMO/export" --force
+echo "model card: $DEMO/export/model_card.json   front plot: $DEMO/front.png"
 echo "== 5b. quantization-aware fine-tuning, where post-training int8 lost more than 0.5 points"
-$NAS finetune "$SEARCH" "$BEST" --epochs 2 --out runs/demo/finetune
+$NAS finetune "$SEARCH" "$BEST" --epochs 2 --out "$DEMO/finetune"
 
 echo "== 6. the same search in the web explorer"
 echo "serve it with:   $NAS serve --db sqlite:///runs/nas.db"
