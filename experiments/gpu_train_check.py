@@ -89,9 +89,7 @@ def main() -> None:
     torch.manual_seed(0)
     net = supernet.build(space).to(device).to(memory_format=torch.channels_last)
     if args.compile:
-        for module in (net.stem, net.first_block, net.final_expand, net.feature_mix):
-            if module is not None:
-                module.compile(dynamic=True)
+        net.compile_static_parts()
     precision = Precision(config.amp, device)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True)
     r = args.resolution

@@ -146,6 +146,14 @@ class MBConvSupernet(nn.Module):
             x = self.feature_mix(x)
         return self.classifier(torch.flatten(x, 1))
 
+    def compile_static_parts(self) -> None:
+        """torch.compile, in place (state_dict keys unchanged), the parts every subnet runs
+        whole: the stem, the first block and the head. The elastic blocks change shape at
+        every step and would only recompile."""
+        for module in (self.stem, self.first_block, self.final_expand, self.feature_mix):
+            if module is not None:
+                module.compile(dynamic=True)
+
     # ----- extraction -----------------------------------------------------------------------
 
     @torch.no_grad()

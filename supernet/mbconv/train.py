@@ -288,12 +288,7 @@ class Trainer(ResumableRun):
         if self.config.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         if self.config.compile:
-            # in place (module.compile keeps the state_dict's keys); the elastic blocks change
-            # shape at every step and would only recompile
-            static = [self.net.stem, self.net.first_block, self.net.final_expand]
-            for module in [*static, self.net.feature_mix]:
-                if module is not None:
-                    module.compile(dynamic=True)
+            self.net.compile_static_parts()
 
     def _start(self) -> None:
         self._fresh()
