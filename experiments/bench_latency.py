@@ -13,6 +13,11 @@ Prints one JSON object per figure:
                                   each spec's arrays once
   spec_arrays_specs_per_s         building the arrays alone (once per spec, shared by devices)
   to_spec_specs_per_s             space.to_spec, for scale (what a search pays to get a spec)
+  new_archs_to_costs_per_s        a search's path for a generation of new archs: the space
+                                  assembles their layer rows from stored parts (no NetworkSpec
+                                  per arch), three devices cost them (goal >= 20,000/s)
+  new_archs_via_specs_per_s       baseline in the same run: to_spec per arch, then the devices
+  new_archs_speedup_vs_specs      the ratio of the two
   mcu_*_error                     stm32h743 against TinyEngine's published STM32H743
                                   measurements, per network: in-sample, and leave-one-out
                                   (fitted without that network)
@@ -151,6 +156,65 @@ def bench_device(
     ]  # fmt: skip
 
 
+# space -> the devices a search of it costs (name, batch, options), as the demo's search does
+SEARCHES: dict[str, list[tuple[str, int, dict[str, str]]]] = {
+    "mnist-mbv3": [
+        ("stm32f746", 1, {}),
+        ("h100-sxm", 64, {"precision": "fp16", "runtime": "tensorrt"}),
+        ("local-cpu", 1, {}),
+    ],
+    "ofa-mbv3-w1.0": [
+        ("stm32f746", 1, {}),
+        ("h100-sxm", 64, {"precision": "fp16", "runtime": "tensorrt"}),
+        ("rtx4090", 1, {}),
+    ],
+}
+
+
+def bench_new_archs(n: int, repeats: int) -> None:
+    for space_name, devices in SEARCHES.items():
+        bench_new_archs_of(space_name, devices, n, repeats)
+
+
+def bench_new_archs_of(
+    space_name: str, devices: list[tuple[str, int, dict[str, str]]], n: int, repeats: int
+) -> None:
+    """Arch -> every device's metrics for archs the search has not seen, after a few warm-up
+    generations (so the parts they are made of are stored, as in a running search)."""
+    space = supernet.get_space(space_name)
+    models = [(lm.load_hardware(d), b, o) for d, b, o in devices]
+    rng = np.random.default_rng(0)
+    for _ in range(3):  # warm-up generations: parts stored, tables' entries cached
+        warm = [space.sample(rng) for _ in range(n)]
+        networks = space.spec_batch(warm)
+        for hw, b, o in models:
+            hw.predict_arrays(networks.with_batch(b), **o)
+            hw.predict_arrays([space.to_spec(a, b) for a in warm[:200]], **o)
+
+    def new_archs() -> list:
+        return [space.sample(rng) for _ in range(n)]
+
+    def assembled(archs: list) -> None:
+        networks = space.spec_batch(archs)
+        for hw, b, o in models:
+            hw.predict_arrays(networks if b == 1 else networks.with_batch(b), **o)
+
+    def via_specs(archs: list) -> None:
+        specs = [space.to_spec(a) for a in archs]
+        for hw, b, o in models:
+            hw.predict_arrays(specs if b == 1 else [s.with_batch(b) for s in specs], **o)
+
+    fast = n / best_seconds(assembled, repeats, setup=new_archs)
+    slow = n / best_seconds(via_specs, repeats, setup=new_archs)
+    context = {"space": space_name, "devices": [d for d, _, _ in devices], "archs": n}
+    emit({"name": "new_archs_to_costs_per_s", "value": round(fast), "unit": "archs/s",
+          "goal": ">= 20000", **context})  # fmt: skip
+    emit({"name": "new_archs_via_specs_per_s", "value": round(slow), "unit": "archs/s",
+          **context})  # fmt: skip
+    emit({"name": "new_archs_speedup_vs_specs", "value": round(fast / slow, 2),
+          "unit": "ratio", **context})  # fmt: skip
+
+
 def bench_mcu() -> None:
     path = Path(lm.PROFILE_DIR) / "mcu" / "tinyengine-stm32h743.csv"
     rows = list(csv.DictReader(path.read_text().splitlines()))
@@ -185,7 +249,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="distinct specs per workload")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-mcu", action="store_true", help="no MCU calibration figures")
+    parser.add_argument("--only-new-archs", action="store_true", help="new_archs_* figures only")
     args = parser.parse_args()
+    bench_new_archs(args.n, max(args.repeats, 5))
+    if args.only_new_archs:
+        return
     bench_devices(args.n, args.repeats)
     if not args.skip_mcu:
         bench_mcu()

@@ -191,15 +191,18 @@ class CostModel(ABC):
         values = [columns[n].tolist() for n in names]
         return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
 
-    def predict_arrays(self, specs: Sequence[NetworkSpec], **options: Any) -> dict[str, np.ndarray]:
-        """Every metric as one array over `specs` (no per-spec dicts: the fastest form)."""
+    def predict_arrays(
+        self, specs: Sequence[NetworkSpec] | SpecBatch, **options: Any
+    ) -> dict[str, np.ndarray]:
+        """Every metric as one array over `specs` (no per-spec dicts: the fastest form).
+        `specs` may be a SpecBatch already built (a space assembles a generation's without
+        any NetworkSpec: SearchSpace.spec_batch)."""
         opts = self.check_options(options)
-        batch = SpecBatch.of(_as_specs(specs))
+        batch = specs if isinstance(specs, SpecBatch) else SpecBatch.of(_as_specs(specs))
         columns = self._columns(batch, opts)
         out = {"latency_ms": columns.pop("latency_ms")}
-        count = len(batch.specs)
-        out["macs"] = np.fromiter((s.arrays.macs for s in batch.specs), np.int64, count)
-        out["params"] = np.fromiter((s.arrays.params for s in batch.specs), np.int64, count)
+        out["macs"] = batch.macs
+        out["params"] = batch.params
         out.update(columns)
         return out
 

@@ -69,7 +69,6 @@ class CandidateEvaluator:
         self.quality_metrics = tuple(quality_metrics)
         self.predictor = predictor
         self.devices = list(devices)
-        self._specs: dict[tuple[str, int], lm.NetworkSpec] = {}
 
     @classmethod
     def from_spec(cls, spec: EvaluatorSpec) -> CandidateEvaluator:
@@ -99,21 +98,17 @@ class CandidateEvaluator:
                 row[int8] = float(value)
         return rows
 
-    def spec_of(self, arch: Arch, batch: int) -> lm.NetworkSpec:
-        arch_id = self.space.arch_id(arch)
-        key = (arch_id, batch)
-        if key not in self._specs:
-            base = self._specs.get((arch_id, 1)) or self.space.to_spec(arch)
-            self._specs[(arch_id, 1)] = base
-            self._specs[key] = base if batch == 1 else base.with_batch(batch)
-        return self._specs[key]
-
     def costs(self, archs: Sequence[Arch]) -> list[Metrics]:
-        """ "DEVICE.METRIC" for every device, plus "macs" and "params" (per sample) once."""
+        """ "DEVICE.METRIC" for every device, plus "macs" and "params" (per sample) once.
+        The space assembles the generation's layer rows once (no NetworkSpec per arch), and
+        every device costs them at its own batch size."""
         out: list[Metrics] = [{} for _ in archs]
+        if not archs:
+            return out
+        networks = self.space.spec_batch(archs)
         for target, hw in self.devices:
-            specs = [self.spec_of(a, target.batch) for a in archs]
-            columns = hw.predict_arrays(specs, **target.options)
+            batch = networks if target.batch == 1 else networks.with_batch(target.batch)
+            columns = hw.predict_arrays(batch, **target.options)
             for metric, values in columns.items():
                 key = metric if metric in NETWORK_METRICS else f"{target.name}.{metric}"
                 for row, value in zip(out, values.tolist(), strict=True):

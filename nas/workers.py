@@ -21,6 +21,11 @@ from supernet.space import Arch
 
 log = logging.getLogger(__name__)
 
+# How a batch is dealt to Ray actors: chunks of about 1/CHUNKS_PER_ACTOR of an actor's
+# share, each actor holding up to QUEUED_PER_ACTOR of them at once.
+CHUNKS_PER_ACTOR = 4
+QUEUED_PER_ACTOR = 2
+
 
 class EvaluatorPool(ABC):
     @abstractmethod
@@ -108,6 +113,11 @@ class RayPool(EvaluatorPool):
         return self._remote.remote(self.spec)
 
     def evaluate(self, archs: Sequence[Arch], quality: str | None = "predictor") -> list[Metrics]:
+        """Chunks of about a quarter of an actor's share go to whichever actor is free, two
+        at a time per actor (one running, one queued behind it, so an actor never waits for
+        the driver). Candidates differ in cost (a 32-pixel subnet takes four times a
+        16-pixel one's), so one fixed chunk per actor leaves an actor idle while the other
+        finishes."""
         import ray
         from ray.exceptions import RayActorError
 
@@ -115,17 +125,26 @@ class RayPool(EvaluatorPool):
         if not archs:
             return []
         n = len(self.actors)
-        size = -(-len(archs) // n)
+        size = max(1, -(-len(archs) // (n * CHUNKS_PER_ACTOR)))
         chunks = [archs[i : i + size] for i in range(0, len(archs), size)]
         results: list[list[Metrics] | None] = [None] * len(chunks)
         attempts = [0] * len(chunks)
-        pending = {
-            self.actors[i].evaluate.remote(chunk, quality): (i, i) for i, chunk in enumerate(chunks)
-        }
+        waiting = list(range(len(chunks)))[::-1]  # popped from the end: in order
+        pending: dict[Any, tuple[int, int, Any]] = {}  # ref -> (chunk, actor slot, actor)
+
+        def submit(slot: int) -> None:
+            if waiting:
+                index = waiting.pop()
+                actor = self.actors[slot]
+                pending[actor.evaluate.remote(chunks[index], quality)] = (index, slot, actor)
+
+        for _ in range(QUEUED_PER_ACTOR):
+            for slot in range(n):
+                submit(slot)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             ref = ready[0]
-            index, slot = pending.pop(ref)
+            index, slot, actor = pending.pop(ref)
             try:
                 results[index] = ray.get(ref)
             except RayActorError as err:
@@ -139,10 +158,12 @@ class RayPool(EvaluatorPool):
                     type(err).__name__,
                     len(chunks[index]),
                 )
-                self.actors[slot] = self._new_actor()
-                self.restarts += 1
-                retry = self.actors[slot].evaluate.remote(chunks[index], quality)
-                pending[retry] = (index, slot)
+                # the dead actor's other queued chunk fails too: replace the actor once
+                if self.actors[slot] is actor:
+                    self.actors[slot] = self._new_actor()
+                    self.restarts += 1
+                waiting.append(index)
+            submit(slot)
         return [row for chunk in results for row in chunk or []]
 
     def locations(self) -> list[tuple[str, int]]:

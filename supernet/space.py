@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from latency_models import NetworkSpec
+from latency_models import NetworkSpec, SpecBatch
 from supernet.errors import InvalidArchError, UnknownSpaceError
 
 Arch = dict[str, Any]
@@ -193,6 +193,13 @@ class SearchSpace(ABC):
         """Whether position `position` of the "gated" field `field` changes the network; it
         may read only the "controls" fields of `arch`."""
         return True
+
+    def spec_batch(self, archs: Sequence[Arch], batch: int = 1) -> SpecBatch:
+        """The networks of `archs` as one SpecBatch, what cost models read: the same rows as
+        `SpecBatch.of([to_spec(a, batch) for a in archs])`. A space whose networks are a
+        chain of blocks overrides it to assemble the rows from stored blocks, with no
+        NetworkSpec per arch (MBConvSpace does)."""
+        return SpecBatch.of([self.to_spec(a, batch) for a in archs])
 
     # ----- layout -----------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from latency_models.arrays import SpecBatch
+from latency_models.arrays import Part, SpecArrays, SpecBatch
 from latency_models.base import CostModel, Fit, Reader, mape
 from latency_models.errors import HardwareError, MissingEntryError, UnsupportedSpecError
 from latency_models.keys import KEY_FORMATS, BlockSig, rescale
@@ -103,41 +103,89 @@ class BlockTableModel(CostModel):
             raise MissingEntryError(self.name, key, nearest_keys(key, table), context) from None
 
     @staticmethod
-    def _keys(spec: NetworkSpec) -> tuple[str, ...]:
-        keys = spec.arrays.block_keys
-        if not keys:
-            raise UnsupportedSpecError(
-                f"spec {spec.name or '(unnamed)'!r} has no blocks; look-up tables are keyed "
-                "by block (specs from space.to_spec have them; traced specs do not)"
-            )
-        return keys
-
-    @staticmethod
-    def _sum(first: dict, rest: dict, keys: Sequence[Hashable]) -> float:
-        return first[keys[0]] + sum(map(rest.__getitem__, keys[1:]))
+    def _entries(first: dict, rest: dict, keys: Sequence[Hashable]) -> list[float]:
+        return [first[keys[0]], *map(rest.__getitem__, keys[1:])] if keys else []
 
     def _sum_exact(
-        self, spec: NetworkSpec, table: Table, caches: tuple[dict, dict], context: str
-    ) -> float:
-        """Sum of the entries of a table that holds the spec's blocks as they are."""
-        keys = self._keys(spec)
-        first, rest = caches
+        self,
+        segment: SpecArrays | Part,
+        first: bool,
+        table: Table,
+        caches: tuple[dict, dict],
+        context: str,
+    ) -> list[float]:
+        """The entries of a table that holds the segment's blocks as they are; `first`: the
+        segment holds its network's first block."""
+        keys = segment.block_keys
+        first_cache, rest = caches
+        head = first_cache if first else rest
         try:
-            return self._sum(first, rest, keys)
+            return self._entries(head, rest, keys)
         except KeyError:  # blocks this model has not seen yet: look them up once
-            for i, (sig, key) in enumerate(zip(spec.arrays.blocks, keys, strict=True)):
-                cache = first if i == 0 else rest
+            for i, (sig, key) in enumerate(zip(segment.blocks, keys, strict=True)):
+                cache = head if i == 0 else rest
                 if key not in cache:
-                    cache[key] = self._lookup(table, sig, i == 0, context)
-            return self._sum(first, rest, keys)
+                    cache[key] = self._lookup(table, sig, first and i == 0, context)
+            return self._entries(head, rest, keys)
 
-    def _block_sum(self, spec: NetworkSpec) -> float:
-        """Sum of the table entries of the spec's blocks (subclasses pick the table)."""
+    def _check(self, batch: SpecBatch) -> None:
+        """Refuse what the tables cannot cost (subclasses add theirs): a network without
+        blocks."""
+        empty = np.flatnonzero(batch.block_counts == 0)
+        if len(empty):
+            name = batch.arrays[int(empty[0])].name
+            raise UnsupportedSpecError(
+                f"spec {name or '(unnamed)'!r} has no blocks; look-up tables are keyed "
+                "by block (specs from space.to_spec have them; traced specs do not)"
+            )
+
+    def _segment_entries(
+        self, segment: SpecArrays | Part, first: bool, resolution: int, batch: int
+    ) -> list[float]:
+        """The table entry of each of a segment's blocks, in a network of that input
+        resolution and batch (subclasses pick the table)."""
         raise NotImplementedError
 
+    def _block_sums(self, batch: SpecBatch) -> np.ndarray:
+        """Per network, the sum of its blocks' entries. Each distinct segment, at its place
+        (first or not) and its network's resolution and batch, is looked up once; every
+        network then sums its blocks' entries in order with one reduction, so a network's
+        sum does not depend on how its blocks were cut into segments."""
+        self._check(batch)
+        n = len(batch)
+        if not len(batch.segment_ids):
+            return np.zeros(n)
+        owner = batch.segment_owner
+        # one integer per place: (segment, first, resolution, batch), each factorised first
+        resolutions, r_code = np.unique(batch.input_shapes[:, 1], return_inverse=True)
+        batches, b_code = np.unique(batch.batch.astype(np.int64), return_inverse=True)
+        r_code, b_code = r_code.ravel()[owner], b_code.ravel()[owner]
+        place = batch.segment_ids * 2 + batch.segment_first
+        place = (place * len(resolutions) + r_code) * len(batches) + b_code
+        _, at, inverse = np.unique(place, return_index=True, return_inverse=True)
+        entries = [
+            self._segment_entries(
+                batch.segments[int(batch.segment_ids[i])],
+                bool(batch.segment_first[i]),
+                int(resolutions[r_code[i]]),
+                int(batches[b_code[i]]),
+            )
+            for i in at.tolist()
+        ]
+        lengths = np.fromiter(map(len, entries), np.int64, len(entries))
+        stored = np.fromiter((e for seg in entries for e in seg), float, int(lengths.sum()))
+        # the entries of every segment of every network, in order (as PartTable gathers rows)
+        inverse = inverse.ravel()
+        per_segment = lengths[inverse]
+        first_at = np.cumsum(per_segment) - per_segment
+        offset = (np.cumsum(lengths) - lengths)[inverse]
+        flat = stored[np.arange(int(per_segment.sum())) + np.repeat(offset - first_at, per_segment)]
+        starts = np.cumsum(batch.block_counts) - batch.block_counts
+        return np.add.reduceat(flat, starts)
+
     def _columns(self, batch: SpecBatch, options: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        sums = np.fromiter(map(self._block_sum, batch.specs), float, len(batch.specs))
-        blocks = np.fromiter((len(s.arrays.block_keys) for s in batch.specs), float, len(batch))
+        sums = self._block_sums(batch)
+        blocks = batch.block_counts.astype(float)
         latency = self.scale * sums + self.overhead_ms + self.per_block_ms * blocks
         return {"latency_ms": latency + self.per_layer_ms * batch.counts}
 
@@ -149,7 +197,7 @@ class BlockTableModel(CostModel):
         if "latency_ms" not in measured or not len(specs):
             raise HardwareError("calibrating a table profile needs measured latency_ms values")
         y = np.asarray(measured["latency_ms"], float)
-        sums = np.array([self._block_sum(s) for s in specs])
+        sums = self._block_sums(SpecBatch.of(specs))
         blocks = np.array([len(s.arrays.block_keys) for s in specs], float)
         layers = np.array([len(s.layers) for s in specs], float)
         before = self.predict_arrays(specs)["latency_ms"]
@@ -236,38 +284,41 @@ class LUTModel(BlockTableModel):
         interpolated; outside, nothing was measured to interpolate from."""
         return self.resolutions[0], self.resolutions[-1]
 
-    def _resolution(self, spec: NetworkSpec) -> int:
-        _, h, w = spec.input_shape
-        if h != w:
+    def _check(self, batch: SpecBatch) -> None:
+        super()._check(batch)
+        _, h, w = batch.input_shapes.T
+        if np.any(h != w):
             raise UnsupportedSpecError(f"hardware {self.name!r}: tables are for square inputs")
-        if spec.batch != self.batch:
+        other = batch.batch[batch.batch != self.batch]
+        if len(other):
             raise UnsupportedSpecError(
-                f"hardware {self.name!r}: spec batch {spec.batch} is not tabulated; "
+                f"hardware {self.name!r}: spec batch {int(other[0])} is not tabulated; "
                 f"allowed: {self.batch}"
             )
-        return h
 
-    def _block_sum(self, spec: NetworkSpec) -> float:
-        r = self._resolution(spec)
+    def _segment_entries(
+        self, segment: SpecArrays | Part, first: bool, resolution: int, batch: int
+    ) -> list[float]:
+        r = resolution
         if r in self._exact:
-            return self._sum_exact(spec, self.tables[r], self._exact[r], f"r={r}")
+            return self._sum_exact(segment, first, self.tables[r], self._exact[r], f"r={r}")
         if not self.resolutions[0] < r < self.resolutions[-1]:
             raise UnsupportedSpecError(
                 f"hardware {self.name!r}: resolution {r} is outside its tables "
                 f"({self.resolutions[0]}..{self.resolutions[-1]}); tabulated: {self.resolutions}"
             )
-        arrays = spec.arrays
         # a block's size at another resolution depends on the strides before it
-        keys = list(zip(self._keys(spec), arrays.block_strides, strict=True))
-        first, rest = self._between.setdefault(r, ({}, {}))
+        keys = list(zip(segment.block_keys, segment.block_strides, strict=True))
+        first_cache, rest = self._between.setdefault(r, ({}, {}))
+        head = first_cache if first else rest
         try:
-            return self._sum(first, rest, keys)
+            return self._entries(head, rest, keys)
         except KeyError:
-            for i, (sig, key) in enumerate(zip(arrays.blocks, keys, strict=True)):
-                cache = first if i == 0 else rest
+            for i, (sig, key) in enumerate(zip(segment.blocks, keys, strict=True)):
+                cache = head if i == 0 else rest
                 if key not in cache:
-                    cache[key] = self._interpolate(r, sig, i == 0, key[1])
-            return self._sum(first, rest, keys)
+                    cache[key] = self._interpolate(r, sig, first and i == 0, key[1])
+            return self._entries(head, rest, keys)
 
     def _interpolate(self, r: int, sig: BlockSig, first: bool, stride_before: int) -> float:
         r0 = max(x for x in self.resolutions if x < r)

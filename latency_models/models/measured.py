@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from latency_models.arrays import Part, SpecArrays, SpecBatch
 from latency_models.base import Reader
 from latency_models.errors import UnsupportedSpecError
 from latency_models.models.lut import BlockTableModel, Table, read_table
-from latency_models.spec import NetworkSpec
 
 TIMING_FIELDS = (
     "device",
@@ -81,11 +83,18 @@ class MeasuredModel(BlockTableModel):
             "calibration": cal,
         }
 
-    def _block_sum(self, spec: NetworkSpec) -> float:
-        caches = self._caches.get(spec.batch)
-        if caches is None:
-            raise UnsupportedSpecError(
-                f"hardware {self.name!r} has no table for batch {spec.batch}; "
-                f"allowed: {sorted(self.tables)} (build one with nas latency build-lut --batch)"
-            )
-        return self._sum_exact(spec, self.tables[spec.batch], caches, f"batch {spec.batch}")
+    def _check(self, batch: SpecBatch) -> None:
+        super()._check(batch)
+        for b in np.unique(batch.batch).astype(int).tolist():
+            if b not in self._caches:
+                raise UnsupportedSpecError(
+                    f"hardware {self.name!r} has no table for batch {b}; allowed: "
+                    f"{sorted(self.tables)} (build one with nas latency build-lut --batch)"
+                )
+
+    def _segment_entries(
+        self, segment: SpecArrays | Part, first: bool, resolution: int, batch: int
+    ) -> list[float]:
+        return self._sum_exact(
+            segment, first, self.tables[batch], self._caches[batch], f"batch {batch}"
+        )

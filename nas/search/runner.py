@@ -1,11 +1,11 @@
 """The constrained evolutionary search loop: one generation at a time.
 
-Each generation is asked from the sampler as a whole, evaluated as one batch (each distinct
-arch once: results are cached by arch id) and told back, with every device limit given to
-Optuna through `Trial.set_constraint` as a relative excess ((value - limit) / limit, feasible
-when <= 0). Then the generation's candidates and metrics, and the search's progress, are
-written in one transaction (nas.search.records). Optuna's own RDB storage would make ~23
-commits per trial.
+Each generation is drawn from the sampler as a whole (nas.search.sampler), evaluated as one
+batch (each distinct arch once: results are cached by arch id) and told back as finished
+trials, with every device limit given to Optuna as a constraint: the relative excess
+(value - limit) / limit, feasible when <= 0. Then the generation's candidates and metrics,
+and the search's progress, are written in one transaction (nas.search.records). Optuna's own
+RDB storage would make ~23 commits per trial.
 
 A search in which no candidate meets every limit ends with status `infeasible`, naming the
 tightest limit and the best value seen; if even the smallest subnet of the space exceeds a
@@ -30,7 +30,7 @@ from nas.evaluation import SearchResources
 from nas.pareto import pareto_front
 from nas.search import records
 from nas.search.progress import SearchProgress
-from nas.search.sampler import new_study
+from nas.search.sampler import GenerationSampler, new_study, study_seed
 from nas.search.state import (
     CANCELLED,
     CANCELLING,
@@ -121,6 +121,7 @@ class SearchRunner:
         done = records.generations_done(self.store, self.search_id)
         study = new_study(a, self.distributions, self.objectives, done)
         self._restore(study, done)
+        sampler = GenerationSampler(study, self.distributions, study_seed(a, done))
         if done == 0 and (message := self._precheck()) is not None:
             return self._finish(INFEASIBLE, message)
         first = self.objectives[0].metric
@@ -137,7 +138,7 @@ class SearchRunner:
                 if records.status_of(self.store, self.search_id) == CANCELLING:
                     return self._finish(CANCELLED, f"cancelled after {generation} generations")
                 started = time.perf_counter()
-                self._generation(study, generation)
+                self._generation(sampler, generation)
                 elapsed = time.perf_counter() - started
                 self.state.seconds += elapsed
                 bar.generation_done(
@@ -191,13 +192,9 @@ class SearchRunner:
                 )
         return None
 
-    def _generation(self, study: optuna.Study, generation: int) -> None:
+    def _generation(self, sampler: GenerationSampler, generation: int) -> None:
         a = self.config.algorithm
-        trials = [study.ask() for _ in range(a.population)]
-        params = [
-            {name: t.suggest_categorical(name, choices) for name, choices in self.genes}
-            for t in trials
-        ]
+        params = sampler.ask(a.population)
         # Optuna's parameters are an edge: validated here once, trusted from here on.
         archs = [self.space.from_genes(p) for p in params]
         ids = [self.space.arch_id(arch) for arch in archs]
@@ -208,15 +205,19 @@ class SearchRunner:
         if new:
             results = self.pool.evaluate(list(new.values()), self.quality_source)
             self.state.cache.update(zip(new, results, strict=True))
+        metrics = [self.state.cache[arch_id] for arch_id in ids]
+        excess = [violations(m, self.limits) for m in metrics]
+        numbers = sampler.tell(
+            params,
+            [[m[o.metric] for o in self.objectives] for m in metrics],
+            [{lim.metric: v for lim, v in zip(self.limits, e, strict=True)} for e in excess],
+        )
         rows = []
-        for trial, p, arch, arch_id in zip(trials, params, archs, ids, strict=True):
-            metrics = self.state.cache[arch_id]
-            excess = violations(metrics, self.limits)
-            for lim, value in zip(self.limits, excess, strict=True):
-                trial.set_constraint(lim.metric, value)
-            study.tell(trial, [metrics[o.metric] for o in self.objectives])
-            self.state.account(metrics)
-            rows.append(records.GenerationRow(trial.number, p, arch, arch_id, metrics, excess))
+        for number, p, arch, arch_id, m, e in zip(
+            numbers, params, archs, ids, metrics, excess, strict=True
+        ):
+            self.state.account(m)
+            rows.append(records.GenerationRow(number, p, arch, arch_id, m, e))
         records.store_generation(
             self.store,
             self.search_id,

@@ -16,11 +16,12 @@ choice and equal networks get equal ids.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from latency_models import NetworkSpec
+from latency_models import NetworkSpec, SpecBatch
 from supernet.mbconv import spec as _spec
 from supernet.space import Arch, ArchField, CanonicalArch, SearchSpace, make_divisible
 
@@ -311,3 +312,14 @@ class MBConvSpace(SearchSpace):
         of specs from a few hundred distinct blocks)."""
         arch = self.canonical(arch)
         return _spec.network_spec(self, self.plan(arch), self.arch_id(arch), batch)
+
+    def spec_batch(self, archs: Sequence[Arch], batch: int = 1) -> SpecBatch:
+        """The rows of a generation's networks from genes, with no NetworkSpec per arch:
+        each network is the stem and first block, its active elastic blocks and the head,
+        and each of those parts depends on its own genes alone (see `_spec.PartCodes`)."""
+        archs = [self.canonical(a) for a in archs]
+        return self._parts.batch(archs, batch)
+
+    @functools.cached_property
+    def _parts(self) -> _spec.PartCodes:
+        return _spec.PartCodes(self)

@@ -11,7 +11,10 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from latency_models import BlockSpec, LayerSpec, NetworkSpec, SpecBuilder
+import numpy as np
+
+from latency_models import BlockSpec, LayerSpec, NetworkSpec, SpecBatch, SpecBuilder
+from latency_models.arrays import PartTable, split_parts
 from latency_models.spec import Shape
 
 if TYPE_CHECKING:
@@ -72,6 +75,84 @@ def network_spec(space: MBConvSpace, plan: NetPlan, arch_id: str, batch: int = 1
         name=f"{space.name}:{arch_id}",
         blocks=tuple(block for _, block in parts),
     )
+
+
+class PartCodes:
+    """A generation of archs as part codes, and their SpecBatch from a PartTable.
+
+    A network of an MBConv space is three kinds of part, each a run of whole blocks:
+      prefix: the stem and the fixed first block, set by (r, w);
+      block i: elastic block i where active, set by (i, kernel, expand, r, w): its input
+        channels and size depend only on its place (a stage's first block is never skipped,
+        so the strides before it are fixed) and on r and w;
+      suffix: the head (final expand, pool, [feature mix], classifier), set by (r, w).
+    Every code is an integer in a dense range, computed from the gene arrays with numpy. A
+    part is stored the first time an arch holds it, cut from that arch's NetworkSpec, so
+    the rows are those of `to_spec` by construction (tests compare every space)."""
+
+    def __init__(self, space: MBConvSpace) -> None:
+        c = space.config
+        self.space = space
+        self.resolutions = np.array(sorted(c.resolutions))
+        self.widths = np.array(sorted(c.width_mults), dtype=float)
+        self.kernels = np.array(sorted(c.kernel_sizes))
+        self.expands = np.array(sorted(c.expand_ratios))
+        self.stage_of = np.array([s for s, _ in space.block_stage])
+        self.index_in_stage = np.array([j for _, j in space.block_stage])
+        rw = len(self.resolutions) * len(self.widths)
+        self.rw = rw
+        self.block_base = 2 * rw  # codes: prefix [0, rw), suffix [rw, 2 rw), then blocks
+        per_block = len(self.kernels) * len(self.expands) * rw
+        self.per_block = per_block
+        self.table = PartTable(self.block_base + space.num_blocks * per_block)
+
+    def codes(self, archs: Sequence[CanonicalArch]) -> np.ndarray:
+        """(n, blocks + 2): prefix, every elastic block (-1 where inactive), suffix."""
+        n, space = len(archs), self.space
+        r = np.searchsorted(self.resolutions, np.array([a["r"] for a in archs], np.int64))
+        if space.config.elastic_width:
+            w = np.searchsorted(self.widths, np.array([a["w"] for a in archs], float))
+        else:
+            w = np.zeros(n, dtype=np.int64)
+        rw = r * len(self.widths) + w
+        blocks_n, stages_n = space.num_blocks, len(space.config.stages)
+        ks = np.array([a["ks"] for a in archs], np.int64).reshape(n, blocks_n)
+        es = np.array([a["e"] for a in archs], np.int64).reshape(n, blocks_n)
+        ks, es = np.searchsorted(self.kernels, ks), np.searchsorted(self.expands, es)
+        depth = np.array([a["d"] for a in archs], np.int64).reshape(n, stages_n)
+        active = self.index_in_stage[None, :] < depth[:, self.stage_of]
+        ke = ks * len(self.expands) + es
+        blocks = self.block_base + np.arange(space.num_blocks) * self.per_block
+        blocks = blocks[None, :] + ke * self.rw + rw[:, None]
+        out = np.empty((n, space.num_blocks + 2), dtype=np.int64)
+        out[:, 0] = rw
+        out[:, 1:-1] = np.where(active, blocks, -1)
+        out[:, -1] = self.rw + rw
+        return out
+
+    def batch(self, archs: Sequence[CanonicalArch], batch: int) -> SpecBatch:
+        codes = self.codes(archs)
+        for i in self.table.missing(codes):
+            self._store(archs[i], codes[i])
+        space = self.space
+        r = np.array([a["r"] for a in archs], dtype=np.int64)
+        shapes = np.stack([np.full_like(r, space.config.in_channels), r, r], axis=1)
+
+        def name(i: int) -> str:
+            return f"{space.name}:{space.arch_id(archs[i])}"
+
+        return self.table.batch(codes, batch, shapes, name)
+
+    def _store(self, arch: CanonicalArch, codes: np.ndarray) -> None:
+        spec = self.space.to_spec(arch)
+        layers: dict[str, int] = {}
+        for layer in spec.layers:
+            layers[layer.block] = layers.get(layer.block, 0) + 1
+        per_block = [layers.get(b.name, 0) for b in spec.blocks]
+        present = codes[codes >= 0]
+        suffix = len(spec.blocks) - 2 - (len(present) - 2)  # blocks after the last elastic one
+        sizes = [2, *([1] * (len(present) - 2)), suffix]
+        self.table.add(present.tolist(), split_parts(spec.arrays, sizes, per_block))
 
 
 def block_cover(

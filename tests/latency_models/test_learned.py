@@ -61,7 +61,7 @@ def test_profile_errors():
     trees = [dict(t) for t in good["model"]["trees"]]
     trees[1]["left"] = trees[1]["left"][:-1]
     bad = {**good, "model": {**good["model"], "trees": trees}}
-    with pytest.raises(lm.ProfileError, match=r"model\.trees\[1\]\.value': .*differ in length"):
+    with pytest.raises(lm.ProfileError, match=r"model\.trees\[1\]': .*differ in length"):
         lm.from_profile(bad, "t.yaml")
     with pytest.raises(lm.ProfileError, match=r"field 'model\.type': value 'mlp' is not allowed"):
         lm.from_profile({**good, "model": {**good["model"], "type": "mlp"}}, "t.yaml")

@@ -61,7 +61,7 @@ def test_fit_finds_scale_and_overheads():
     rng = np.random.default_rng(0)
     hw = lm.load_hardware("local-cpu")
     specs = [space.to_spec(space.sample(rng)) for _ in range(20)]
-    sums = np.array([hw._block_sum(s) for s in specs])
+    sums = np.array([hw._block_sums(lm.SpecBatch.of([s]))[0] for s in specs])
     blocks = np.array([len(s.blocks) for s in specs])
     measured = 1.3 * sums + 0.4 + 0.02 * blocks
     fit = hw.fit(specs, {"latency_ms": measured})
