@@ -12,6 +12,7 @@ from nas.commands import user_errors, wide_console
 from nas.commands.space import parse_arch
 from supernet.mbconv.checkpoint import load_supernet
 from supernet.mbconv.predictor import (
+    MODELS,
     check_split,
     fit_int8_drop,
     fit_predictor,
@@ -32,7 +33,12 @@ def fit(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="supernet.pt or its folder."),
     n: int = typer.Option(1000, "--n", min=12, help="Archs to measure (train + held out)."),
     held_out: int = typer.Option(200, "--held-out", min=2, help="Archs kept for evaluation."),
-    epochs: int = typer.Option(300, "--epochs", min=1, help="MLP training epochs."),
+    model: str = typer.Option(
+        "gbdt",
+        "--model",
+        help="gbdt (gradient-boosted trees, the default: they rank held-out archs better) or mlp.",
+    ),
+    epochs: int = typer.Option(300, "--epochs", min=1, help="MLP training epochs (--model mlp)."),
     seed: int = typer.Option(0, "--seed"),
     out: Path | None = typer.Option(None, "--out", help="Default: predictor.pt beside it."),
     int8_sample: int = typer.Option(
@@ -45,15 +51,23 @@ def fit(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
-    """Measure N random archs with the supernet (resumable), fit the MLP, report tau/RMSE."""
+    """Measure N random archs with the supernet (resumable), fit the model, report tau/RMSE."""
     with user_errors():
         check_split(n, held_out)  # before opening or measuring anything
+        if model not in MODELS:
+            raise typer.BadParameter(f"--model {model!r}: choose from {', '.join(MODELS)}")
         trained = load_supernet(checkpoint)
         measurements = measure_archs(
             trained, n, seed=seed, progress=progress and not as_json, held_out=held_out
         )
         predictor = fit_predictor(
-            trained.space, measurements, trained.sha256, held_out=held_out, epochs=epochs, seed=seed
+            trained.space,
+            measurements,
+            trained.sha256,
+            held_out=held_out,
+            epochs=epochs,
+            seed=seed,
+            model=model,
         )
         if int8_sample:
             archs = [m.arch for m in measurements[: min(int8_sample, n)]]
@@ -70,7 +84,7 @@ def fit(
     console.print(
         f"predictor: {escape(str(path))}\nheld-out archs: {m['n_held_out']}  Kendall tau: "
         f"{m['kendall_tau']:.3f}  RMSE: {m['rmse'] * 100:.2f} points of top-1 "
-        f"(trained on {m['n_train']})"
+        f"({m['model']}, trained on {m['n_train']})"
     )
     if predictor.int8_drop is not None:
         d = predictor.int8_drop.metrics

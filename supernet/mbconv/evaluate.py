@@ -122,18 +122,30 @@ class SupernetEvaluator:
     @torch.no_grad()
     def evaluate(self, arch: Arch) -> EvalResult:
         arch = self.space.canonical(arch)
+        correct, loss_sum = self._run(arch)
+        n = len(self.labels)
+        top1 = int(correct.sum()) / n
+        return EvalResult(self.space.arch_id(arch), top1, loss_sum / n, n, arch["r"])
+
+    @torch.no_grad()
+    def correct(self, arch: Arch) -> Tensor:
+        """Whether each image of the split is classified right (bool, in split order): two
+        disjoint halves of it are two independent measurements of the same arch."""
+        return self._run(self.space.canonical(arch))[0].cpu()
+
+    def _run(self, arch: Arch) -> tuple[Tensor, float]:
+        """BN recalibrated for `arch`, then per image: right or not; and the summed loss."""
         was_training = self.net.training
         self.recalibrate(arch)
         self.net.eval()
         x = self._at("eval", arch["r"])
-        correct, loss_sum = 0, 0.0
+        hits, loss_sum = [], 0.0
         for xb, yb in zip(self._batches(x), torch.split(self.labels, self.batch_size), strict=True):
             logits = self.net(xb)
             loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
-            correct += int((logits.argmax(1) == yb).sum())
+            hits.append(logits.argmax(1) == yb)
         self.net.train(was_training)
-        n = len(self.labels)
-        return EvalResult(self.space.arch_id(arch), correct / n, loss_sum / n, n, arch["r"])
+        return torch.cat(hits), loss_sum
 
     def evaluate_many(
         self, archs: Sequence[Arch], progress: bool = False, description: str = "evaluating"

@@ -29,16 +29,53 @@ def synthetic(space, n, seed=0):
     return rows
 
 
-def test_fit_ranks_held_out_archs(tmp_path):
+@pytest.mark.parametrize("model", ["gbdt", "mlp"])
+def test_fit_ranks_held_out_archs(tmp_path, model):
     space = supernet.get_space("mnist-mbv3")
-    predictor = fit_predictor(space, synthetic(space, 400), "ab" * 32, held_out=100, epochs=150)
+    predictor = fit_predictor(
+        space, synthetic(space, 400), "ab" * 32, held_out=100, epochs=150, model=model
+    )
+    assert predictor.kind == model and predictor.metrics["model"] == model
     assert predictor.metrics["kendall_tau"] > 0.8
     assert predictor.metrics["rmse"] < 0.01
     path = predictor.save(tmp_path / "predictor.pt")
     loaded = load_predictor(path)
+    assert loaded.kind == model
     archs = [space.sample(i) for i in range(5)]
     assert np.allclose(loaded.predict(archs), predictor.predict(archs))
     assert loaded.metrics == predictor.metrics
+
+
+def test_trees_predict_as_scikit_learn_does():
+    """The numpy tree walk gives scikit-learn's own predictions of the same fitted trees."""
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from latency_models.trees import ensemble_of, fit_gbdt
+
+    space = supernet.get_space("mnist-mbv3")
+    rows = synthetic(space, 200)
+    x = np.stack([space.encode(m.arch) for m in rows]).astype(np.float64)
+    y = np.array([m.top1 for m in rows])
+    exported = fit_gbdt(x, y, trees=40, max_depth=3, learning_rate=0.1, seed=3)
+    reference = GradientBoostingRegressor(
+        n_estimators=40, max_depth=3, learning_rate=0.1, subsample=0.8, random_state=3
+    ).fit(x, y)
+    ours = ensemble_of(exported, space.encoding_size).predict(x)
+    assert np.allclose(ours, reference.predict(x), atol=1e-7)
+
+
+def test_a_damaged_tree_model_is_refused(tmp_path):
+    import torch
+
+    space = supernet.get_space("mnist-mbv3")
+    path = fit_predictor(space, synthetic(space, 40), "0" * 64, held_out=5, trees=5).save(
+        tmp_path / "p.pt"
+    )
+    data = torch.load(path, weights_only=True)
+    data["model"]["trees"][0]["left"] = [0]
+    torch.save(data, path)
+    with pytest.raises(Exception, match="gbdt model is damaged"):
+        load_predictor(path)
 
 
 def test_fit_needs_enough_archs():
