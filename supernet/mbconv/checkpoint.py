@@ -80,8 +80,8 @@ class TrainedSupernet(TrainedModel):
         if weights is None:
             # Test first, validation last: the validation pass leaves the BN statistics in
             # place for the extraction.
-            measured = {
-                split: self.evaluator(data, split=split).evaluate(arch).top1
+            measured = {  # in float32: the card reports the deployed model's accuracy
+                split: self.evaluator(data, split=split, precision="fp32").evaluate(arch).top1
                 for split in ("test", "val")
             }
             static = self.net.extract(arch).eval().to(memory_format=torch.contiguous_format)

@@ -4,10 +4,19 @@ A weight-shared supernet's BatchNorm running statistics belong to no subnet in p
 (training uses batch statistics), so before a subnet is evaluated they are re-estimated on
 a fixed set of training images, as once-for-all does. Images stay in memory as tensors; each
 resolution is resized once and cached, so evaluating many archs decodes nothing again.
+
+Precision: "auto" (the default) runs recalibration and evaluation under bfloat16 autocast
+where the hardware has native bfloat16 (oneDNN on a CPU with AVX512-BF16 or AMX, a CUDA GPU
+that supports it) and in float32 elsewhere. On this project's AMD EPYC (AVX512-BF16) that
+takes a candidate from 0.38 to 0.22 s, and moves top-1 by at most a tenth of a point, far
+below the measurement's own noise (experiments/bench_supernet_eval.py). An export's card
+measures in float32: it reports the model that is deployed. Evaluation also folds each
+BatchNorm into its convolution (ConvBNAct), one pass over the activations less per layer.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -18,6 +27,21 @@ from torch import Tensor, nn
 
 from supernet.data import Dataset, resize
 from supernet.space import Arch, SearchSpace
+
+EVAL_PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """ "auto" -> "bf16" where the device computes bfloat16 natively, else "fp32"."""
+    if precision not in EVAL_PRECISIONS:
+        raise ValueError(
+            f"unknown evaluation precision {precision!r}; choose from {EVAL_PRECISIONS}"
+        )
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
 
 
 @dataclass(frozen=True)
@@ -84,12 +108,18 @@ class SupernetEvaluator:
         channels_last: bool = True,
         seed: int = 0,
         device: torch.device | str = "cpu",
+        precision: str = "auto",
+        fold_batch_norm: bool = True,
     ) -> None:
         if recalibration_images < 1:
             raise ValueError("recalibration_images must be >= 1")
         self.net, self.space, self.dataset = net, space, dataset
         self.split, self.batch_size, self.channels_last = split, batch_size, channels_last
         self.device = torch.device(device)  # the net's; images are copied there once
+        self.precision = resolve_precision(precision, self.device)
+        # BatchNorm folded into each convolution while evaluating (ConvBNAct.fold)
+        self.fold_batch_norm = fold_batch_norm
+        self._foldable = [m for m in net.modules() if hasattr(m, "fold") and m.bn is not None]
         target = dataset.split(split)
         if len(target) == 0:
             raise ValueError(f"split {split!r} of dataset {dataset.name!r} is empty")
@@ -115,9 +145,15 @@ class SupernetEvaluator:
     def _batches(self, x: Tensor) -> list[Tensor]:
         return list(torch.split(x, self.batch_size))
 
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def recalibrate(self, arch: Arch) -> None:
         self.net.set_active(arch)
-        recalibrate_bn(self.net, self._batches(self._at("calibration", arch["r"])))
+        with self._autocast():  # BatchNorm's statistics are kept in float32 all the same
+            recalibrate_bn(self.net, self._batches(self._at("calibration", arch["r"])))
 
     @torch.no_grad()
     def evaluate(self, arch: Arch) -> EvalResult:
@@ -138,12 +174,16 @@ class SupernetEvaluator:
         was_training = self.net.training
         self.recalibrate(arch)
         self.net.eval()
+        for module in self._foldable:
+            module.fold = self.fold_batch_norm and module.bn.track_running_stats
         x = self._at("eval", arch["r"])
         hits, loss_sum = [], 0.0
-        for xb, yb in zip(self._batches(x), torch.split(self.labels, self.batch_size), strict=True):
-            logits = self.net(xb)
-            loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
-            hits.append(logits.argmax(1) == yb)
+        batches = zip(self._batches(x), torch.split(self.labels, self.batch_size), strict=True)
+        with torch.inference_mode(), self._autocast():
+            for xb, yb in batches:
+                logits = self.net(xb).float()
+                loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
+                hits.append(logits.argmax(1) == yb)
         self.net.train(was_training)
         return torch.cat(hits), loss_sum
 

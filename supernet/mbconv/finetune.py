@@ -98,8 +98,9 @@ def finetune_subnet(
     started = time.perf_counter()
     arch = supernet.space.canonical(arch)
     data = supernet.dataset()
-    evaluator = supernet.evaluator(data)
-    evaluator.recalibrate(arch)  # the statistics the subnet is evaluated and exported with
+    # the statistics the subnet is evaluated and exported with: in float32, as the export's
+    evaluator = supernet.evaluator(data, precision="fp32")
+    evaluator.recalibrate(arch)
     static = supernet.net.extract(arch).eval().to(memory_format=torch.contiguous_format)
 
     def split(name: str) -> tuple[Tensor, Tensor]:

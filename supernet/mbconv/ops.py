@@ -73,11 +73,15 @@ class ElasticConv2d(nn.Module):
             return self.bias
         return self.bias[:out_channels]
 
+    def active(self, in_channels: int) -> tuple[Tensor, Tensor | None, dict[str, int]]:
+        """The active weight, bias and F.conv2d settings for an input of `in_channels`."""
+        weight = self.active_weight(in_channels, self.active_out)
+        settings = {"stride": self.stride, "padding": self.kernel_size // 2, "groups": 1}
+        return weight, self.active_bias(self.active_out), settings
+
     def forward(self, x: Tensor) -> Tensor:
-        weight = self.active_weight(x.shape[1], self.active_out)
-        return F.conv2d(
-            x, weight, self.active_bias(self.active_out), self.stride, self.kernel_size // 2
-        )
+        weight, bias, settings = self.active(x.shape[1])
+        return F.conv2d(x, weight, bias, **settings)
 
     def extract(self, in_channels: int) -> nn.Conv2d:
         out = self.active_out
@@ -162,10 +166,15 @@ class ElasticDepthwiseConv2d(nn.Module):
             raise ValueError(f"kernel size {kernel} not in {self.kernel_sizes}")
         return weight.contiguous()
 
+    def active(self, in_channels: int) -> tuple[Tensor, Tensor | None, dict[str, int]]:
+        """The active weight, bias and F.conv2d settings for an input of `in_channels`."""
+        kernel = self.active_kernel
+        weight = self.active_weight(in_channels, kernel)
+        return weight, None, {"stride": self.stride, "padding": kernel // 2, "groups": in_channels}
+
     def forward(self, x: Tensor) -> Tensor:
-        channels, kernel = x.shape[1], self.active_kernel
-        weight = self.active_weight(channels, kernel)
-        return F.conv2d(x, weight, None, self.stride, kernel // 2, 1, channels)
+        weight, bias, settings = self.active(x.shape[1])
+        return F.conv2d(x, weight, bias, **settings)
 
     def extract(self, channels: int) -> nn.Conv2d:
         kernel = self.active_kernel
@@ -316,12 +325,33 @@ class ConvBNAct(nn.Module):
         super().__init__()
         self.conv, self.bn, self.act_name = conv, bn, act
         self.act = build_activation(act)
+        # in eval mode, fold BatchNorm into the convolution (SupernetEvaluator can turn it off)
+        self.fold = bn is not None and bn.track_running_stats
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.conv(x)
-        if self.bn is not None:
-            x = self.bn(x)
+        if self.fold and self.bn is not None and not self.training:
+            x = self._folded(x)  # evaluation: BatchNorm folded into the convolution
+        else:
+            x = self.conv(x)
+            if self.bn is not None:
+                x = self.bn(x)
         return x if self.act is None else self.act(x)
+
+    def _folded(self, x: Tensor) -> Tensor:
+        """conv then BatchNorm with its running statistics, as one convolution: weight x s
+        and bias x s + (beta - mean x s), s = gamma / sqrt(var + eps) per output channel.
+        A pass over every activation less per layer; the same result up to rounding."""
+        assert self.bn is not None
+        weight, bias, settings = self.conv.active(x.shape[1])
+        c = weight.shape[0]
+        bn = self.bn
+        assert bn.running_mean is not None and bn.running_var is not None
+        scale = bn.weight[:c] * torch.rsqrt(bn.running_var[:c] + bn.eps)
+        shift = bn.bias[:c] - bn.running_mean[:c] * scale
+        if bias is not None:
+            shift = shift + bias * scale
+        weight = weight * scale.view(-1, 1, 1, 1)
+        return F.conv2d(x, weight, shift, **settings)
 
     def extract(self, in_channels: int) -> nn.Sequential:
         conv = self.conv.extract(in_channels)

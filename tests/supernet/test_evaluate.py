@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -46,7 +47,9 @@ def test_evaluate_matches_the_extracted_net():
     space = supernet.get_space("mnist-mbv3")
     torch.manual_seed(0)
     net = supernet.build(space)
-    evaluator = SupernetEvaluator(net, space, data, recalibration_images=32, batch_size=20)
+    evaluator = SupernetEvaluator(
+        net, space, data, recalibration_images=32, batch_size=20, precision="fp32"
+    )
     arch = space.sample(np.random.default_rng(0))
     result = evaluator.evaluate(arch)
     assert result.images == 64 and result.resolution == arch["r"]
@@ -57,3 +60,42 @@ def test_evaluate_matches_the_extracted_net():
     assert result.top1 == (predictions == data.val.labels).float().mean().item()
     again = evaluator.evaluate_many([arch, space.smallest()])
     assert again[0] == result and again[1].resolution == min(space.config.resolutions)
+
+
+def test_folded_batch_norm_gives_the_logits_of_batch_norm_apart():
+    space = supernet.get_space("mnist-mbv3")
+    torch.manual_seed(1)
+    net = supernet.build(space)
+    arch = space.sample(np.random.default_rng(2))
+    net.set_active(arch)
+    recalibrate_bn(net, [torch.randn(32, 1, arch["r"], arch["r"])])
+    net.eval()
+    x = torch.randn(8, 1, arch["r"], arch["r"])
+    with torch.no_grad():
+        folded = net(x)
+        for module in net.modules():
+            if hasattr(module, "fold"):
+                module.fold = False
+        apart = net(x)
+    assert torch.allclose(folded, apart, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(folded, apart)  # a different computation, the same result
+
+
+def test_precision_auto_and_bf16_measure_as_fp32_does_within_noise():
+    data = load_dataset(DatasetConfig(kind="mnist", limit=200))
+    space = supernet.get_space("mnist-mbv3")
+    torch.manual_seed(0)
+    net = supernet.build(space)
+    arch = space.sample(np.random.default_rng(0))
+    results = {}
+    for precision in ("fp32", "bf16"):
+        evaluator = SupernetEvaluator(
+            net, space, data, recalibration_images=64, precision=precision
+        )
+        assert evaluator.precision == precision
+        results[precision] = evaluator.evaluate(arch).top1
+    assert abs(results["bf16"] - results["fp32"]) <= 0.05
+    auto = SupernetEvaluator(net, space, data, recalibration_images=64)
+    assert auto.precision in ("fp32", "bf16")
+    with pytest.raises(ValueError, match="unknown evaluation precision"):
+        SupernetEvaluator(net, space, data, precision="fp8")
