@@ -400,6 +400,9 @@ class Trainer(ResumableRun):
             channels_last=cfg.channels_last,
             seed=cfg.seed,
             device=self.device,
+            # float32: a run's recorded accuracies are reproduced to the image from its file,
+            # whatever the process or thread count (bfloat16 kernels vary with those)
+            precision="fp32",
         )
         steps_per_epoch = math.ceil(len(self.data.train) / self.global_batch)
         done_before = sum(p.epochs for p in cfg.phases[: self.phase_index]) + self.epochs_done

@@ -93,7 +93,9 @@ def test_each_worker_evaluates_its_share_and_every_result_lands_in_place(tmp_pat
     result = train_distributed(run, workers=2, progress=False)
     trained = load_supernet(result.path)
     data = Trainer(run, progress=False).data
-    evaluator = SupernetEvaluator(trained.net, trained.space, data, recalibration_images=48)
+    evaluator = SupernetEvaluator(
+        trained.net, trained.space, data, recalibration_images=48, precision="fp32"
+    )
     largest, smallest = (
         evaluator.evaluate(a) for a in (trained.space.largest(), trained.space.smallest())
     )
