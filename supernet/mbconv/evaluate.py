@@ -41,7 +41,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    try:  # oneDNN's own check (AVX512-BF16 or AMX); a build without oneDNN has no such op
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bf16" if device.type == "cpu" and native else "fp32"
 
 
 @dataclass(frozen=True)
