@@ -2,8 +2,9 @@
 
 Each Ray actor builds one CandidateEvaluator from an `EvaluatorSpec`, so it loads the
 checkpoint, the predictor and the device models once, and refuses files whose SHA-256 is not
-the one recorded at launch. A batch is split into one chunk per actor; a chunk whose actor dies
-is given to a fresh actor (up to `max_retries` times), so the search completes.
+the one recorded at launch. A batch is split into chunks that go to whichever actor is free
+(`RayPool.evaluate`); a chunk whose actor dies is given to a fresh actor (up to `max_retries`
+times), so the search completes.
 """
 
 from __future__ import annotations
