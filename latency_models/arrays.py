@@ -132,14 +132,12 @@ class SpecArrays:
         table[:, COL["held_elems"]] = held
         table[:, COL["in_dies"]] = in_dies
         blocks, strides = _blocks(spec)
-        bias_bn = rows[:, 12] * cout + rows[:, 11] * 2 * cout
-        params = int(np.sum(np.where(is_conv | is_linear, weights + bias_bn, weights)))
         keys = tuple(generic_key(sig, i) for i, sig in enumerate(blocks))
         columns = np.ascontiguousarray(table.T)
         return cls(
             columns,
             int(macs.sum()),
-            params,
+            _params(columns),
             blocks,
             keys,
             strides,
@@ -375,11 +373,19 @@ def split_parts(
 
 
 def _params(cols: np.ndarray) -> int:
-    """Parameters of some layer rows, as SpecArrays.of counts them."""
+    """Parameters of some layer rows: a conv's or linear layer's weights, bias and BatchNorm
+    (scale and shift); a const's stored values."""
     op = cols[COL["op"]]
     weighted = (op == OP_CODES["conv"]) | (op == OP_CODES["linear"])
     bias_bn = cols[COL["bias"]] * cols[COL["cout"]] + cols[COL["bn"]] * 2 * cols[COL["cout"]]
     return int(np.sum(np.where(weighted, cols[COL["weights"]] + bias_bn, cols[COL["weights"]])))
+
+
+def concatenated_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """start_0, ..., start_0 + length_0 - 1, start_1, ...: the indices of many runs, in order,
+    with no Python loop."""
+    first = np.cumsum(lengths) - lengths  # where each run begins in the output
+    return np.arange(int(lengths.sum())) + np.repeat(starts - first, lengths)
 
 
 class PartTable:
@@ -440,8 +446,7 @@ class PartTable:
         lengths = self._length[parts]
         total = int(lengths.sum())
         # every layer's column in the store: each part's offset, then 0, 1, ... within it
-        first = np.cumsum(lengths) - lengths
-        layer = np.arange(total) + np.repeat(self._offset[parts] - first, lengths)
+        layer = concatenated_ranges(self._offset[parts], lengths)
         # row by row: a fancy index along axis 1 would give a strided (Fortran-order) result,
         # and every numpy operation of every model on its rows would be several times slower
         columns = np.empty((len(COLUMNS), total), dtype=np.int64)

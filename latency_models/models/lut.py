@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from latency_models.arrays import Part, SpecArrays, SpecBatch
+from latency_models.arrays import Part, SpecArrays, SpecBatch, concatenated_ranges
 from latency_models.base import CostModel, Fit, Reader, mape
 from latency_models.errors import HardwareError, MissingEntryError, UnsupportedSpecError
 from latency_models.keys import KEY_FORMATS, BlockSig, rescale
@@ -174,12 +174,10 @@ class BlockTableModel(CostModel):
         ]
         lengths = np.fromiter(map(len, entries), np.int64, len(entries))
         stored = np.fromiter((e for seg in entries for e in seg), float, int(lengths.sum()))
-        # the entries of every segment of every network, in order (as PartTable gathers rows)
+        # the entries of every segment of every network, in order
         inverse = inverse.ravel()
-        per_segment = lengths[inverse]
-        first_at = np.cumsum(per_segment) - per_segment
         offset = (np.cumsum(lengths) - lengths)[inverse]
-        flat = stored[np.arange(int(per_segment.sum())) + np.repeat(offset - first_at, per_segment)]
+        flat = stored[concatenated_ranges(offset, lengths[inverse])]
         starts = np.cumsum(batch.block_counts) - batch.block_counts
         return np.add.reduceat(flat, starts)
 
