@@ -10,9 +10,14 @@ Prints one JSON object per figure:
   supernet_eval_top1_difference           what the precision changes: mean and largest
                                           |top-1 difference| in points over the archs, and
                                           Kendall tau between the two measurements
+  supernet_eval_actors_candidates_per_s   the same archs measured by --actors Ray actors of one
+                                          thread each (`nas predictor fit --workers N`), the
+                                          actors started and warmed up first
+  supernet_eval_actors_speedup_vs_fp32    its ratio to the float32 in-process rate (goal >= 2)
 
     python experiments/bench_supernet_eval.py [--checkpoint runs/mnist-supernet] [--archs 40]
         [--recalibration-images N]   (the default evaluator's; the baseline keeps the run's)
+        [--actors 2]                 (0: no Ray)
 
 Needs a trained supernet (`make demo` or `nas supernet train`). Uses every CPU thread, as an
 in-process search does.
@@ -43,6 +48,7 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recalibration-images", type=int, default=None)
+    parser.add_argument("--actors", type=int, default=2)
     args = parser.parse_args()
     trained = load_supernet(args.checkpoint)
     space = trained.space
@@ -85,6 +91,31 @@ def main() -> None:
         kendall_tau=round(float(kendalltau(top1["default"], top1["fp32"]).statistic), 4),
         **context,
     )
+    if args.actors:
+        actors_rate, actors_top1 = on_actors(trained, archs, args.actors)
+        emit("supernet_eval_actors_candidates_per_s", round(actors_rate, 3), "candidates/s",
+             actors=args.actors, **context)  # fmt: skip
+        emit("supernet_eval_actors_speedup_vs_fp32", round(actors_rate / rate["fp32"], 3),
+             "ratio", goal=">= 2", actors=args.actors, **context)  # fmt: skip
+        difference = 100 * np.abs(np.array(actors_top1) - np.array(top1["fp32"]))
+        emit("supernet_eval_actors_top1_difference", round(float(difference.mean()), 4),
+             "points", max_points=round(float(difference.max()), 4), **context)  # fmt: skip
+
+
+def on_actors(trained: Any, archs: list, actors: int) -> tuple[float, list[float]]:
+    """Candidates/s of `actors` Ray actors measuring `archs`, and each arch's top-1."""
+    from nas.workers import measurement_pool
+
+    with measurement_pool(trained.path, trained.sha256, actors) as pool:
+        by_r: dict[int, list] = {}
+        for arch in archs:
+            by_r.setdefault(arch["r"], []).append(arch)
+        # each actor resizes each resolution's images once: warm every actor on every one
+        list(pool.measure([a for group in by_r.values() for a in group[:1]] * actors, 1))
+        started = time.perf_counter()
+        results = {r.arch_id: r.top1 for r in pool.measure(archs)}
+        seconds = time.perf_counter() - started
+    return len(archs) / seconds, [results[trained.space.arch_id(a)] for a in archs]
 
 
 if __name__ == "__main__":

@@ -13,10 +13,14 @@ Prints one JSON object per figure:
 
     python experiments/bench_weight_sharing.py [--checkpoint runs/mnist-supernet]
         [--config experiments/mnist_supernet.yaml] [--archs 20] [--predictor-n 1000]
+        [--processes 2]
 
 Without a checkpoint it first trains the supernet with --config (resumable). Slow: each arch
 trains from scratch for the supernet's whole schedule (about a minute and a quarter per arch
-for the default MNIST run on 2 cores); it is a benchmark, not part of the test suite.
+for the default MNIST run on 2 cores); it is a benchmark, not part of the test suite. The
+from-scratch runs go to --processes worker processes of one thread each, and each finished
+arch is recorded beside the checkpoint (weight_sharing.SHA12.jsonl), so an interrupted run
+resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing as mp
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +85,17 @@ def train_from_scratch(
     return net.eval()
 
 
+def scratch_accuracy(checkpoint: str, arch: Arch, epochs: int, seed: int) -> tuple[float, float]:
+    """In a worker process of one thread: val top-1 of `arch` trained from scratch, and the
+    seconds it took."""
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    trained = load_supernet(checkpoint)
+    data = trained.dataset()
+    net = train_from_scratch(trained, data, arch, epochs, seed)
+    return accuracy(net, data, "val", arch["r"]), time.perf_counter() - started
+
+
 def spread_by_macs(space: supernet.SearchSpace, n: int, seed: int) -> list[Arch]:
     """`n` archs at evenly spaced quantiles of the MACs of 2,000 random archs (distinct)."""
     rng = np.random.default_rng(seed)
@@ -106,6 +123,7 @@ def main() -> None:
     parser.add_argument("--predictor-n", type=int, default=1000)
     parser.add_argument("--held-out", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--processes", type=int, default=2)
     args = parser.parse_args()
 
     path = Path(args.checkpoint)
@@ -138,23 +156,46 @@ def main() -> None:
 
     # inherited (weight sharing) against trained from scratch, same archs, same split
     evaluator = trained.evaluator(data, split="val")
+    archs = spread_by_macs(space, args.archs, args.seed)
+    record = trained.path.parent / f"weight_sharing.{trained.sha256[:12]}.jsonl"
+    done = {}
+    if record.exists():
+        for line in record.read_text().splitlines():
+            row = json.loads(line)
+            done[(row["arch_id"], row["seed"], row["scratch_epochs"])] = row
+    keys = [(space.arch_id(a), args.seed + k, epochs) for k, a in enumerate(archs)]
+    todo = [(k, a) for k, a in enumerate(archs) if keys[k] not in done]
+    with ProcessPoolExecutor(args.processes, mp_context=mp.get_context("spawn")) as pool:
+        futures = {
+            pool.submit(scratch_accuracy, str(trained.path), a, epochs, args.seed + k): (k, a)
+            for k, a in todo
+        }
+        for future in as_completed(futures):
+            k, arch = futures[future]
+            scratch_top1, seconds = future.result()
+            row = {
+                "arch_id": keys[k][0],
+                "seed": keys[k][1],
+                "scratch_epochs": epochs,
+                "r": arch["r"],
+                "macs": space.to_spec(arch).macs,
+                "inherited": round(evaluator.evaluate(arch).top1, 4),
+                "scratch": round(scratch_top1, 4),
+                "seconds": round(seconds, 1),
+            }
+            with record.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            done[keys[k]] = row
     inherited, scratch = [], []
-    for k, arch in enumerate(spread_by_macs(space, args.archs, args.seed)):
-        started = time.perf_counter()
-        inherited.append(evaluator.evaluate(arch).top1)
-        net = train_from_scratch(trained, data, arch, epochs, seed=args.seed + k)
-        scratch.append(accuracy(net, data, "val", arch["r"]))
+    for key in keys:
+        row = done[key]
+        inherited.append(row["inherited"])
+        scratch.append(row["scratch"])
         emit(
             "inherited_vs_scratch",
-            round(inherited[-1] - scratch[-1], 4),
+            round(row["inherited"] - row["scratch"], 4),
             "top1 difference",
-            arch_id=space.arch_id(arch),
-            r=arch["r"],
-            macs=space.to_spec(arch).macs,
-            inherited=round(inherited[-1], 4),
-            scratch=round(scratch[-1], 4),
-            scratch_epochs=epochs,
-            seconds=round(time.perf_counter() - started, 1),
+            **{k: v for k, v in row.items() if k != "seed"},
             **context,
         )
     gap = 100 * float(np.mean(np.array(inherited) - np.array(scratch)))

@@ -24,8 +24,14 @@ echo "== 1. train the supernet by progressive shrinking ($TRAIN_CONFIG)"
 $NAS supernet train "$TRAIN_CONFIG" --resume
 $NAS supernet eval --checkpoint "$RUN" --arch largest --arch smallest --random 3 --seed 0
 
+# one single-thread Ray actor per core (up to 8) measures them: on a small CPU, processes
+# scale where a second intra-op thread barely helps; on one core, this process measures
+CORES=$(nproc)
+WORKERS=$(( CORES > 8 ? 8 : (CORES > 1 ? CORES : 0) ))
 echo "== 2. fit the accuracy predictor on $PREDICTOR_ARCHS subnets measured with the supernet"
-$NAS predictor fit --checkpoint "$RUN" --n "$PREDICTOR_ARCHS" --held-out "$HELD_OUT"
+echo "      (by $WORKERS single-thread Ray actors; 0: in this process)"
+$NAS predictor fit --checkpoint "$RUN" --n "$PREDICTOR_ARCHS" --held-out "$HELD_OUT" \
+  --workers "$WORKERS"
 
 echo "== 3. search stm32f746 + h100-sxm + local-cpu at once ($DEMO/search.yaml)"
 $NAS hardware list

@@ -13,11 +13,14 @@ import logging
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from nas.errors import WorkerError
 from nas.evaluation import CandidateEvaluator, EvaluatorSpec, Metrics, SearchResources
+from supernet.mbconv.checkpoint import TrainedSupernet
+from supernet.mbconv.evaluate import EvalResult, SupernetEvaluator
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
@@ -59,9 +62,20 @@ class _Actor:
 
     def __init__(self, spec: EvaluatorSpec) -> None:
         self.evaluator = CandidateEvaluator.from_spec(spec)
+        self.supernet_evaluator: SupernetEvaluator | None = None
 
     def evaluate(self, archs: list[Arch], quality: str | None) -> list[Metrics]:
         return self.evaluator.evaluate(archs, quality)
+
+    def measure(self, archs: list[Arch]) -> list[EvalResult]:
+        """Each arch's top-1 and loss on the validation split, measured with the supernet
+        (what `nas predictor fit` records)."""
+        trained = self.evaluator.artifact.trained()
+        if self.supernet_evaluator is None:  # the dataset is loaded once per actor
+            if not isinstance(trained, TrainedSupernet):
+                raise WorkerError(f"{type(trained).__name__} has no accuracy to measure")
+            self.supernet_evaluator = trained.evaluator()
+        return [self.supernet_evaluator.evaluate(arch) for arch in archs]
 
     def where(self) -> tuple[str, int]:
         """(Ray node id, process id): which machine and process this actor runs in."""
@@ -119,16 +133,30 @@ class RayPool(EvaluatorPool):
         the driver). Candidates differ in cost (a 32-pixel subnet takes four times a
         16-pixel one's), so one fixed chunk per actor leaves an actor idle while the other
         finishes."""
+        archs = list(archs)
+        size = max(1, -(-len(archs) // (len(self.actors) * CHUNKS_PER_ACTOR)))
+        chunks = [archs[i : i + size] for i in range(0, len(archs), size)]
+        results: list[list[Metrics]] = [[] for _ in chunks]
+        for index, rows in self._deal(chunks, "evaluate", quality):
+            results[index] = rows
+        return [row for chunk in results for row in chunk]
+
+    def measure(self, archs: Sequence[Arch], chunk_size: int = 4) -> Iterator[EvalResult]:
+        """Each arch's supernet accuracy (`supernet.mbconv.evaluate.EvalResult`), yielded as
+        its chunk comes back, in any order: `measure_archs` records each at once."""
+        archs = list(archs)
+        chunks = [archs[i : i + chunk_size] for i in range(0, len(archs), chunk_size)]
+        for _, rows in self._deal(chunks, "measure"):
+            yield from rows
+
+    def _deal(self, chunks: list[list[Arch]], method: str, *args: Any) -> Iterator[tuple[int, Any]]:
+        """(chunk index, its result) as each chunk comes back from the actor method named
+        `method`, called with (chunk, *args). Chunks are dealt to whichever actor is free,
+        QUEUED_PER_ACTOR at a time; a chunk whose actor died goes to a fresh actor, up to
+        `max_retries` times."""
         import ray
         from ray.exceptions import RayActorError
 
-        archs = list(archs)
-        if not archs:
-            return []
-        n = len(self.actors)
-        size = max(1, -(-len(archs) // (n * CHUNKS_PER_ACTOR)))
-        chunks = [archs[i : i + size] for i in range(0, len(archs), size)]
-        results: list[list[Metrics] | None] = [None] * len(chunks)
         attempts = [0] * len(chunks)
         waiting = list(range(len(chunks)))[::-1]  # popped from the end: in order
         pending: dict[Any, tuple[int, int, Any]] = {}  # ref -> (chunk, actor slot, actor)
@@ -137,17 +165,18 @@ class RayPool(EvaluatorPool):
             if waiting:
                 index = waiting.pop()
                 actor = self.actors[slot]
-                pending[actor.evaluate.remote(chunks[index], quality)] = (index, slot, actor)
+                ref = getattr(actor, method).remote(chunks[index], *args)
+                pending[ref] = (index, slot, actor)
 
         for _ in range(QUEUED_PER_ACTOR):
-            for slot in range(n):
+            for slot in range(len(self.actors)):
                 submit(slot)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             ref = ready[0]
             index, slot, actor = pending.pop(ref)
             try:
-                results[index] = ray.get(ref)
+                result = ray.get(ref)
             except RayActorError as err:
                 attempts[index] += 1
                 if attempts[index] > self.max_retries:
@@ -164,8 +193,10 @@ class RayPool(EvaluatorPool):
                     self.actors[slot] = self._new_actor()
                     self.restarts += 1
                 waiting.append(index)
-            submit(slot)
-        return [row for chunk in results for row in chunk or []]
+                submit(slot)
+                continue
+            submit(slot)  # before yielding: the actor is kept busy while the caller works
+            yield index, result
 
     def locations(self) -> list[tuple[str, int]]:
         import ray
@@ -180,6 +211,16 @@ class RayPool(EvaluatorPool):
         self.actors = []
         if self.owns_ray:
             ray.shutdown()
+
+
+def measurement_pool(
+    supernet: str | os.PathLike, sha256: str, workers: int, address: str | None = None
+) -> RayPool:
+    """Ray actors that measure archs with a trained supernet (`RayPool.measure`), one torch
+    thread each: on a small CPU, processes scale where a second intra-op thread barely
+    helps (`nas predictor fit --workers N`)."""
+    spec = EvaluatorSpec(str(Path(supernet).resolve()), sha256, None, None, (), threads=1)
+    return RayPool(spec, max(workers, 1), address)
 
 
 def make_pool(

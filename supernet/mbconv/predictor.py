@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from supernet.errors import CheckpointError, PredictorMismatchError, UserError
 from supernet.family import OpenedArtifact, TrainedModel
 from supernet.io import Artifact, file_sha256, read_artifact, resolve_artifact_path, save_atomic
 from supernet.mbconv.checkpoint import TrainedSupernet
+from supernet.mbconv.evaluate import EvalResult
 from supernet.space import Arch, SearchSpace, as_rng, get_space
 
 log = logging.getLogger(__name__)
@@ -358,9 +359,15 @@ def measure_archs(
     path: Path | None = None,
     progress: bool = True,
     held_out: int | None = None,
+    measure: Callable[[Sequence[Arch]], Iterable[EvalResult]] | None = None,
 ) -> list[Measurement]:
     """`n` distinct random archs with their supernet accuracy; resumes from `path`. With
-    `held_out`, first check that a fit on them would have enough archs (`check_split`)."""
+    `held_out`, first check that a fit on them would have enough archs (`check_split`).
+
+    `measure(archs)` yields each arch's EvalResult as it is done, in any order; by default
+    they are evaluated one by one in this process. A pool of worker processes (`nas
+    predictor fit --workers N`) passes its own: each result is written as it arrives, so an
+    interrupted run resumes from every arch already measured."""
     if held_out is not None:
         check_split(n, held_out)
     path = path or measurements_path(trained)
@@ -390,12 +397,18 @@ def measure_archs(
             len(wanted) - len(todo),
             path,
         )
-        evaluator = trained.evaluator()
+        if measure is None:
+            evaluator = trained.evaluator()
+
+            def measure(archs: Sequence[Arch]) -> Iterator[EvalResult]:
+                return (evaluator.evaluate(arch) for arch in archs)
+
+        arch_of = {space.arch_id(a): a for a in todo}
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as f, Progress(disable=not progress) as bar:
             task = bar.add_task("measuring subnets", total=len(todo))
-            for arch in todo:
-                result = evaluator.evaluate(arch)
+            for result in measure(todo):
+                arch = arch_of[result.arch_id]
                 m = Measurement(arch, result.arch_id, result.top1, result.loss)
                 f.write(json.dumps(m.__dict__) + "\n")
                 f.flush()
