@@ -5,7 +5,9 @@ Prints one JSON object per figure:
                                           "auto": bfloat16 where the CPU or GPU has it natively;
                                           BatchNorm folded into the convolutions)
   supernet_eval_fp32_candidates_per_s     the same archs as the evaluator ran them before: float32,
-                                          BatchNorm apart, timed interleaved in this run
+                                          BatchNorm apart; each path timed in two passes that
+                                          bracket the others (fp32, default, actors, default,
+                                          fp32)
   supernet_eval_speedup_vs_fp32           the ratio (goal >= 2)
   supernet_eval_top1_difference           what the precision changes: mean and largest
                                           |top-1 difference| in points over the archs, and
@@ -35,6 +37,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import kendalltau
 
+from nas.workers import measurement_pool
 from supernet.mbconv.checkpoint import load_supernet
 
 
@@ -62,14 +65,29 @@ def main() -> None:
     for evaluator in (default, fp32):  # resize every resolution's images once, warm up
         for r in sorted({a["r"] for a in archs}):
             evaluator.evaluate(next(a for a in archs if a["r"] == r))
+    # Whole passes over the archs, in the order fp32, default, actors, default, fp32: each
+    # path's two passes bracket the others, so a drift of the machine's speed falls on all
+    # alike. (Alternating precisions arch by arch would also make oneDNN rebuild kernels
+    # that one precision alone keeps cached, and slow both.)
     seconds = {"default": 0.0, "fp32": 0.0}
-    top1: dict[str, list[float]] = {"default": [], "fp32": []}
-    for arch in archs:  # interleaved: the machine's noise falls on both alike
-        for name, evaluator in (("default", default), ("fp32", fp32)):
+    top1: dict[str, list[float]] = {}
+    pool = measurement_pool(trained.path, trained.sha256, args.actors) if args.actors else None
+    try:
+        if pool is not None:
+            warm_up(pool, archs, args.actors)
+        for name in ("fp32", "default", "actors", "default", "fp32"):
+            if name == "actors":
+                if pool is not None:
+                    actors_rate, top1["actors"] = on_actors(pool, archs, trained.space)
+                continue
+            evaluator = default if name == "default" else fp32
             started = time.perf_counter()
-            top1[name].append(evaluator.evaluate(arch).top1)
+            top1[name] = [evaluator.evaluate(arch).top1 for arch in archs]
             seconds[name] += time.perf_counter() - started
-    rate = {k: len(archs) / v for k, v in seconds.items()}
+    finally:
+        if pool is not None:
+            pool.close()
+    rate = {k: 2 * len(archs) / v for k, v in seconds.items()}
     context = {
         "archs": len(archs),
         "space": space.name,
@@ -91,31 +109,28 @@ def main() -> None:
         kendall_tau=round(float(kendalltau(top1["default"], top1["fp32"]).statistic), 4),
         **context,
     )
-    if args.actors:
-        actors_rate, actors_top1 = on_actors(trained, archs, args.actors)
+    if pool is not None:
         emit("supernet_eval_actors_candidates_per_s", round(actors_rate, 3), "candidates/s",
              actors=args.actors, **context)  # fmt: skip
         emit("supernet_eval_actors_speedup_vs_fp32", round(actors_rate / rate["fp32"], 3),
              "ratio", goal=">= 2", actors=args.actors, **context)  # fmt: skip
-        difference = 100 * np.abs(np.array(actors_top1) - np.array(top1["fp32"]))
+        difference = 100 * np.abs(np.array(top1["actors"]) - np.array(top1["fp32"]))
         emit("supernet_eval_actors_top1_difference", round(float(difference.mean()), 4),
              "points", max_points=round(float(difference.max()), 4), **context)  # fmt: skip
 
 
-def on_actors(trained: Any, archs: list, actors: int) -> tuple[float, list[float]]:
-    """Candidates/s of `actors` Ray actors measuring `archs`, and each arch's top-1."""
-    from nas.workers import measurement_pool
+def warm_up(pool: Any, archs: list, actors: int) -> None:
+    """Each actor loads the supernet and resizes each resolution's images once."""
+    first_of_each_r = list({a["r"]: a for a in reversed(archs)}.values())
+    list(pool.measure(first_of_each_r * actors, 1))
 
-    with measurement_pool(trained.path, trained.sha256, actors) as pool:
-        by_r: dict[int, list] = {}
-        for arch in archs:
-            by_r.setdefault(arch["r"], []).append(arch)
-        # each actor resizes each resolution's images once: warm every actor on every one
-        list(pool.measure([a for group in by_r.values() for a in group[:1]] * actors, 1))
-        started = time.perf_counter()
-        results = {r.arch_id: r.top1 for r in pool.measure(archs)}
-        seconds = time.perf_counter() - started
-    return len(archs) / seconds, [results[trained.space.arch_id(a)] for a in archs]
+
+def on_actors(pool: Any, archs: list, space: Any) -> tuple[float, list[float]]:
+    """Candidates/s of the pool's actors measuring `archs`, and each arch's top-1."""
+    started = time.perf_counter()
+    results = {r.arch_id: r.top1 for r in pool.measure(archs)}
+    seconds = time.perf_counter() - started
+    return len(archs) / seconds, [results[space.arch_id(a)] for a in archs]
 
 
 if __name__ == "__main__":

@@ -225,7 +225,7 @@ def main() -> None:
         "predictor_kendall_tau",
         round(m["kendall_tau"], 4),
         "kendall tau",
-        goal=">= 0.8",
+        goal=">= 0.85, or within 0.03 of the measurement ceiling (bench_predictor.py)",
         n_train=m["n_train"],
         n_held_out=m["n_held_out"],
         **context,
