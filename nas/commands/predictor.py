@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import typer
@@ -12,7 +12,8 @@ from rich.markup import escape
 from nas.commands import user_errors, wide_console
 from nas.commands.space import parse_arch
 from nas.workers import measurement_pool
-from supernet.mbconv.checkpoint import load_supernet
+from supernet.mbconv.checkpoint import TrainedSupernet, load_supernet
+from supernet.mbconv.evaluate import EvalResult
 from supernet.mbconv.predictor import (
     MODELS,
     check_split,
@@ -22,7 +23,7 @@ from supernet.mbconv.predictor import (
     measure_archs,
     measure_int8_drops,
 )
-from supernet.space import get_space
+from supernet.space import Arch, get_space
 
 app = typer.Typer(
     help="Accuracy predictors: fit on supernet measurements, predict archs.", no_args_is_help=True
@@ -71,20 +72,14 @@ def fit(
         if ray_address and not workers:
             raise typer.BadParameter("--ray-address goes with --workers N")
         trained = load_supernet(checkpoint)
-        pool = (
-            measurement_pool(trained.path, trained.sha256, workers, ray_address)
-            if workers
-            else None
+        measurements = measure_archs(
+            trained,
+            n,
+            seed=seed,
+            progress=progress and not as_json,
+            held_out=held_out,
+            measure=on_actors(trained, workers, ray_address) if workers else None,
         )
-        with pool or contextlib.nullcontext():
-            measurements = measure_archs(
-                trained,
-                n,
-                seed=seed,
-                progress=progress and not as_json,
-                held_out=held_out,
-                measure=pool.measure if pool else None,
-            )
         predictor = fit_predictor(
             trained.space,
             measurements,
@@ -118,6 +113,20 @@ def fit(
             f"points; leave-one-out RMSE {d['loo_rmse_points']:.2f} points (the mean alone: "
             f"{d['mean_only_loo_rmse_points']:.2f})"
         )
+
+
+def on_actors(
+    trained: TrainedSupernet, workers: int, address: str | None
+) -> Callable[[Sequence[Arch]], Iterator[EvalResult]]:
+    """`measure_archs`'s `measure` on `workers` Ray actors, started only when some arch is
+    left to measure (a resumed fit with every arch recorded starts no Ray), and stopped when
+    the last one is done."""
+
+    def measure(archs: Sequence[Arch]) -> Iterator[EvalResult]:
+        with measurement_pool(trained.path, trained.sha256, workers, address) as pool:
+            yield from pool.measure(archs)
+
+    return measure
 
 
 @app.command("predict")
