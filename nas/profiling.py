@@ -474,7 +474,10 @@ ADAPT_GPU_PARAMETERS = (
     "efficiency.conv",
     "efficiency.pointwise",
     "efficiency.depthwise",
-    "memory_efficiency",
+    # the device's bandwidth, not the base's memory efficiency: that is at most 1, and a newer
+    # GPU's memory can be faster than the base's whole datasheet bandwidth (an RTX 5090's
+    # 1,792 GB/s against an RTX 4090's 1,008)
+    "bandwidth_scale",
     "{runtime}.kernel_launch_us",
     "{runtime}.op_overhead_us",
     "{runtime}.network_overhead_us",

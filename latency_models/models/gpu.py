@@ -56,6 +56,10 @@ HALF_PRECISIONS = ("fp16", "bf16", "int8", "fp8")
 RUNTIME_FIELDS = ("epilogue", "kernel_launch_us", "op_overhead_us", "network_overhead_us")
 # What users time by default: eager PyTorch. Profiles without `runtimes` describe one runtime.
 DEFAULT_RUNTIME = "eager"
+# Another GPU's memory against this profile's datasheet: 1 in a profile (the scaled bandwidth
+# is written instead). Fitted only when adapting to a GPU whose memory may be faster than the
+# base's: memory_efficiency cannot pass 1.
+DEVICE_SCALES = {"bandwidth_scale": 1.0}
 FIELDS = (
     "name",
     "kind",
@@ -321,7 +325,8 @@ class GPUModel(CostModel):
         half = np.where(tensor, params["half_tensor"], params["half_vector"]) * 1e9
         compute = (work["flops"] + half) / (peak * eff * self._fill(work))
         traffic = work["bytes"] + params["nchw_transpose"] * work["transposed"]
-        memory = traffic / (self.bandwidth_gbs * 1e9 * params["memory_efficiency"])
+        bandwidth = self.bandwidth_gbs * 1e9 * params["bandwidth_scale"]
+        memory = traffic / (bandwidth * params["memory_efficiency"])
         busy = np.maximum(compute, memory)
         # channels-last depthwise kernels run at their own speed (faster or slower)
         busy = np.where(work["nhwc_depthwise"], busy / params["nhwc_depthwise"], busy)
@@ -340,6 +345,7 @@ class GPUModel(CostModel):
             "half_tensor": self.half_saturation_gflop["tensor"],
             "half_vector": self.half_saturation_gflop["vector"],
             **self.layout_costs,
+            **DEVICE_SCALES,
         }
 
     def _columns(self, batch: SpecBatch, options: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -365,7 +371,8 @@ class GPUModel(CostModel):
         half-saturation work, and per runtime measured its launch, host and network
         overheads. Least squares on log latency, with a pull of `prior_weight` towards the
         current values (in log space), so that what the measurements do not exercise keeps
-        its prior. `free` names the parameters to fit (default: all); see `parameter_names`."""
+        its prior. `free` names the parameters to fit (default: all but the device scales);
+        see `parameter_names`."""
         from scipy.optimize import least_squares  # fitting only
 
         if "latency_ms" not in measured or not len(specs):
@@ -382,7 +389,8 @@ class GPUModel(CostModel):
             sub = SpecBatch.of([specs[i] for i in idx])
             groups.append((p, rt, idx, sub, self._work(sub, p, self.runtimes[rt], lay)))
         names = self.parameter_names(sorted(set(runtimes)))
-        fitted = list(names if free is None else [n for n in names if n in set(free)])
+        default = [n for n in names if n not in DEVICE_SCALES]  # the datasheet's, unless asked
+        fitted = list(default if free is None else [n for n in names if n in set(free)])
         unknown = sorted(set(free or ()) - set(names))
         if unknown:
             raise HardwareError(f"cannot fit {unknown}; parameters: {names}")
@@ -417,14 +425,15 @@ class GPUModel(CostModel):
 
     def parameter_names(self, runtimes: Sequence[str] | None = None) -> list[str]:
         """The free parameters: `efficiency.CLASS`, `memory_efficiency`, `half_tensor`,
-        `half_vector`, and per runtime `RUNTIME.kernel_launch_us`, `.op_overhead_us` and
-        `.network_overhead_us`."""
+        `half_vector`, the layout costs, per runtime `RUNTIME.kernel_launch_us`,
+        `.op_overhead_us` and `.network_overhead_us`, and `bandwidth_scale` (the datasheet's
+        bandwidth times this: fitted when adapting a profile to another GPU)."""
         names = [f"efficiency.{c}" for c in LAYER_CLASSES]
         names += ["memory_efficiency", "half_tensor", "half_vector"]
         names += ["nchw_transpose", "nhwc_depthwise"]
         for rt in runtimes if runtimes is not None else list(self.runtimes):
             names += [f"{rt}.{f}" for f in RUNTIME_FIELDS[1:]]
-        return names
+        return [*names, *DEVICE_SCALES]
 
     def _parameter_values(self, names: Sequence[str]) -> dict[str, float]:
         values: dict[str, float] = {
@@ -433,6 +442,7 @@ class GPUModel(CostModel):
             "half_tensor": self.half_saturation_gflop["tensor"],
             "half_vector": self.half_saturation_gflop["vector"],
             **self.layout_costs,
+            **DEVICE_SCALES,
         }
         for name, rt in self.runtimes.items():
             values.update(
@@ -456,6 +466,9 @@ class GPUModel(CostModel):
             "vector": _round(v["half_vector"]),
         }
         profile["layout_costs"] = {k: _round(v[k]) for k in ("nchw_transpose", "nhwc_depthwise")}
+        # adapted to another GPU: its bandwidth is the fitted one from now on
+        if v["bandwidth_scale"] != 1:
+            profile["memory_bandwidth_gbs"] = _round(self.bandwidth_gbs * v["bandwidth_scale"])
         profile["runtime"] = self.default_runtime
         profile["runtimes"] = {
             name: Runtime(
@@ -495,6 +508,7 @@ def _unpack(values: Mapping[str, float], runtime: str) -> dict[str, Any]:
         "half_vector": values["half_vector"],
         "nchw_transpose": values["nchw_transpose"],
         "nhwc_depthwise": values["nhwc_depthwise"],
+        "bandwidth_scale": values["bandwidth_scale"],
         "launch_us": values[f"{runtime}.kernel_launch_us"],
         "op_overhead_us": values[f"{runtime}.op_overhead_us"],
         "network_overhead_us": values[f"{runtime}.network_overhead_us"],

@@ -120,6 +120,26 @@ def test_calibration_recovers_a_known_device():
         toy().fit(specs, {})
 
 
+def test_a_device_with_faster_memory_than_the_datasheet_is_fitted_by_its_bandwidth():
+    """memory_efficiency stops at 1, so a GPU whose memory outruns the base profile's whole
+    bandwidth is fitted by `bandwidth_scale` (asked for by name; a calibration keeps the
+    datasheet's bandwidth)."""
+    specs = []  # wide linear layers at small batches: reading the weights sets the time
+    for width in (2000, 3000, 4000, 6000):
+        for batch in (1, 4, 16):
+            b = SpecBuilder((width, 1, 1), batch=batch)
+            b.linear("fc", width, bias=True, src=None)
+            specs.append(b.build())
+    truth = toy(memory_bandwidth_gbs=3000)  # memory_efficiency is already 1 in the toy
+    measured = {"latency_ms": truth.predict_arrays(specs)["latency_ms"]}
+    capped = toy().fit(specs, measured, free=["memory_efficiency"])
+    assert capped.profile["memory_efficiency"] == 1.0 and capped.after["latency_ms_mape"] > 0.3
+    fit = toy().fit(specs, measured, free=["bandwidth_scale"], prior_weight=0.01)
+    assert fit.after["latency_ms_mape"] < 0.01
+    assert fit.profile["memory_bandwidth_gbs"] == pytest.approx(3000, rel=0.02)
+    assert toy().fit(specs, measured).profile["memory_bandwidth_gbs"] == 1000  # the datasheet's
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

@@ -268,6 +268,26 @@ def test_adapt_a_profile_to_another_gpu_and_validate_it_on_other_networks(tmp_pa
     assert after["kendall_tau"] > after["macs_kendall_tau"]  # better than ranking by MACs
 
 
+def test_adapting_to_a_gpu_with_faster_memory_than_the_base_fits_its_bandwidth(tmp_path):
+    """An RTX 5090 (1,792 GB/s) from the RTX 4090's profile (1,008 GB/s): the adapted
+    profile's bandwidth passes the base's, which a memory efficiency (at most 1) cannot."""
+    rows = public_rows("timm-rtx5090.csv", runtime="eager")
+    networks = sorted({r["network"] for r in rows})
+    few = [next(r for r in rows if r["network"] == n) for n in networks[::3][:20]]
+    others = [r for r in rows if r["network"] not in {f["network"] for f in few}]
+    few_csv = write_measurements(few, tmp_path / "few.csv")
+    check_csv = write_measurements(others, tmp_path / "check.csv")
+    out = tmp_path / "my-5090.yaml"
+    result = run("latency", "adapt", "-H", "rtx4090", "-m", str(few_csv), "-o", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    assert (
+        lm.load_hardware(str(out)).bandwidth_gbs > 1.2 * lm.load_hardware("rtx4090").bandwidth_gbs
+    )
+    result = run("latency", "validate", "-H", str(out), "--measurements", str(check_csv), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["within_10pct"] > 0.5
+
+
 def test_measurement_rows_name_their_network_clearly(tmp_path):
     bad = write_measurements(
         [{"network": "resnet5O", "batch": 1, "latency_ms": 1.0}], tmp_path / "typo.csv"
