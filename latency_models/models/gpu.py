@@ -7,8 +7,12 @@ Per layer, at batch B and a precision p:
     bytes   = (inputs + output) x B x bytes(p) + weights x bytes(p)
     compute = (flops + half_saturation) / (peak[p] x efficiency[class] x fill)
     memory  = bytes / (bandwidth x memory_efficiency)
-    gpu     = max(compute, memory) + kernels x kernel_launch_us
+    gpu     = max(compute, memory) + transposes + kernels x kernel_launch_us
     host    = kernels x op_overhead_us
+
+where `transposes` is the time of the passes that convert an NCHW network to channels-last
+for the tensor cores (16 and 8 bits), per convolution or once for the network, as the
+runtime does it (`layout_conversion`).
 
 Dense and pointwise convolutions and linear layers run on tensor cores at `peak_tflops[p]`;
 depthwise/grouped convolutions, pooling and element-wise layers run at `vector_tflops[p]`
@@ -23,6 +27,10 @@ The runtime decides how many kernels a layer is, and what each costs the host:
   generated kernel and one pass;
 * `in_conv` (TensorRT): BatchNorm is folded and activation and add run in the
   convolution's kernel.
+It also decides where an NCHW network becomes channels-last: `layout_conversion: per_conv`
+(eager: cuDNN transposes each dense convolution's input and output, two more kernels) or
+`once` (torch.compile's layout optimisation, TensorRT: nothing per layer); the default goes
+with the epilogue (separate: per_conv).
 The host issues kernels one after another (`op_overhead_us` each: framework dispatch, the
 module call) while the GPU runs them; a kernel starts when it is issued and its predecessor
 is done, so the network takes max over k of (host time to issue kernel k + GPU time from k
@@ -54,6 +62,10 @@ LAYOUTS = ("nhwc", "nchw")  # channels_last, or PyTorch's default
 # 16-bit and 8-bit convolutions run channels-last on tensor cores: an NCHW tensor is transposed
 HALF_PRECISIONS = ("fp16", "bf16", "int8", "fp8")
 RUNTIME_FIELDS = ("epilogue", "kernel_launch_us", "op_overhead_us", "network_overhead_us")
+# Where an NCHW network becomes channels-last for the tensor cores: around every convolution
+# (eager PyTorch: cuDNN transposes each one's input and output), or once for the whole
+# network (torch.compile's layout optimisation, TensorRT's format selection)
+LAYOUT_CONVERSIONS = ("per_conv", "once")
 # What users time by default: eager PyTorch. Profiles without `runtimes` describe one runtime.
 DEFAULT_RUNTIME = "eager"
 # Another GPU's memory against this profile's datasheet: 1 in a profile (the scaled bandwidth
@@ -96,6 +108,7 @@ class Runtime:
     kernel_launch_us: float  # GPU: the minimum time of a kernel (launch and tail)
     op_overhead_us: float  # host: issuing one kernel (framework dispatch, module call)
     network_overhead_us: float  # once per forward: synchronisation, the call itself
+    layout_conversion: str = "per_conv"  # NCHW at 16/8 bits: see LAYOUT_CONVERSIONS
 
     def to_profile(self) -> dict[str, Any]:
         return {
@@ -103,6 +116,7 @@ class Runtime:
             "kernel_launch_us": _round(self.kernel_launch_us),
             "op_overhead_us": _round(self.op_overhead_us),
             "network_overhead_us": _round(self.network_overhead_us),
+            "layout_conversion": self.layout_conversion,
         }
 
 
@@ -178,6 +192,7 @@ class GPUModel(CostModel):
                     r.number("kernel_launch_us"),
                     0.0,
                     r.number("network_overhead_us", 0.0),
+                    "once" if fused else "per_conv",
                 )
             }
         if legacy:
@@ -186,12 +201,19 @@ class GPUModel(CostModel):
         runtimes = {}
         for name in table.data:
             entry = table.mapping(str(name))
-            entry.only(RUNTIME_FIELDS)
+            entry.only((*RUNTIME_FIELDS, "layout_conversion"))
+            epilogue = entry.string("epilogue", choices=EPILOGUES)
             runtimes[str(name)] = Runtime(
-                entry.string("epilogue", choices=EPILOGUES),
+                epilogue,
                 entry.number("kernel_launch_us"),
                 entry.number("op_overhead_us", 0.0),
                 entry.number("network_overhead_us", 0.0),
+                # default: eager's separate kernels go with eager's per-conv transposes
+                entry.string(
+                    "layout_conversion",
+                    "per_conv" if epilogue == "separate" else "once",
+                    choices=LAYOUT_CONVERSIONS,
+                ),
             )
         if not runtimes:
             raise r.error("runtimes", "must name at least one runtime")
@@ -279,10 +301,13 @@ class GPUModel(CostModel):
             # the joined add still reads its other operand; the output pass is the producer's
             other = (b.col("inputs_elems") - b.col("in_elems")) * samples * elem_bytes
             traffic = np.where(joins, other, traffic)
-        # NCHW at 16/8 bits: each tensor-core convolution transposes its input and output
-        # (two more kernels and passes); `layout_costs.nchw_transpose` scales the passes
+        # NCHW at 16/8 bits, converted per convolution (eager): each tensor-core convolution
+        # transposes its input and output (two more kernels and passes);
+        # `layout_costs.nchw_transpose` scales the passes. Converted once (compiled,
+        # TensorRT), the network runs channels-last and pays nothing per layer.
         transposed = np.zeros(len(cls_))
-        if layout == "nchw" and precision in HALF_PRECISIONS:
+        per_conv = runtime.layout_conversion == "per_conv"
+        if layout == "nchw" and precision in HALF_PRECISIONS and per_conv:
             convs = cls_ == CLASS_CODES["conv"]
             in_out = (b.col("in_elems") * samples + out_elems) * elem_bytes
             transposed = np.where(convs, 2 * in_out, 0)
@@ -324,10 +349,11 @@ class GPUModel(CostModel):
         eff = np.array([params["efficiency"][c] for c in LAYER_CLASSES])[cls_]
         half = np.where(tensor, params["half_tensor"], params["half_vector"]) * 1e9
         compute = (work["flops"] + half) / (peak * eff * self._fill(work))
-        traffic = work["bytes"] + params["nchw_transpose"] * work["transposed"]
         bandwidth = self.bandwidth_gbs * 1e9 * params["bandwidth_scale"]
-        memory = traffic / (bandwidth * params["memory_efficiency"])
-        busy = np.maximum(compute, memory)
+        bandwidth = bandwidth * params["memory_efficiency"]
+        busy = np.maximum(compute, work["bytes"] / bandwidth)
+        # the transposes are kernels of their own: their passes add to the convolution's time
+        busy = busy + params["nchw_transpose"] * work["transposed"] / bandwidth
         # channels-last depthwise kernels run at their own speed (faster or slower)
         busy = np.where(work["nhwc_depthwise"], busy / params["nhwc_depthwise"], busy)
         gpu = busy + work["kernels"] * params["launch_us"] * 1e-6
@@ -476,6 +502,7 @@ class GPUModel(CostModel):
                 v[f"{name}.kernel_launch_us"],
                 v[f"{name}.op_overhead_us"],
                 v[f"{name}.network_overhead_us"],
+                rt.layout_conversion,
             ).to_profile()
             for name, rt in self.runtimes.items()
         }

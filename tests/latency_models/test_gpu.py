@@ -229,6 +229,30 @@ def test_runtime_options_and_profile_errors():
         lm.from_profile({**legacy, "runtimes": bad}, "toy.yaml")
 
 
+def test_eager_transposes_each_nchw_convolution_and_compiled_converts_once():
+    b = SpecBuilder((64, 32, 32), batch=8)
+    b.conv("c", 64, kernel=3, src=None)
+    spec = b.build()
+    hw = runtimes_toy()
+    ms = {
+        (rt, layout, p): hw.predict(spec, runtime=rt, layout=layout, precision=p)["latency_ms"]
+        for rt in ("eager", "compiled")
+        for layout in ("nchw", "nhwc")
+        for p in ("fp16", "fp32")
+    }
+    # eager fp16: the input and the output (64 x 32 x 32 x 8 elements of 2 bytes each) are
+    # transposed there and back, 4 MiB at 1 TB/s, in two more 5 us kernels. The passes add
+    # to the convolution's time (separate kernels), even though it is memory-bound here too.
+    transposes = 2 * 2 * 64 * 32 * 32 * 8 * 2 / 1e12 * 1e3 + 2 * 0.005
+    assert ms["eager", "nchw", "fp16"] - ms["eager", "nhwc", "fp16"] == pytest.approx(transposes)
+    assert ms["compiled", "nchw", "fp16"] == ms["compiled", "nhwc", "fp16"]  # converted once
+    assert ms["eager", "nchw", "fp32"] == ms["eager", "nhwc", "fp32"]  # CUDA cores: no transpose
+    once = runtimes_toy(eager={"layout_conversion": "once"})
+    assert once.predict(spec, layout="nchw")["latency_ms"] == ms["eager", "nhwc", "fp16"]
+    with pytest.raises(ProfileError, match=r"runtimes\.eager\.layout_conversion"):
+        runtimes_toy(eager={"layout_conversion": "sometimes"})
+
+
 def test_waves_quantize_a_layer_that_cannot_fill_the_sms():
     """132 SMs, 128 x 128 tiles: a 1x1 conv of 128 x 64 x 64 outputs at batch 1 makes 32
     tiles (one partial wave, 32/132 of the GPU busy); at batch 33 it makes 1,056 = 8 full
@@ -267,7 +291,8 @@ def test_calibration_recovers_host_and_gpu_overheads_per_runtime():
     fitted = fit.profile["runtimes"]
     assert fitted["eager"]["op_overhead_us"] == pytest.approx(15, rel=0.1)
     assert fitted["compiled"]["op_overhead_us"] == pytest.approx(4, rel=0.2)
-    assert fitted["tensorrt"] == RUNTIMES["tensorrt"] | {"network_overhead_us": 0.0}  # unmeasured
+    unmeasured = RUNTIMES["tensorrt"] | {"network_overhead_us": 0.0, "layout_conversion": "once"}
+    assert fitted["tensorrt"] == unmeasured
     only = runtimes_toy().fit(
         specs, {"latency_ms": measured}, runtimes=runtimes, free=["eager.op_overhead_us"]
     )
