@@ -15,8 +15,11 @@ fit) validates it. Writes:
 * latency_models/profiles/gpu/fits/NAME.csv: every row used (source file and line, its
   split), which experiments/bench_fidelity.py re-predicts with the shipped profile.
 
-A GPU without rows of its own (H100, H200) takes the fitted parameters of the GPU of the
-generation before it with its own datasheet numbers: `transferred`, and it says so.
+A GPU with too few rows of its own to fit on takes the fitted parameters of the calibrated
+GPU nearest to it, with its own datasheet numbers: `transferred`, and it says so. The A100
+80GB takes the V100's (the data-centre GPU before it, timed by the same DeepLearningExamples
+scripts); the L4 and the Hopper GPUs take the RTX 4090's (the L4's Ada generation, and
+Hopper's).
 Never fitted on: the HELP dataset, Accel-NASBench, nn-Meter (kept for checking from outside).
 """
 
@@ -201,7 +204,7 @@ TARGETS = [
     Target(
         "a100-sxm",
         datasheet(
-            "NVIDIA A100 SXM4 80GB (Ampere): the RTX 4090's fit on this datasheet, checked on "
+            "NVIDIA A100 SXM4 80GB (Ampere): the V100's fit on this datasheet, checked on "
             "NVIDIA DeepLearningExamples and MLPerf Inference measurements",
             "NVIDIA A100 datasheet (SXM4 80GB): 108 SMs, FP16/BF16 tensor 312 TFLOPS, TF32 156, "
             "INT8 624 TOPS, FP32 19.5; CUDA cores FP16 78, BF16 39; HBM2e 2,039 GB/s",
@@ -218,12 +221,13 @@ TARGETS = [
             )
         ),
         ["dle.csv", "mlperf-resnet50.csv"],
-        prior_from="rtx4090",
+        prior_from="v100-sxm2",
         transferred=True,
         notes=[
             "its public rows cover three networks (ResNet-50, EfficientNet-B0/B4): too few to "
-            "fit on some and check on others, so it takes the RTX 4090's fit on this datasheet, "
-            "and all its rows check it",
+            "fit on some and check on others, so it takes the fit of the V100 (the data-centre "
+            "GPU before it, whose DeepLearningExamples rows were timed by the same scripts) on "
+            "this datasheet, and all its rows check it",
             "no rows fit the TensorRT runtime of any profile: its parameters are the base prior",
         ],
     ),
