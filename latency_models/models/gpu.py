@@ -59,8 +59,10 @@ PRECISION_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp8":
 TENSOR_CLASSES = ("conv", "pointwise", "linear")
 EPILOGUES = ("separate", "fused", "in_conv")
 LAYOUTS = ("nhwc", "nchw")  # channels_last, or PyTorch's default
-# 16-bit and 8-bit convolutions run channels-last on tensor cores: an NCHW tensor is transposed
 HALF_PRECISIONS = ("fp16", "bf16", "int8", "fp8")
+# Convolutions on tensor cores (16 and 8 bits, and TF32) run channels-last: an NCHW tensor is
+# transposed
+CHANNELS_LAST_PRECISIONS = (*HALF_PRECISIONS, "tf32")
 RUNTIME_FIELDS = ("epilogue", "kernel_launch_us", "op_overhead_us", "network_overhead_us")
 # Where an NCHW network becomes channels-last for the tensor cores: around every convolution
 # (eager PyTorch: cuDNN transposes each one's input and output), or once for the whole
@@ -301,14 +303,15 @@ class GPUModel(CostModel):
             # the joined add still reads its other operand; the output pass is the producer's
             other = (b.col("inputs_elems") - b.col("in_elems")) * samples * elem_bytes
             traffic = np.where(joins, other, traffic)
-        # NCHW at 16/8 bits, converted per convolution (eager): each tensor-core convolution
-        # transposes its input and output (two more kernels and passes);
-        # `layout_costs.nchw_transpose` scales the passes. Converted once (compiled,
-        # TensorRT), the network runs channels-last and pays nothing per layer.
+        # NCHW on tensor cores, converted per convolution (eager): each dense k x k or grouped
+        # convolution (cuDNN's) transposes its input and output (two more kernels and
+        # passes); `layout_costs.nchw_transpose` scales the passes. A 1x1 convolution is a
+        # GEMM in either layout, and PyTorch's own depthwise kernels read NCHW. Converted
+        # once (compiled, TensorRT), the network runs channels-last and pays nothing per layer.
         transposed = np.zeros(len(cls_))
         per_conv = runtime.layout_conversion == "per_conv"
-        if layout == "nchw" and precision in HALF_PRECISIONS and per_conv:
-            convs = cls_ == CLASS_CODES["conv"]
+        if layout == "nchw" and precision in CHANNELS_LAST_PRECISIONS and per_conv:
+            convs = (cls_ == CLASS_CODES["conv"]) | (cls_ == CLASS_CODES["grouped"])
             in_out = (b.col("in_elems") * samples + out_elems) * elem_bytes
             transposed = np.where(convs, 2 * in_out, 0)
             kernels = kernels + 2 * convs

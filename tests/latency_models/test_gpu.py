@@ -249,6 +249,25 @@ def test_eager_transposes_each_nchw_convolution_and_compiled_converts_once():
     assert ms["eager", "nchw", "fp32"] == ms["eager", "nhwc", "fp32"]  # CUDA cores: no transpose
     once = runtimes_toy(eager={"layout_conversion": "once"})
     assert once.predict(spec, layout="nchw")["latency_ms"] == ms["eager", "nhwc", "fp16"]
+    # grouped convolutions are cuDNN's too, and TF32 runs on the tensor cores: both pay;
+    # a 1x1 convolution is a GEMM in either layout: it does not
+    tf32 = lm.from_profile(
+        {**runtimes_toy().profile, "peak_tflops": {"fp16": 100, "fp32": 10, "tf32": 50},
+         "vector_tflops": {"fp16": 10, "fp32": 10, "tf32": 10}},
+        "toy.yaml",
+    )  # fmt: skip
+    for kernel, groups, pays in ((3, 4, True), (1, 1, False)):
+        b = SpecBuilder((64, 32, 32), batch=8)
+        b.conv("c", 64, kernel=kernel, groups=groups, src=None)
+        layer = b.build()
+        for precision in ("fp16", "tf32"):
+            nchw, nhwc = (
+                tf32.predict(layer, layout=lay, precision=precision)["latency_ms"]
+                for lay in ("nchw", "nhwc")
+            )
+            elements = 2 * 64 * 32 * 32 * 8 * (2 if precision == "fp16" else 4)
+            paid = 2 * elements / 1e12 * 1e3 + 2 * 0.005
+            assert nchw - nhwc == (pytest.approx(paid) if pays else 0)
     with pytest.raises(ProfileError, match=r"runtimes\.eager\.layout_conversion"):
         runtimes_toy(eager={"layout_conversion": "sometimes"})
 
