@@ -77,6 +77,10 @@ BASE_PRIOR: dict[str, Any] = {
         },
     },
 }
+# cuDNN's Winograd kernels for dense 3x3 stride-1 convolutions at fp32: F(2x2, 3x3) needs
+# 16 multiplies for the 36 of four direct outputs. An algorithm's constant, not fitted: few
+# fitted rows spend much time in such convolutions at fp32 (the V100's ResNets all validate).
+WINOGRAD_SPEEDUP = 2.25
 FITTED = (
     "efficiency",
     "memory_efficiency",
@@ -130,6 +134,7 @@ def datasheet(
         "vector_tflops": vector,
         "memory_bandwidth_gbs": bandwidth,
         "sm_count": sms,
+        "winograd_speedup": WINOGRAD_SPEEDUP,
         "default_precision": precision,
         "layout": "nhwc",
     }

@@ -14,6 +14,9 @@ where `transposes` is the time of the passes that convert an NCHW network to cha
 for the tensor cores (16 and 8 bits), per convolution or once for the network, as the
 runtime does it (`layout_conversion`).
 
+At fp32 (CUDA cores), a dense 3x3 stride-1 convolution's flops are divided by
+`winograd_speedup`: cuDNN computes it with Winograd's transform.
+
 Dense and pointwise convolutions and linear layers run on tensor cores at `peak_tflops[p]`;
 depthwise/grouped convolutions, pooling and element-wise layers run at `vector_tflops[p]`
 (the CUDA-core rate). A small layer cannot fill the GPU: `half_saturation_gflop` is the work
@@ -88,6 +91,7 @@ FIELDS = (
     "half_saturation_gflop",
     "sm_count",
     "tile",
+    "winograd_speedup",
     "layout",
     "layout_costs",
     "runtime",
@@ -166,6 +170,9 @@ class GPUModel(CostModel):
         ):
             raise r.error("tile", f"expected [rows, columns] of an output tile, got {tile!r}")
         self.tile = (int(tile[0]), int(tile[1]))
+        self.winograd_speedup = r.number("winograd_speedup", 1.0, positive=True)
+        if self.winograd_speedup < 1:
+            raise r.error("winograd_speedup", f"must be >= 1, got {self.winograd_speedup}")
         self.default_layout = r.string("layout", "nhwc", choices=LAYOUTS)
         self.layout_costs = r.numbers(
             "layout_costs",
@@ -263,6 +270,7 @@ class GPUModel(CostModel):
             "memory_efficiency": self.memory_efficiency,
             "half_saturation_gflop": self.half_saturation_gflop,
             "sm_count": self.sm_count,
+            "winograd_speedup": self.winograd_speedup,
             "layout_costs": self.layout_costs,
             "runtimes": {name: rt.to_profile() for name, rt in self.runtimes.items()},
         }
@@ -320,6 +328,12 @@ class GPUModel(CostModel):
         nhwc_depthwise = (cls_ == CLASS_CODES["depthwise"]) & (
             layout == "nhwc" and precision in HALF_PRECISIONS
         )
+        # fp32 on CUDA cores: cuDNN computes a dense 3x3 stride-1 convolution with Winograd's
+        # transform, in `winograd_speedup` times fewer multiplies
+        if precision == "fp32":
+            winograd = (cls_ == CLASS_CODES["conv"]) & (b.col("kernel") == 3)
+            winograd = winograd & (b.col("stride") == 1)
+            ops = np.where(winograd, ops / self.winograd_speedup, ops)
         tiles = np.ones(len(cls_))
         if self.sm_count:  # output tiles of the implicit GEMM: (B x H x W) x channels
             rows = samples * b.col("hout") * b.col("wout")

@@ -272,6 +272,22 @@ def test_eager_transposes_each_nchw_convolution_and_compiled_converts_once():
         runtimes_toy(eager={"layout_conversion": "sometimes"})
 
 
+def test_winograd_speeds_up_dense_3x3_stride_1_convolutions_at_fp32():
+    def conv_ms(hw: lm.CostModel, stride: int, precision: str) -> float:
+        b = SpecBuilder((256, 32, 32), batch=64)
+        b.conv("c", 256, kernel=3, stride=stride, bn=False, src=None)
+        return hw.predict(b.build(), precision=precision)["latency_ms"] - 0.005  # no launch
+
+    direct, winograd = toy(), toy(winograd_speedup=2.25)
+    # 2 x 604 M MACs x 64 images at 10 TFLOPS x 0.5: compute-bound, 15.5 ms
+    assert conv_ms(direct, 1, "fp32") == pytest.approx(2 * 256 * 256 * 9 * 1024 * 64 / 5e12 * 1e3)
+    assert conv_ms(winograd, 1, "fp32") == pytest.approx(conv_ms(direct, 1, "fp32") / 2.25)
+    assert conv_ms(winograd, 2, "fp32") == conv_ms(direct, 2, "fp32")  # stride 2: direct
+    assert conv_ms(winograd, 1, "fp16") == conv_ms(direct, 1, "fp16")  # tensor cores: direct
+    with pytest.raises(ProfileError, match=r"winograd_speedup.*must be >= 1"):
+        toy(winograd_speedup=0.5)
+
+
 def test_waves_quantize_a_layer_that_cannot_fill_the_sms():
     """132 SMs, 128 x 128 tiles: a 1x1 conv of 128 x 64 x 64 outputs at batch 1 makes 32
     tiles (one partial wave, 32/132 of the GPU busy); at batch 33 it makes 1,056 = 8 full
