@@ -288,6 +288,23 @@ def test_adapting_to_a_gpu_with_faster_memory_than_the_base_fits_its_bandwidth(t
     assert json.loads(result.output)["within_10pct"] > 0.5
 
 
+def test_adapting_finds_a_host_slower_than_the_base_profiles(tmp_path):
+    """An A100 timed by a harness that copies each batch to the GPU (PyTorch 1.7, ~30 us of
+    host time per kernel) from the V100's profile (8 us): at the base's host cost the host
+    hides behind the GPU and gives the fit no gradient; its restarts find the slower host."""
+    rows = public_rows("ryujaehun-a100.csv", precision="fp16")
+    out = tmp_path / "my-a100.yaml"
+    few_csv = write_measurements(rows[::2], tmp_path / "few.csv")
+    result = run(
+        "latency", "adapt", "-H", "v100-sxm2", "-m", str(few_csv), "-o", str(out), "--json"
+    )
+    assert result.exit_code == 0, result.output
+    base = lm.load_hardware("v100-sxm2").runtimes["eager"].op_overhead_us
+    assert lm.load_hardware(str(out)).runtimes["eager"].op_overhead_us > 2 * base
+    fitted = json.loads(result.output)
+    assert fitted["after"]["mape"] < 0.6 * fitted["before"]["mape"]
+
+
 def test_measurement_rows_name_their_network_clearly(tmp_path):
     bad = write_measurements(
         [{"network": "resnet5O", "batch": 1, "latency_ms": 1.0}], tmp_path / "typo.csv"
