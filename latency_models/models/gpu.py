@@ -11,7 +11,7 @@ Per layer, at batch B and a precision p:
     host    = kernels x op_overhead_us
 
 where `transposes` is the time of the passes that convert an NCHW network to channels-last
-for the tensor cores (16 and 8 bits), per convolution or once for the network, as the
+for the tensor cores (16 and 8 bits, TF32), per convolution or once for the network, as the
 runtime does it (`layout_conversion`).
 
 At fp32 (CUDA cores), a dense 3x3 stride-1 convolution's flops are divided by
@@ -31,9 +31,9 @@ The runtime decides how many kernels a layer is, and what each costs the host:
 * `in_conv` (TensorRT): BatchNorm is folded and activation and add run in the
   convolution's kernel.
 It also decides where an NCHW network becomes channels-last: `layout_conversion: per_conv`
-(eager: cuDNN transposes each dense convolution's input and output, two more kernels) or
-`once` (torch.compile's layout optimisation, TensorRT: nothing per layer); the default goes
-with the epilogue (separate: per_conv).
+(eager: cuDNN transposes each dense or grouped convolution's input and output, two more
+kernels) or `once` (torch.compile's layout optimisation, TensorRT: nothing per layer); the
+default goes with the epilogue (separate: per_conv).
 The host issues kernels one after another (`op_overhead_us` each: framework dispatch, the
 module call) while the GPU runs them; a kernel starts when it is issued and its predecessor
 is done, so the network takes max over k of (host time to issue kernel k + GPU time from k
@@ -114,7 +114,7 @@ class Runtime:
     kernel_launch_us: float  # GPU: the minimum time of a kernel (launch and tail)
     op_overhead_us: float  # host: issuing one kernel (framework dispatch, module call)
     network_overhead_us: float  # once per forward: synchronisation, the call itself
-    layout_conversion: str = "per_conv"  # NCHW at 16/8 bits: see LAYOUT_CONVERSIONS
+    layout_conversion: str = "per_conv"  # NCHW on tensor cores: see LAYOUT_CONVERSIONS
 
     def to_profile(self) -> dict[str, Any]:
         return {
