@@ -233,6 +233,10 @@ TARGETS = [
             "fit on some and check on others, so it takes the fit of the V100 (the data-centre "
             "GPU before it, whose DeepLearningExamples rows were timed by the same scripts) on "
             "this datasheet, and all its rows check it",
+            "DeepLearningExamples' EfficientNet-B0 rows plateau at about 6,600 images/s from "
+            "batch 128 to 256 (AMP) where the forward pass would still speed up: a ceiling "
+            "outside the network (their data pipeline, most likely), so they are predicted at "
+            "about half their measured time",
             "no rows fit the TensorRT runtime of any profile: its parameters are the base prior",
         ],
     ),
