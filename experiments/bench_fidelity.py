@@ -9,7 +9,7 @@ Prints one JSON object per figure:
                            rows: 20 measured networks adapt it, the others (never seen) check
                            it, before and after (goal: MAPE <= 10% after)
 
-    python experiments/bench_fidelity.py [--adapt-rows 20] [--seed 0]
+    python experiments/bench_fidelity.py [--adapt-rows 20] [--seed 0] [--prior-weight W]
 
 The rows are latency_models/profiles/gpu/public/ (sources in SOURCE.md there) as each
 profile's fit used them (latency_models/profiles/gpu/fits/NAME.csv, written by
@@ -103,7 +103,15 @@ def profile_fidelity(workdir: Path) -> None:
                 )
 
 
-def adaptation(base: str, file: str, where: dict[str, str], n: int, seed: int, work: Path) -> None:
+def adaptation(
+    base: str,
+    file: str,
+    where: dict[str, str],
+    n: int,
+    seed: int,
+    work: Path,
+    prior_weight: float = profiling.ADAPT_PRIOR_WEIGHT,
+) -> None:
     model = lm.load_hardware(base)
     rows = [r for r in public_rows(file) if all(r[k] == v for k, v in where.items())]
     rows = [r for r in rows if r["precision"] in model.options()["precision"]]
@@ -117,13 +125,15 @@ def adaptation(base: str, file: str, where: dict[str, str], n: int, seed: int, w
         return
     few_csv = write_rows(few, work / f"adapt-{base}-{file}")
     others_csv = write_rows(others, work / f"check-{base}-{file}")
-    result = profiling.adapt(base, [few_csv], work / f"adapted-{base}-{Path(file).stem}.yaml")
+    out = work / f"adapted-{base}-{Path(file).stem}.yaml"
+    result = profiling.adapt(base, [few_csv], out, prior_weight=prior_weight)
     adapted = lm.load_hardware(str(result.path))
     emit(
         "gpu_adaptation",
         base=base,
         target=f"{file} {where}".strip(),
         adapted_on=len(few),
+        prior_weight=prior_weight,
         checked_on=len(others),
         checked_networks=len({r["network"] for r in others}),
         before=rounded(figures(model, others_csv)),
@@ -136,12 +146,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--adapt-rows", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--prior-weight",
+        type=float,
+        default=profiling.ADAPT_PRIOR_WEIGHT,
+        help="adaptation's pull towards the base profile (nas latency adapt's)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nas-fidelity-") as tmp:
         work = Path(tmp)
         profile_fidelity(work)
         for base, file, where in ADAPTATIONS:
-            adaptation(base, file, where, args.adapt_rows, args.seed, work)
+            adaptation(base, file, where, args.adapt_rows, args.seed, work, args.prior_weight)
 
 
 if __name__ == "__main__":
