@@ -292,6 +292,12 @@ class GPUModel(CostModel):
             + np.where(pool, b.col("in_elems"), 0)
             + np.where(~weighted & ~pool, b.col("out_elems"), 0)
         )
+        # fp32 on CUDA cores: cuDNN computes a dense 3x3 stride-1 convolution with Winograd's
+        # transform, in `winograd_speedup` times fewer multiplies
+        if precision == "fp32":
+            winograd = (cls_ == CLASS_CODES["conv"]) & (b.col("kernel") == 3)
+            winograd = winograd & (b.col("stride") == 1)
+            ops = np.where(winograd, ops / self.winograd_speedup, ops)
         out_elems = b.col("out_elems") * samples
         traffic = (b.col("inputs_elems") * samples + out_elems) * elem_bytes
         traffic = traffic + b.col("weights") * elem_bytes
@@ -328,12 +334,6 @@ class GPUModel(CostModel):
         nhwc_depthwise = (cls_ == CLASS_CODES["depthwise"]) & (
             layout == "nhwc" and precision in HALF_PRECISIONS
         )
-        # fp32 on CUDA cores: cuDNN computes a dense 3x3 stride-1 convolution with Winograd's
-        # transform, in `winograd_speedup` times fewer multiplies
-        if precision == "fp32":
-            winograd = (cls_ == CLASS_CODES["conv"]) & (b.col("kernel") == 3)
-            winograd = winograd & (b.col("stride") == 1)
-            ops = np.where(winograd, ops / self.winograd_speedup, ops)
         tiles = np.ones(len(cls_))
         if self.sm_count:  # output tiles of the implicit GEMM: (B x H x W) x channels
             rows = samples * b.col("hout") * b.col("wout")
