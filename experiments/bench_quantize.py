@@ -100,7 +100,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, OUT / "nas.db")  # exports are recorded in the copy
     db = Store(f"sqlite:///{OUT / 'nas.db'}")
-    search_id = args.search or max(s["id"] for s in core.list_searches(db))
+    search_id = args.search or max(s["id"] for s in core.list_searches(db)["items"])
     front = core.query_front(search_id, target=args.target, db=db).front
     points = pick(front, args.points)
     rows = []

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 import latency_models as lm
 from nas import export as exports
@@ -44,6 +44,7 @@ from nas.pareto import (
 from nas.quantize import QUANTIZATIONS
 from nas.search import Outcome, cancel_search, check_resumable, launch_search, resume_search
 from nas.store import DEFAULT_URL, Predictor, Search, Store, Supernet
+from nas.store.status import SEARCH_UNFINISHED
 from supernet.mbconv.finetune import FinetuneSettings
 from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
 from supernet.space import get_space
@@ -134,6 +135,7 @@ def search_summary(row: Search) -> dict[str, Any]:
         "id": row.id,
         "name": row.name,
         "status": row.status,
+        "finished": row.status not in SEARCH_UNFINISHED,
         "space": row.space,
         "generations": f"{row.generations_done}/{row.generations_total}",
         "candidates": row.candidates_done,
@@ -150,10 +152,20 @@ def search_summary(row: Search) -> dict[str, Any]:
     }
 
 
-def list_searches(db: Database = None) -> list[dict[str, Any]]:
+def page(items: list[Any], total: int, offset: int) -> dict[str, Any]:
+    """One page of a listing, as every listing returns it: the rows, how many there are in
+    all, and where the page starts. Each listing pages in SQL (a LIMIT/OFFSET query and a
+    COUNT), never in memory."""
+    return {"items": items, "total": total, "offset": offset}
+
+
+def list_searches(db: Database = None, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
+    """A page of searches, oldest first (`limit` None: all of them from `offset` on)."""
     store = open_store(db, create=False)
     with store.session() as s:
-        return [search_summary(r) for r in s.scalars(select(Search).order_by(Search.id))]
+        total = s.scalar(select(func.count()).select_from(Search)) or 0
+        rows = s.scalars(select(Search).order_by(Search.id).offset(offset).limit(limit))
+        return page([search_summary(r) for r in rows], total, offset)
 
 
 def get_search(search_id: int, db: Database = None) -> dict[str, Any]:
@@ -228,7 +240,7 @@ def list_candidates(
     conditions = parse_conditions(where, load_config(store, search_id), target)
     total = count_candidates(store, search_id, feasible_only, conditions)
     rows = load_candidates(store, search_id, feasible_only, conditions, offset=offset, limit=limit)
-    return {"items": [r.to_dict() for r in rows], "total": total, "offset": offset}
+    return page([r.to_dict() for r in rows], total, offset)
 
 
 def list_supernets(db: Database = None) -> dict[str, list[dict[str, Any]]]:
@@ -362,7 +374,18 @@ def export_file(export_id: int, name: str, db: Database = None) -> Path:
     return exports.export_file(open_store(db, create=False), export_id, name)
 
 
-def list_exports(db: Database = None, search_id: int | None = None) -> list[dict[str, Any]]:
-    """Every export (of one search, with `search_id`), newest first, without file lists."""
+def list_exports(
+    db: Database = None, search_id: int | None = None, offset: int = 0, limit: int | None = None
+) -> dict[str, Any]:
+    """A page of exports (of one search, with `search_id`), newest first, without file
+    lists (`limit` None: all of them from `offset` on)."""
     store = open_store(db, create=False)
-    return exports.list_exports(store, search_id)
+    items, total = exports.list_exports(store, search_id, offset, limit)
+    return page(items, total, offset)
+
+
+def list_hardware() -> list[dict[str, Any]]:
+    """Every registered device profile as `nas hardware show --json` prints one: name, kind,
+    description, metrics, options, source and the model's key parameters. The one shape of
+    the device list, for `nas hardware list --json` and GET /hardware alike."""
+    return [lm.load_hardware(name).summary() for name in lm.list_hardware()]

@@ -38,12 +38,22 @@ class WorkerError(UserError, RuntimeError):
     """Ray could not be reached, or a chunk failed on every retry."""
 
 
+class LeaseError(UserError, RuntimeError):
+    """A leased row (a search, an export job) that cannot be taken or held as asked."""
+
+
+class LeaseLost(LeaseError):
+    """Another worker took the row's lease over: this one writes nothing more and stops."""
+
+
 class StoreError(UserError, RuntimeError):
     """The database cannot be used (unreachable, bad URL, newer schema than this code)."""
 
 
 __all__ = [
     "ExportError",
+    "LeaseError",
+    "LeaseLost",
     "NotFoundError",
     "QueryError",
     "SearchConfigError",

@@ -24,17 +24,18 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from sqlalchemy import select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nas import __version__
-from nas.errors import ExportError, NotFoundError, UserError
+from nas.errors import ExportError, LeaseLost, NotFoundError, UserError
 from nas.pareto import load_config
 from nas.quantize import (
     SCHEME,
@@ -45,9 +46,9 @@ from nas.quantize import (
     quantize_int8,
     weight_bytes,
 )
-from nas.search.lifecycle import driver_id, lease_holder
-from nas.search.records import LeaseLost, heartbeat, lease_expiry, now
-from nas.store import Candidate, Export, Metric, Store
+from nas.store import Candidate, Export, Metric, Store, lease
+from nas.store.lease import now
+from nas.store.status import COMPLETED, EXPORT_UNFINISHED, FAILED, QUEUED, RUNNING
 from nas.tflite import write_tflite
 from supernet.errors import CheckpointError
 from supernet.family import ExportableModel, OpenedArtifact, open_artifact
@@ -83,9 +84,6 @@ FP16_TOLERANCE = 2e-2  # relative to the output's scale: 16-bit weights and acti
 BF16_TOLERANCE = 1e-1
 BF16_OPSET = 22  # the first opset whose Conv, Gemm, BatchNorm... accept tensor(bfloat16)
 CARD_NAME = "model_card.json"
-# an export's status; `nas export` writes a completed row, an API export is a job
-QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
-UNFINISHED_EXPORTS = (QUEUED, RUNNING)
 
 
 @dataclass
@@ -678,45 +676,38 @@ def _export_row(s: Session, export_id: int) -> Export:
 
 
 def _hold_export(s: Session, export_id: int, driver: str, **values: object) -> None:
-    """Renew `driver`'s lease on the export (setting `values` too); LeaseLost if another
-    worker took the export over."""
-    result = s.execute(
-        update(Export)
-        .where(Export.id == export_id, Export.driver == driver)
-        .values(lease_until=lease_expiry(), **values)
-    )
-    if result.rowcount != 1:
-        raise LeaseLost(f"export {export_id}: taken over by another worker; {driver} stops")
+    """Renew `driver`'s lease on the export in this transaction (nas.store.lease.hold)."""
+    lease.hold(s, Export, export_id, driver, f"export {export_id}", **values)
 
 
 def claim_export(store: Store, export_id: int, driver: str) -> bool:
     """Make `driver` the export's worker if it is queued, or running under a lease nobody
-    holds (its worker died): one compare-and-set on the driver seen, so that of two workers
-    claiming at once one wins."""
+    holds (its worker died): one compare-and-set on the status and driver seen, so that of
+    two workers claiming at once one wins."""
     with store.session() as s:
         row = _export_row(s, export_id)
-        if row.status not in UNFINISHED_EXPORTS:
+        if row.status not in EXPORT_UNFINISHED:
             return False
-        if row.status == RUNNING and lease_holder(row) is not None:
+        if row.status == RUNNING and lease.holder(row) is not None:
             return False
         seen_status, seen_driver = row.status, row.driver
-    with store.session() as s:
-        result = s.execute(
-            update(Export)
-            .where(
-                Export.id == export_id,
-                Export.status == seen_status,
-                Export.driver == seen_driver,
-            )
-            .values(status=RUNNING, driver=driver, lease_until=lease_expiry(), message="")
-        )
-        return result.rowcount == 1
+    return lease.take(
+        store,
+        Export,
+        export_id,
+        driver,
+        seen_driver,
+        only_if_expired=False,
+        where=(Export.status == seen_status,),
+        status=RUNNING,
+        message="",
+    )
 
 
 def run_export_job(store: Store, export_id: int) -> str:
     """Run a queued export (or one whose worker died); returns its status. An export another
     worker runs, or that has ended, is left alone."""
-    driver = driver_id()
+    driver = lease.driver_id()
     if not claim_export(store, export_id, driver):
         with store.session() as s:
             return _export_row(s, export_id).status
@@ -725,12 +716,9 @@ def run_export_job(store: Store, export_id: int) -> str:
         trial = s.scalar(select(Candidate.trial).where(Candidate.id == row.candidate_id))
         search_id, formats, out_dir = row.search_id, list(row.formats), Path(row.out_dir)
 
-    def renew() -> None:
-        with store.session() as s:
-            _hold_export(s, export_id, driver)
-
+    renew = partial(lease.renew, store, Export, export_id, driver, f"export {export_id}")
     try:
-        with heartbeat(renew, f"export {export_id}"):
+        with lease.heartbeat(renew, f"export {export_id}"):
             # force: a worker that died may have left some of the files
             export_candidate(store, search_id, trial, formats, out_dir, True, (export_id, driver))
     except LeaseLost as err:
@@ -752,6 +740,7 @@ def _summary(row: Export, trial: int) -> dict[str, Any]:
         "search": row.search_id,
         "candidate": trial,
         "status": row.status,
+        "finished": row.status not in EXPORT_UNFINISHED,
         "message": row.message,
         "formats": list(row.formats),
         "created_at": row.created_at.isoformat(),
@@ -759,14 +748,20 @@ def _summary(row: Export, trial: int) -> dict[str, Any]:
     }
 
 
-def list_exports(store: Store, search_id: int | None = None) -> list[dict[str, Any]]:
-    """Exports (of one search, with `search_id`), newest first: status, not cards or files."""
+def list_exports(
+    store: Store, search_id: int | None = None, offset: int = 0, limit: int | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of exports (of one search, with `search_id`), newest first: status, not cards
+    or files; and how many there are in all."""
     query = select(Export, Candidate.trial).join(Candidate, Candidate.id == Export.candidate_id)
+    count = select(func.count()).select_from(Export)
     with store.session() as s:
         if search_id is not None:
             store.search(s, search_id)  # NotFoundError for an unknown search
             query = query.where(Export.search_id == search_id)
-        return [_summary(row, trial) for row, trial in s.execute(query.order_by(Export.id.desc()))]
+            count = count.where(Export.search_id == search_id)
+        rows = s.execute(query.order_by(Export.id.desc()).offset(offset).limit(limit))
+        return [_summary(row, trial) for row, trial in rows], s.scalar(count) or 0
 
 
 def export_info(store: Store, export_id: int) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 import latency_models as lm
+from nas import core
 from nas.commands import user_errors, wide_console
 
 app = typer.Typer(help="Hardware profiles: list them, show one.", no_args_is_help=True)
@@ -21,19 +22,9 @@ def list_profiles(
 ) -> None:
     """List the shipped hardware profiles with their kind, metrics and options."""
     with user_errors():
-        models = [lm.load_hardware(name) for name in lm.list_hardware()]
-    infos = [
-        {
-            "name": m.name,
-            "kind": m.kind,
-            "description": m.description,
-            "metrics": list(m.metrics),
-            "options": {k: list(v) for k, v in m.options().items()},
-        }
-        for m in models
-    ]
+        infos = core.list_hardware()  # the shape GET /hardware returns as its items
     if as_json:
-        typer.echo(json.dumps(infos, indent=2))
+        typer.echo(json.dumps(infos, indent=2, default=str))
         return
     table = Table(title="hardware profiles")
     for col in ("name", "kind", "metrics", "options", "description"):

@@ -102,7 +102,7 @@ def cancel(search_id: int = typer.Argument(...), db: str | None = db_option()) -
 def list_searches(db: str | None = db_option(), as_json: bool = typer.Option(False, "--json")):
     """All searches with their status, progress and best values."""
     with user_errors():
-        rows = core.list_searches(db)
+        rows = core.list_searches(db)["items"]
     if as_json:
         typer.echo(json.dumps(rows))
         return

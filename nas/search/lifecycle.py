@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -26,59 +24,27 @@ from nas.errors import SearchError
 from nas.evaluation import open_resources
 from nas.search import records
 from nas.search.runner import SearchRunner
-from nas.search.state import CANCELLED, CANCELLING, FAILED, FINAL, Outcome
-from nas.store import Export, Search, Store
+from nas.search.state import CANCELLED, CANCELLING, FAILED, Outcome
+from nas.store import Search, Store, lease
+from nas.store.status import SEARCH_FINAL
 
 log = logging.getLogger(__name__)
 RUNNER_OPTIONS = ("pool", "progress", "on_generation")
 
 
-def driver_id() -> str:
-    """host:pid:token, new for each driver (two drivers of one process differ too)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _unfinished(session: Any, search_id: int, store: Store) -> Search:
     """The search's row; NotFoundError if there is none, SearchError if it has ended."""
     row = store.search(session, search_id)
-    if row.status in FINAL:
+    if row.status in SEARCH_FINAL:
         raise SearchError(f"search {search_id} is already {row.status}")
     return row
 
 
-def lease_holder(row: Search | Export) -> str | None:
-    """The driver whose lease on the row (a search's, or an export job's) is fresh, or None
-    if nobody holds it."""
-    until = records.aware(row.lease_until)
-    if until is None or until <= records.now():
-        return None
-    host, _, rest = row.driver.partition(":")
-    pid = rest.split(":", 1)[0]
-    if (
-        host == socket.gethostname()
-        and pid.isdigit()
-        and int(pid) != os.getpid()
-        and not _process_alive(int(pid))
-    ):
-        return None  # died on this host (kill -9) before its lease ran out
-    return row.driver
-
-
 def _refuse(search_id: int, holder: str, until: Any) -> SearchError:
-    when = records.aware(until)
-    lease = f" (its lease runs until {when:%Y-%m-%d %H:%M:%S} UTC unless renewed)" if when else ""
+    when = lease.aware(until)
+    runs = f" (its lease runs until {when:%Y-%m-%d %H:%M:%S} UTC unless renewed)" if when else ""
     return SearchError(
-        f"search {search_id} is being run by driver {holder}{lease}; stop it first, or pass "
+        f"search {search_id} is being run by driver {holder}{runs}; stop it first, or pass "
         "--force to take the search over (that driver then stops at its next generation)"
     )
 
@@ -101,7 +67,7 @@ def launch(config: SearchConfig, store: Store | None = None, **options: Any) -> 
         raise SearchError(
             f"config names space {config.space!r} but supernet {config.supernet} is {space.name!r}"
         )
-    driver = driver_id()
+    driver = lease.driver_id()
     search_id = records.create_search(store, config, resources, driver)
     log.info("search %d (%s) created in %s", search_id, config.name, store.url)
     return SearchRunner(store, search_id, config, resources, driver=driver, **options)
@@ -141,7 +107,7 @@ def check_resumable(search_id: int, store: Store, force: bool = False) -> None:
     own compare-and-set on the lease still decides a race.)"""
     with store.session() as s:
         row = _unfinished(s, search_id, store)
-        holder, until = lease_holder(row), row.lease_until
+        holder, until = lease.holder(row), row.lease_until
     if holder is not None and not force:
         raise _refuse(search_id, holder, until)
 
@@ -159,9 +125,9 @@ def reopen(
     written unless the files check out and the lease is taken."""
     with store.session() as s:
         row = _unfinished(s, search_id, store)
-        seen, until = row.driver, records.aware(row.lease_until)
-        holder = lease_holder(row)
-        expired = until is None or until <= records.now()
+        seen, until = row.driver, lease.aware(row.lease_until)
+        holder = lease.holder(row)
+        expired = until is None or until <= lease.now()
         config = SearchConfig(**row.config)
     if holder is not None and not force:
         raise _refuse(search_id, holder, until)
@@ -169,11 +135,11 @@ def reopen(
         search_id, store, config, supernet, predictor
     )
     resources = open_resources(config, supernet_sha, predictor_sha)  # refuses other files
-    driver = driver_id()
+    driver = lease.driver_id()
     # compare-and-set on the driver seen above (and, for an expired lease, on its still
     # being expired), so that of two drivers resuming at once only one gets the search
-    if not records.take_lease(
-        store, search_id, driver, seen, only_if_expired=expired and not force
+    if not lease.take(
+        store, Search, search_id, driver, seen, only_if_expired=expired and not force
     ):
         with store.session() as s:
             row = store.search(s, search_id)
@@ -204,11 +170,11 @@ def resume_search(
     with store.session() as s:
         row = store.search(s, search_id)
         if row.status == CANCELLING:  # its driver died before stopping
-            holder = lease_holder(row)
+            holder = lease.holder(row)
             if holder is not None and not force:
                 raise _refuse(search_id, holder, row.lease_until)
-            row.status, row.message, row.finished_at = CANCELLED, "cancelled", records.now()
-            row.driver, row.lease_until = driver_id(), None  # a live old driver then stops
+            row.status, row.message, row.finished_at = CANCELLED, "cancelled", lease.now()
+            row.driver, row.lease_until = lease.driver_id(), None  # a live old driver then stops
             return records.outcome_of(row)
     return reopen(search_id, store, force, supernet, predictor, **options).run(**kwargs)
 
@@ -218,7 +184,7 @@ def cancel_search(search_id: int, store: Store) -> str:
     with store.session() as s:
         row = _unfinished(s, search_id, store)
         if row.status == FAILED:
-            row.status, row.finished_at = CANCELLED, records.now()
+            row.status, row.finished_at = CANCELLED, lease.now()
         else:
             row.status = CANCELLING
         return row.status

@@ -11,134 +11,27 @@ lease was taken over (`resume --force`) finds so there, writes nothing and stops
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nas.config import SearchConfig, join_metric, split_metric
-from nas.errors import SearchError
 from nas.evaluation import SearchResources
 from nas.search.state import Metrics, Outcome, SearchState
-from nas.store import MEASURED_SUFFIX, Candidate, Metric, Predictor, Search, Store, Supernet
+from nas.store import MEASURED_SUFFIX, Candidate, Metric, Predictor, Search, Store, Supernet, lease
+from nas.store.lease import now
 
 log = logging.getLogger(__name__)
-LEASE_ENV = "NAS_LEASE_SECONDS"
-DEFAULT_LEASE_SECONDS = 60.0
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(moment: datetime | None) -> datetime | None:
-    """A stored time as UTC (SQLite gives naive datetimes back)."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
-def lease_seconds() -> float:
-    """How long a driver's lease lasts without renewal: $NAS_LEASE_SECONDS, else 60 s."""
-    raw = os.environ.get(LEASE_ENV)
-    if not raw:
-        return DEFAULT_LEASE_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if value <= 0:
-        raise SearchError(f"${LEASE_ENV} must be a number of seconds > 0, not {raw!r}")
-    return value
-
-
-def lease_expiry() -> datetime:
-    return now() + timedelta(seconds=lease_seconds())
-
-
-class LeaseLost(SearchError):
-    """Another driver took the search's lease over: this one writes nothing more and stops."""
 
 
 def _hold(s: Session, search_id: int, driver: str, **values: Any) -> None:
-    """Renew `driver`'s lease in this transaction (setting `values` too), or LeaseLost if
-    another driver holds it now. First in a transaction, so the row is locked (PostgreSQL)
-    or the database is (SQLite) until the transaction ends."""
-    result = s.execute(
-        update(Search)
-        .where(Search.id == search_id, Search.driver == driver)
-        .values(lease_until=lease_expiry(), **values)
-    )
-    if result.rowcount != 1:
-        holder = s.scalar(select(Search.driver).where(Search.id == search_id))
-        raise LeaseLost(
-            f"search {search_id}: lease taken by {holder or 'another driver'}; "
-            f"driver {driver} stops without writing"
-        )
-
-
-@contextlib.contextmanager
-def heartbeat(renew: Callable[[], None], what: str) -> Iterator[None]:
-    """Call `renew` every quarter of the lease length while the block runs (one step of the
-    work, a generation or an export, may take longer than the lease). A beat that finds the
-    lease lost stops beating (the next write stops the work); a database hiccup is retried
-    at the next beat."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(lease_seconds() / 4):
-            try:
-                renew()
-            except LeaseLost:
-                return
-            except Exception as err:
-                log.warning("%s: cannot renew its lease: %s", what, err)
-
-    thread = threading.Thread(target=beat, name="nas-lease", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def renew_lease(store: Store, search_id: int, driver: str) -> None:
-    """Renew the lease (at start, and from the driver's heartbeat); LeaseLost if taken."""
-    with store.session() as s:
-        _hold(s, search_id, driver)
-
-
-def release_lease(store: Store, search_id: int, driver: str) -> None:
-    """Give the lease up (if still held), so that `resume` may start at once."""
-    with store.session() as s:
-        s.execute(
-            update(Search)
-            .where(Search.id == search_id, Search.driver == driver)
-            .values(lease_until=None)
-        )
-
-
-def take_lease(store: Store, search_id: int, driver: str, seen: str, only_if_expired: bool) -> bool:
-    """Make `driver` the search's driver, if the row still names driver `seen` (and, with
-    `only_if_expired`, if no lease is fresh): one compare-and-set, so two drivers resuming
-    at once cannot both win."""
-    with store.session() as s:
-        conditions = [Search.id == search_id, Search.driver == seen]
-        if only_if_expired:
-            conditions.append(or_(Search.lease_until.is_(None), Search.lease_until <= now()))
-        result = s.execute(
-            update(Search).where(*conditions).values(driver=driver, lease_until=lease_expiry())
-        )
-        return result.rowcount == 1
+    """Renew `driver`'s lease on the search in this transaction (nas.store.lease.hold)."""
+    lease.hold(s, Search, search_id, driver, f"search {search_id}", **values)
 
 
 def _row_by_sha(store: Store, model: type, sha256: str, make: Callable[[], Any]) -> int:
@@ -203,7 +96,7 @@ def create_search(
             predictor_id=predictor_id,
             generations_total=config.algorithm.generations,
             driver=driver,
-            lease_until=lease_expiry(),
+            lease_until=lease.expiry(),
         )
         s.add(row)
         s.flush()

@@ -21,11 +21,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 
 import optuna
 from optuna.distributions import CategoricalDistribution
 
 from nas.config import SearchConfig
+from nas.errors import LeaseLost
 from nas.evaluation import SearchResources
 from nas.pareto import pareto_front
 from nas.search import records
@@ -43,7 +45,7 @@ from nas.search.state import (
     limits_of,
     violations,
 )
-from nas.store import Store
+from nas.store import Search, Store, lease
 from nas.workers import EvaluatorPool, make_pool
 from supernet.space import Arch
 
@@ -90,13 +92,12 @@ class SearchRunner:
     def run(self, stop_after_generations: int | None = None) -> Outcome:
         lost = False
         try:
-            records.renew_lease(self.store, self.search_id, self.driver)
-            with records.heartbeat(
-                lambda: records.renew_lease(self.store, self.search_id, self.driver),
-                f"search {self.search_id}",
-            ):
+            what = f"search {self.search_id}"
+            renew = partial(lease.renew, self.store, Search, self.search_id, self.driver, what)
+            renew()
+            with lease.heartbeat(renew, what):
                 return self._run(stop_after_generations)
-        except records.LeaseLost as err:  # another driver runs the search now: leave it be
+        except LeaseLost as err:  # another driver runs the search now: leave it be
             lost = True
             log.warning("%s", err)
             raise
@@ -104,7 +105,7 @@ class SearchRunner:
             if not isinstance(err, KeyboardInterrupt):
                 try:
                     self._finish(FAILED, f"failed: {type(err).__name__}: {err}")
-                except records.LeaseLost:
+                except LeaseLost:
                     lost = True
             raise
         finally:
@@ -112,7 +113,7 @@ class SearchRunner:
                 self.pool.close()
             if not lost:
                 try:
-                    records.release_lease(self.store, self.search_id, self.driver)
+                    lease.release(self.store, Search, self.search_id, self.driver)
                 except Exception as err:  # the lease then runs out by itself
                     log.warning("search %d: cannot release its lease: %s", self.search_id, err)
 

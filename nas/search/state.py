@@ -8,12 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nas.config import Objective, SearchConfig
+from nas.store.status import (  # noqa: F401 - the search's statuses, re-exported
+    CANCELLED,
+    CANCELLING,
+    COMPLETED,
+    FAILED,
+    INFEASIBLE,
+    RUNNING,
+)
 
 Metrics = dict[str, float]
-
-RUNNING, CANCELLING, CANCELLED = "running", "cancelling", "cancelled"
-COMPLETED, INFEASIBLE, FAILED = "completed", "infeasible", "failed"
-FINAL = (CANCELLED, COMPLETED, INFEASIBLE)
 
 
 @dataclass

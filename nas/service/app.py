@@ -53,10 +53,6 @@ class RequestError(UserError):
         self.status = status
 
 
-def _page(items: list[Any], offset: int, limit: int) -> dict[str, Any]:
-    return {"items": items[offset : offset + limit], "total": len(items), "offset": offset}
-
-
 async def _read_body(request: Request) -> bytes:
     """The body, read chunk by chunk up to MAX_BODY_BYTES: a client that sends more (with a
     Content-Length that lies, or none) is refused without the server buffering it all."""
@@ -177,7 +173,7 @@ def create_app(
     def list_searches(
         offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)
     ) -> dict[str, Any]:
-        return _page(core.list_searches(db), offset, limit)
+        return core.list_searches(db, offset, limit)
 
     @app.get("/searches/{search_id}", dependencies=[Depends(read_access)])
     def get_search(search_id: int) -> dict[str, Any]:
@@ -236,7 +232,7 @@ def create_app(
                 if state != seen:
                     seen = state
                     yield f"event: progress\ndata: {json.dumps(info)}\n\n"
-                if info["status"] not in ("running", "cancelling"):
+                if info["finished"]:
                     yield f"event: end\ndata: {json.dumps({'status': info['status']})}\n\n"
                     return
                 await asyncio.sleep(poll)
@@ -291,7 +287,7 @@ def create_app(
         offset: int = Query(0, ge=0),
         limit: int = Query(50, ge=1, le=500),
     ) -> dict[str, Any]:
-        return _page(core.list_exports(db, search), offset, limit)
+        return core.list_exports(db, search, offset, limit)
 
     def _export_json(export_id: int) -> dict[str, Any]:
         info = core.get_export(export_id, db)
@@ -321,7 +317,7 @@ def create_app(
 
     @app.get("/hardware", dependencies=[Depends(read_access)])
     def hardware() -> dict[str, Any]:
-        return {"items": [lm.load_hardware(name).summary() for name in lm.list_hardware()]}
+        return {"items": core.list_hardware()}
 
     @app.get("/hardware/{name}", dependencies=[Depends(read_access)])
     def hardware_one(name: str) -> dict[str, Any]:

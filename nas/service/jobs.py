@@ -23,14 +23,12 @@ from pathlib import Path
 from sqlalchemy import select
 
 from nas.config import SearchConfig
-from nas.export import UNFINISHED_EXPORTS, queue_export
+from nas.export import queue_export
 from nas.search import launch
-from nas.search.lifecycle import lease_holder
-from nas.search.records import release_lease
-from nas.store import Export, Search, Store
+from nas.store import Export, Search, Store, lease
+from nas.store.status import EXPORT_UNFINISHED, SEARCH_UNFINISHED
 
 log = logging.getLogger(__name__)
-UNFINISHED = ("running", "cancelling")
 
 
 class JobRunner:
@@ -59,7 +57,7 @@ class JobRunner:
             config.ray_address = self.ray_address
         runner = launch(config, self.store, progress=False)
         search_id = runner.search_id
-        release_lease(self.store, search_id, runner.driver)  # the worker takes it
+        lease.release(self.store, Search, search_id, runner.driver)  # the worker takes it
         self.start_worker(search_id)
         return search_id
 
@@ -111,10 +109,10 @@ class JobRunner:
         """Unfinished jobs (searches and exports) whose lease no live worker holds: their
         worker died, or the server stopped before one took them."""
         with self.store.session() as s:
-            searches = s.scalars(select(Search).where(Search.status.in_(UNFINISHED))).all()
-            exports = s.scalars(select(Export).where(Export.status.in_(UNFINISHED_EXPORTS))).all()
-            return [("search", r.id) for r in searches if lease_holder(r) is None] + [
-                ("export", r.id) for r in exports if lease_holder(r) is None
+            searches = s.scalars(select(Search).where(Search.status.in_(SEARCH_UNFINISHED))).all()
+            exports = s.scalars(select(Export).where(Export.status.in_(EXPORT_UNFINISHED))).all()
+            return [("search", r.id) for r in searches if lease.holder(r) is None] + [
+                ("export", r.id) for r in exports if lease.holder(r) is None
             ]
 
     def reap(self) -> None:

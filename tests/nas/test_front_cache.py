@@ -10,8 +10,7 @@ import pytest
 from nas import pareto
 from nas.pareto import FrontCache, to_json
 from nas.search import launch, resume_search
-from nas.search.records import release_lease
-from nas.store import Store
+from nas.store import Search, Store, lease
 
 
 @pytest.fixture
@@ -33,7 +32,7 @@ def test_a_front_is_kept_until_its_search_changes(search_config, counted):
     store = Store(config.database)
     runner = launch(config, store, progress=False)
     runner.run(stop_after_generations=1)
-    release_lease(store, runner.search_id, runner.driver)
+    lease.release(store, Search, runner.search_id, runner.driver)
     fresh = FrontCache(refresh_seconds=0)
     first = fresh.front(store, runner.search_id)
     assert fresh.front(store, runner.search_id) is first and len(counted) == 1

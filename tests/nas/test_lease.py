@@ -14,9 +14,9 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from nas.errors import SearchError
-from nas.search import COMPLETED, RUNNING, launch, records, reopen, resume_search
-from nas.store import Candidate, Search, Store
+from nas.errors import LeaseError, LeaseLost, SearchError
+from nas.search import COMPLETED, RUNNING, launch, reopen, resume_search
+from nas.store import Candidate, Search, Store, lease
 
 
 def trials(store: Store, search_id: int) -> list[tuple[int, int]]:
@@ -50,7 +50,7 @@ def test_second_driver_is_refused_and_force_stops_the_first(search_config):
 
     first = launch(config, store, progress=False, on_generation=take_over_after_two)
     search_id = first.search_id
-    with pytest.raises(SearchError, match="lease taken by"):
+    with pytest.raises(LeaseLost, match="lease taken by"):
         first.run()
     row = row_of(store, search_id)
     # the first driver stopped at its next generation: no error, no third generation
@@ -77,7 +77,7 @@ def _set_lease(store, search_id, driver, seconds_from_now):
     with store.session() as s:
         row = s.get(Search, search_id)
         row.driver = driver
-        row.lease_until = records.now() + timedelta(seconds=seconds_from_now)
+        row.lease_until = lease.now() + timedelta(seconds=seconds_from_now)
 
 
 def test_a_lease_held_on_another_host_is_honoured_until_it_expires(search_config):
@@ -99,7 +99,7 @@ def test_a_dead_driver_on_this_host_holds_nothing(search_config):
 
 
 def test_the_heartbeat_renews_the_lease_during_a_long_generation(search_config, monkeypatch):
-    monkeypatch.setenv(records.LEASE_ENV, "0.4")
+    monkeypatch.setenv(lease.LEASE_ENV, "0.4")
     config = search_config(algorithm={"population": 4, "generations": 2})
     store = Store(config.database)
     fresh = []
@@ -107,13 +107,13 @@ def test_the_heartbeat_renews_the_lease_during_a_long_generation(search_config, 
     def slow(outcome):
         time.sleep(1.0)  # longer than the lease: only the heartbeat keeps it
         row = row_of(store, outcome.search_id)
-        fresh.append(records.aware(row.lease_until) > records.now())
+        fresh.append(lease.aware(row.lease_until) > lease.now())
 
     outcome = launch(config, store, progress=False, on_generation=slow).run()
     assert outcome.status == COMPLETED and fresh == [True, True]
-    monkeypatch.setenv(records.LEASE_ENV, "soon")
-    with pytest.raises(SearchError, match="NAS_LEASE_SECONDS"):
-        records.lease_seconds()
+    monkeypatch.setenv(lease.LEASE_ENV, "soon")
+    with pytest.raises(LeaseError, match="NAS_LEASE_SECONDS"):
+        lease.lease_seconds()
 
 
 def test_force_takes_over_a_driver_in_another_process(search_config, tmp_path):

@@ -18,9 +18,8 @@ from sqlalchemy import func, select
 from nas import core
 from nas.commands.serve import _is_loopback
 from nas.search import launch, launch_search
-from nas.search.records import release_lease
 from nas.service.app import MAX_BODY_BYTES, create_app
-from nas.store import Candidate, Search, Store
+from nas.store import Candidate, Search, Store, lease
 from tests.conftest import needs_postgres
 
 TOKEN = "s3cret-token"
@@ -174,7 +173,7 @@ def test_resume_gives_a_search_whose_driver_died_a_worker(service, search_config
     store = Store(database)
     runner = launch(config, store, progress=False)
     runner.run(stop_after_generations=1)  # a driver that stopped after one generation
-    release_lease(store, runner.search_id, runner.driver)  # ... and then died
+    lease.release(store, Search, runner.search_id, runner.driver)  # ... and then died
     assert client.post(f"/searches/{runner.search_id}/resume").status_code == 401
     resumed = client.post(f"/searches/{runner.search_id}/resume", headers=AUTH)
     assert resumed.status_code == 200
@@ -194,7 +193,7 @@ def test_a_restarted_server_resumes_what_was_running(search_config, database, tm
     store = Store(config.database)
     runner = launch(config, store, progress=False)
     runner.run(stop_after_generations=1)  # a driver that stopped after one generation
-    release_lease(store, runner.search_id, runner.driver)  # ... and then died
+    lease.release(store, Search, runner.search_id, runner.driver)  # ... and then died
     app = create_app(store, tmp_path / "service", TOKEN)
     try:
         with TestClient(app) as client:  # startup supervises: the search gets a worker
@@ -382,7 +381,7 @@ def test_every_mutating_route_refuses_a_missing_or_wrong_token(searched, route):
         assert response.status_code == 401, (path, value)
         assert "bearer token is required" in response.json()["detail"]
     after = core.get_search(search_id, store.url)
-    assert after == before and len(core.list_searches(store.url)) == 1  # nothing changed
+    assert after == before and core.list_searches(store.url)["total"] == 1  # nothing changed
     assert app.state.jobs.workers == {}  # and no worker was started
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from nas.search.records import aware, now
 from nas.store import Candidate, Search, Store
+from nas.store.lease import aware, now
 from tests.conftest import needs_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
