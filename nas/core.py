@@ -25,7 +25,7 @@ import latency_models as lm
 from nas import export as exports
 from nas.config import NETWORK_METRICS, SearchConfig, load_search_config
 from nas.domain import search_domain
-from nas.errors import ExportError, NotFoundError, UserError
+from nas.errors import NotFoundError, UserError
 from nas.export import ExportResult, export_candidate
 from nas.finetune import FinetuneOutcome, finetune_candidate
 from nas.pareto import (
@@ -41,13 +41,14 @@ from nas.pareto import (
     plot_axes,
     plot_file,
 )
-from nas.quantize import QUANTIZATIONS
 from nas.search import Outcome, cancel_search, check_resumable, launch_search, resume_search
 from nas.store import DEFAULT_URL, Predictor, Search, Store, Supernet
 from nas.store.status import SEARCH_UNFINISHED
+from supernet.family import families, family_of_space
 from supernet.mbconv.finetune import FinetuneSettings
 from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
 from supernet.space import get_space
+from supernet.space import list_spaces as space_names
 
 DATABASE_ENV = "NAS_DATABASE_URL"
 
@@ -247,7 +248,13 @@ def list_supernets(db: Database = None) -> dict[str, list[dict[str, Any]]]:
     """The trained files searches have used, by SHA-256: supernets and predictors."""
     with open_store(db, create=False).session() as s:
         nets = [
-            {"id": r.id, "sha256": r.sha256, "path": r.path, "space": r.space}
+            {
+                "id": r.id,
+                "sha256": r.sha256,
+                "path": r.path,
+                "space": r.space,
+                "family": _family_kind(r.space),
+            }
             for r in s.scalars(select(Supernet).order_by(Supernet.id))
         ]
         predictors = [
@@ -255,6 +262,25 @@ def list_supernets(db: Database = None) -> dict[str, list[dict[str, Any]]]:
             for r in s.scalars(select(Predictor).order_by(Predictor.id))
         ]
     return {"supernets": nets, "predictors": predictors}
+
+
+def _family_kind(space_name: str) -> str | None:
+    """The model family of a space by its name (None: a space this version does not know)."""
+    try:
+        return family_of_space(get_space(space_name)).kind
+    except (UserError, TypeError):
+        return None
+
+
+def list_families() -> list[dict[str, Any]]:
+    """The model families: kind, file name, quality metrics with their goals (the first is
+    the primary one), whether a predictor stands in for measuring, whether int8 ships."""
+    return [family.summary() for family in families()]
+
+
+def list_spaces() -> list[dict[str, Any]]:
+    """The preset search spaces: name, model family, genes and their choices, size."""
+    return [{**get_space(name).describe(), "family": _family_kind(name)} for name in space_names()]
 
 
 def export(
@@ -273,19 +299,9 @@ def export(
     int8 ONNX file (`onnx_int8`), and the int8 flatbuffer where `tflite` is asked for,
     calibrated on `calibration_images` training images.
     `weights`: a fine-tuned weights file (`finetune`) instead of the inherited weights.
-    `formats` None: the search's defaults (nas.export.default_formats)."""
-    if formats is not None:
-        formats = exports.parse_formats(formats)
-    if quantize is not None:
-        if quantize not in QUANTIZATIONS:
-            raise ExportError(
-                f"--quantize {quantize!r} is not supported; allowed: {', '.join(QUANTIZATIONS)}"
-            )
-        if formats is None:  # the defaults, with the int8 file whatever the targets say
-            formats = exports.default_formats(load_config(open_store(db, create=False), search_id))
-        quantized = [f"onnx_{quantize}"] + [f"tflite_{quantize}"] * ("tflite" in formats)
-        formats = list(dict.fromkeys([*formats, *quantized]))
+    `formats` None: the search's defaults (`default_formats`)."""
     store = open_store(db, create=False)
+    formats, skipped = _export_formats(store, search_id, formats, quantize)
     return export_candidate(
         store,
         search_id,
@@ -295,7 +311,25 @@ def export(
         force,
         calibration_images=calibration_images,
         weights=weights,
+        skipped=skipped,
     )
+
+
+def _export_formats(
+    store: Store, search_id: int, formats: str | Sequence[str] | None, quantize: str | None
+) -> tuple[list[str], dict[str, str]]:
+    """What an export of the search writes (nas.export.resolve_formats): one rule for the
+    CLI's export and the service's export jobs."""
+    config = load_config(store, search_id)
+    return exports.resolve_formats(
+        config, exports.search_family(store, search_id), formats, quantize
+    )
+
+
+def default_formats(search_id: int, db: Database = None) -> list[str]:
+    """The formats an export of the search writes when none are named: the usual files plus
+    the one each target runs at its precision (nas.export.default_formats)."""
+    return _export_formats(open_store(db, create=False), search_id, None, None)[0]
 
 
 def finetune(
@@ -347,13 +381,15 @@ def get_candidate(search_id: int, number: int, db: Database = None) -> dict[str,
 def queue_export(
     search_id: int,
     candidate: int,
-    formats: str | list[str],
     data_dir: str | Path,
+    formats: str | Sequence[str] | None = None,
+    quantize: str | None = None,
     db: Database = None,
 ) -> int:
     """Record an export to be run as a job (`run_export_job`, in a worker); returns its id.
-    Its files go under `data_dir`/exports/ID."""
+    Its files go under `data_dir`/exports/ID. `formats` and `quantize` as for `export`."""
     store = open_store(db, create=False)
+    formats, _ = _export_formats(store, search_id, formats, quantize)
     return exports.queue_export(store, search_id, candidate, formats, Path(data_dir))
 
 

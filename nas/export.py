@@ -38,6 +38,7 @@ from nas import __version__
 from nas.errors import ExportError, LeaseLost, NotFoundError, UserError
 from nas.pareto import load_config
 from nas.quantize import (
+    QUANTIZATIONS,
     SCHEME,
     convert_float16,
     onnx_outputs,
@@ -51,9 +52,15 @@ from nas.store.lease import now
 from nas.store.status import COMPLETED, EXPORT_UNFINISHED, FAILED, QUEUED, RUNNING
 from nas.tflite import write_tflite
 from supernet.errors import CheckpointError
-from supernet.family import ExportableModel, OpenedArtifact, open_artifact
+from supernet.family import (
+    ExportableModel,
+    ModelFamily,
+    OpenedArtifact,
+    family_of_space,
+    open_artifact,
+)
 from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
-from supernet.space import Arch
+from supernet.space import Arch, get_space
 
 log = logging.getLogger(__name__)
 FORMATS = (
@@ -100,10 +107,11 @@ TFLITE_FORMATS = {"tflite", "tflite_int8"}
 PRECISION_FORMATS = {"int8": "onnx_int8", "fp16": "onnx_fp16", "bf16": "onnx_bf16"}
 
 
-def default_formats(config: Any) -> list[str]:
-    """DEFAULT_FORMATS plus the file each of the search's targets runs at the precision it
-    was costed at: int8 ONNX for an int8 target (every MCU), fp16 or bf16 ONNX for a GPU
-    costed at that precision."""
+def default_formats(config: Any, family: ModelFamily) -> tuple[list[str], dict[str, str]]:
+    """What an export of a search writes unless told otherwise: DEFAULT_FORMATS plus the file
+    each of the search's targets runs at the precision it was costed at (int8 ONNX for an int8
+    target, every MCU; fp16 or bf16 ONNX for a GPU costed at that precision). Returns the
+    formats, and the defaults left out with why (int8 for a family that cannot quantize)."""
     import latency_models as lm
 
     formats = list(DEFAULT_FORMATS)
@@ -111,11 +119,47 @@ def default_formats(config: Any) -> list[str]:
         precision = lm.load_hardware(device).check_options(target.options).get("precision")
         if precision in PRECISION_FORMATS:
             formats.append(PRECISION_FORMATS[precision])
-    return list(dict.fromkeys(formats))
+    skipped: dict[str, str] = {}
+    if not family.quantizes_int8 and "onnx_int8" in formats:
+        formats.remove("onnx_int8")
+        skipped["onnx_int8"] = (
+            f"not written: the {family.kind} family has no labelled images to calibrate and "
+            "measure an int8 file on"
+        )
+    return list(dict.fromkeys(formats)), skipped
 
 
-def parse_formats(text: str | list[str]) -> list[str]:
-    items = text if isinstance(text, list) else text.split(",")
+def resolve_formats(
+    config: Any,
+    family: ModelFamily,
+    formats: str | Sequence[str] | None = None,
+    quantize: str | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The formats an export writes, the one rule of every door: those asked for (None: the
+    search's `default_formats`), plus with `quantize="int8"` the int8 ONNX file, and the int8
+    flatbuffer where `tflite` is asked for. Returns them with the defaults skipped and why."""
+    skipped: dict[str, str] = {}
+    if formats is None:
+        chosen, skipped = default_formats(config, family)
+    else:
+        chosen = parse_formats(formats if isinstance(formats, str) else list(formats))
+    if quantize is not None:
+        if quantize not in QUANTIZATIONS:
+            raise ExportError(
+                f"--quantize {quantize!r} is not supported; allowed: {', '.join(QUANTIZATIONS)}"
+            )
+        quantized = [f"onnx_{quantize}"] + [f"tflite_{quantize}"] * ("tflite" in chosen)
+        chosen = list(dict.fromkeys([*chosen, *quantized]))
+        skipped = {f: why for f, why in skipped.items() if f not in chosen}
+    return chosen, skipped
+
+
+def parse_formats(text: str | Sequence[str]) -> list[str]:
+    items = text.split(",") if isinstance(text, str) else list(text)
+    if not all(isinstance(f, str) for f in items):
+        raise ExportError(
+            f"formats must be format names, got {items!r}; allowed: {', '.join(FORMATS)}"
+        )
     formats = [f.strip() for f in items if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
@@ -509,12 +553,13 @@ def export_candidate(
     store: Store,
     search_id: int,
     candidate: int,
-    formats: str | list[str] | None = None,
+    formats: str | Sequence[str],
     out_dir: str | Path | None = None,
     force: bool = False,
     job: tuple[int, str] | None = None,
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
     weights: str | Path | None = None,
+    skipped: dict[str, str] | None = None,
 ) -> ExportResult:
     """Write candidate `candidate` (its number in `nas pareto`) of search `search_id`.
 
@@ -524,9 +569,9 @@ def export_candidate(
     export is recorded as a new row, or, for a `job` (export id, its worker's driver id),
     completes that queued row, if the worker still holds its lease. `weights`: a file of
     fine-tuned weights for this candidate (`nas finetune`) instead of the supernet's.
-    `formats` None: `default_formats` of the search (int8 skipped for a family without
-    labelled images to calibrate and measure on, such as generators)."""
-    formats = parse_formats(formats) if formats is not None else None
+    `formats`: as `resolve_formats` chose them; `skipped`: the defaults it left out, and why
+    (written in the card)."""
+    formats = parse_formats(formats)
     out = Path(out_dir or f"runs/exports/search{search_id}-candidate{candidate}")
     check_out_dir(out, force)  # before any work: a bad --out must not cost an evaluation
     found = load_candidate(store, search_id, candidate, "export")
@@ -544,15 +589,6 @@ def export_candidate(
         raise ExportError(
             f"cannot export candidate {candidate} of search {search_id}: {err}"
         ) from None
-    skipped: dict[str, str] = {}
-    if formats is None:
-        formats = default_formats(config)
-        if model.labelled is None and "onnx_int8" in formats:
-            formats.remove("onnx_int8")
-            skipped["onnx_int8"] = (
-                f"not written: the {model.space} family has no labelled images to calibrate "
-                "and measure an int8 file on"
-            )
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -564,7 +600,7 @@ def export_candidate(
         deployment: dict[str, Any] = {
             fmt: {"bytes": path.stat().st_size} for fmt, path in files.items() if fmt in FORMATS
         }
-        deployment.update({fmt: {"skipped": why} for fmt, why in skipped.items()})
+        deployment.update({fmt: {"skipped": why} for fmt, why in (skipped or {}).items()})
         if "onnx_int8" in files or "tflite_int8" in files:
             deployment["mcu"] = _shipped_mcu_costs(files, config, costs)
         card = {
@@ -639,12 +675,12 @@ def export_candidate(
 
 
 def queue_export(
-    store: Store, search_id: int, candidate: int, formats: str | Sequence[str], data_dir: Path
+    store: Store, search_id: int, candidate: int, formats: Sequence[str], data_dir: Path
 ) -> int:
     """Record an export of a candidate to be run by a worker; returns its id. Its files go to
     `data_dir`/exports/ID. Bad formats and unknown searches or candidates are refused here,
     before any worker starts."""
-    formats = parse_formats(formats if isinstance(formats, str) else list(formats))
+    formats = parse_formats(formats)
     with store.session() as s:
         store.search(s, search_id)
         candidate_id = s.scalar(
@@ -666,6 +702,13 @@ def queue_export(
         s.flush()
         record.out_dir = str((data_dir / "exports" / str(record.id)).resolve())
         return record.id
+
+
+def search_family(store: Store, search_id: int) -> ModelFamily:
+    """The model family of a search's trained file, known from its space (no file read)."""
+    with store.session() as s:
+        space = store.search(s, search_id).space
+    return family_of_space(get_space(space))
 
 
 def _export_row(s: Session, export_id: int) -> Export:

@@ -97,6 +97,9 @@ class ModelFamily(ABC):
     # Whether an accuracy predictor can stand in for measuring (classifiers); otherwise
     # every candidate is measured with the trained network.
     predicts_quality: bool = False
+    # Whether its subnets can ship as int8 files: it has labelled images to calibrate the
+    # quantization on and to measure the int8 file's quality with (classifiers).
+    quantizes_int8: bool = False
 
     @abstractmethod
     def handles(self, space: SearchSpace) -> bool:
@@ -113,6 +116,17 @@ class ModelFamily(ABC):
     def describe_quality(self, card: dict[str, Any]) -> str:
         """One line of the measured quality in an export's model card, for the CLI."""
         return ""
+
+    def summary(self) -> dict[str, Any]:
+        """The family as the doors show it (`GET /families`, the web page's form)."""
+        return {
+            "kind": self.kind,
+            "description": self.description,
+            "file_name": self.file_name,
+            "quality_metrics": dict(self.quality_metrics),
+            "predicts_quality": self.predicts_quality,
+            "quantizes_int8": self.quantizes_int8,
+        }
 
 
 _FAMILIES: list[ModelFamily] = []

@@ -32,7 +32,6 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import latency_models as lm
-import supernet
 from nas import __version__, core
 from nas.config import parse_search_config
 from nas.errors import NotFoundError, SearchError, UserError
@@ -42,7 +41,6 @@ from nas.store import Store
 
 STATIC_DIR = Path(__file__).with_name("static")  # the web page at /
 MAX_BODY_BYTES = 1 << 20  # a search config is a few kB; refuse anything near this
-DEFAULT_EXPORT_FORMATS = ["onnx", "state_dict"]  # what the web page's export button gets
 
 
 class RequestError(UserError):
@@ -272,13 +270,19 @@ def create_app(
         dependencies=[Depends(require_token)],
     )
     async def export(search_id: int, number: int, request: Request) -> dict[str, Any]:
-        """Queue an export of a candidate; body (optional): {"formats": ["onnx", ...]}.
+        """Queue an export of a candidate; body (optional): {"formats": ["onnx", ...],
+        "quantize": "int8"}, the search's default formats without one (as `nas export`).
         Poll GET /exports/{id} until it is completed or failed."""
         body = await _json_body(request)
-        formats = body.get("formats", DEFAULT_EXPORT_FORMATS)
-        if not isinstance(formats, (list, str)):
+        formats, quantize = body.get("formats"), body.get("quantize")
+        if formats is not None and not isinstance(formats, (list, str)):
             raise RequestError('formats must be a list of format names, e.g. ["onnx"]', 422)
-        export_id = await asyncio.to_thread(jobs.export, search_id, number, formats)
+        if quantize is not None and not isinstance(quantize, str):
+            raise RequestError('quantize must be a quantization name, e.g. "int8"', 422)
+        export_id = await asyncio.to_thread(
+            core.queue_export, search_id, number, data_dir, formats, quantize, db
+        )
+        jobs.start_export_worker(export_id)
         return {**_export_json(export_id), "url": f"/exports/{export_id}"}
 
     @app.get("/exports", dependencies=[Depends(read_access)])
@@ -327,11 +331,12 @@ def create_app(
 
     @app.get("/spaces", dependencies=[Depends(read_access)])
     def spaces() -> dict[str, Any]:
-        return {
-            "items": [
-                {"name": n, **supernet.get_space(n).describe()} for n in supernet.list_spaces()
-            ]
-        }
+        return {"items": core.list_spaces()}
+
+    @app.get("/families", dependencies=[Depends(read_access)])
+    def families() -> dict[str, Any]:
+        """The model families: each one's file name and quality metrics with their goals."""
+        return {"items": core.list_families()}
 
     @app.get("/supernets", dependencies=[Depends(read_access)])
     def supernets() -> dict[str, Any]:

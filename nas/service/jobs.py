@@ -23,7 +23,6 @@ from pathlib import Path
 from sqlalchemy import select
 
 from nas.config import SearchConfig
-from nas.export import queue_export
 from nas.search import launch
 from nas.store import Export, Search, Store, lease
 from nas.store.status import EXPORT_UNFINISHED, SEARCH_UNFINISHED
@@ -67,12 +66,6 @@ class JobRunner:
         self._spawn(("search", search_id), [*command, *(["--force"] if force else [])])
 
     # ----- exports ----------------------------------------------------------------------------
-
-    def export(self, search_id: int, candidate: int, formats: list[str]) -> int:
-        """Queue an export of a candidate and start its worker; returns the export's id."""
-        export_id = queue_export(self.store, search_id, candidate, formats, self.data_dir)
-        self.start_export_worker(export_id)
-        return export_id
 
     def start_export_worker(self, export_id: int) -> None:
         self._spawn(("export", export_id), ["export-job", str(export_id)])

@@ -23,6 +23,7 @@ class ClassifierFamily(ModelFamily):
     # TrainedSupernet.measure_quality)
     quality_metrics = {"top1": "maximize", "top1_int8": "maximize"}  # noqa: RUF012
     predicts_quality = True
+    quantizes_int8 = True
 
     def handles(self, space: SearchSpace) -> bool:
         return isinstance(space, MBConvSpace)

@@ -15,6 +15,7 @@ from nas.export import default_formats
 from nas.pareto import load_candidates
 from nas.search import launch_search
 from nas.store import Metric, Store
+from supernet.mbconv.family import CLASSIFIER
 
 
 def int8_mcu(raw_config, **overrides):
@@ -49,17 +50,19 @@ def test_a_search_for_an_int8_target_measures_quality_after_quantization(raw_con
     front = core.query_front(outcome.search_id, db=store)
     assert front.objectives[0].metric == "top1_int8"
     # what export writes by default: the int8 file for the MCU, fp16 for the fp16 GPU
-    assert {"onnx_int8", "onnx_fp16", "pt2"} <= set(default_formats(config))
+    assert {"onnx_int8", "onnx_fp16", "pt2"} <= set(default_formats(config, CLASSIFIER)[0])
 
 
 def test_export_writes_the_16_bit_file_each_gpu_target_was_costed_at(raw_config):
     raw = raw_config()
     raw["targets"]["a100-sxm4-40gb"] = {"latency_ms": 2, "batch": 64, "precision": "bf16"}
-    formats = default_formats(parse_search_config(raw, "t"))
+    formats, _ = default_formats(parse_search_config(raw, "t"), CLASSIFIER)
     assert {"onnx_int8", "onnx_fp16", "onnx_bf16"} <= set(formats)
     raw["targets"]["h100-sxm"]["precision"] = "fp32"
     del raw["targets"]["a100-sxm4-40gb"]
-    assert not {"onnx_fp16", "onnx_bf16"} & set(default_formats(parse_search_config(raw, "t")))
+    assert not {"onnx_fp16", "onnx_bf16"} & set(
+        default_formats(parse_search_config(raw, "t"), CLASSIFIER)[0]
+    )
 
 
 def test_predictor_verify_measures_int8_quality_on_the_front(raw_config):
