@@ -7,8 +7,7 @@ import threading
 
 import pytest
 
-from nas import pareto
-from nas.pareto import FrontCache, to_json
+from nas.pareto import FrontCache, queries, to_json
 from nas.search import launch, resume_search
 from nas.search.records import release_lease
 from nas.store import Store
@@ -18,13 +17,13 @@ from nas.store import Store
 def counted(monkeypatch):
     """How many times a front has been computed."""
     calls = []
-    compute = pareto.pareto_front
+    compute = queries.pareto_front
 
     def counting(*args, **kwargs):
         calls.append(args[1:])
         return compute(*args, **kwargs)
 
-    monkeypatch.setattr(pareto, "pareto_front", counting)
+    monkeypatch.setattr(queries, "pareto_front", counting)
     return calls
 
 
