@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from nas.pareto import FrontCache, queries, to_json
+from nas.pareto import FrontCache, cache, to_json
 from nas.search import launch, resume_search
 from nas.search.records import release_lease
 from nas.store import Store
@@ -17,13 +17,13 @@ from nas.store import Store
 def counted(monkeypatch):
     """How many times a front has been computed."""
     calls = []
-    compute = queries.pareto_front
+    compute = cache.pareto_front
 
     def counting(*args, **kwargs):
         calls.append(args[1:])
         return compute(*args, **kwargs)
 
-    monkeypatch.setattr(queries, "pareto_front", counting)
+    monkeypatch.setattr(cache, "pareto_front", counting)
     return calls
 
 
