@@ -7,8 +7,7 @@ import threading
 
 import pytest
 
-from nas import pareto
-from nas.pareto import FrontCache, to_json
+from nas.pareto import FrontCache, cache, to_json
 from nas.search import launch, resume_search
 from nas.store import Search, Store, lease
 
@@ -17,13 +16,13 @@ from nas.store import Search, Store, lease
 def counted(monkeypatch):
     """How many times a front has been computed."""
     calls = []
-    compute = pareto.pareto_front
+    compute = cache.pareto_front
 
     def counting(*args, **kwargs):
         calls.append(args[1:])
         return compute(*args, **kwargs)
 
-    monkeypatch.setattr(pareto, "pareto_front", counting)
+    monkeypatch.setattr(cache, "pareto_front", counting)
     return calls
 
 

@@ -1,0 +1,86 @@
+"""`--where` filters (`peak_sram_kb<=256`, `stm32f746.latency_ms<500`) and the resolution of
+a metric name against a search's devices."""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nas.config import ACCURACY, NETWORK_METRICS, SearchConfig
+from nas.errors import QueryError
+from supernet.family import quality_metric_names
+
+# metrics of the network itself (stored without a device): quality, macs, params
+NETWORK_LEVEL = quality_metric_names() | set(NETWORK_METRICS)
+OPERATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
+_CONDITION = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*$")
+
+
+@dataclass
+class Condition:
+    metric: str  # device.metric or top1
+    op: str
+    value: float
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.op}{self.value:g}"
+
+
+def parse_conditions(
+    texts: Sequence[str], config: SearchConfig, target: str | None
+) -> list[Condition]:
+    """'peak_sram_kb<=256' (device taken from --target, or the only device that has it)."""
+    conditions = []
+    for text in texts:
+        match = _CONDITION.match(text)
+        if not match:
+            raise QueryError(
+                f"cannot read filter {text!r}; write METRIC<=VALUE (or <, >=, >), e.g. "
+                "'peak_sram_kb<=256' or 'stm32f746.latency_ms<500'"
+            )
+        name, op, text_value = match.groups()
+        try:
+            value = float(text_value)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise QueryError(
+                f"filter {text!r}: {text_value!r} is not a number; write METRIC<=VALUE, e.g. "
+                "'peak_sram_kb<=256'"
+            )
+        conditions.append(Condition(_resolve_metric(name, config, target), op, value))
+    return conditions
+
+
+def _device_metrics(config: SearchConfig) -> dict[str, tuple[str, ...]]:
+    import latency_models as lm
+
+    return {device: lm.load_hardware(device).metrics for device in config.targets}
+
+
+def _resolve_metric(name: str, config: SearchConfig, target: str | None) -> str:
+    if name in NETWORK_LEVEL:
+        return name
+    devices = _device_metrics(config)
+    device, _, metric = name.rpartition(".")  # a device may be a profile path with dots
+    if device in devices:
+        if metric in devices[device]:
+            return name
+        raise QueryError(
+            f"device {device} has no metric {metric!r}; it has {list(devices[device])}"
+        )
+    if target is not None:
+        if name in devices.get(target, ()):
+            return f"{target}.{name}"
+        raise QueryError(f"device {target} has no metric {name!r}; it has {list(devices[target])}")
+    owners = [d for d, metrics in devices.items() if name in metrics]
+    if len(owners) == 1:
+        return f"{owners[0]}.{name}"
+    if not owners:
+        known = sorted({m for metrics in devices.values() for m in metrics} | {ACCURACY})
+        known = [m for m in known if m not in NETWORK_METRICS] + list(NETWORK_METRICS)
+        raise QueryError(f"no device of this search reports {name!r}; metrics: {known}")
+    raise QueryError(f"{name!r} is reported by {owners}; write DEVICE.{name} or pass --target")
