@@ -88,7 +88,7 @@ def prepare(workdir: Path, candidates: int) -> int:
     WORKDIR/api.db; returns the search's id (reused when it is already there)."""
     from sqlalchemy import select
 
-    from nas.config import parse_search_config
+    from nas.resources import check_search_config
     from nas.search import launch_search
     from nas.store import Search, Store
     from supernet.mbconv.checkpoint import load_supernet
@@ -123,7 +123,7 @@ def prepare(workdir: Path, candidates: int) -> int:
             "database": url,
         }
         started = time.perf_counter()
-        outcome = launch_search(parse_search_config(raw, "bench"), store, progress=True)
+        outcome = launch_search(check_search_config(raw, "bench"), store, progress=True)
         print(
             f"stored search {outcome.search_id}: {outcome.candidates} candidates in "
             f"{time.perf_counter() - started:.0f} s",

@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="runs/mnist-supernet", type=Path)
     args = parser.parse_args()
 
-    from nas.config import parse_search_config
+    from nas.resources import check_search_config
     from nas.search import launch_search
 
     counts = {"torch_load": 0, "sha256": 0}
@@ -68,7 +68,7 @@ def main() -> None:
             "evaluation": "predictor",
             "database": f"sqlite:///{tmp}/nas.db",
         }
-        config = parse_search_config(raw, "bench")
+        config = check_search_config(raw, "bench")
         launch_search(config, progress=False)
     for name, value in counts.items():
         print(

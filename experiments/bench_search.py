@@ -31,7 +31,8 @@ import numpy as np
 import optuna
 import yaml
 
-from nas.config import ACCURACY, parse_search_config
+from nas.config import ACCURACY
+from nas.resources import check_search_config
 from nas.evaluation import open_resources
 from nas.pareto import load_candidates, non_dominated
 from nas.search import launch_search, limits_of, violations
@@ -63,7 +64,7 @@ def config_for(checkpoint: Path, db: str, population: int, generations: int, **e
         "evaluation": "predictor",
         "database": db,
     }
-    return parse_search_config(raw, "bench")
+    return check_search_config(raw, "bench")
 
 
 def bench_throughput(checkpoint: Path, candidates: int, rdb_trials: int, workdir: Path) -> None:

@@ -23,25 +23,15 @@ the validated config holds the absolute path of the file itself.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-import latency_models as lm
-from nas.domain import SearchDomain, search_domain
-from nas.errors import SearchConfigError, UserError
+from nas.errors import SearchConfigError
 from nas.store import DEFAULT_URL
-from supernet.errors import CheckpointError
-from supernet.family import OpenedArtifact, open_artifact
 from supernet.io import (
     field_path,
     format_validation_error,
-    merge_overrides,
-    read_yaml_mapping,
-    resolve_artifact_path,
     short_repr,
 )
 
@@ -50,7 +40,6 @@ ACCURACY = "top1"
 NETWORK_METRICS = ("macs", "params")
 SPEC_OPTIONS = ("batch",)  # applied to the NetworkSpec; the rest go to the device's model
 MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds in 0..2**32-1
-PREDICTOR_FILE_NAMES = ("predictor.pt",)  # what a run folder given as `predictor` stands for
 
 
 def split_metric(key: str) -> tuple[str, str]:
@@ -61,17 +50,6 @@ def split_metric(key: str) -> tuple[str, str]:
 
 def join_metric(device: str, name: str) -> str:
     return f"{device}.{name}" if device else name
-
-
-@dataclass
-class OpenedFiles:
-    """The trained file and device models opened while validating a config, kept so that
-    the process that runs the search opens each of them once."""
-
-    artifact: OpenedArtifact
-    devices: dict[str, lm.CostModel]
-    domain: SearchDomain | None  # what of the space the devices can cost (nas.domain)
-    predictor: Any = None  # the AccuracyPredictor the config names, checked against artifact
 
 
 class Objective(BaseModel):
@@ -141,49 +119,32 @@ class SearchConfig(BaseModel):
             out[device] = target
         return out
 
-    # What validating the config opened (not part of the config's data): see OpenedFiles.
-    _opened: OpenedFiles | None = PrivateAttr(default=None)
-
-    def __eq__(self, other: object) -> bool:  # the data, not what validating it opened
-        return isinstance(other, SearchConfig) and self.model_dump() == other.model_dump()
-
-    __hash__ = None  # mutable, like every pydantic model
-
-    @property
-    def opened(self) -> OpenedFiles | None:
-        return self._opened
-
-    @opened.setter
-    def opened(self, value: OpenedFiles | None) -> None:
-        self._opened = value
-
     @property
     def metric_names(self) -> list[str]:
         return [o.metric for o in self.objectives]
 
 
-def parse_search_config(raw: Any, source: str = "<config>") -> SearchConfig:
-    """Validate a config mapping: schema, devices, their metrics, options and objectives.
-
-    The device models and the trained file opened to check it stay with the config
-    (`config.opened`), so a search started from it reads neither again."""
+def read_search_config(raw: Any, source: str = "<config>") -> SearchConfig:
+    """The config's schema only: fields, types and ranges, as a new SearchConfig (nothing
+    opened, nothing filled in). `nas.resources.check_search_config` checks the rest."""
     if not isinstance(raw, dict):
         raise SearchConfigError(f"search config {source} must be a YAML mapping")
     try:
-        config = SearchConfig.model_validate(raw)
+        return SearchConfig.model_validate(raw)
     except ValidationError as err:
         raise SearchConfigError(_validation_message(err, source)) from None
-    quality = check_against_devices(config, source)
-    if not config.objectives:  # the first quality metric, and every device's latency
-        metric, goal = next(iter(quality.items()))
-        if config.evaluation == "supernet" and f"{metric}_int8" in measured_quality(
-            config, quality
-        ):  # a target deploys int8: search on quality after quantization
-            metric = f"{metric}_int8"
-        config.objectives = [Objective(metric=metric, goal=goal)] + [
-            Objective(metric=f"{device}.latency_ms", goal="minimize") for device in config.targets
-        ]
-    return config
+
+
+def default_objectives(config: SearchConfig, quality: dict[str, str]) -> list[Objective]:
+    """The objectives of a config that names none: the family's first quality metric (after
+    int8 quantization, where a target deploys int8 and quality is measured), and every
+    device's latency."""
+    metric, goal = next(iter(quality.items()))
+    if config.evaluation == "supernet" and f"{metric}_int8" in measured_quality(config, quality):
+        metric = f"{metric}_int8"
+    return [Objective(metric=metric, goal=goal)] + [
+        Objective(metric=f"{device}.latency_ms", goal="minimize") for device in config.targets
+    ]
 
 
 def int8_targets(config: SearchConfig) -> list[str]:
@@ -210,126 +171,3 @@ def _validation_message(err: ValidationError, source: str) -> str:
     item = problems[0]
     given = "" if item["type"] == "missing" else f", got {short_repr(item.get('input'))}"
     return f"invalid search config {source}: {field_path(item['loc'])}: {item['msg']}{given}"
-
-
-def check_against_devices(config: SearchConfig, source: str) -> dict[str, str]:
-    """Check targets, options and objectives; returns the quality metrics of the checkpoint."""
-    metrics = set(NETWORK_METRICS)
-    devices: dict[str, lm.CostModel] = {}
-    for device, target in config.targets.items():
-        where = f"targets.{device}"
-        try:
-            hw = lm.load_hardware(device)
-        except lm.HardwareError as err:
-            raise SearchConfigError(f"invalid search config {source}: {where}: {err}") from None
-        allowed = list(hw.metrics)
-        for name, value in target.limits.items():
-            if name not in hw.metrics:
-                raise SearchConfigError(
-                    f"invalid search config {source}: {where}.{name}: {device} has no metric "
-                    f"{name!r}; allowed limits: {allowed}, options: batch, "
-                    f"{', '.join(hw.options()) or '(none)'}"
-                )
-            if not math.isfinite(value) or value <= 0:
-                raise SearchConfigError(
-                    f"invalid search config {source}: {where}.{name}: a limit must be > 0 "
-                    f"and finite, got {value}"
-                )
-        for name, value in target.options.items():
-            if name in hw.metrics:  # a limit that is not a number: "8", true, [8]
-                raise SearchConfigError(
-                    f"invalid search config {source}: {where}.{name}: a limit must be a "
-                    f"number, got {value!r} ({type(value).__name__}); write it unquoted, "
-                    f"e.g. {name}: 8"
-                )
-        try:
-            hw.check_options(target.options)
-        except lm.HardwareError as err:
-            raise SearchConfigError(f"invalid search config {source}: {where}: {err}") from None
-        metrics.update(f"{device}.{m}" for m in hw.metrics if m not in NETWORK_METRICS)
-        devices[device] = hw
-    try:  # after the targets: those need no files, so their errors come first
-        opened = open_artifact(config.supernet)
-    except CheckpointError as err:
-        raise SearchConfigError(f"invalid search config {source}: supernet: {err}") from None
-    config.supernet = str(opened.path)  # a run folder stands for its trained file
-    family = opened.family
-    domain = search_domain(opened.space, devices, source)  # refuses targets sharing none
-    metrics.update(family.quality_metrics)
-    for i, objective in enumerate(config.objectives):
-        if objective.metric not in metrics:
-            raise SearchConfigError(
-                f"invalid search config {source}: objectives.{i}.metric: unknown metric "
-                f"{objective.metric!r}; allowed: {sorted(metrics)}"
-            )
-    if not family.predicts_quality and (config.predictor or config.evaluation != "supernet"):
-        raise SearchConfigError(
-            f"invalid search config {source}: evaluation: {config.supernet} is a "
-            f"{family.description}, whose quality no predictor stands in for; each subnet "
-            "is measured with the trained network: set `evaluation: supernet` and no predictor"
-        )
-    if config.evaluation in ("predictor", "predictor+verify") and not config.predictor:
-        raise SearchConfigError(
-            f"invalid search config {source}: predictor: evaluation {config.evaluation!r} "
-            "needs a predictor (fit one with `nas predictor fit`)"
-        )
-    predictor = None
-    if config.predictor:
-        config.predictor = str(_predictor_path(config.predictor, source))
-        predictor = _load_predictor(config.predictor, opened, source)
-    _check_predicted_quality(config, family.quality_metrics, predictor, source)
-    config.opened = OpenedFiles(opened, devices, domain, predictor)
-    return family.quality_metrics
-
-
-def _check_predicted_quality(
-    config: SearchConfig, quality: dict[str, str], predictor: Any, source: str
-) -> None:
-    """A predictor predicts the primary quality metric, and "<primary>_int8" when it holds
-    an int8 drop model (`nas predictor fit --int8-sample N`); any other quality objective
-    needs `evaluation: supernet`."""
-    if config.evaluation == "supernet":
-        return
-    primary = next(iter(quality))
-    predictable = {primary}
-    if predictor is not None and predictor.int8_drop is not None:
-        predictable.add(f"{primary}_int8")
-    for i, objective in enumerate(config.objectives):
-        if objective.metric in quality and objective.metric not in predictable:
-            raise SearchConfigError(
-                f"invalid search config {source}: objectives.{i}.metric: "
-                f"{objective.metric!r} is measured, and this predictor does not predict it: "
-                f"set `evaluation: supernet`; or fit the predictor with `nas predictor fit "
-                f"--int8-sample N`; or search on {primary!r} with `evaluation: "
-                f"predictor+verify` and a target `precision: int8`, which measures it on the "
-                "front"
-            )
-
-
-def _load_predictor(path: str, opened: OpenedArtifact, source: str) -> Any:
-    """The predictor, read once here and kept for the search (config.opened)."""
-    from supernet.mbconv.predictor import load_predictor
-
-    try:
-        return load_predictor(path, opened)
-    except UserError as err:
-        raise SearchConfigError(f"invalid search config {source}: predictor: {err}") from None
-
-
-def _predictor_path(path: str, source: str) -> Path:
-    """The predictor file (a run folder stands for the predictor.pt in it), absolute."""
-    try:
-        resolved = resolve_artifact_path(path, PREDICTOR_FILE_NAMES)
-    except CheckpointError as err:
-        raise SearchConfigError(f"invalid search config {source}: predictor: {err}") from None
-    if not resolved.is_file():
-        raise SearchConfigError(
-            f"invalid search config {source}: predictor: file not found: {resolved} "
-            "(fit one with `nas predictor fit`)"
-        )
-    return resolved.resolve()
-
-
-def load_search_config(path: str | Path, **overrides: Any) -> SearchConfig:
-    raw = read_yaml_mapping(path, SearchConfigError, "search config")
-    return parse_search_config(merge_overrides(raw, overrides), str(path))

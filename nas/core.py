@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from sqlalchemy import func, select
 
 import latency_models as lm
 from nas import export as exports
-from nas.config import NETWORK_METRICS, SearchConfig, load_search_config
+from nas.config import NETWORK_METRICS, SearchConfig
 from nas.domain import search_domain
 from nas.errors import NotFoundError, UserError
 from nas.export import ExportResult, export_candidate
@@ -41,10 +42,13 @@ from nas.pareto import (
     plot_axes,
     plot_file,
 )
+from nas.resources import CheckedSearch, check_search_config, load_search_config
 from nas.search import Outcome, cancel_search, check_resumable, launch_search, resume_search
+from nas.search import record as record_search
 from nas.store import DEFAULT_URL, Predictor, Search, Store, Supernet
 from nas.store.status import SEARCH_UNFINISHED
 from supernet.family import families, family_of_space
+from supernet.io import merge_overrides
 from supernet.mbconv.finetune import FinetuneSettings
 from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
 from supernet.space import get_space
@@ -73,27 +77,68 @@ def open_store(db: Database = None, create: bool = True) -> Store:
     return Store(database_url(db), create=create)
 
 
+def check(
+    config: str | Path | dict[str, Any] | SearchConfig,
+    workers: int | None = None,
+    ray_address: str | None = None,
+) -> CheckedSearch:
+    """Check a search config (a YAML path, a mapping, or a SearchConfig) with the overrides
+    that are not None, opening the files and device models it names (see nas.resources)."""
+    overrides = {"workers": workers, "ray_address": ray_address}
+    if isinstance(config, str | Path):
+        return load_search_config(config, **overrides)
+    raw = config.model_dump(mode="json") if isinstance(config, SearchConfig) else dict(config)
+    return check_search_config(merge_overrides(raw, overrides), "request body")
+
+
+def record(
+    config: str | Path | dict[str, Any] | SearchConfig | CheckedSearch,
+    db: Database = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
+) -> int:
+    """Check a search config and record the search, leased to nobody; returns its id. No
+    evaluator is built and no Ray started: a driver takes the search (`resume`, or the
+    worker a server starts). `workers` and `ray_address` override the config's."""
+    checked = _checked_for(config, db, workers, ray_address)
+    return record_search(checked, _store_for(checked, db))
+
+
 def launch(
-    config: str | Path | SearchConfig,
-    db: str | None = None,
+    config: str | Path | dict[str, Any] | SearchConfig | CheckedSearch,
+    db: Database = None,
     workers: int | None = None,
     ray_address: str | None = None,
     progress: bool = False,
     on_generation: Callable[[Outcome], None] | None = None,
 ) -> Outcome:
-    """Validate a search config (a YAML path, or a config already parsed) and run it."""
-    if not isinstance(config, SearchConfig):
-        config = load_search_config(config, workers=workers, ray_address=ray_address)
-    else:
-        overrides = {"workers": workers, "ray_address": ray_address}
-        for key, value in overrides.items():
-            if value is not None:
-                setattr(config, key, value)
-    configured = config.database if "database" in config.model_fields_set else None
-    config.database = database_url(db, configured)
-    return launch_search(
-        config, Store(config.database), progress=progress, on_generation=on_generation
-    )
+    """Record a search as `record` does, and run it in this process to its end."""
+    checked = _checked_for(config, db, workers, ray_address)
+    store = _store_for(checked, db)
+    return launch_search(checked, store, progress=progress, on_generation=on_generation)
+
+
+def _checked_for(
+    config: str | Path | dict[str, Any] | SearchConfig | CheckedSearch,
+    db: Database,
+    workers: int | None,
+    ray_address: str | None,
+) -> CheckedSearch:
+    """The config checked with the overrides, its `database` the one the rule of
+    `database_url` picks (a Store given as `db`: that store's)."""
+    if not isinstance(config, CheckedSearch):
+        config = check(config, workers, ray_address)
+    elif workers is not None or ray_address is not None:
+        pairs = (("workers", workers), ("ray_address", ray_address))
+        update = {k: v for k, v in pairs if v is not None}
+        config = replace(config, config=config.config.model_copy(update=update))
+    configured = config.config.database if "database" in config.config.model_fields_set else None
+    url = db.url if isinstance(db, Store) else database_url(db, configured)
+    return replace(config, config=config.config.model_copy(update={"database": url}))
+
+
+def _store_for(checked: CheckedSearch, db: Database) -> Store:
+    return db if isinstance(db, Store) else Store(checked.config.database)
 
 
 def resume(

@@ -13,28 +13,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 import latency_models as lm
-from nas.config import NETWORK_METRICS, SearchConfig, measured_quality
-from nas.domain import SearchDomain, search_domain
+from nas.config import NETWORK_METRICS
+from nas.resources import DeviceTarget, SearchResources
 from supernet.family import OpenedArtifact, open_artifact
-from supernet.mbconv.predictor import AccuracyPredictor, load_predictor
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
 
 Metrics = dict[str, float]
-
-
-@dataclass(frozen=True)
-class DeviceTarget:
-    name: str
-    batch: int = 1
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -50,17 +42,13 @@ class EvaluatorSpec:
     quality_metrics: tuple[str, ...] = ()  # what measuring quality measures (config)
 
 
-def device_targets(config: SearchConfig) -> tuple[DeviceTarget, ...]:
-    return tuple(DeviceTarget(name, t.batch, dict(t.options)) for name, t in config.targets.items())
-
-
 class CandidateEvaluator:
     """Evaluates archs: `evaluate(archs, quality="predictor"|"supernet"|None)` -> metrics."""
 
     def __init__(
         self,
         artifact: OpenedArtifact,
-        predictor: AccuracyPredictor | None,
+        predictor: Any,
         devices: Sequence[tuple[DeviceTarget, lm.CostModel]],
         quality_metrics: Sequence[str] = (),
     ) -> None:
@@ -71,13 +59,20 @@ class CandidateEvaluator:
         self.devices = list(devices)
 
     @classmethod
+    def of(cls, resources: SearchResources) -> CandidateEvaluator:
+        """An evaluator over what a search process has already opened."""
+        return cls(
+            resources.artifact, resources.predictor, resources.devices, resources.quality_metrics
+        )
+
+    @classmethod
     def from_spec(cls, spec: EvaluatorSpec) -> CandidateEvaluator:
         """Open every file named by `spec`, refusing any whose hash is not the recorded one."""
         if spec.threads:
             torch.set_num_threads(spec.threads)
         artifact = open_artifact(spec.supernet, spec.supernet_sha256)
         predictor = (
-            load_predictor(spec.predictor, artifact, spec.predictor_sha256)
+            artifact.family.load_predictor(spec.predictor, artifact, spec.predictor_sha256)
             if spec.predictor
             else None
         )
@@ -127,63 +122,15 @@ class CandidateEvaluator:
         return rows
 
 
-@dataclass
-class SearchResources:
-    """The files and models one search process uses, each opened once: the trained file,
-    the predictor and the device models. Ray actors get `spec()` and reopen them."""
-
-    artifact: OpenedArtifact
-    predictor: AccuracyPredictor | None
-    devices: list[tuple[DeviceTarget, lm.CostModel]]
-    # the part of the space every device can cost (None: all of it); see nas.domain
-    domain: SearchDomain | None = None
-    quality_metrics: tuple[str, ...] = ()  # measured with the trained network (config)
-
-    def spec(self, threads: int | None = None) -> EvaluatorSpec:
-        predictor = self.predictor.artifact if self.predictor else None
-        return EvaluatorSpec(
-            str(self.artifact.path),
-            self.artifact.sha256,
-            str(predictor.path) if predictor else None,
-            predictor.sha256 if predictor else None,
-            tuple(d for d, _ in self.devices),
-            threads,
-            self.quality_metrics,
-        )
-
-    def evaluator(self) -> CandidateEvaluator:
-        return CandidateEvaluator(self.artifact, self.predictor, self.devices, self.quality_metrics)
-
-
-def open_resources(
-    config: SearchConfig,
-    supernet_sha256: str | None = None,
-    predictor_sha256: str | None = None,
-) -> SearchResources:
-    """What a search needs, reusing what validating `config` opened; with recorded hashes
-    (a resumed search), refuse files that are not the ones the search was launched with."""
-    opened = config.opened
-    if opened is not None:
-        artifact = opened.artifact
-        artifact.artifact.check_sha256(supernet_sha256, "trained file")
-        hardware = opened.devices
-    else:
-        artifact = open_artifact(config.supernet, supernet_sha256)
-        hardware = {}
-    devices = [
-        (d, hardware.get(d.name) or lm.load_hardware(d.name)) for d in device_targets(config)
-    ]
-    if opened is not None and opened.predictor is not None:
-        predictor = opened.predictor
-        if predictor.artifact is not None:
-            predictor.artifact.check_sha256(predictor_sha256, "predictor")
-    elif config.predictor:
-        predictor = load_predictor(config.predictor, artifact, predictor_sha256)
-    else:
-        predictor = None
-    if opened is not None:
-        domain = opened.domain
-    else:  # a resumed search: its config was validated when it was launched
-        domain = search_domain(artifact.space, {d.name: hw for d, hw in devices})
-    quality = measured_quality(config, artifact.family.quality_metrics)
-    return SearchResources(artifact, predictor, devices, domain, quality)
+def evaluator_spec(resources: SearchResources, threads: int | None = None) -> EvaluatorSpec:
+    """The resources as plain data naming each file with its SHA-256, for Ray actors."""
+    predictor = resources.predictor.artifact if resources.predictor else None
+    return EvaluatorSpec(
+        str(resources.artifact.path),
+        resources.artifact.sha256,
+        str(predictor.path) if predictor else None,
+        predictor.sha256 if predictor else None,
+        tuple(d for d, _ in resources.devices),
+        threads,
+        resources.quality_metrics,
+    )

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import WorkerError
-from nas.evaluation import CandidateEvaluator, EvaluatorSpec, Metrics, SearchResources
+from nas.evaluation import CandidateEvaluator, EvaluatorSpec, Metrics, evaluator_spec
+from nas.resources import SearchResources
 from supernet.mbconv.checkpoint import TrainedSupernet
 from supernet.mbconv.evaluate import EvalResult, SupernetEvaluator
 from supernet.space import Arch
@@ -228,6 +229,6 @@ def make_pool(
 ) -> EvaluatorPool:
     """workers == 0: evaluate in this process; N: N Ray actors (local, or at `address`)."""
     if workers == 0 and not address:
-        return LocalPool(resources.evaluator())
+        return LocalPool(CandidateEvaluator.of(resources))
     # one torch thread per actor: each actor is given one CPU
-    return RayPool(resources.spec(threads=1), max(workers, 1), address)
+    return RayPool(evaluator_spec(resources, threads=1), max(workers, 1), address)

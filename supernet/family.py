@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from supernet.data import Dataset, DatasetConfig, load_dataset
-from supernet.errors import CheckpointError
+from supernet.errors import CheckpointError, ConfigError
 from supernet.io import Artifact, read_artifact
 from supernet.space import Arch, SearchSpace, get_space
 
@@ -97,6 +97,8 @@ class ModelFamily(ABC):
     # Whether an accuracy predictor can stand in for measuring (classifiers); otherwise
     # every candidate is measured with the trained network.
     predicts_quality: bool = False
+    # The predictor file a run folder given as `predictor` stands for (None: no predictor).
+    predictor_file_name: str | None = None
     # Whether its subnets can ship as int8 files: it has labelled images to calibrate the
     # quantization on and to measure the int8 file's quality with (classifiers).
     quantizes_int8: bool = False
@@ -112,6 +114,13 @@ class ModelFamily(ABC):
     @abstractmethod
     def load(self, artifact: Artifact) -> TrainedModel:
         """The trained model held by an artifact of this family's format."""
+
+    def load_predictor(
+        self, path: str | os.PathLike, opened: OpenedArtifact, expected_sha256: str | None = None
+    ) -> Any:
+        """The quality predictor at `path`, refused unless it was fitted on `opened` (and,
+        with `expected_sha256`, unless it is that file). Only where `predicts_quality`."""
+        raise ConfigError(f"a {self.description} has no quality predictor")
 
     def describe_quality(self, card: dict[str, Any]) -> str:
         """One line of the measured quality in an export's model card, for the CLI."""

@@ -95,7 +95,8 @@ def raw_config(tmp_path, tiny_supernet, tiny_predictor):
 
 @pytest.fixture
 def search_config(raw_config):
-    """A factory of the same configs, parsed (SQLite in tmp_path)."""
-    from nas.config import parse_search_config
+    """A factory of the same configs, checked (nas.resources.CheckedSearch: the config and
+    the files and models checking it opened; SQLite in tmp_path)."""
+    from nas.resources import check_search_config
 
-    return lambda **overrides: parse_search_config(raw_config(**overrides), "test")
+    return lambda **overrides: check_search_config(raw_config(**overrides), "test")

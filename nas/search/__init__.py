@@ -14,6 +14,7 @@ from nas.search.lifecycle import (
     check_resumable,
     launch,
     launch_search,
+    record,
     reopen,
     resume_search,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "launch",
     "launch_search",
     "limits_of",
+    "record",
     "reopen",
     "resume_search",
     "violations",

@@ -19,9 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nas.config import SearchConfig
 from nas.errors import SearchError
-from nas.evaluation import open_resources
+from nas.resources import CheckedSearch, check_search_config
 from nas.search import records
 from nas.search.runner import SearchRunner
 from nas.search.state import CANCELLED, CANCELLING, FAILED, Outcome
@@ -58,30 +57,32 @@ def _recorded_path(search_id: int, what: str, option: str, recorded: records.Rec
     return recorded.path
 
 
-def launch(config: SearchConfig, store: Store | None = None, **options: Any) -> SearchRunner:
-    """Record a new search and return its driver (not yet run)."""
-    store = store or Store(config.database)
-    resources = open_resources(config)
-    space = resources.artifact.space
-    if config.space and config.space != space.name:
-        raise SearchError(
-            f"config names space {config.space!r} but supernet {config.supernet} is {space.name!r}"
-        )
-    driver = lease.driver_id()
-    search_id = records.create_search(store, config, resources, driver)
-    log.info("search %d (%s) created in %s", search_id, config.name, store.url)
-    return SearchRunner(store, search_id, config, resources, driver=driver, **options)
+def record(checked: CheckedSearch, store: Store) -> int:
+    """Record a checked search, leased to nobody, and return its id: no evaluator is built
+    and no Ray is started here. A driver then takes it: this process (`launch`), or a
+    worker running `nas search resume ID` (the service's)."""
+    search_id = records.create_search(store, checked.config, checked.resources)
+    log.info("search %d (%s) recorded in %s", search_id, checked.config.name, store.url)
+    return search_id
 
 
-def _resume_paths(
+def launch(checked: CheckedSearch, store: Store | None = None, **options: Any) -> SearchRunner:
+    """Record a new search and take it as its driver in this process, with the resources
+    checking its config opened; returns the driver (not yet run)."""
+    store = store or Store(checked.config.database)
+    search_id = record(checked, store)
+    return reopen(search_id, store, checked=checked, **options)
+
+
+def _resume_config(
     search_id: int,
     store: Store,
-    config: SearchConfig,
+    stored: dict[str, Any],
     supernet: str | os.PathLike | None,
     predictor: str | os.PathLike | None,
-) -> tuple[SearchConfig, str, str | None]:
-    """The config with the files to open (the recorded absolute paths, or the overrides),
-    and the hashes they must have."""
+) -> CheckedSearch:
+    """The stored config checked again, with the files recorded at launch (their absolute
+    paths, or the overrides given), refused unless their SHA-256 is the recorded one."""
     recorded, recorded_predictor = records.recorded_files(store, search_id)
     if predictor is not None and recorded_predictor is None:
         raise SearchError(f"search {search_id} was launched without a predictor; drop --predictor")
@@ -96,9 +97,12 @@ def _resume_paths(
             if predictor
             else _recorded_path(search_id, "predictor", "--predictor", recorded_predictor)
         )
-    config = config.model_copy(update=paths)
-    config.opened = None  # a copy of a config read from SQL: nothing opened yet
-    return config, recorded.sha256, recorded_predictor.sha256 if recorded_predictor else None
+    return check_search_config(
+        {**stored, **paths},
+        f"of search {search_id}",
+        recorded.sha256,
+        recorded_predictor.sha256 if recorded_predictor else None,
+    )
 
 
 def check_resumable(search_id: int, store: Store, force: bool = False) -> None:
@@ -118,23 +122,23 @@ def reopen(
     force: bool = False,
     supernet: str | os.PathLike | None = None,
     predictor: str | os.PathLike | None = None,
+    checked: CheckedSearch | None = None,
     **options: Any,
 ) -> SearchRunner:
     """The driver of an unfinished search, with the files recorded at its launch (or the
-    `supernet` / `predictor` given instead, if their SHA-256 is the recorded one). Nothing is
-    written unless the files check out and the lease is taken."""
+    `supernet` / `predictor` given instead, if their SHA-256 is the recorded one); `checked`:
+    the config as `launch` checked it, whose opened files it recorded. Nothing is written
+    unless the files check out and the lease is taken."""
     with store.session() as s:
         row = _unfinished(s, search_id, store)
         seen, until = row.driver, lease.aware(row.lease_until)
         holder = lease.holder(row)
         expired = until is None or until <= lease.now()
-        config = SearchConfig(**row.config)
+        stored = dict(row.config)
     if holder is not None and not force:
         raise _refuse(search_id, holder, until)
-    config, supernet_sha, predictor_sha = _resume_paths(
-        search_id, store, config, supernet, predictor
-    )
-    resources = open_resources(config, supernet_sha, predictor_sha)  # refuses other files
+    if checked is None:
+        checked = _resume_config(search_id, store, stored, supernet, predictor)
     driver = lease.driver_id()
     # compare-and-set on the driver seen above (and, for an expired lease, on its still
     # being expired), so that of two drivers resuming at once only one gets the search
@@ -146,16 +150,18 @@ def reopen(
             raise _refuse(search_id, row.driver, row.lease_until)
     if holder is not None:
         log.warning("search %d: driver %s took the lease over from %s", search_id, driver, holder)
-    return SearchRunner(store, search_id, config, resources, driver=driver, **options)
+    return SearchRunner(
+        store, search_id, checked.config, checked.resources, driver=driver, **options
+    )
 
 
 def _split(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: kwargs.pop(k) for k in RUNNER_OPTIONS if k in kwargs}
 
 
-def launch_search(config: SearchConfig, store: Store | None = None, **kwargs: Any) -> Outcome:
+def launch_search(checked: CheckedSearch, store: Store | None = None, **kwargs: Any) -> Outcome:
     options = _split(kwargs)
-    return launch(config, store, **options).run(**kwargs)
+    return launch(checked, store, **options).run(**kwargs)
 
 
 def resume_search(

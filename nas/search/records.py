@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nas.config import SearchConfig, join_metric, split_metric
-from nas.evaluation import SearchResources
+from nas.resources import SearchResources
 from nas.search.state import Metrics, Outcome, SearchState
 from nas.store import MEASURED_SUFFIX, Candidate, Metric, Predictor, Search, Store, Supernet, lease
 from nas.store.lease import now
@@ -82,9 +82,8 @@ def register_artifacts(store: Store, resources: SearchResources) -> tuple[int, i
     return supernet_id, predictor_id
 
 
-def create_search(
-    store: Store, config: SearchConfig, resources: SearchResources, driver: str
-) -> int:
+def create_search(store: Store, config: SearchConfig, resources: SearchResources) -> int:
+    """The search's row, leased to nobody (the driver that takes it sets its own id)."""
     supernet_id, predictor_id = register_artifacts(store, resources)
     with store.session() as s:
         row = Search(
@@ -95,8 +94,8 @@ def create_search(
             supernet_id=supernet_id,
             predictor_id=predictor_id,
             generations_total=config.algorithm.generations,
-            driver=driver,
-            lease_until=lease.expiry(),
+            driver="",
+            lease_until=None,
         )
         s.add(row)
         s.flush()

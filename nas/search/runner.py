@@ -28,8 +28,8 @@ from optuna.distributions import CategoricalDistribution
 
 from nas.config import SearchConfig
 from nas.errors import LeaseLost
-from nas.evaluation import SearchResources
 from nas.pareto import pareto_front
+from nas.resources import SearchResources
 from nas.search import records
 from nas.search.progress import SearchProgress
 from nas.search.sampler import GenerationSampler, new_study, study_seed
@@ -84,14 +84,18 @@ class SearchRunner:
         self.objectives = config.objectives
         # "supernet": measured with the trained network (for a GAN: its generator)
         self.quality_source = "supernet" if config.evaluation == "supernet" else "predictor"
+        # the evaluators: given, or built when the search runs (`run`), in this process:
+        # a pool of Ray actors starts Ray only where the search is evaluated
         self._own_pool = pool is None
-        self.pool = pool or make_pool(resources, config.workers, config.ray_address)
+        self.pool: EvaluatorPool | None = pool
         self.progress, self.on_generation = progress, on_generation
         self.state = SearchState(self.limits, self.objectives)
 
     def run(self, stop_after_generations: int | None = None) -> Outcome:
         lost = False
         try:
+            if self.pool is None:
+                self.pool = make_pool(self.resources, self.config.workers, self.config.ray_address)
             what = f"search {self.search_id}"
             renew = partial(lease.renew, self.store, Search, self.search_id, self.driver, what)
             renew()
@@ -109,8 +113,9 @@ class SearchRunner:
                     lost = True
             raise
         finally:
-            if self._own_pool:
+            if self._own_pool and self.pool is not None:
                 self.pool.close()
+                self.pool = None
             if not lost:
                 try:
                     lease.release(self.store, Search, self.search_id, self.driver)

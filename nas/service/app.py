@@ -33,7 +33,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import latency_models as lm
 from nas import __version__, core
-from nas.config import parse_search_config
 from nas.errors import NotFoundError, SearchError, UserError
 from nas.pareto import FrontCache, to_csv, to_json
 from nas.service.jobs import JobRunner
@@ -72,7 +71,7 @@ def create_app(
     supervise: bool = True,
 ) -> FastAPI:
     """The app for one database. `supervise` starts the job runner with the app."""
-    jobs = JobRunner(store, data_dir, ray_address)
+    jobs = JobRunner(store, data_dir)
     db = store  # every core call reuses the server's connections
     fronts = FrontCache()  # recent fronts, while their search's rows are unchanged
 
@@ -163,8 +162,12 @@ def create_app(
 
     @app.post("/searches", status_code=201, dependencies=[Depends(require_token)])
     async def create_search(request: Request) -> dict[str, Any]:
-        config = parse_search_config(await _config_body(request), "request body")
-        search_id = jobs.launch(config)
+        raw = await _config_body(request)
+        # the server's Ray cluster, unless the config names its own
+        ray = None if raw.get("ray_address") else ray_address
+        # checking reads the trained file: off the event loop, so other requests go on
+        search_id = await asyncio.to_thread(core.record, raw, db, None, ray)
+        jobs.start_worker(search_id)  # the worker takes the lease and builds the evaluators
         return {"id": search_id, **core.get_search(search_id, db)}
 
     @app.get("/searches", dependencies=[Depends(read_access)])

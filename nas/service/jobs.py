@@ -1,10 +1,12 @@
 """The server's job runner: every search and export runs in a worker process it supervises.
 
-A request handler never runs a search. `launch` records the search (validated with the same
-config model as the CLI), lets go of its lease, and starts a worker process that runs
-`nas search resume ID`, which takes the lease itself. The supervisor looks at the database
-every few seconds: a search that is `running` or `cancelling` but whose lease has expired (its
-driver died, or the server restarted) is given a new worker. The lease in the search's row
+A request handler never runs a search: it records it (`nas.core.record`, the CLI's own
+path: checked, stored, leased to nobody; no evaluator, no Ray), and `start_worker` starts a
+worker process that runs `nas search resume ID`, which takes the lease and builds the
+evaluators (a pool of Ray actors, where the search asks for one) in its own process. The
+supervisor looks at the database every few seconds: a search that is `running` or
+`cancelling` but whose lease nobody holds (its driver died, the server restarted, or no
+worker has taken it yet) is given a new worker. The lease in the search's row
 keeps two servers sharing one database from running the same search twice: a second worker
 is refused while the first one's lease is fresh. An export is a job the same way: queued in
 SQL, run by `nas export-job ID`, which takes the export row's lease.
@@ -22,8 +24,6 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from nas.config import SearchConfig
-from nas.search import launch
 from nas.store import Export, Search, Store, lease
 from nas.store.status import EXPORT_UNFINISHED, SEARCH_UNFINISHED
 
@@ -37,10 +37,9 @@ class JobRunner:
         self,
         store: Store,
         data_dir: Path,
-        ray_address: str | None = None,
         poll_seconds: float = 5.0,
     ) -> None:
-        self.store, self.data_dir, self.ray_address = store, data_dir, ray_address
+        self.store, self.data_dir = store, data_dir
         self.poll_seconds = poll_seconds
         self.workers: dict[tuple[str, int], subprocess.Popen] = {}  # ("search", id), ("export", id)
         self._lock = threading.Lock()
@@ -48,17 +47,6 @@ class JobRunner:
         self._thread: threading.Thread | None = None
 
     # ----- searches ---------------------------------------------------------------------------
-
-    def launch(self, config: SearchConfig) -> int:
-        """Record a validated search and start its worker; returns its id."""
-        config.database = self.store.url
-        if self.ray_address and not config.ray_address:
-            config.ray_address = self.ray_address
-        runner = launch(config, self.store, progress=False)
-        search_id = runner.search_id
-        lease.release(self.store, Search, search_id, runner.driver)  # the worker takes it
-        self.start_worker(search_id)
-        return search_id
 
     def start_worker(self, search_id: int, force: bool = False) -> None:
         """A worker running `nas search resume ID` (unless one of this server runs it)."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from torch import nn
 
-from supernet.family import ModelFamily, TrainedModel, register_family
+from supernet.family import ModelFamily, OpenedArtifact, TrainedModel, register_family
 from supernet.io import Artifact
 from supernet.mbconv.space import MBConvSpace
 from supernet.space import SearchSpace
@@ -23,6 +24,7 @@ class ClassifierFamily(ModelFamily):
     # TrainedSupernet.measure_quality)
     quality_metrics = {"top1": "maximize", "top1_int8": "maximize"}  # noqa: RUF012
     predicts_quality = True
+    predictor_file_name = "predictor.pt"
     quantizes_int8 = True
 
     def handles(self, space: SearchSpace) -> bool:
@@ -37,6 +39,13 @@ class ClassifierFamily(ModelFamily):
         from supernet.mbconv.checkpoint import supernet_from_artifact
 
         return supernet_from_artifact(artifact)
+
+    def load_predictor(
+        self, path: str | os.PathLike, opened: OpenedArtifact, expected_sha256: str | None = None
+    ) -> Any:
+        from supernet.mbconv.predictor import load_predictor
+
+        return load_predictor(path, opened, expected_sha256)
 
     def describe_quality(self, card: dict[str, Any]) -> str:
         top1 = card["accuracy"]["measured_top1"]

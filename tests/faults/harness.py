@@ -556,12 +556,12 @@ def _show(value: Any) -> str:
 
 
 def fuzz_configs(base: dict[str, Any], n: int, seed: int) -> FuzzReport:
-    from nas.config import parse_search_config
+    from nas.resources import check_search_config
 
     rng = random.Random(seed)
     report = FuzzReport()
     for _ in range(n):
-        report.note(lambda raw: parse_search_config(raw, "fuzz"), mutate_config(base, rng))
+        report.note(lambda raw: check_search_config(raw, "fuzz"), mutate_config(base, rng))
     return report
 
 

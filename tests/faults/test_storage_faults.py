@@ -68,13 +68,13 @@ def read_only(db: Path):
 def test_read_only_database(search_config, tmp_path):
     config = search_config(algorithm={"population": POP, "generations": 4, "seed": 0})
     db = tmp_path / "nas.db"
-    store = Store(config.database)
+    store = Store(config.config.database)
     partial = launch_search(config, store, progress=False, stop_after_generations=2)
     store.dispose()
     cfg = tmp_path / "cfg" / "search.yaml"  # outside the read-only folder
     cfg.parent.mkdir()
-    cfg.write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    url = config.database
+    cfg.write_text(yaml.safe_dump(config.config.model_dump(mode="json")))
+    url = config.config.database
     with read_only(db):
         with pytest.raises(UserError) as err:
             core.resume(partial.search_id, url, force=True)
@@ -146,7 +146,7 @@ class DiskFull:
 @pytest.mark.parametrize("persistent", [False, True], ids=["one-commit", "full-for-good"])
 def test_disk_full_in_a_generation(search_config, monkeypatch, persistent):
     config = search_config(algorithm={"population": POP, "generations": 6, "seed": 1})
-    store = Store(config.database)
+    store = Store(config.config.database)
     full = DiskFull(monkeypatch, fail_at=3, persistent=persistent, engine=store.engine)
     with pytest.raises(Exception) as err:
         launch_search(config, store, progress=False)
@@ -160,7 +160,7 @@ def test_disk_full_in_a_generation(search_config, monkeypatch, persistent):
     assert state.generations_done == 2  # the third generation's transaction was rolled back
     if not persistent:  # the driver could still record why it stopped
         assert state.status == FAILED
-        outcome = core.get_search(search_id, config.database)
+        outcome = core.get_search(search_id, config.config.database)
         assert "disk is full" in outcome["message"]
     # space freed: the search resumes from its whole generations, with nothing duplicated
     outcome = resume_search(search_id, store, force=True, progress=False)
@@ -173,9 +173,9 @@ def test_disk_full_in_a_generation(search_config, monkeypatch, persistent):
 @pytest.mark.parametrize("persistent", [False, True], ids=["one-commit", "full-for-good"])
 def test_disk_full_through_the_cli(search_config, tmp_path, monkeypatch, persistent):
     config = search_config(algorithm={"population": POP, "generations": 6, "seed": 1})
-    Store(config.database).dispose()  # migrated before the disk fills
+    Store(config.config.database).dispose()  # migrated before the disk fills
     path = tmp_path / "search.yaml"
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    path.write_text(yaml.safe_dump(config.config.model_dump(mode="json")))
     full = DiskFull(monkeypatch, fail_at=2, persistent=persistent)
     try:
         result = CliRunner().invoke(app, ["search", "launch", str(path), "--no-progress"])
@@ -183,7 +183,7 @@ def test_disk_full_through_the_cli(search_config, tmp_path, monkeypatch, persist
         full.remove()
     monkeypatch.undo()
     assert full.failures >= 1
-    state = stored(Store(config.database), 1)
+    state = stored(Store(config.config.database), 1)
     assert state.generations_done == 1 and not problems_of(state, POP)
     output = result.output + (repr(result.exception) if result.exception else "")
     assert "disk is full" in output, output

@@ -24,8 +24,8 @@ def last_json(result):
 def test_launch_list_show_pareto_export(search_config, tmp_path):
     config = search_config()
     path = tmp_path / "search.yaml"
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    db = config.database
+    path.write_text(yaml.safe_dump(config.config.model_dump(mode="json")))
+    db = config.config.database
 
     launched = run("search", "launch", path, "--json")
     assert launched.exit_code == 0, launched.output
@@ -178,8 +178,8 @@ def test_a_run_folder_as_supernet_and_markup_in_the_name(search_config, tiny_sup
 def test_pareto_input_errors_and_the_plot_path(search_config, tmp_path):
     config = search_config()
     path = tmp_path / "search.yaml"
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    db = config.database
+    path.write_text(yaml.safe_dump(config.config.model_dump(mode="json")))
+    db = config.config.database
     launched = run("search", "launch", path, "--json", "--no-progress")
     assert launched.exit_code == 0, launched.output
     search_id = last_json(launched)["search_id"]

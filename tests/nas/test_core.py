@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import supernet.io
 from nas import core
 from nas.cli import app
-from nas.evaluation import CandidateEvaluator, open_resources
+from nas.evaluation import CandidateEvaluator, evaluator_spec
 from nas.search import launch_search, resume_search
 from nas.store import Store
 from supernet.errors import CheckpointError
@@ -76,7 +76,7 @@ def _stopped_search_on_a_copy(search_config, tiny_supernet, tmp_path):
         predictor=str(own / "predictor.pt"),
         algorithm={"population": 4, "generations": 3},
     )
-    store = Store(config.database)
+    store = Store(config.config.database)
     return (
         own,
         config,
@@ -92,7 +92,7 @@ def test_a_search_reads_and_hashes_each_file_once(search_config, file_reads, eva
     config = search_config(
         evaluation=evaluation, algorithm={"population": 4, "generations": 2}, **extra
     )
-    outcome = launch_search(config, Store(config.database), progress=False)
+    outcome = launch_search(config, Store(config.config.database), progress=False)
     assert outcome.status == "completed"
     assert reads["supernet.pt"] == 1 and hashes["supernet.pt"] == 1
     files = 2 if evaluation == "predictor" else 1
@@ -102,7 +102,7 @@ def test_a_search_reads_and_hashes_each_file_once(search_config, file_reads, eva
 
 
 def test_an_evaluator_refuses_a_file_other_than_the_recorded_one(search_config, tmp_path):
-    spec = open_resources(search_config()).spec()
+    spec = evaluator_spec(search_config().resources)
     CandidateEvaluator.from_spec(spec)  # the recorded file: accepted
     replaced = tmp_path / "supernet.pt"
     _retrained(spec.supernet, replaced)
@@ -130,7 +130,7 @@ def test_database_rule(monkeypatch):
 
 def test_launch_honours_the_database_variable(search_config, tmp_path, monkeypatch):
     config = search_config()
-    raw = config.model_dump(mode="json")
+    raw = config.config.model_dump(mode="json")
     del raw["database"]  # as in a config that does not name one
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -169,7 +169,7 @@ def test_resume_uses_the_recorded_files_from_another_directory(
         predictor="run/predictor.pt",
         algorithm={"population": 4, "generations": 3},
     )
-    store = Store(config.database)
+    store = Store(config.config.database)
     partial = launch_search(config, store, progress=False, stop_after_generations=1)
     with store.session() as s:
         from nas.store import Search
@@ -180,13 +180,13 @@ def test_resume_uses_the_recorded_files_from_another_directory(
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # run/supernet.pt does not resolve from here
-    outcome = core.resume(partial.search_id, config.database)
+    outcome = core.resume(partial.search_id, config.config.database)
     assert outcome.status == "completed" and outcome.candidates == 12
 
 
 def test_resume_refuses_other_files_and_writes_nothing(search_config, tiny_supernet, tmp_path):
     own, config, store, partial = _stopped_search_on_a_copy(search_config, tiny_supernet, tmp_path)
-    search_id, db = partial.search_id, config.database
+    search_id, db = partial.search_id, config.config.database
     before = _search_row(store, search_id)
     recorded = supernet.io.file_sha256(own / "supernet.pt")
     moved = tmp_path / "moved"
@@ -236,12 +236,12 @@ def test_resume_says_when_the_recorded_file_is_gone(search_config, tiny_supernet
         predictor=None,
         algorithm={"population": 4, "generations": 2},
     )
-    store = Store(config.database)
+    store = Store(config.config.database)
     partial = launch_search(config, store, progress=False, stop_after_generations=1)
     (own / "supernet.pt").unlink()
     from nas.errors import SearchError
 
     with pytest.raises(SearchError, match=r"is not there; pass --supernet PATH"):
-        core.resume(partial.search_id, config.database)
+        core.resume(partial.search_id, config.config.database)
     with pytest.raises(SearchError, match="launched without a predictor"):
-        core.resume(partial.search_id, config.database, predictor=tiny_supernet.path)
+        core.resume(partial.search_id, config.config.database, predictor=tiny_supernet.path)

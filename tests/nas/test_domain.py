@@ -10,10 +10,10 @@ import pytest
 import latency_models as lm
 import supernet
 from nas import core
-from nas.config import parse_search_config
 from nas.domain import search_domain
 from nas.errors import SearchConfigError
 from nas.pareto import load_candidates
+from nas.resources import check_search_config
 from nas.search import launch_search
 from nas.store import Store
 from supernet.data import DatasetConfig
@@ -65,7 +65,7 @@ def ofa_files(tmp_path_factory):
 def test_a_note10_search_runs_on_the_tables_domain(ofa_files, tmp_path):
     supernet_path, predictor_path = ofa_files
     db = f"sqlite:///{tmp_path / 'nas.db'}"
-    config = parse_search_config(
+    config = check_search_config(
         {
             "supernet": str(supernet_path),
             "predictor": str(predictor_path),

@@ -17,7 +17,7 @@ from supernet.mbconv.checkpoint import TrainedSupernet
 @pytest.fixture
 def searched(search_config):
     config = search_config(algorithm={"population": 8, "generations": 2, "seed": 4})
-    store = Store(config.database)
+    store = Store(config.config.database)
     outcome = launch_search(config, store, progress=False)
     return store, outcome.search_id, pareto_front(store, outcome.search_id).front[0].trial
 

@@ -28,7 +28,7 @@ def counted(monkeypatch):
 
 def test_a_front_is_kept_until_its_search_changes(search_config, counted):
     config = search_config()
-    store = Store(config.database)
+    store = Store(config.config.database)
     runner = launch(config, store, progress=False)
     runner.run(stop_after_generations=1)
     lease.release(store, Search, runner.search_id, runner.driver)
@@ -56,7 +56,7 @@ def test_a_front_is_kept_until_its_search_changes(search_config, counted):
 
 def test_concurrent_requests_for_one_front_compute_it_once(search_config, counted):
     config = search_config()
-    store = Store(config.database)
+    store = Store(config.config.database)
     search_id = launch(config, store, progress=False).run().search_id
     cache = FrontCache()
     fronts, start = [], threading.Barrier(8)

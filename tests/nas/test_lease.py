@@ -37,7 +37,7 @@ def row_of(store: Store, search_id: int) -> Search:
 
 def test_second_driver_is_refused_and_force_stops_the_first(search_config):
     config = search_config(algorithm={"population": 8, "generations": 5, "seed": 2})
-    store = Store(config.database)
+    store = Store(config.config.database)
     second = {}
 
     def take_over_after_two(outcome):
@@ -67,7 +67,7 @@ def test_second_driver_is_refused_and_force_stops_the_first(search_config):
 
 def _stopped_search(search_config, **algorithm):
     config = search_config(algorithm={"population": 4, "generations": 3, **algorithm})
-    store = Store(config.database)
+    store = Store(config.config.database)
     runner = launch(config, store, progress=False)
     partial = runner.run(stop_after_generations=1)
     return store, partial.search_id
@@ -101,7 +101,7 @@ def test_a_dead_driver_on_this_host_holds_nothing(search_config):
 def test_the_heartbeat_renews_the_lease_during_a_long_generation(search_config, monkeypatch):
     monkeypatch.setenv(lease.LEASE_ENV, "0.4")
     config = search_config(algorithm={"population": 4, "generations": 2})
-    store = Store(config.database)
+    store = Store(config.config.database)
     fresh = []
 
     def slow(outcome):
@@ -119,7 +119,7 @@ def test_the_heartbeat_renews_the_lease_during_a_long_generation(search_config, 
 def test_force_takes_over_a_driver_in_another_process(search_config, tmp_path):
     config = search_config(algorithm={"population": 8, "generations": 400, "seed": 5})
     path = tmp_path / "search.yaml"
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    path.write_text(yaml.safe_dump(config.config.model_dump(mode="json")))
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     proc = subprocess.Popen(
         [sys.executable, "-m", "nas", "search", "launch", str(path), "--no-progress"],
@@ -127,7 +127,7 @@ def test_force_takes_over_a_driver_in_another_process(search_config, tmp_path):
         stderr=subprocess.PIPE,
         env=env,
     )
-    store = Store(config.database)
+    store = Store(config.config.database)
     deadline, done = time.time() + 120, 0
     while time.time() < deadline and done < 2:
         time.sleep(0.2)

@@ -30,7 +30,7 @@ from nas.store import Export, Store
 @pytest.fixture
 def finished(search_config):
     config = search_config(algorithm={"population": 16, "generations": 4, "seed": 2})
-    store = Store(config.database)
+    store = Store(config.config.database)
     outcome = launch_search(config, store, progress=False)
     return store, outcome.search_id, config
 

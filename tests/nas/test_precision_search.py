@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import select
 
 from nas import core
-from nas.config import parse_search_config
 from nas.errors import SearchConfigError
 from nas.export import default_formats
 from nas.pareto import load_candidates
+from nas.resources import check_search_config
 from nas.search import launch_search
 from nas.store import Metric, Store
 from supernet.mbconv.family import CLASSIFIER
@@ -28,21 +28,21 @@ def test_an_mcu_runs_int8_only_and_measured_metrics_are_not_predicted(raw_config
     raw = raw_config()
     raw["targets"]["stm32f746"]["precision"] = "fp32"
     with pytest.raises(SearchConfigError, match=r"targets\.stm32f746.*'precision'.*allowed: int8"):
-        parse_search_config(raw, "t")
+        check_search_config(raw, "t")
     raw = int8_mcu(raw_config, objectives=[{"metric": "top1_int8", "goal": "maximize"}])
     with pytest.raises(SearchConfigError, match="'top1_int8' is measured, and this predictor"):
-        parse_search_config(raw, "t")
+        check_search_config(raw, "t")
     # predictor evaluation keeps its (predicted) top1 objective; the supernet measures int8
-    assert parse_search_config(int8_mcu(raw_config), "t").metric_names[0] == "top1"
-    measured = parse_search_config(int8_mcu(raw_config, evaluation="supernet"), "t")
-    assert measured.metric_names[0] == "top1_int8"
+    assert check_search_config(int8_mcu(raw_config), "t").config.metric_names[0] == "top1"
+    measured = check_search_config(int8_mcu(raw_config, evaluation="supernet"), "t")
+    assert measured.config.metric_names[0] == "top1_int8"
 
 
 def test_a_search_for_an_int8_target_measures_quality_after_quantization(raw_config):
     raw = int8_mcu(raw_config, evaluation="supernet", predictor=None)
     raw["algorithm"] = {"population": 4, "generations": 1, "seed": 0}
-    config = parse_search_config(raw, "t")
-    store = Store(config.database)
+    config = check_search_config(raw, "t")
+    store = Store(config.config.database)
     outcome = launch_search(config, store, progress=False)
     rows = load_candidates(store, outcome.search_id)
     assert rows and all({"top1", "top1_int8"} <= set(r.metrics) for r in rows)
@@ -56,20 +56,20 @@ def test_a_search_for_an_int8_target_measures_quality_after_quantization(raw_con
 def test_export_writes_the_16_bit_file_each_gpu_target_was_costed_at(raw_config):
     raw = raw_config()
     raw["targets"]["a100-sxm4-40gb"] = {"latency_ms": 2, "batch": 64, "precision": "bf16"}
-    formats, _ = default_formats(parse_search_config(raw, "t"), CLASSIFIER)
+    formats, _ = default_formats(check_search_config(raw, "t").config, CLASSIFIER)
     assert {"onnx_int8", "onnx_fp16", "onnx_bf16"} <= set(formats)
     raw["targets"]["h100-sxm"]["precision"] = "fp32"
     del raw["targets"]["a100-sxm4-40gb"]
     assert not {"onnx_fp16", "onnx_bf16"} & set(
-        default_formats(parse_search_config(raw, "t"), CLASSIFIER)[0]
+        default_formats(check_search_config(raw, "t").config, CLASSIFIER)[0]
     )
 
 
 def test_predictor_verify_measures_int8_quality_on_the_front(raw_config):
     raw = int8_mcu(raw_config, evaluation="predictor+verify")
     raw["algorithm"] = {"population": 4, "generations": 1, "seed": 0}
-    config = parse_search_config(raw, "t")
-    store = Store(config.database)
+    config = check_search_config(raw, "t")
+    store = Store(config.config.database)
     outcome = launch_search(config, store, progress=False)
     with store.session() as s:
         names = set(s.scalars(select(Metric.name).where(Metric.device == "")))
@@ -103,8 +103,8 @@ def test_a_predictor_with_an_int8_drop_model_predicts_top1_int8(
     objectives = [{"metric": "top1_int8", "goal": "maximize"}]
     raw = int8_mcu(raw_config, predictor=str(out), objectives=objectives)
     raw["algorithm"] = {"population": 4, "generations": 1, "seed": 0}
-    config = parse_search_config(raw, "t")
-    store = Store(config.database)
+    config = check_search_config(raw, "t")
+    store = Store(config.config.database)
     outcome = launch_search(config, store, progress=False)
     rows = load_candidates(store, outcome.search_id)
     archs = [r.arch for r in rows]

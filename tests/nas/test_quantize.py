@@ -43,7 +43,7 @@ def trained(tmp_path_factory):
         phases=[{"name": "largest", "epochs": 2, "lr": 0.1, "warmup_epochs": 0}],
     )
     supernet = load_supernet(train_supernet(config, progress=False).path)
-    from nas.config import parse_search_config
+    from nas.resources import check_search_config
 
     raw = {
         "name": "int8",
@@ -56,8 +56,8 @@ def trained(tmp_path_factory):
         "evaluation": "supernet",
         "database": f"sqlite:///{out / 'nas.db'}",
     }
-    search = parse_search_config(raw, "test")
-    store = Store(search.database)
+    search = check_search_config(raw, "test")
+    store = Store(search.config.database)
     outcome = launch_search(search, store, progress=False)
     return supernet, store, outcome.search_id, out
 

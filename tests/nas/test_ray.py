@@ -8,7 +8,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from nas.evaluation import open_resources
+from nas.evaluation import evaluator_spec
 from nas.search import COMPLETED, launch_search
 from nas.store import Store
 from nas.workers import LocalPool, RayPool
@@ -41,7 +41,7 @@ def _rows(store, search_id):
 
 def test_search_on_two_actors_matches_in_process(local_ray, search_config, tmp_path):
     config = search_config(workers=2)
-    store = Store(config.database)
+    store = Store(config.config.database)
     on_ray = launch_search(config, store, progress=False)
     local = launch_search(search_config(workers=0), store, progress=False)
     assert on_ray.status == COMPLETED
@@ -50,8 +50,8 @@ def test_search_on_two_actors_matches_in_process(local_ray, search_config, tmp_p
 
 def test_dead_actor_work_is_retried(local_ray, search_config):
     config = search_config()
-    resources = open_resources(config)
-    spec = resources.spec(threads=1)
+    resources = config.resources
+    spec = evaluator_spec(resources, threads=1)
     local = LocalPool(resources.evaluator())
     archs = [local.evaluator.space.sample(np.random.default_rng(i)) for i in range(12)]
     expected = local.evaluate(archs)
@@ -76,12 +76,14 @@ def test_two_node_cluster_runs_a_search(local_ray, search_config, tmp_path):
     cluster.add_node(num_cpus=1)
     try:
         config = search_config(workers=2, ray_address=cluster.address)
-        spec = open_resources(config).spec(threads=1)
+        spec = evaluator_spec(config.resources, threads=1)
         pool = RayPool(spec, workers=2, address=cluster.address)
         try:
             nodes = {node for node, _ in pool.locations()}
             assert len(nodes) == 2  # one CPU per node: the actors are on different machines
-            outcome = launch_search(config, Store(config.database), pool=pool, progress=False)
+            outcome = launch_search(
+                config, Store(config.config.database), pool=pool, progress=False
+            )
             assert outcome.status == COMPLETED and outcome.candidates == 24
         finally:
             pool.close()
@@ -106,7 +108,7 @@ def served_on_the_cluster(address: str, search_config, tmp_path) -> None:
     from nas.service.app import create_app
 
     config = search_config(database=f"sqlite:///{tmp_path / 'served.db'}")
-    store = Store(config.database)
+    store = Store(config.config.database)
     app = create_app(store, tmp_path / "service", "token", ray_address=address, supervise=False)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
@@ -114,7 +116,7 @@ def served_on_the_cluster(address: str, search_config, tmp_path) -> None:
     auth = {"Authorization": "Bearer token"}
     try:
         with TestClient(app) as client:
-            raw = config.model_dump(mode="json")
+            raw = config.config.model_dump(mode="json")
             search_id = client.post("/searches", json=raw, headers=auth).json()["id"]
             assert app.state.jobs.worker("search", search_id).wait(timeout=180) == 0
             info = client.get(f"/searches/{search_id}").json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import subprocess
@@ -13,9 +14,10 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from nas.config import parse_search_config
 from nas.errors import NotFoundError, SearchConfigError, SearchError
+from nas.evaluation import CandidateEvaluator
 from nas.pareto import load_candidates
+from nas.resources import check_search_config
 from nas.search import (
     CANCELLED,
     COMPLETED,
@@ -97,14 +99,15 @@ def test_one_problem_is_one_line(search_config):
 
 def test_run_folders_stand_for_their_files(search_config, tiny_supernet, tiny_predictor):
     folder = tiny_supernet.path.parent
-    config = search_config(supernet=str(folder), predictor=str(folder))
+    checked = search_config(supernet=str(folder), predictor=str(folder))
+    config = checked.config
     assert config.supernet == str(tiny_supernet.path.resolve())
     assert config.predictor == str(type(folder)(tiny_predictor).resolve())
-    assert config.opened.artifact.sha256 == tiny_supernet.sha256
-    again = parse_search_config(config.model_dump(mode="json"), "stored")  # what resume reads
+    assert checked.resources.artifact.sha256 == tiny_supernet.sha256
+    again = check_search_config(config.model_dump(mode="json"), "stored").config  # as resumed
     assert again.supernet == config.supernet and again.predictor == config.predictor
     store = Store(config.database)
-    outcome = launch_search(config, store, progress=False)
+    outcome = launch_search(checked, store, progress=False)
     assert outcome.status == COMPLETED
 
 
@@ -119,8 +122,11 @@ def test_a_folder_without_the_trained_file_is_refused(search_config, tmp_path):
         search_config(predictor=str(tmp_path / "nope.pt"))
 
 
-def test_default_objectives_and_target_fields(search_config):
-    config = search_config(objectives=[])
+def test_default_objectives_and_target_fields(raw_config):
+    raw = raw_config(objectives=[])
+    given = copy.deepcopy(raw)
+    config = check_search_config(raw, "test").config
+    assert raw == given  # checking returns a new config: what it was given is left as it was
     assert [o.metric for o in config.objectives] == [
         "top1",
         "stm32f746.latency_ms",
@@ -135,9 +141,10 @@ def test_default_objectives_and_target_fields(search_config):
 
 
 def test_search_stores_every_generation(search_config):
-    config = search_config()
+    checked = search_config()
+    config = checked.config
     store = Store(config.database)
-    outcome = launch_search(config, store, progress=False)
+    outcome = launch_search(checked, store, progress=False)
     assert outcome.status == COMPLETED and outcome.generations_done == 3
     rows = candidates(store, outcome.search_id)
     assert sorted(c.trial for c in rows) == list(range(24))
@@ -166,11 +173,9 @@ def test_repeated_archs_are_evaluated_once(search_config):
     config = search_config(
         algorithm={"population": 8, "generations": 6, "seed": 1, "mutation_prob": 0.0}
     )
-    from nas.evaluation import open_resources
-
-    pool = CountingPool(open_resources(config).evaluator())
-    outcome = launch_search(config, Store(config.database), pool=pool, progress=False)
-    distinct = {c.arch_id for c in candidates(Store(config.database), outcome.search_id)}
+    pool = CountingPool(CandidateEvaluator.of(config.resources))
+    outcome = launch_search(config, Store(config.config.database), pool=pool, progress=False)
+    distinct = {c.arch_id for c in candidates(Store(config.config.database), outcome.search_id)}
     # the precheck evaluates the smallest subnet once; every distinct arch exactly once more
     assert sum(pool.calls) - 1 == len(distinct) == outcome.evaluations
     assert outcome.evaluations < outcome.candidates  # crossover without mutation repeats archs
@@ -178,20 +183,17 @@ def test_repeated_archs_are_evaluated_once(search_config):
 
 def test_limit_the_smallest_subnet_exceeds_ends_at_once(search_config):
     config = search_config(targets={"stm32f746": {"flash_kb": 1.0}})
-    outcome = launch_search(config, Store(config.database), progress=False)
+    outcome = launch_search(config, Store(config.config.database), progress=False)
     assert outcome.status == INFEASIBLE and outcome.generations_done == 0
     assert "stm32f746.flash_kb" in outcome.message and "limit 1" in outcome.message
 
 
 def test_search_without_feasible_candidate_names_tightest_limit(search_config):
-    base = search_config()
-    from nas.evaluation import open_resources
-
-    evaluator = open_resources(base).evaluator()
+    evaluator = CandidateEvaluator.of(search_config().resources)
     (smallest,) = evaluator.costs([evaluator.space.smallest()])
     limit = smallest["stm32f746.latency_ms"] * 1.0001  # met only by (nearly) the smallest
     config = search_config(targets={"stm32f746": {"latency_ms": limit, "flash_kb": 900}})
-    outcome = launch_search(config, Store(config.database), progress=False)
+    outcome = launch_search(config, Store(config.config.database), progress=False)
     assert outcome.status == INFEASIBLE and outcome.generations_done == 3
     assert "tightest limit stm32f746.latency_ms" in outcome.message
     assert "best value seen" in outcome.message
@@ -199,7 +201,7 @@ def test_search_without_feasible_candidate_names_tightest_limit(search_config):
 
 def test_cancel_stops_after_the_generation(search_config):
     config = search_config(algorithm={"population": 8, "generations": 10, "seed": 0})
-    store = Store(config.database)
+    store = Store(config.config.database)
 
     def cancel_after_two(outcome):
         if outcome.generations_done == 2:
@@ -215,7 +217,7 @@ def test_cancel_stops_after_the_generation(search_config):
 
 def test_predictor_plus_verify_measures_the_front(search_config):
     config = search_config(evaluation="predictor+verify")
-    store = Store(config.database)
+    store = Store(config.config.database)
     outcome = launch_search(config, store, progress=False)
     rows = load_candidates(store, outcome.search_id)
     verified = [c for c in rows if c.top1_measured is not None]
@@ -227,7 +229,7 @@ def test_supernet_evaluation(search_config):
     config = search_config(
         evaluation="supernet", predictor=None, algorithm={"population": 4, "generations": 2}
     )
-    store = Store(config.database)
+    store = Store(config.config.database)
     outcome = launch_search(config, store, progress=False)
     assert outcome.status == COMPLETED
     assert {c.quality_source for c in candidates(store, outcome.search_id)} == {"supernet"}
@@ -237,7 +239,7 @@ def test_supernet_evaluation(search_config):
 
 def test_resume_continues_a_stopped_search_without_loss_or_duplicates(search_config):
     config = search_config(algorithm={"population": 8, "generations": 5, "seed": 3})
-    store = Store(config.database)
+    store = Store(config.config.database)
     partial = launch_search(config, store, progress=False, stop_after_generations=2)
     before = {(c.trial, c.arch_id) for c in candidates(store, partial.search_id)}
     assert partial.generations_done == 2 and len(before) == 16
@@ -262,7 +264,7 @@ def test_resume_after_kill_9(search_config, tmp_path):
         stderr=subprocess.PIPE,
         env=env,
     )
-    store = Store(config.database)
+    store = Store(config.config.database)
     deadline = time.time() + 120
     done = 0
     while time.time() < deadline and done < 3:
@@ -295,7 +297,7 @@ def test_resume_after_kill_9(search_config, tmp_path):
 
 def test_resume_refuses_finished_or_unknown_searches(search_config):
     config = search_config(algorithm={"population": 4, "generations": 1})
-    store = Store(config.database)
+    store = Store(config.config.database)
     outcome = launch_search(config, store, progress=False)
     with pytest.raises(SearchError, match="already completed"):
         resume_search(outcome.search_id, store, progress=False)
@@ -304,6 +306,6 @@ def test_resume_refuses_finished_or_unknown_searches(search_config):
 
 
 def test_config_round_trips_through_the_database(search_config):
-    config = search_config()
-    again = parse_search_config(config.model_dump(mode="json"), "db")
+    config = search_config().config
+    again = check_search_config(config.model_dump(mode="json"), "db").config
     assert again == config

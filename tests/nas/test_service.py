@@ -49,8 +49,8 @@ def database(backend, tmp_path, request) -> str:
 def service(search_config, database, tmp_path):
     """A client of a server on a new database, a valid search config as JSON, the app."""
     config = search_config(database=database)
-    raw = config.model_dump(mode="json")
-    store = Store(config.database)
+    raw = config.config.model_dump(mode="json")
+    store = Store(config.config.database)
     app = create_app(store, tmp_path / "service", TOKEN, supervise=False)
     try:
         with TestClient(app) as client:
@@ -190,7 +190,7 @@ def test_resume_gives_a_search_whose_driver_died_a_worker(service, search_config
 @both_backends
 def test_a_restarted_server_resumes_what_was_running(search_config, database, tmp_path):
     config = search_config(database=database, algorithm={"population": 8, "generations": 3})
-    store = Store(config.database)
+    store = Store(config.config.database)
     runner = launch(config, store, progress=False)
     runner.run(stop_after_generations=1)  # a driver that stopped after one generation
     lease.release(store, Search, runner.search_id, runner.driver)  # ... and then died

@@ -27,7 +27,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def searched(search_config, tmp_path):
     """A completed search, its front's first candidate, and a client of a server over it."""
     config = search_config(algorithm={"population": 8, "generations": 2, "seed": 3})
-    store = Store(config.database)
+    store = Store(config.config.database)
     search_id = launch_search(config, store, progress=False).search_id
     candidate = pareto_front(store, search_id).front[0].trial
     app = create_app(store, tmp_path / "service", TOKEN, supervise=False)
@@ -152,7 +152,7 @@ def test_a_failed_export_says_why(searched, tmp_path):
     export_id = queue_export(store, search_id, candidate, "onnx", tmp_path / "service")
     with store.session() as s:  # the supernet file the search used is replaced
         search = store.search(s, search_id)
-        path = Path(search.supernet.path)
+        path = Path(search.config.supernet.path)
     original = path.read_bytes()
     try:
         path.write_bytes(original + b"tampered")

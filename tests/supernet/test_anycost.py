@@ -373,7 +373,8 @@ def test_gan_search_pareto_and_export_from_the_cli(tiny_gan, tmp_path):
 
 
 def test_gan_search_config_refuses_a_predictor(tiny_gan, tmp_path):
-    from nas.config import SearchConfigError, parse_search_config
+    from nas.config import SearchConfigError
+    from nas.resources import check_search_config
 
     raw = {
         "supernet": str(tiny_gan.path),
@@ -383,9 +384,9 @@ def test_gan_search_config_refuses_a_predictor(tiny_gan, tmp_path):
         "database": f"sqlite:///{tmp_path / 'nas.db'}",
     }
     with pytest.raises(SearchConfigError, match="is a GAN"):
-        parse_search_config(raw, "gan")
+        check_search_config(raw, "gan")
     with pytest.raises(SearchConfigError, match="unknown metric 'top1'"):
-        parse_search_config(
+        check_search_config(
             {
                 **raw,
                 "evaluation": "supernet",
@@ -394,5 +395,5 @@ def test_gan_search_config_refuses_a_predictor(tiny_gan, tmp_path):
             },
             "gan",
         )
-    default = parse_search_config({**raw, "evaluation": "supernet", "predictor": None}, "gan")
-    assert [o.metric for o in default.objectives] == ["fid", "stm32h743.latency_ms"]
+    default = check_search_config({**raw, "evaluation": "supernet", "predictor": None}, "gan")
+    assert [o.metric for o in default.config.objectives] == ["fid", "stm32h743.latency_ms"]
