@@ -3,7 +3,7 @@
 Launches a small in-process search (predictor evaluation, SQLite) and counts every
 `torch.load` and every SHA-256 computed while the config is validated and the search runs.
 The goal is one read and one hash of each file (the supernet and the predictor) per
-process. The script only uses `parse_search_config` and `launch_search`, so it also runs
+process. The script only uses `check_search_config` and `launch_search`, so it also runs
 against older versions of the code, for the before/after figure:
 
     python experiments/bench_artifact_reads.py --checkpoint runs/mnist-supernet

@@ -129,11 +129,11 @@ def bench_kills(checkpoint: Path, work: Path, kills: int, per_search: int, db: s
 
 
 def bench_fuzz(checkpoint: Path, work: Path, n: int) -> None:
-    import nas.config
+    import nas.resources
     import supernet
 
     started = time.perf_counter()
-    nas.config.open_artifact = functools.lru_cache(maxsize=64)(nas.config.open_artifact)
+    nas.resources.open_artifact = functools.lru_cache(maxsize=64)(nas.resources.open_artifact)
     base = raw_config(checkpoint, "fuzz", f"sqlite:///{work / 'fuzz.db'}", 8, 3)
     reports = [harness.fuzz_configs(base, n // 2, seed=0)]
     spaces = supernet.list_spaces()

@@ -37,7 +37,6 @@ from nas import core
 from nas.export import load_candidate
 from nas.quantize import onnx_outputs, onnx_session, quantize_int8
 from nas.store import Store
-from supernet.mbconv.finetune import FinetuneSettings
 from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
 
 OUT = Path("runs/bench_quantize")
@@ -126,7 +125,7 @@ def main() -> None:
         card = ptq
         if final["val"] > args.threshold_points:
             # the file's drop (onnxruntime) decided: fine-tune whatever torch's estimate says
-            settings = FinetuneSettings(epochs=args.qat_epochs, threshold_points=0)
+            settings = {"epochs": args.qat_epochs, "threshold_points": 0}
             tuned = core.finetune(search_id, point.trial, settings, folder / "qat", db)
             card = core.export(
                 search_id,

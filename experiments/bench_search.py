@@ -32,9 +32,9 @@ import optuna
 import yaml
 
 from nas.config import ACCURACY
-from nas.resources import check_search_config
-from nas.evaluation import open_resources
+from nas.evaluation import CandidateEvaluator, evaluator_spec
 from nas.pareto import load_candidates, non_dominated
+from nas.resources import check_search_config
 from nas.search import launch_search, limits_of, violations
 from nas.store import Store
 from nas.workers import RayPool, start_ray
@@ -71,7 +71,7 @@ def bench_throughput(checkpoint: Path, candidates: int, rdb_trials: int, workdir
     population = 100
     generations = candidates // population
     config = config_for(checkpoint, f"sqlite:///{workdir / 'ours.db'}", population, generations)
-    store = Store(config.database)
+    store = Store(config.config.database)
     started = time.perf_counter()
     outcome = launch_search(config, store, progress=False)
     wall = time.perf_counter() - started
@@ -94,8 +94,8 @@ def bench_throughput(checkpoint: Path, candidates: int, rdb_trials: int, workdir
     )
 
     # Baseline: Optuna's RDB storage on the same engine, with the same evaluator and limits.
-    evaluator = open_resources(config).evaluator()
-    space, limits = evaluator.space, limits_of(config)
+    evaluator = CandidateEvaluator.of(config.resources)
+    space, limits = evaluator.space, limits_of(config.config)
     genes = space.genes()
 
     def objective(trial: optuna.Trial) -> list[float]:
@@ -103,11 +103,11 @@ def bench_throughput(checkpoint: Path, candidates: int, rdb_trials: int, workdir
         (metrics,) = evaluator.evaluate([arch])
         for lim, value in zip(limits, violations(metrics, limits), strict=True):
             trial.set_constraint(lim.metric, value)
-        return [metrics[o.metric] for o in config.objectives]
+        return [metrics[o.metric] for o in config.config.objectives]
 
     study = optuna.create_study(
         storage=f"sqlite:///{workdir / 'optuna.db'}",
-        directions=[o.goal for o in config.objectives],
+        directions=[o.goal for o in config.config.objectives],
         sampler=optuna.samplers.NSGAIISampler(population_size=population, seed=0),
     )
     started = time.perf_counter()
@@ -222,8 +222,8 @@ def bench_budget(checkpoint: Path, seeds: int, workdir: Path) -> None:
 
 def bench_ray(checkpoint: Path, archs_n: int) -> None:
     config = config_for(checkpoint, "sqlite://", 8, 1)
-    resources = open_resources(config)
-    spec, space = resources.spec(threads=1), resources.artifact.space
+    resources = config.resources
+    spec, space = evaluator_spec(resources, threads=1), resources.artifact.space
     rng = np.random.default_rng(0)
     archs = [space.sample(rng) for _ in range(archs_n)]
     owns = start_ray(None, num_cpus=2)

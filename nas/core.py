@@ -49,7 +49,6 @@ from nas.store import DEFAULT_URL, Predictor, Search, Store, Supernet
 from nas.store.status import SEARCH_UNFINISHED
 from supernet.family import families, family_of_space
 from supernet.io import merge_overrides
-from supernet.mbconv.finetune import FinetuneSettings
 from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
 from supernet.space import get_space
 from supernet.space import list_spaces as space_names
@@ -380,17 +379,17 @@ def default_formats(search_id: int, db: Database = None) -> list[str]:
 def finetune(
     search_id: int,
     candidate: int,
-    settings: FinetuneSettings | None = None,
+    options: dict[str, Any] | None = None,
     out: str | Path | None = None,
     db: Database = None,
     progress: bool = False,
 ) -> FinetuneOutcome:
     """Fine-tune a candidate (quantization-aware by default, where post-training int8
-    loses more than `settings.threshold_points`); export the result with `weights`."""
+    loses more than the threshold); export the result with `weights`. `options`: the
+    family's fine-tuning settings (a classifier's: qat, epochs, lr, batch_size,
+    threshold_points, calibration_images, seed), its defaults for those not given."""
     store = open_store(db, create=False)
-    return finetune_candidate(
-        store, search_id, candidate, settings or FinetuneSettings(), out, progress
-    )
+    return finetune_candidate(store, search_id, candidate, dict(options or {}), out, progress)
 
 
 def get_candidate(search_id: int, number: int, db: Database = None) -> dict[str, Any]:

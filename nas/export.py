@@ -51,7 +51,7 @@ from nas.store import Candidate, Export, Metric, Store, lease
 from nas.store.lease import now
 from nas.store.status import COMPLETED, EXPORT_UNFINISHED, FAILED, QUEUED, RUNNING
 from nas.tflite import write_tflite
-from supernet.errors import CheckpointError
+from supernet.errors import CheckpointError, ConfigError
 from supernet.family import (
     ExportableModel,
     ModelFamily,
@@ -541,11 +541,9 @@ def load_candidate(store: Store, search_id: int, candidate: int, purpose: str) -
 
 def _finetuned_weights(path: str | Path, opened: OpenedArtifact, arch_id: str) -> dict[str, Any]:
     """A fine-tuned weights file (`nas finetune`) for this candidate, or ExportError."""
-    from supernet.mbconv.finetune import load_finetuned
-
     try:
-        return load_finetuned(path, opened.sha256, arch_id)
-    except CheckpointError as err:
+        return opened.family.require_finetuning().load(path, opened.sha256, arch_id)
+    except (CheckpointError, ConfigError) as err:
         raise ExportError(f"cannot export with --weights {path}: {err}") from None
 
 

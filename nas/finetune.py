@@ -3,7 +3,7 @@
 The candidate's subnet is taken with its inherited weights from the trained file its search
 ran with (checked by SHA-256). Post-training int8 quantization is measured first; only if it
 loses more than the threshold is the subnet trained with fake quantization, distilling from
-the supernet's largest subnet (supernet.mbconv.finetune). The weights go to a file that
+the supernet's largest subnet (the family's `finetuning`). The weights go to a file that
 `nas export SEARCH CANDIDATE --weights FILE` exports instead of the inherited ones.
 """
 
@@ -19,8 +19,8 @@ from typing import Any
 from nas.errors import ExportError
 from nas.export import FILE_NAMES, load_candidate, write_int8, write_onnx
 from nas.store import Store
-from supernet.mbconv.checkpoint import TrainedSupernet
-from supernet.mbconv.finetune import FinetuneSettings, finetune_subnet, save_finetuned
+from supernet.errors import ConfigError
+from supernet.family import TrainedModel
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class FinetuneOutcome:
     weights: Path | None  # the fine-tuned weights file, if anything was trained
 
 
-def _shipped_ptq_drop(trained: TrainedSupernet, arch: Arch, settings: FinetuneSettings) -> float:
+def _shipped_ptq_drop(trained: TrainedModel, arch: Arch, settings: Any) -> float:
     """The top-1 points (val) the int8 export's file loses against the fp32 file, measured
     in onnxruntime: what decides whether QAT is needed (torch's fake quantization places
     fewer quantization points, so it runs a little optimistic)."""
@@ -53,34 +53,31 @@ def finetune_candidate(
     store: Store,
     search_id: int,
     candidate: int,
-    settings: FinetuneSettings,
+    options: dict[str, Any],
     out_dir: str | Path | None = None,
     progress: bool = False,
 ) -> FinetuneOutcome:
-    """Fine-tune candidate `candidate` of search `search_id` (see the module's docstring);
-    the weights and a JSON report go to `out_dir` (runs/finetune/searchS-candidateN)."""
-    try:
-        settings.check()
-    except ValueError as err:
-        raise ExportError(f"cannot fine-tune: {err}") from None
+    """Fine-tune candidate `candidate` of search `search_id` (see the module's docstring)
+    with the family's settings made from `options`; the weights and a JSON report go to
+    `out_dir` (runs/finetune/searchS-candidateN)."""
     found = load_candidate(store, search_id, candidate, "fine-tune")
+    family = found.opened.family
+    try:
+        tuning = family.require_finetuning()
+        settings = tuning.settings(**options)
+        settings.check()
+    except (ConfigError, TypeError, ValueError) as err:
+        raise ExportError(f"cannot fine-tune search {search_id}'s candidates: {err}") from None
     trained = found.opened.trained()
-    if not isinstance(trained, TrainedSupernet):
-        raise ExportError(
-            f"fine-tuning is for classifier supernets; search {search_id} searched a "
-            f"{found.opened.family.kind} file"
-        )
     kind = "qat" if settings.qat else "float"
     out = Path(out_dir or f"runs/finetune/search{search_id}-candidate{candidate}-{kind}")
     shipped = _shipped_ptq_drop(trained, found.arch, settings) if settings.qat else None
-    result = finetune_subnet(trained, found.arch, settings, progress, shipped)
+    result = tuning.finetune(trained, found.arch, settings, progress, shipped)
     report = {"search_id": search_id, "candidate": candidate, "kind": kind, **result.report}
     weights = None
     if result.module is not None:
         weights = out / WEIGHTS_NAME
-        report["weights_sha256"] = save_finetuned(
-            weights, result.module, trained, found.arch, report
-        )
+        report["weights_sha256"] = tuning.save(weights, result.module, trained, found.arch, report)
         report["weights"] = str(weights)
     out.mkdir(parents=True, exist_ok=True)
     (out / REPORT_NAME).write_text(json.dumps(report, indent=2))

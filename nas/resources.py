@@ -16,6 +16,7 @@ recorded at launch.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,8 @@ def check_search_config(
     try:  # after the targets: those need no files, so their errors come first
         opened = open_artifact(config.supernet, supernet_sha256)
     except CheckpointError as err:
+        if supernet_sha256 is not None:  # the file recorded at launch changed: say just that
+            raise
         raise SearchConfigError(f"invalid search config {source}: supernet: {err}") from None
     family = opened.family
     domain = search_domain(opened.space, devices, source)  # refuses targets sharing none
@@ -128,6 +131,12 @@ def check_search_config(
         predictor_path = _predictor_path(config.predictor, opened, source)
         try:
             predictor = family.load_predictor(predictor_path, opened, predictor_sha256)
+        except CheckpointError:
+            if predictor_sha256 is not None:
+                raise
+            raise SearchConfigError(
+                f"invalid search config {source}: predictor: {sys.exc_info()[1]}"
+            ) from None
         except UserError as err:
             raise SearchConfigError(f"invalid search config {source}: predictor: {err}") from None
     _check_predicted_quality(config, family.quality_metrics, predictor, source)

@@ -17,13 +17,16 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from nas.errors import UserError
 from nas.workers import start_ray
 from supernet.errors import ConfigError
-from supernet.mbconv.train import TrainConfig, Trainer
+from supernet.family import family_of_kind, family_of_train_config
 from supernet.run import ResumableRun, TrainResult
 
 log = logging.getLogger(__name__)
@@ -34,19 +37,18 @@ class DistributedTrainingError(UserError):
     """Ray Train could not run or finish the training."""
 
 
-class _RayTrainer(Trainer):
-    """The worker's Trainer; `fail_once_at_step`: rank 1 exits hard at that step once per
-    run folder, as a killed process would (the fault-tolerance test and benchmark)."""
+def _fail_once_at(step: int) -> Callable[[ResumableRun, int], None]:
+    """A step hook for which rank 1 exits hard at `step`, once per run folder, as a killed
+    process would (the fault-tolerance test and benchmark)."""
 
-    fail_once_at_step: int | None = None
-
-    def _check_stop(self, step: int, stop_after_steps: int | None) -> None:
-        marker = self.out_dir / ".failed-once"
-        if step == self.fail_once_at_step and self.ranks.rank == 1 and not marker.exists():
+    def hook(run: ResumableRun, at: int) -> None:
+        marker = run.out_dir / ".failed-once"
+        if at == step and run.ranks.rank == 1 and not marker.exists():
             marker.touch()
-            log.warning("rank 1 exits at step %d (fail_once_at_step)", step)
+            log.warning("rank 1 exits at step %d (fail_once_at_step)", at)
             os._exit(1)
-        super()._check_stop(step, stop_after_steps)
+
+    return hook
 
 
 def _report_checkpoint(run: ResumableRun) -> None:
@@ -66,14 +68,16 @@ def _worker_loop(settings: dict[str, Any]) -> None:
     """What each Ray Train worker runs."""
     import ray.train
 
-    config = TrainConfig(**settings["config"])
+    family = family_of_kind(settings["family"])
+    config = family.train_config(settings["config"])
     if settings["gpus"]:  # this worker's GPU: Ray Train assigned it
         import torch
         from ray.train.torch import get_device
 
         torch.cuda.set_device(get_device())
-    trainer = _RayTrainer(config, progress=settings["progress"])
-    trainer.fail_once_at_step = settings["fail_once_at_step"]
+    trainer = family.trainer(config, progress=settings["progress"])
+    if settings["fail_once_at_step"] is not None:
+        trainer.on_step = _fail_once_at(settings["fail_once_at_step"])
     trainer.on_checkpoint = _report_checkpoint
     restored = ray.train.get_checkpoint()  # set when Ray Train restarted the group
     if restored is not None:
@@ -88,7 +92,7 @@ def _worker_loop(settings: dict[str, Any]) -> None:
 
 
 def train_distributed(
-    config: TrainConfig,
+    config: BaseModel,
     workers: int,
     resume: bool = False,
     progress: bool = True,
@@ -98,10 +102,11 @@ def train_distributed(
     fail_once_at_step: int | None = None,
 ) -> TrainResult:
     """Train (or resume) `config` on `workers` Ray Train workers; the run folder ends as a
-    one-process run's would (checkpoint.pt, supernet.pt, history.jsonl)."""
+    one-process run's would (checkpoint.pt, the family's trained file, history.jsonl)."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    family = family_of_train_config(config)
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     if gpus_per_worker < 0:
@@ -124,6 +129,7 @@ def train_distributed(
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={
+            "family": family.kind,
             "config": config.model_dump(),
             "progress": progress,
             "resume": resume,
@@ -149,7 +155,7 @@ def train_distributed(
             import ray
 
             ray.shutdown()
-    finished = Trainer(config, progress=False)
+    finished = family.trainer(config, progress=False)
     if not finished.artifact_path.exists():
         raise DistributedTrainingError(f"training ended without {finished.artifact_path}")
     return finished._completed()

@@ -20,8 +20,6 @@ from typing import Any
 from nas.errors import WorkerError
 from nas.evaluation import CandidateEvaluator, EvaluatorSpec, Metrics, evaluator_spec
 from nas.resources import SearchResources
-from supernet.mbconv.checkpoint import TrainedSupernet
-from supernet.mbconv.evaluate import EvalResult, SupernetEvaluator
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
@@ -63,20 +61,18 @@ class _Actor:
 
     def __init__(self, spec: EvaluatorSpec) -> None:
         self.evaluator = CandidateEvaluator.from_spec(spec)
-        self.supernet_evaluator: SupernetEvaluator | None = None
 
     def evaluate(self, archs: list[Arch], quality: str | None) -> list[Metrics]:
         return self.evaluator.evaluate(archs, quality)
 
-    def measure(self, archs: list[Arch]) -> list[EvalResult]:
-        """Each arch's top-1 and loss on the validation split, measured with the supernet
-        (what `nas predictor fit` records)."""
-        trained = self.evaluator.artifact.trained()
-        if self.supernet_evaluator is None:  # the dataset is loaded once per actor
-            if not isinstance(trained, TrainedSupernet):
-                raise WorkerError(f"{type(trained).__name__} has no accuracy to measure")
-            self.supernet_evaluator = trained.evaluator()
-        return [self.supernet_evaluator.evaluate(arch) for arch in archs]
+    def measure(self, archs: list[Arch]) -> list[Any]:
+        """Each arch's figures on the validation split (a classifier's: top-1 and loss),
+        measured with the supernet: what `nas predictor fit` records."""
+        artifact = self.evaluator.artifact
+        if artifact.family.predictors is None:
+            raise WorkerError(f"a {artifact.family.description} has no predictor to measure for")
+        evaluator = artifact.trained().quality_evaluator()  # the dataset: once per actor
+        return [evaluator.evaluate(arch) for arch in archs]
 
     def where(self) -> tuple[str, int]:
         """(Ray node id, process id): which machine and process this actor runs in."""
@@ -142,9 +138,10 @@ class RayPool(EvaluatorPool):
             results[index] = rows
         return [row for chunk in results for row in chunk]
 
-    def measure(self, archs: Sequence[Arch], chunk_size: int = 4) -> Iterator[EvalResult]:
-        """Each arch's supernet accuracy (`supernet.mbconv.evaluate.EvalResult`), yielded as
-        its chunk comes back, in any order: `measure_archs` records each at once."""
+    def measure(self, archs: Sequence[Arch], chunk_size: int = 4) -> Iterator[Any]:
+        """Each arch's figures measured with the supernet (its family's evaluator's result),
+        yielded as its chunk comes back, in any order: the family's `measure` records each
+        at once."""
         archs = list(archs)
         chunks = [archs[i : i + chunk_size] for i in range(0, len(archs), chunk_size)]
         for _, rows in self._deal(chunks, "measure"):

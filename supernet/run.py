@@ -129,6 +129,8 @@ class ResumableRun:
         self.ranks = Ranks.current()
         # called on every rank after each checkpoint (Ray Train reports it; see nas.training)
         self.on_checkpoint: Callable[[ResumableRun], None] | None = None
+        # called on every rank at each step (nas.training's fault injection kills a rank)
+        self.on_step: Callable[[ResumableRun, int], None] | None = None
 
     # -- what a trainer writes --
 
@@ -213,6 +215,8 @@ class ResumableRun:
             self.on_checkpoint(self)
 
     def _check_stop(self, step: int, stop_after_steps: int | None) -> None:
+        if self.on_step is not None:
+            self.on_step(self, step)
         if stop_after_steps is not None and step >= stop_after_steps:
             raise TrainingInterrupted(f"stopped after {step} steps")
 

@@ -10,13 +10,13 @@ from rich.table import Table
 
 from nas.commands import user_errors, wide_console
 from nas.commands.space import parse_arch
-from supernet.anycost.evaluate import load_gan, save_sample_grid
-from supernet.anycost.train import load_gan_config, train_gan
+from supernet.family import family_of_kind
 
 app = typer.Typer(
     help="Anycost GANs: train, evaluate sub-generators, sample grids.", no_args_is_help=True
 )
 console = wide_console()
+GAN = family_of_kind("gan")  # these commands are the generator family's
 
 
 @app.command("train")
@@ -29,8 +29,8 @@ def train(
 ) -> None:
     """Train: feature net, stage 1 (multi-resolution), stage 2 (elastic channels)."""
     with user_errors():
-        cfg = load_gan_config(config, out_dir=str(out) if out else None)
-        result = train_gan(cfg, resume=resume, progress=progress and not as_json)
+        cfg = GAN.load_train_config(config, out_dir=str(out) if out else None)
+        result = GAN.train(cfg, resume=resume, progress=progress and not as_json)
     summary = {
         "gan": str(result.path),
         "sha256": result.sha256,
@@ -62,7 +62,7 @@ def evaluate(
 ) -> None:
     """Domain FID and consistency of sub-generators (default: every uniform ratio)."""
     with user_errors():
-        trained = load_gan(checkpoint)
+        trained = GAN.load_trained(checkpoint)
         archs = _archs(trained, arch, uniform)
         kwargs = {"samples": samples} if samples else {}
         results = trained.evaluator(**kwargs).evaluate_many(archs, progress=not as_json)
@@ -96,7 +96,7 @@ def samples(
 ) -> None:
     """A PNG grid: one row per sub-generator, the same latents in every column."""
     with user_errors():
-        trained = load_gan(checkpoint)
+        trained = GAN.load_trained(checkpoint)
         rows = [(a, parse_arch(trained.space, a)) for a in arch] or None
-        path = save_sample_grid(trained.generator, trained.space, out, seed, columns, rows)
+        path = trained.render_samples(out, rows, seed, columns)
     console.print(f"wrote {path}")

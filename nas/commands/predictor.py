@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -12,23 +13,15 @@ from rich.markup import escape
 from nas.commands import user_errors, wide_console
 from nas.commands.space import parse_arch
 from nas.workers import measurement_pool
-from supernet.mbconv.checkpoint import TrainedSupernet, load_supernet
-from supernet.mbconv.evaluate import EvalResult
-from supernet.mbconv.predictor import (
-    MODELS,
-    check_split,
-    fit_int8_drop,
-    fit_predictor,
-    load_predictor,
-    measure_archs,
-    measure_int8_drops,
-)
+from supernet.family import TrainedModel, family_of_kind
 from supernet.space import Arch, get_space
 
 app = typer.Typer(
     help="Accuracy predictors: fit on supernet measurements, predict archs.", no_args_is_help=True
 )
 console = wide_console()
+CLASSIFIER = family_of_kind("classifier")  # accuracy predictors are the classifier family's
+PREDICTORS = CLASSIFIER.require_predictors()
 
 
 @app.command("fit")
@@ -67,13 +60,14 @@ def fit(
 ) -> None:
     """Measure N random archs with the supernet (resumable), fit the model, report tau/RMSE."""
     with user_errors():
-        check_split(n, held_out)  # before opening or measuring anything
-        if model not in MODELS:
-            raise typer.BadParameter(f"--model {model!r}: choose from {', '.join(MODELS)}")
+        PREDICTORS.check_split(n, held_out)  # before opening or measuring anything
+        if model not in PREDICTORS.models:
+            choices = ", ".join(PREDICTORS.models)
+            raise typer.BadParameter(f"--model {model!r}: choose from {choices}")
         if ray_address and not workers:
             raise typer.BadParameter("--ray-address goes with --workers N")
-        trained = load_supernet(checkpoint)
-        measurements = measure_archs(
+        trained = CLASSIFIER.load_trained(checkpoint)
+        measurements = PREDICTORS.measure(
             trained,
             n,
             seed=seed,
@@ -81,10 +75,9 @@ def fit(
             held_out=held_out,
             measure=on_actors(trained, workers, ray_address) if workers else None,
         )
-        predictor = fit_predictor(
-            trained.space,
+        predictor = PREDICTORS.fit(
+            trained,
             measurements,
-            trained.sha256,
             held_out=held_out,
             epochs=epochs,
             seed=seed,
@@ -92,9 +85,10 @@ def fit(
         )
         if int8_sample:
             archs = [m.arch for m in measurements[: min(int8_sample, n)]]
-            drops = measure_int8_drops(trained, archs, progress=progress and not as_json)
-            predictor.int8_drop = fit_int8_drop(trained.space, archs, drops)
-        path = predictor.save(out or trained.path.parent / "predictor.pt")
+            predictor.int8_drop = PREDICTORS.fit_int8_drop(
+                trained, archs, progress=progress and not as_json
+            )
+        path = predictor.save(out or trained.path.parent / CLASSIFIER.predictor_file_name)
     metrics = {"predictor": str(path), **predictor.metrics}
     if predictor.int8_drop is not None:
         metrics["int8_drop"] = predictor.int8_drop.metrics
@@ -117,13 +111,13 @@ def fit(
 
 
 def on_actors(
-    trained: TrainedSupernet, workers: int, address: str | None
-) -> Callable[[Sequence[Arch]], Iterator[EvalResult]]:
+    trained: TrainedModel, workers: int, address: str | None
+) -> Callable[[Sequence[Arch]], Iterator[Any]]:
     """`measure_archs`'s `measure` on `workers` Ray actors, started only when some arch is
     left to measure (a resumed fit with every arch recorded starts no Ray), and stopped when
     the last one is done."""
 
-    def measure(archs: Sequence[Arch]) -> Iterator[EvalResult]:
+    def measure(archs: Sequence[Arch]) -> Iterator[Any]:
         with measurement_pool(trained.path, trained.sha256, workers, address) as pool:
             yield from pool.measure(archs)
 
@@ -140,7 +134,7 @@ def predict(
 ) -> None:
     """Predicted top-1 of archs (JSON lines)."""
     with user_errors():
-        model = load_predictor(predictor, checkpoint)
+        model = PREDICTORS.load(predictor, checkpoint)
         space = get_space(model.space.name)
         archs = [parse_arch(space, a) for a in arch]
         values = model.predict(archs)

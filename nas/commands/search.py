@@ -16,7 +16,6 @@ from nas.errors import QueryError
 from nas.pareto import columns_of, plot_file, to_csv, to_json
 from nas.store import DEFAULT_URL, safe_url
 from supernet.family import family_of_kind
-from supernet.mbconv.finetune import FinetuneSettings
 from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
 
 app = typer.Typer(help="Searches: launch, resume, cancel, list, show.", no_args_is_help=True)
@@ -323,7 +322,7 @@ def finetune_command(
 ) -> None:
     """Fine-tune a candidate from its inherited weights, distilling from the supernet's
     largest subnet: quantization-aware where post-training int8 loses too much."""
-    settings = FinetuneSettings(
+    settings = dict(
         qat=qat,
         epochs=epochs,
         lr=lr,

@@ -6,22 +6,19 @@ import json
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from nas.commands import user_errors, wide_console
 from nas.commands.space import parse_arch
 from supernet.errors import ConfigError
-from supernet.io import format_validation_error
-from supernet.mbconv.checkpoint import load_supernet
-from supernet.mbconv.train import TrainConfig, load_train_config, train_supernet
-from supernet.mbconv.transfer import infer_space, transfer_phases
+from supernet.family import family_of_kind
 from supernet.space import as_rng, get_space
 
 app = typer.Typer(
     help="Supernets: train (progressive shrinking) and evaluate subnets.", no_args_is_help=True
 )
 console = wide_console()
+CLASSIFIER = family_of_kind("classifier")  # these commands are the classifier family's
 
 
 @app.command("train")
@@ -47,11 +44,11 @@ def train(
 ) -> None:
     """Train a supernet; writes OUT/checkpoint.pt (resumable) and OUT/supernet.pt."""
     with user_errors():
-        cfg = load_train_config(config, out_dir=str(out) if out else None)
+        cfg = CLASSIFIER.load_train_config(config, out_dir=str(out) if out else None)
         if workers is None and (ray_address or gpus_per_worker):
             raise ConfigError("--ray-address and --gpus-per-worker go with --workers N")
         if workers is None:
-            result = train_supernet(cfg, resume=resume, progress=progress and not as_json)
+            result = CLASSIFIER.train(cfg, resume=resume, progress=progress and not as_json)
         else:
             from nas.training import train_distributed  # imports Ray Train
 
@@ -127,7 +124,8 @@ def finetune(
         data_config = parse_data(data)
         if image_size is not None:
             data_config["image_size"] = image_size
-        space_name = space or infer_space(source)
+        tuning = CLASSIFIER.require_finetuning()
+        space_name = space or tuning.source_space(source)
         fields = {
             "space": space_name,
             "data": data_config,
@@ -135,15 +133,13 @@ def finetune(
             "out_dir": str(out),
         }
         if config is not None:
-            cfg = load_train_config(config, **fields)
+            cfg = CLASSIFIER.load_train_config(config, **fields)
         else:
-            phases = transfer_phases(get_space(space_name), epochs, lr)
-            try:
-                cfg = TrainConfig(**fields, batch_size=batch_size, phases=phases)
-            except ValidationError as err:
-                raise ConfigError(format_validation_error(err, "finetune options")) from None
-        result = train_supernet(cfg, resume=resume, progress=progress and not as_json)
-    origin = load_supernet(result.path).meta.get("initialised_from") or {}
+            phases = tuning.transfer_phases(get_space(space_name), epochs, lr)
+            raw = {**fields, "batch_size": batch_size, "phases": phases}
+            cfg = CLASSIFIER.train_config(raw, "finetune options")
+        result = CLASSIFIER.train(cfg, resume=resume, progress=progress and not as_json)
+    origin = CLASSIFIER.load_trained(result.path).meta.get("initialised_from") or {}
     summary = {
         "supernet": str(result.path),
         "sha256": result.sha256,
@@ -178,7 +174,7 @@ def evaluate(
 ) -> None:
     """Top-1 accuracy and loss of subnets, after BatchNorm recalibration."""
     with user_errors():
-        trained = load_supernet(checkpoint)
+        trained = CLASSIFIER.load_trained(checkpoint)
         archs = [parse_arch(trained.space, a) for a in arch]
         rng = as_rng(seed)
         archs += [trained.space.sample(rng) for _ in range(random)]

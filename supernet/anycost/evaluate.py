@@ -208,7 +208,6 @@ class TrainedGan(TrainedModel):
     feature_net: FeatureNet
     artifact: Artifact
     meta: dict[str, Any] = field(default_factory=dict)
-    _quality_evaluator: GanEvaluator | None = field(default=None, repr=False)
 
     def evaluator(self, dataset: Dataset | None = None, **kwargs: Any) -> GanEvaluator:
         kwargs.setdefault("samples", self.meta.get("eval_samples", 500))
@@ -220,18 +219,17 @@ class TrainedGan(TrainedModel):
         self, archs: Sequence[Arch], metrics: Collection[str] = ()
     ) -> list[dict[str, float]]:
         """Domain FID and consistency, measured with the trained generator."""
-        if self._quality_evaluator is None:  # real statistics are computed once per process
-            self._quality_evaluator = self.evaluator()
-        results = self._quality_evaluator.evaluate_many(archs)
+        results = self.quality_evaluator().evaluate_many(archs)
         return [{"fid": r.fid, "consistency": r.consistency} for r in results]
 
-    def render_samples(self, path: Path, archs: Sequence[Arch]) -> Path:
-        return save_sample_grid(
-            self.generator,
-            self.space,
-            path,
-            archs=[(f"candidate {i}", a) for i, a in enumerate(archs)],
-        )
+    def render_samples(
+        self,
+        path: Path,
+        archs: Sequence[tuple[str, Arch]] | None = None,
+        seed: int = 0,
+        columns: int = 8,
+    ) -> Path:
+        return save_sample_grid(self.generator, self.space, path, seed, columns, archs)
 
     def exportable(
         self, arch: Arch, searched: dict[str, Any], weights: dict[str, Any] | None = None
@@ -264,7 +262,7 @@ class TrainedGan(TrainedModel):
             "latent",
             "image",
             card,
-            {"samples.png": lambda target: self.render_samples(target, [arch])},
+            {"samples.png": lambda target: self.render_samples(target, [("candidate 0", arch)])},
         )
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
 from torch import nn
 
 from supernet.anycost.space import AnycostGANSpace
 from supernet.family import ModelFamily, TrainedModel, register_family
 from supernet.io import Artifact
+from supernet.run import ResumableRun
 from supernet.space import SearchSpace
 
 GAN_FORMAT = "nas-anycost-gan/1"
@@ -34,6 +36,18 @@ class GeneratorFamily(ModelFamily):
         from supernet.anycost.evaluate import gan_from_artifact
 
         return gan_from_artifact(artifact)
+
+    train_config_name = "GAN config"
+
+    def train_config_type(self) -> type[BaseModel]:
+        from supernet.anycost.train import GanTrainConfig
+
+        return GanTrainConfig
+
+    def trainer_type(self) -> type[ResumableRun]:
+        from supernet.anycost.train import GanTrainer
+
+        return GanTrainer
 
     def describe_quality(self, card: dict[str, Any]) -> str:
         measured = card["quality"]["measured"]

@@ -34,7 +34,6 @@ class TrainedSupernet(TrainedModel):
     dataset_config: DatasetConfig
     artifact: Artifact
     meta: dict[str, Any] = field(default_factory=dict)
-    _quality_evaluator: SupernetEvaluator | None = field(default=None, repr=False)
 
     def evaluator(self, dataset: Dataset | None = None, **kwargs: Any) -> SupernetEvaluator:
         """An evaluator with the training run's recalibration settings unless overridden."""
@@ -53,9 +52,7 @@ class TrainedSupernet(TrainedModel):
         "top1_int8" in `metrics`, also top-1 after static int8 quantization (the int8
         export's scheme, in torch fake quantization, calibrated on the first
         DEFAULT_CALIBRATION_IMAGES training images)."""
-        if self._quality_evaluator is None:  # the dataset is loaded once per process
-            self._quality_evaluator = self.evaluator()
-        evaluator = self._quality_evaluator
+        evaluator = self.quality_evaluator()
         out = []
         for arch in archs:
             row = {"top1": evaluator.evaluate(arch).top1}  # leaves BN recalibrated for arch

@@ -81,7 +81,7 @@ def test_launch_list_show_pareto_export(search_config, tmp_path):
 
 
 def test_cli_errors(search_config, tmp_path):
-    db = search_config().database
+    db = search_config().config.database
     assert "no search with id 77" in run("search", "resume", 77, "--db", db).output
     assert run("pareto", 77, "--db", db).exit_code == 2
     bad = run("pareto", 1, "--db", db, "--format", "xml")
@@ -95,7 +95,7 @@ def test_cli_errors(search_config, tmp_path):
 
 
 def _raw_config(search_config, tmp_path, **changes):
-    raw = search_config().model_dump(mode="json")
+    raw = search_config().config.model_dump(mode="json")
     raw.update(changes)
     raw["database"] = f"sqlite:///{tmp_path / 'bad.db'}"
     return raw

@@ -255,7 +255,7 @@ def test_resume_after_kill_9(search_config, tmp_path):
     """The driver is a real process, killed with SIGKILL in the middle of the search."""
     config = search_config(algorithm={"population": 8, "generations": 400, "seed": 4})
     path = tmp_path / "search.yaml"
-    raw = config.model_dump(mode="json")
+    raw = config.config.model_dump(mode="json")
     path.write_text(yaml.safe_dump(raw))
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     proc = subprocess.Popen(

@@ -8,7 +8,9 @@ and restarted are in test_service_restart.py.
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -123,6 +125,47 @@ def test_a_search_posted_runs_in_a_worker_and_its_front_is_the_cli_front(service
     with client.stream("GET", f"/searches/{search_id}/events") as stream:
         text = "".join(stream.iter_text())
     assert "event: progress" in text and text.rstrip().endswith('{"status": "completed"}')
+
+
+def _ray_children(pid: int) -> list[str]:
+    """The names of the Ray processes (raylet, gcs_server, ...) whose parent is `pid`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
+        parent = int(rest.split()[1])
+        if parent == pid and any(w in name for w in ("raylet", "gcs_server", "ray::")):
+            found.append(name)
+    return found
+
+
+def test_a_search_with_ray_workers_is_recorded_without_ray_in_the_server(service, monkeypatch):
+    """The door records the search (core.record) and leaves the evaluators to the worker:
+    the server neither calls ray.init nor gets Ray processes of its own."""
+    import ray
+
+    client, raw, app = service
+    calls: list[object] = []
+
+    def no_ray(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        raise AssertionError("ray.init called in the server")
+
+    monkeypatch.setattr(ray, "init", no_ray)
+    spawned: list[tuple] = []  # the worker is not started: it would start Ray, as it should
+    monkeypatch.setattr(app.state.jobs, "_spawn", lambda job, args: spawned.append(job))
+    created = client.post("/searches", json={**raw, "workers": 2}, headers=AUTH)
+    assert created.status_code == 201, created.text
+    search_id = created.json()["id"]
+    assert not calls and not ray.is_initialized() and not _ray_children(os.getpid())
+    assert spawned == [("search", search_id)]  # a worker of its own runs it
+    with Store(raw["database"]).session() as s:
+        row = s.get(Search, search_id)
+        assert row.status == "running" and row.config["workers"] == 2
+        assert lease.holder(row) is None  # leased to nobody until the worker takes it
 
 
 def test_events_follow_a_running_search(service):
