@@ -50,7 +50,7 @@ def test_a_search_for_an_int8_target_measures_quality_after_quantization(raw_con
     front = core.query_front(outcome.search_id, db=store)
     assert front.objectives[0].metric == "top1_int8"
     # what export writes by default: the int8 file for the MCU, fp16 for the fp16 GPU
-    assert {"onnx_int8", "onnx_fp16", "pt2"} <= set(default_formats(config, CLASSIFIER)[0])
+    assert {"onnx_int8", "onnx_fp16", "pt2"} <= set(default_formats(config.config, CLASSIFIER)[0])
 
 
 def test_export_writes_the_16_bit_file_each_gpu_target_was_costed_at(raw_config):

@@ -152,7 +152,7 @@ def test_a_failed_export_says_why(searched, tmp_path):
     export_id = queue_export(store, search_id, candidate, "onnx", tmp_path / "service")
     with store.session() as s:  # the supernet file the search used is replaced
         search = store.search(s, search_id)
-        path = Path(search.config.supernet.path)
+        path = Path(search.supernet.path)
     original = path.read_bytes()
     try:
         path.write_bytes(original + b"tampered")
