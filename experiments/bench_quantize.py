@@ -35,7 +35,7 @@ import numpy as np
 
 from nas import core
 from nas.export import load_candidate
-from nas.quantize import onnx_outputs, onnx_session, quantize_int8
+from nas.export.quantize import onnx_outputs, onnx_session, quantize_int8
 from nas.store import Store
 from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
 

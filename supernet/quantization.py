@@ -1,5 +1,5 @@
 """int8 fake quantization of an extracted subnet in torch, with the scheme of the int8 export
-(nas.quantize): BatchNorm folded, weights int8 per output channel and symmetric, activations
+(nas.export.quantize): BatchNorm folded, weights int8 per output channel and symmetric, activations
 int8 per tensor with min/max ranges over calibration images.
 
     fake = fake_quantized(static, calibration_images)   # calibrated; simulates int8 in float

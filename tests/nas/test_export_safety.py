@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from nas import export as export_module
 from nas.errors import ExportError
-from nas.export import export_candidate
+from nas.export import export_candidate, writers
 from nas.pareto import pareto_front
 from nas.search import launch_search
 from nas.store import Export, Store
@@ -71,7 +70,7 @@ def test_an_interrupted_export_leaves_nothing(searched, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise KeyboardInterrupt  # as if the user pressed Ctrl-C during the ONNX check
 
-    monkeypatch.setattr(export_module, "_onnx_check", fail)
+    monkeypatch.setattr(writers, "_onnx_check", fail)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         export_candidate(store, search_id, candidate, "torchscript,onnx", out)

@@ -15,12 +15,11 @@ from onnx.reference import ReferenceEvaluator
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from nas import export as export_module
 from nas.cli import app
 from nas.errors import ExportError
-from nas.export import export_candidate
+from nas.export import export_candidate, writers
+from nas.export.quantize import onnx_outputs, onnx_session, quantize_int8
 from nas.pareto import load_candidates
-from nas.quantize import onnx_outputs, onnx_session, quantize_int8
 from nas.search import launch_search
 from nas.store import Candidate, Export, Store
 from supernet.mbconv.checkpoint import load_supernet
@@ -121,7 +120,7 @@ def test_int8_onnx_agrees_with_fake_quantized_torch(trained, tmp_path):
     calibration = model.labelled("train")[0][:300]
     images, labels = model.labelled("val")
     fp32, int8 = tmp_path / "model.onnx", tmp_path / "model.int8.onnx"
-    export_module.write_onnx(model, fp32)
+    writers.write_onnx(model, fp32)
     quantize_int8(fp32, int8, calibration.numpy())
     kernels = onnx_outputs(onnx_session(int8), images.numpy())
     simulated = onnx_outputs(onnx_session(int8, optimized=False), images.numpy())
@@ -164,7 +163,7 @@ def test_a_failed_quantization_records_nothing_and_leaves_nothing(trained, tmp_p
     def refuse(*args, **kwargs):
         raise ExportError("int8 quantization of model.onnx failed: unsupported op")
 
-    monkeypatch.setattr(export_module, "quantize_int8", refuse)
+    monkeypatch.setattr(writers, "quantize_int8", refuse)
     out = tmp_path / "out"
     with pytest.raises(ExportError, match="unsupported op"):
         export_candidate(store, search_id, 0, "onnx,onnx_int8", out)

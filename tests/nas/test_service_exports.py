@@ -13,11 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from nas.export import QUEUED, RUNNING, claim_export, queue_export, run_export_job
+from nas.export import claim_export, queue_export, run_export_job
 from nas.pareto import pareto_front
 from nas.search import launch_search
 from nas.service.app import create_app
 from nas.store import Export, Store
+from nas.store.status import QUEUED, RUNNING
 
 TOKEN = "export-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

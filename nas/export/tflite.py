@@ -4,7 +4,7 @@ litert-torch converts torch.export programs to TFLite, but it pins pydantic 2.11
 typing_extensions 4.12, below what the service needs, so it lives in an environment of its
 own: `make tflite-env` makes `.venv-tflite` (the same pinned CPU torch, and litert-torch),
 or NAS_TFLITE_PYTHON names another Python that has it. The conversion and the
-measurements run there, in `nas/litert_worker.py`, as a subprocess; this module prepares
+measurements run there, in `nas/export/litert_worker.py`, as a subprocess; this module prepares
 its inputs and checks what it reports. The files' top-1 is measured in LiteRT's own
 interpreter on the family's val and test images, as the int8 ONNX file's is in
 onnxruntime.

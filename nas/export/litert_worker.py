@@ -3,7 +3,7 @@
 This file runs as a script in the TFLite converter's own environment (`make tflite-env`,
 or the Python named by NAS_TFLITE_PYTHON), not in the project's: litert-torch pins
 pydantic and typing_extensions below what the service needs. So it imports nothing from
-the project; `nas.tflite` writes a JSON request, runs `python litert_worker.py REQUEST
+the project; `nas.export.tflite` writes a JSON request, runs `python litert_worker.py REQUEST
 REPLY`, and reads the JSON reply from the file REPLY.
 
 Request fields:

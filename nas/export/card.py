@@ -1,0 +1,132 @@
+"""The model card: what an export records of its candidate (arch, measured and predicted
+figures, the files and their checks, the runtime versions), and the MCU costs of the
+shipped int8 files beside the cost model's predictions."""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import latency_models as lm
+from nas import __version__
+from nas.export.candidate import StoredCandidate
+from nas.export.formats import FORMATS
+from nas.export.quantize import (
+    weight_bytes,
+)
+from supernet.family import ExportableModel
+from supernet.io import file_sha256
+
+
+def _versions() -> dict[str, str]:
+    out = {"nas": __version__, "python": platform.python_version()}
+    for package in ("torch", "onnx", "onnxruntime", "onnxscript", "optuna", "numpy"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[package] = version(package)
+    return out
+
+
+def _shipped_mcu_costs(
+    files: dict[str, Path], config: Any, costs: dict[str, dict[str, float]]
+) -> dict[str, Any]:
+    """For each MCU the search targeted: the costs of the int8 files themselves beside the
+    cost model's prediction for the arch. The int8 ONNX file: flash is its stored tensors
+    plus the runtime, peak SRAM the device model on the layers and tensor sizes read from
+    it. The int8 flatbuffer (what TFLite Micro flashes, graph included): its bytes plus the
+    runtime."""
+
+    shipped: dict[str, Any] = {}
+    spec = lm.spec_from_onnx(files["onnx_int8"], batch=1) if "onnx_int8" in files else None
+    for device in config.targets:
+        hw = lm.load_hardware(device)
+        if hw.kind != "mcu":
+            continue
+        predicted = costs.get(device, {})
+        entry: dict[str, Any] = {}
+        if spec is not None:
+            graph = hw.predict(spec)
+            flash = weight_bytes(files["onnx_int8"]) / 1024 + hw.runtime_flash_kb
+            entry["flash_kb"] = _beside(predicted.get("flash_kb"), flash)
+            entry["peak_sram_kb"] = _beside(predicted.get("peak_sram_kb"), graph["peak_sram_kb"])
+            entry["how"] = (
+                "flash: the int8 file's stored tensors plus the profile's runtime_flash_kb; "
+                "peak SRAM: the profile's memory plan on the layers and tensor sizes read "
+                "from the int8 file"
+            )
+        if "tflite_int8" in files:
+            flatbuffer_kb = files["tflite_int8"].stat().st_size / 1024
+            entry["flash_kb_tflite"] = _beside(
+                predicted.get("flash_kb"), flatbuffer_kb + hw.runtime_flash_kb
+            )
+        shipped[device] = entry
+    return shipped
+
+
+def _beside(predicted: float | None, shipped: float) -> dict[str, Any]:
+    entry: dict[str, Any] = {"predicted": predicted, "shipped": round(shipped, 3)}
+    if predicted:
+        entry["predicted_over_shipped"] = round(predicted / shipped, 4)
+    return entry
+
+
+def model_card(
+    search_id: int,
+    candidate: int,
+    found: StoredCandidate,
+    model: ExportableModel,
+    files: dict[str, Path],
+    checks: dict[str, Any],
+    skipped: dict[str, str] | None,
+    finetuned: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The card of an export: the candidate as searched, the family's part (input, output,
+    measured quality), the files with their SHA-256 and checks, what each file costs to
+    ship, and how to rebuild the network."""
+    config, opened, arch, costs = found.config, found.opened, found.arch, found.costs
+    trained = opened.trained()
+    deployment: dict[str, Any] = {
+        fmt: {"bytes": path.stat().st_size} for fmt, path in files.items() if fmt in FORMATS
+    }
+    deployment.update({fmt: {"skipped": why} for fmt, why in (skipped or {}).items()})
+    if "onnx_int8" in files or "tflite_int8" in files:
+        deployment["mcu"] = _shipped_mcu_costs(files, config, costs)
+    card = {
+        "search": {"id": search_id, "name": config.name, "candidate": candidate},
+        "space": model.space,
+        "kind": opened.family.kind,
+        "arch": dict(arch),
+        "arch_id": found.arch_id,
+        "feasible": found.feasible,
+        **model.card,
+        "costs": costs,
+        "limits": {d: t.limits for d, t in config.targets.items()},
+        "macs": int(found.network.get("macs", 0)),
+        "params": int(found.network.get("params", 0)),
+        "checkpoint": {
+            "path": str(opened.path),
+            "sha256": opened.sha256,
+            # a supernet trained from other weights (`nas supernet finetune`) says whose
+            "initialised_from": getattr(trained, "meta", {}).get("initialised_from"),
+        },
+        "predictor_sha256": found.predictor_sha256,
+        "weights": {"from": "the supernet (inherited)"}
+        if finetuned is None
+        else {
+            "from": "fine-tuned (nas finetune)",
+            "path": finetuned["path"],
+            "sha256": finetuned["sha256"],
+            "finetune": finetuned.get("meta", {}),
+        },
+        "files": {name: {"path": p.name, "sha256": file_sha256(p)} for name, p in files.items()},
+        **checks,
+        "deployment": deployment,
+        "rebuild": "supernet.build(supernet.get_space(card['space'])).extract(card['arch']) "
+        "then load_state_dict(torch.load(model.state_dict.pt)['state_dict'])",
+        "versions": _versions(),
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+    return card

@@ -1,0 +1,103 @@
+"""The export formats: their names and file names, the search's defaults, and the one rule
+that chooses what an export writes (`resolve_formats`), for every door."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from nas.errors import ExportError
+from nas.export.quantize import (
+    QUANTIZATIONS,
+)
+from supernet.family import (
+    ModelFamily,
+)
+
+FORMATS = (
+    "torchscript",
+    "onnx",
+    "state_dict",
+    "pt2",
+    "onnx_fp16",
+    "onnx_bf16",
+    "onnx_int8",
+    "tflite",
+    "tflite_int8",
+)
+FILE_NAMES = {
+    "torchscript": "model.torchscript.pt",  # deprecated in torch 2.13, kept while supported
+    "onnx": "model.onnx",
+    "state_dict": "model.state_dict.pt",
+    "pt2": "model.pt2",  # torch.export's ExportedProgram
+    "onnx_fp16": "model.fp16.onnx",  # for GPU runtimes
+    "onnx_bf16": "model.bf16.onnx",  # for GPU runtimes (opset 22, where Conv takes bfloat16)
+    "onnx_int8": "model.int8.onnx",  # static int8 QDQ: MCUs (via converters), CPUs, TensorRT
+    "tflite": "model.tflite",  # LiteRT on phones (batch 1)
+    "tflite_int8": "model.int8.tflite",  # full-integer: TFLite Micro on MCUs, phones' NPUs
+}
+
+# what an export writes unless told otherwise, besides the file each target's precision runs
+DEFAULT_FORMATS = ("torchscript", "pt2", "onnx", "state_dict")
+TFLITE_FORMATS = {"tflite", "tflite_int8"}
+PRECISION_FORMATS = {"int8": "onnx_int8", "fp16": "onnx_fp16", "bf16": "onnx_bf16"}
+
+
+def default_formats(config: Any, family: ModelFamily) -> tuple[list[str], dict[str, str]]:
+    """What an export of a search writes unless told otherwise: DEFAULT_FORMATS plus the file
+    each of the search's targets runs at the precision it was costed at (int8 ONNX for an int8
+    target, every MCU; fp16 or bf16 ONNX for a GPU costed at that precision). Returns the
+    formats, and the defaults left out with why (int8 for a family that cannot quantize)."""
+    import latency_models as lm
+
+    formats = list(DEFAULT_FORMATS)
+    for device, target in config.targets.items():
+        precision = lm.load_hardware(device).check_options(target.options).get("precision")
+        if precision in PRECISION_FORMATS:
+            formats.append(PRECISION_FORMATS[precision])
+    skipped: dict[str, str] = {}
+    if not family.quantizes_int8 and "onnx_int8" in formats:
+        formats.remove("onnx_int8")
+        skipped["onnx_int8"] = (
+            f"not written: the {family.kind} family has no labelled images to calibrate and "
+            "measure an int8 file on"
+        )
+    return list(dict.fromkeys(formats)), skipped
+
+
+def resolve_formats(
+    config: Any,
+    family: ModelFamily,
+    formats: str | Sequence[str] | None = None,
+    quantize: str | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The formats an export writes, the one rule of every door: those asked for (None: the
+    search's `default_formats`), plus with `quantize="int8"` the int8 ONNX file, and the int8
+    flatbuffer where `tflite` is asked for. Returns them with the defaults skipped and why."""
+    skipped: dict[str, str] = {}
+    if formats is None:
+        chosen, skipped = default_formats(config, family)
+    else:
+        chosen = parse_formats(formats if isinstance(formats, str) else list(formats))
+    if quantize is not None:
+        if quantize not in QUANTIZATIONS:
+            raise ExportError(
+                f"--quantize {quantize!r} is not supported; allowed: {', '.join(QUANTIZATIONS)}"
+            )
+        quantized = [f"onnx_{quantize}"] + [f"tflite_{quantize}"] * ("tflite" in chosen)
+        chosen = list(dict.fromkeys([*chosen, *quantized]))
+        skipped = {f: why for f, why in skipped.items() if f not in chosen}
+    return chosen, skipped
+
+
+def parse_formats(text: str | Sequence[str]) -> list[str]:
+    items = text.split(",") if isinstance(text, str) else list(text)
+    if not all(isinstance(f, str) for f in items):
+        raise ExportError(
+            f"formats must be format names, got {items!r}; allowed: {', '.join(FORMATS)}"
+        )
+    formats = [f.strip() for f in items if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ExportError(f"unknown export format {bad or text!r}; allowed: {', '.join(FORMATS)}")
+    return list(dict.fromkeys(formats))

@@ -1,0 +1,197 @@
+"""Exports as jobs (the HTTP API): an export is a row queued by `queue_export`, then run by
+`run_export_job` in a worker process that holds the row's lease (nas.store.lease), as a
+search's driver holds its search's: a restarted server runs an export whose worker died,
+and two workers (of two servers) cannot both run one. Listing and reading exports, and
+serving their files by name, are here too."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from nas.errors import LeaseLost, NotFoundError, UserError
+from nas.export.formats import parse_formats
+from nas.export.run import CARD_NAME, export_candidate
+from nas.store import Candidate, Export, Store, lease
+from nas.store.lease import now
+from nas.store.status import COMPLETED, EXPORT_UNFINISHED, FAILED, QUEUED, RUNNING
+from supernet.io import file_sha256
+
+# servers) cannot both run one.
+
+
+log = logging.getLogger(__name__)
+
+
+def queue_export(
+    store: Store, search_id: int, candidate: int, formats: Sequence[str], data_dir: Path
+) -> int:
+    """Record an export of a candidate to be run by a worker; returns its id. Its files go to
+    `data_dir`/exports/ID. Bad formats and unknown searches or candidates are refused here,
+    before any worker starts."""
+    formats = parse_formats(formats)
+    with store.session() as s:
+        store.search(s, search_id)
+        candidate_id = s.scalar(
+            select(Candidate.id).where(
+                Candidate.search_id == search_id, Candidate.trial == candidate
+            )
+        )
+        if candidate_id is None:
+            raise NotFoundError(f"search {search_id} has no candidate {candidate}")
+        record = Export(
+            search_id=search_id,
+            candidate_id=candidate_id,
+            formats=formats,
+            out_dir="",
+            card={},
+            status=QUEUED,
+        )
+        s.add(record)
+        s.flush()
+        record.out_dir = str((data_dir / "exports" / str(record.id)).resolve())
+        return record.id
+
+
+def _export_row(s: Session, export_id: int) -> Export:
+    row = s.get(Export, export_id)
+    if row is None:
+        raise NotFoundError(f"no export {export_id}")
+    return row
+
+
+def claim_export(store: Store, export_id: int, driver: str) -> bool:
+    """Make `driver` the export's worker if it is queued, or running under a lease nobody
+    holds (its worker died): one compare-and-set on the status and driver seen, so that of
+    two workers claiming at once one wins."""
+    with store.session() as s:
+        row = _export_row(s, export_id)
+        if row.status not in EXPORT_UNFINISHED:
+            return False
+        if row.status == RUNNING and lease.holder(row) is not None:
+            return False
+        seen_status, seen_driver = row.status, row.driver
+    return lease.take(
+        store,
+        Export,
+        export_id,
+        driver,
+        seen_driver,
+        only_if_expired=False,
+        where=(Export.status == seen_status,),
+        status=RUNNING,
+        message="",
+    )
+
+
+def run_export_job(store: Store, export_id: int) -> str:
+    """Run a queued export (or one whose worker died); returns its status. An export another
+    worker runs, or that has ended, is left alone."""
+    driver = lease.driver_id()
+    if not claim_export(store, export_id, driver):
+        with store.session() as s:
+            return _export_row(s, export_id).status
+    with store.session() as s:
+        row = _export_row(s, export_id)
+        trial = s.scalar(select(Candidate.trial).where(Candidate.id == row.candidate_id))
+        search_id, formats, out_dir = row.search_id, list(row.formats), Path(row.out_dir)
+
+    renew = partial(lease.renew, store, Export, export_id, driver, f"export {export_id}")
+    try:
+        with lease.heartbeat(renew, f"export {export_id}"):
+            # force: a worker that died may have left some of the files
+            export_candidate(store, search_id, trial, formats, out_dir, True, (export_id, driver))
+    except LeaseLost as err:
+        log.warning("%s", err)
+        with store.session() as s:
+            return _export_row(s, export_id).status
+    except Exception as err:
+        message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+        log.error("export %d failed: %s", export_id, message)
+        with store.session() as s:
+            lease.hold(
+                s,
+                Export,
+                export_id,
+                driver,
+                f"export {export_id}",
+                status=FAILED,
+                message=message,
+                finished_at=now(),
+            )
+        return FAILED
+    return COMPLETED
+
+
+def _summary(row: Export, trial: int) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "search": row.search_id,
+        "candidate": trial,
+        "status": row.status,
+        "finished": row.status not in EXPORT_UNFINISHED,
+        "message": row.message,
+        "formats": list(row.formats),
+        "created_at": row.created_at.isoformat(),
+        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+    }
+
+
+def list_exports(
+    store: Store, search_id: int | None = None, offset: int = 0, limit: int | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of exports (of one search, with `search_id`), newest first: status, not cards
+    or files; and how many there are in all."""
+    query = select(Export, Candidate.trial).join(Candidate, Candidate.id == Export.candidate_id)
+    count = select(func.count()).select_from(Export)
+    with store.session() as s:
+        if search_id is not None:
+            store.search(s, search_id)  # NotFoundError for an unknown search
+            query = query.where(Export.search_id == search_id)
+            count = count.where(Export.search_id == search_id)
+        rows = s.execute(query.order_by(Export.id.desc()).offset(offset).limit(limit))
+        return [_summary(row, trial) for row, trial in rows], s.scalar(count) or 0
+
+
+def export_info(store: Store, export_id: int) -> dict[str, Any]:
+    """An export as JSON-able data: its status, model card and files (name, format, bytes,
+    SHA-256). Only the files named by the card are listed, the card itself included."""
+    with store.session() as s:
+        row = _export_row(s, export_id)
+        trial = s.scalar(select(Candidate.trial).where(Candidate.id == row.candidate_id))
+        info = {**_summary(row, trial), "card": row.card or None}
+        out_dir = Path(row.out_dir)
+    files = []
+    if info["status"] == COMPLETED:
+        recorded = info["card"]["files"]  # format -> the file's name and SHA-256 when written
+        for fmt, entry in [*recorded.items(), ("card", {"path": CARD_NAME})]:
+            path = out_dir / entry["path"]
+            if path.is_file():
+                files.append(
+                    {
+                        "name": path.name,
+                        "format": fmt,
+                        "bytes": path.stat().st_size,
+                        "sha256": entry.get("sha256") or file_sha256(path),
+                    }
+                )
+    info["files"] = files
+    info["out_dir"] = str(out_dir)
+    return info
+
+
+def export_file(store: Store, export_id: int, name: str) -> Path:
+    """The path of one file of a completed export, by its name in the export's own file
+    list (`export_info`): any other name, `../` included, is NotFoundError."""
+    info = export_info(store, export_id)
+    for entry in info["files"]:
+        if entry["name"] == name:
+            return Path(info["out_dir"]) / entry["name"]
+    known = [entry["name"] for entry in info["files"]]
+    raise NotFoundError(f"export {export_id} has no file {name!r}; its files: {known}")
