@@ -132,13 +132,21 @@ class FamilyNet:
 # ----- channel rules --------------------------------------------------------------------------
 
 
-def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """The nearest multiple of `divisor` (at least `min_value`), never more than 10% below v."""
-    min_value = min_value or divisor
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round a channel count to the nearest multiple of `divisor`, at least `min_value`
+    (default: `divisor`), never more than 10% below `value`.
+
+    The rule MobileNet, once-for-all, MCUNet and timm's EfficientNet builder all use; widths
+    must match theirs exactly. The one copy: supernet's spaces use it too. An explicit
+    min_value=0 is kept (a zero width stays 0), as once-for-all's make_divisible does; timm's
+    `min_value or divisor` would read it as the default. No caller passes min_value, and for
+    any positive value the two agree (the 10% rule lifts a rounding to 0 back to `divisor`).
+    """
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
 
 
 def _round_channels(channels: float, multiplier: float) -> int:

@@ -33,16 +33,16 @@ from typing import Any
 
 import numpy as np
 
-from latency_models.errors import SpecError, TraceError
+from latency_models.errors import TraceError
+from latency_models.graph import INPUT, GraphBuilder, per_sample_shape
 from latency_models.ops import Shape
-from latency_models.spec import LayerSpec, NetworkSpec
+from latency_models.spec import NetworkSpec
 
 ONNX_SUFFIXES: tuple[str, ...] = (".onnx",)
 TORCHSCRIPT_SUFFIXES: tuple[str, ...] = (".pt", ".ts", ".torchscript")
 # every suffix spec_from_file reads (a tuple, so that str.endswith can take it)
 NETWORK_FILE_SUFFIXES: tuple[str, ...] = ONNX_SUFFIXES + TORCHSCRIPT_SUFFIXES
 
-_INPUT = "<input>"
 _OUTPUT = -1  # the pseudo-reader of a graph output (like torch.fx's output node)
 _ACTIVATIONS = {
     "Relu": "relu",
@@ -285,10 +285,10 @@ def _spec_from_model(
         if not _fold_constants(graph, reader):
             break
     reader.run()
-    if not reader.layers:
+    if not reader.builder.layers:
         raise TraceError(f"{source}: the graph has no layers to cost")
     spec_batch = batch or given_batch or file_batch or 1
-    return reader.spec(spec_batch, name)
+    return reader.builder.spec(spec_batch, name, f"{source}: the graph")
 
 
 def _fix_input(value_info: Any, given: Shape | None, source: str) -> tuple[int | None, Shape]:
@@ -348,13 +348,14 @@ def _fold_constants(graph: Any, reader: _Reader) -> bool:
 
 
 class _Reader:
-    """Walks the (topologically ordered) nodes, as latency_models.torch.tracing walks fx."""
+    """Walks the (topologically ordered) nodes, as latency_models.torch.tracing walks fx;
+    the layers (names, folding, the spec) are a GraphBuilder's."""
 
     def __init__(self, graph: Any, source: str, chw: Shape, base_dir: Path, opset: int) -> None:
         from onnx import numpy_helper
 
         self.to_array = numpy_helper.to_array
-        self.graph, self.source, self.chw, self.base_dir = graph, source, chw, base_dir
+        self.graph, self.source, self.base_dir = graph, source, base_dir
         self.opset = opset
         self.const_cache: dict[str, Any | None] = {}
         self.nodes = list(graph.node)
@@ -383,8 +384,7 @@ class _Reader:
                 self.producer[t] = i
         for vi in graph.output:
             self.readers.setdefault(vi.name, set()).add(_OUTPUT)
-        self.layers: list[dict[str, Any]] = []
-        self.by_name: dict[str, dict[str, Any]] = {}
+        self.builder = GraphBuilder(chw)
         self.gates: dict[int, int] = {}  # gate node -> the Mul that applies it to its input
         self.gated: dict[int, tuple[str, str, int]] = {}  # Mul -> (act, x, gate node)
         self.find_gated()
@@ -459,21 +459,13 @@ class _Reader:
             raise TraceError(
                 f"{self.source}: no shape inferred for tensor {tensor!r} ({self.describe(node)})"
             )
-        per_sample = tuple(int(d) for d in dims[1:])  # type: ignore[arg-type]
-        if len(per_sample) == 1:
-            return (per_sample[0], 1, 1)
-        if len(per_sample) == 3:
-            return per_sample  # type: ignore[return-value]
+        shape = per_sample_shape(dims[1:])  # type: ignore[arg-type]
+        if shape is not None:
+            return shape
         raise TraceError(
             f"{self.source}: {self.describe(node)}: tensors of shape {dims} are not supported "
             "(a NetworkSpec holds (N, C, H, W) and (N, features) tensors)"
         )
-
-    def unique(self, name: str) -> str:
-        base, i = name, 1
-        while name in self.by_name:
-            name, i = f"{base}_{i}", i + 1
-        return name
 
     def layer_name(self, node: Any, index: int, weight: str | None = None) -> str:
         if weight and weight.endswith(".weight"):
@@ -483,20 +475,11 @@ class _Reader:
     def add_layer(
         self, node: Any, index: int, op: str, srcs: Sequence[str], x: str, **kw: Any
     ) -> dict[str, Any]:
-        name = self.unique(self.layer_name(node, index, kw.pop("weight", None)))
+        name = self.layer_name(node, index, kw.pop("weight", None))
         in_shape = kw.pop("in_shape", None) or self.shape(x, node)
         out_shape = kw.pop("out_shape", None) or self.shape(node.output[0], node)
-        layer = {
-            "name": name,
-            "op": op,
-            "in_shape": in_shape,
-            "out_shape": out_shape,
-            "inputs": tuple(srcs),
-            **kw,
-        }
-        self.layers.append(layer)
-        self.by_name[name] = layer
-        self.value[node.output[0]] = name
+        layer = self.builder.add(name, op, in_shape, out_shape, srcs, **kw)
+        self.value[node.output[0]] = layer["name"]
         return layer
 
     def find_gated(self) -> None:
@@ -522,7 +505,7 @@ class _Reader:
     # ----- the walk --------------------------------------------------------------------------
 
     def run(self) -> None:
-        self.value[self.input] = _INPUT
+        self.value[self.input] = INPUT
         for i, node in enumerate(self.nodes):
             self.visit(i, node)
 
@@ -572,25 +555,20 @@ class _Reader:
             )
         return dims
 
-    def fold_target(self, x: str, readers: set[int], what: str) -> dict[str, Any] | None:
-        """The conv/linear layer an op reading `x` may be folded into: `readers` (the op's
-        nodes) must be all of x's readers."""
+    def fold(self, node: Any, x: str, readers: set[int], what: str, value: Any = True) -> bool:
+        """Fold `node`, which reads `x`, into the layer holding x (GraphBuilder.fold), when
+        `readers` (the op's nodes) are all of x's readers; whether it was folded."""
         if self.readers.get(x) != readers:
-            return None
-        layer = self.by_name.get(self.value.get(x, ""))
-        if layer is None or layer["op"] not in ("conv", "linear") or layer.get("act"):
-            return None
-        if what == "bn" and (layer["op"] != "conv" or layer.get("bn")):
-            return None
-        return layer
+            return False
+        name = self.builder.fold(self.value.get(x, ""), what, value)
+        if name is None:
+            return False
+        self.value[node.output[0]] = name
+        return True
 
     def activation(self, node: Any, i: int, act: str, x: str, readers: set[int]) -> None:
-        target = self.fold_target(x, readers, "act")
-        if target is not None:
-            target["act"] = act
-            self.value[node.output[0]] = target["name"]
-            return
-        self.add_layer(node, i, "act", [self.reads(x, node)], x, act=act)
+        if not self.fold(node, x, readers, "act", act):
+            self.add_layer(node, i, "act", [self.reads(x, node)], x, act=act)
 
     # ----- nodes (op_<OpType>) ---------------------------------------------------------------
 
@@ -641,15 +619,11 @@ class _Reader:
         return value is None or bool(np.any(value))
 
     def op_BatchNormalization(self, i: int, node: Any) -> None:
-        x = node.input[0]
-        target = self.fold_target(x, {i}, "bn")
-        if target is None:
+        if not self.fold(node, node.input[0], {i}, "bn"):
             raise self.unsupported(
                 node,
                 "it does not directly follow a convolution (only conv -> BatchNorm is folded)",
             )
-        target["bn"] = True
-        self.value[node.output[0]] = target["name"]
 
     def op_Clip(self, i: int, node: Any) -> None:
         bounds = []
@@ -690,7 +664,7 @@ class _Reader:
         x = node.input[0]
         src = self.reads(x, node)
         in_shape = self.shape(x, node)
-        produced = self.by_name[src]["out_shape"] if src != _INPUT else self.chw
+        produced = self.builder.produced(src)
         if produced != in_shape or in_shape[1:] != (1, 1):
             raise self.unsupported(
                 node,
@@ -705,17 +679,10 @@ class _Reader:
             self.binary(i, node, "add", a, b)
             return
         x, c = (a, b) if a in self.data else (b, a)
-        layer = self.by_name.get(self.value[x], {})
+        producer = self.nodes[self.producer[x]] if self.value[x] != INPUT else None
+        matmul = producer is not None and producer.op_type == "MatMul"
         # MatMul + Add(bias): a linear layer with a bias
-        if (
-            layer.get("op") == "linear"
-            and not layer.get("bias")
-            and not layer.get("act")
-            and self.readers.get(x) == {i}
-            and self.nodes[self.producer[x]].op_type == "MatMul"
-        ):
-            layer["bias"] = True
-            self.value[node.output[0]] = layer["name"]
+        if matmul and self.fold(node, x, {i}, "bias"):
             return
         raise self.unsupported(node, f"with a constant operand {c!r}")
 
@@ -729,7 +696,7 @@ class _Reader:
 
     def binary(self, i: int, node: Any, op: str, a: str, b: str) -> None:
         srcs = [self.reads(a, node), self.reads(b, node)]
-        if _INPUT in srcs:
+        if INPUT in srcs:
             raise self.unsupported(
                 node, "it reads the network input directly (a NetworkSpec add/mul reads two layers)"
             )
@@ -777,17 +744,3 @@ class _Reader:
         self.add_layer(node, i, "resize", [self.reads(x, node)], x)
 
     op_Upsample = op_Resize
-
-    # ----- the result ------------------------------------------------------------------------
-
-    def spec(self, batch: int, name: str) -> NetworkSpec:
-        layers = []
-        for d in self.layers:
-            inputs = tuple(s for s in d.pop("inputs") if s != _INPUT)
-            layers.append(LayerSpec(inputs=inputs, **d))
-        try:
-            return NetworkSpec(tuple(layers), self.chw, batch, name)
-        except SpecError as err:
-            raise TraceError(
-                f"{self.source}: the graph is not a valid NetworkSpec: {err}"
-            ) from None

@@ -26,18 +26,6 @@ def as_rng(rng: RngLike) -> np.random.Generator:
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round a channel count to a multiple of `divisor`, never more than 10% below `value`.
-
-    The rule MobileNet, once-for-all and MCUNet all use; widths must match theirs exactly.
-    """
-    min_value = divisor if min_value is None else min_value
-    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return rounded
-
-
 def arch_hash(arch: Mapping[str, Any]) -> str:
     """A short hash of an arch's JSON (keys sorted): the arch id of a canonical arch."""
     text = json.dumps(arch, sort_keys=True, separators=(",", ":"))

@@ -16,7 +16,7 @@ measurements (all zero but the scale unless calibrated).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,18 @@ class BlockTableModel(CostModel):
     def metrics(self) -> tuple[str, ...]:
         return ("latency_ms", "macs", "params")
 
+    def _read_tables(self, reader: Reader, keys: str, field: str | None) -> dict[int, Table]:
+        """The profile's `tables`, each keyed by an integer >= 1 (`keys` says what the keys
+        are, for the error), inline or in YAML files beside the profile (read_table)."""
+        tables = reader.mapping("tables")
+        base_dir = Path(self.source).parent
+        read: dict[int, Table] = {}
+        for key, value in tables.data.items():
+            if isinstance(key, bool) or not isinstance(key, int) or key < 1:
+                raise tables.error(str(key), f"table keys must be {keys}")
+            read[key] = read_table(tables, str(key), value, base_dir, field, self.files)
+        return read
+
     def key_of(self, sig: BlockSig, first: bool) -> str:
         """The block's key in this table's format (the first block may be named apart)."""
         return self._key(sig, 0 if first else 1)
@@ -106,6 +118,28 @@ class BlockTableModel(CostModel):
     def _entries(first: dict, rest: dict, keys: Sequence[Hashable]) -> list[float]:
         return [first[keys[0]], *map(rest.__getitem__, keys[1:])] if keys else []
 
+    def _cached_entries(
+        self,
+        segment: SpecArrays | Part,
+        first: bool,
+        keys: Sequence[Hashable],
+        caches: tuple[dict, dict],
+        entry: Callable[[BlockSig, bool, Any], float],
+    ) -> list[float]:
+        """The entries of the segment's blocks under their cache `keys`; `first`: the
+        segment holds its network's first block (cached apart: caches is (first, rest)).
+        A block not seen yet is worked out once, as entry(sig, first block?, key)."""
+        first_cache, rest = caches
+        head = first_cache if first else rest
+        try:
+            return self._entries(head, rest, keys)
+        except KeyError:  # blocks this model has not seen yet: look them up once
+            for i, (sig, key) in enumerate(zip(segment.blocks, keys, strict=True)):
+                cache = head if i == 0 else rest
+                if key not in cache:
+                    cache[key] = entry(sig, first and i == 0, key)
+            return self._entries(head, rest, keys)
+
     def _sum_exact(
         self,
         segment: SpecArrays | Part,
@@ -116,17 +150,13 @@ class BlockTableModel(CostModel):
     ) -> list[float]:
         """The entries of a table that holds the segment's blocks as they are; `first`: the
         segment holds its network's first block."""
-        keys = segment.block_keys
-        first_cache, rest = caches
-        head = first_cache if first else rest
-        try:
-            return self._entries(head, rest, keys)
-        except KeyError:  # blocks this model has not seen yet: look them up once
-            for i, (sig, key) in enumerate(zip(segment.blocks, keys, strict=True)):
-                cache = head if i == 0 else rest
-                if key not in cache:
-                    cache[key] = self._lookup(table, sig, first and i == 0, context)
-            return self._entries(head, rest, keys)
+        return self._cached_entries(
+            segment,
+            first,
+            segment.block_keys,
+            caches,
+            lambda sig, is_first, _: self._lookup(table, sig, is_first, context),
+        )
 
     def _check(self, batch: SpecBatch) -> None:
         """Refuse what the tables cannot cost (subclasses add theirs): a network without
@@ -248,13 +278,7 @@ class LUTModel(BlockTableModel):
         r.only(self.FIELDS)
         self.batch = r.integer("batch", 1)
         field = r.string("value_field", "mean")
-        tables = r.mapping("tables")
-        base_dir = Path(source).parent
-        self.tables: dict[int, Table] = {}
-        for res, value in tables.data.items():
-            if isinstance(res, bool) or not isinstance(res, int) or res < 1:
-                raise tables.error(str(res), "table keys must be input resolutions (integers)")
-            self.tables[res] = read_table(tables, str(res), value, base_dir, field, self.files)
+        self.tables = self._read_tables(r, "input resolutions (integers)", field)
         if not self.tables:
             raise r.error("tables", "must name at least one resolution")
         self.resolutions = sorted(self.tables)
@@ -307,16 +331,13 @@ class LUTModel(BlockTableModel):
             )
         # a block's size at another resolution depends on the strides before it
         keys = list(zip(segment.block_keys, segment.block_strides, strict=True))
-        first_cache, rest = self._between.setdefault(r, ({}, {}))
-        head = first_cache if first else rest
-        try:
-            return self._entries(head, rest, keys)
-        except KeyError:
-            for i, (sig, key) in enumerate(zip(segment.blocks, keys, strict=True)):
-                cache = head if i == 0 else rest
-                if key not in cache:
-                    cache[key] = self._interpolate(r, sig, first and i == 0, key[1])
-            return self._entries(head, rest, keys)
+        return self._cached_entries(
+            segment,
+            first,
+            keys,
+            self._between.setdefault(r, ({}, {})),
+            lambda sig, is_first, key: self._interpolate(r, sig, is_first, key[1]),
+        )
 
     def _interpolate(self, r: int, sig: BlockSig, first: bool, stride_before: int) -> float:
         r0 = max(x for x in self.resolutions if x < r)

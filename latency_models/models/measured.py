@@ -12,7 +12,6 @@ the `generic` format (keys.py), so one profile can hold blocks of several spaces
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 from latency_models.arrays import Part, SpecArrays, SpecBatch
 from latency_models.base import Reader
 from latency_models.errors import UnsupportedSpecError
-from latency_models.models.lut import BlockTableModel, Table, read_table
+from latency_models.models.lut import BlockTableModel
 
 TIMING_FIELDS = (
     "device",
@@ -64,13 +63,7 @@ class MeasuredModel(BlockTableModel):
         self.rounds = measurement.integer("rounds", 10)
         self.statistic = measurement.string("statistic", "median", choices=("median", "min"))
         self.calibration = dict(r.raw("calibration", {}) or {})
-        tables = r.mapping("tables")
-        self.tables: dict[int, Table] = {}
-        for batch, value in tables.data.items():
-            if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-                raise tables.error(str(batch), "table keys must be batch sizes (integers >= 1)")
-            folder = Path(source).parent
-            self.tables[batch] = read_table(tables, str(batch), value, folder, None, self.files)
+        self.tables = self._read_tables(r, "batch sizes (integers >= 1)", None)
         self._caches: dict[int, tuple[dict, dict]] = {b: ({}, {}) for b in self.tables}
 
     def summary(self) -> dict[str, Any]:

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from latency_models.errors import SpecError, TraceError
-from latency_models.spec import LayerSpec, NetworkSpec
+from latency_models.errors import TraceError
+from latency_models.graph import INPUT, GraphBuilder, per_sample_shape
+from latency_models.spec import NetworkSpec
 
 _ACT_MODULES: dict[type[nn.Module], str] = {
     nn.ReLU: "relu",
@@ -52,7 +53,6 @@ _ALIAS_FUNCTIONS = {torch.flatten, F.dropout, torch.reshape}
 _ALIAS_METHODS = {"view", "reshape", "flatten", "contiguous"}
 _ADD = {operator.add, operator.iadd, torch.add}
 _MUL = {operator.mul, operator.imul, torch.mul}
-_INPUT = "<input>"
 
 
 def _op_name(node: fx.Node, gm: fx.GraphModule) -> str:
@@ -66,10 +66,11 @@ def _op_name(node: fx.Node, gm: fx.GraphModule) -> str:
 
 
 class _Tracer:
+    """Walks the fx graph's nodes; the layers (names, folding, the spec) are a GraphBuilder's."""
+
     def __init__(self, gm: fx.GraphModule, input_shape: tuple[int, int, int]) -> None:
-        self.gm, self.input_shape = gm, input_shape
-        self.layers: list[dict[str, Any]] = []
-        self.by_name: dict[str, dict[str, Any]] = {}
+        self.gm = gm
+        self.builder = GraphBuilder(input_shape)
         self.alias: dict[fx.Node, str] = {}  # node -> name of the layer holding its value
 
     # ----- helpers ---------------------------------------------------------------------------
@@ -79,11 +80,9 @@ class _Tracer:
         meta = node.meta.get("tensor_meta")
         if meta is None:
             raise TraceError(f"no shape recorded for {node.name}")
-        dims = tuple(int(d) for d in meta.shape[1:])
-        if len(dims) == 1:
-            return (dims[0], 1, 1)
-        if len(dims) == 3:
-            return dims  # type: ignore[return-value]
+        shape = per_sample_shape(meta.shape[1:])
+        if shape is not None:
+            return shape
         raise TraceError(f"{node.name}: tensors of shape {tuple(meta.shape)} are not supported")
 
     def source(self, node: Any, user: fx.Node) -> str:
@@ -93,56 +92,37 @@ class _Tracer:
             )
         return self.alias[node]
 
-    def unique(self, name: str) -> str:
-        base, i = name, 1
-        while name in self.by_name:
-            name, i = f"{base}_{i}", i + 1
-        return name
-
     def add_layer(self, node: fx.Node, op: str, srcs: Sequence[str], **kw: Any) -> None:
-        name = self.unique(str(node.target) if node.op == "call_module" else node.name)
+        name = str(node.target) if node.op == "call_module" else node.name
         in_shape = kw.pop("in_shape", None)
         if in_shape is None:
             first = node.args[0]
             assert isinstance(first, fx.Node)
             in_shape = self.shape(first)
-        layer = {
-            "name": name,
-            "op": op,
-            "in_shape": in_shape,
-            "out_shape": self.shape(node),
-            "inputs": tuple(srcs),
-            **kw,
-        }
-        self.layers.append(layer)
-        self.by_name[name] = layer
-        self.alias[node] = name
+        layer = self.builder.add(name, op, in_shape, self.shape(node), srcs, **kw)
+        self.alias[node] = layer["name"]
 
-    def fold_target(self, node: fx.Node, what: str) -> dict[str, Any] | None:
-        """The conv/linear layer `node` may be folded into: it must be the only reader."""
+    def fold(self, node: fx.Node, what: str, value: Any = True) -> bool:
+        """Fold `node` into the layer holding its input (GraphBuilder.fold), when `node` is
+        that input's only reader; whether it was folded."""
         src = node.args[0]
         if not isinstance(src, fx.Node) or len(src.users) != 1:
-            return None
-        layer = self.by_name.get(self.alias.get(src, ""))
-        if layer is None or layer["op"] not in ("conv", "linear") or layer.get("act"):
-            return None
-        if what == "bn" and (layer["op"] != "conv" or layer.get("bn")):
-            return None
-        return layer
+            return False
+        name = self.builder.fold(self.alias.get(src, ""), what, value)
+        if name is None:
+            return False
+        self.alias[node] = name
+        return True
 
     def activation(self, node: fx.Node, act: str) -> None:
-        target = self.fold_target(node, "act")
-        if target is not None:
-            target["act"] = act
-            self.alias[node] = target["name"]
-            return
-        self.add_layer(node, "act", [self.source(node.args[0], node)], act=act)
+        if not self.fold(node, "act", act):
+            self.add_layer(node, "act", [self.source(node.args[0], node)], act=act)
 
     # ----- nodes -----------------------------------------------------------------------------
 
     def visit(self, node: fx.Node) -> None:
         if node.op == "placeholder":
-            self.alias[node] = _INPUT
+            self.alias[node] = INPUT
         elif node.op == "output":
             return
         elif node.op == "call_module":
@@ -173,14 +153,11 @@ class _Tracer:
                 bias=m.bias is not None,
             )
         elif isinstance(m, nn.BatchNorm2d):
-            target = self.fold_target(node, "bn")
-            if target is None:
+            if not self.fold(node, "bn"):
                 raise TraceError(
                     f"unsupported op: {_op_name(node, self.gm)} that does not directly follow "
                     "a convolution (only conv -> BatchNorm is folded)"
                 )
-            target["bn"] = True
-            self.alias[node] = target["name"]
         elif type(m) in _ACT_MODULES:
             self.activation(node, _ACT_MODULES[type(m)])
         elif isinstance(m, nn.Linear):
@@ -246,7 +223,7 @@ class _Tracer:
 
     def binary(self, node: fx.Node, op: str, a: fx.Node, b: fx.Node) -> None:
         srcs = [self.source(a, node), self.source(b, node)]
-        if _INPUT in srcs:
+        if INPUT in srcs:
             raise TraceError(
                 f"unsupported op: {_op_name(node, self.gm)} reads the network input directly "
                 "(a NetworkSpec add/mul reads two layers)"
@@ -258,25 +235,15 @@ class _Tracer:
         assert isinstance(first, fx.Node)
         c, h, _ = self.shape(first)
         self.add_layer(node, "global_avgpool", [self.source(first, node)], kernel=h)
-        self.by_name[self.alias[node]]["out_shape"] = (c, 1, 1)
+        self.builder.by_name[self.alias[node]]["out_shape"] = (c, 1, 1)
 
     def check_flat(self, node: fx.Node, src: str, in_shape: tuple[int, int, int]) -> None:
-        produced = self.by_name[src]["out_shape"] if src != _INPUT else self.input_shape
+        produced = self.builder.produced(src)
         if produced != in_shape:
             raise TraceError(
                 f"unsupported op: {_op_name(node, self.gm)} on a flattened {produced} feature "
                 "map; pool to (C, 1, 1) before the linear layer"
             )
-
-    def spec(self, input_shape: tuple[int, int, int], batch: int, name: str) -> NetworkSpec:
-        layers = []
-        for d in self.layers:
-            inputs = tuple(s for s in d.pop("inputs") if s != _INPUT)
-            layers.append(LayerSpec(inputs=inputs, **d))
-        try:
-            return NetworkSpec(tuple(layers), input_shape, batch, name)
-        except SpecError as err:
-            raise TraceError(f"the traced graph is not a valid NetworkSpec: {err}") from None
 
 
 def _pair(value: Any) -> tuple[int, int]:
@@ -314,6 +281,6 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str = "") -> Netwo
     tracer = _Tracer(gm, chw)  # type: ignore[arg-type]
     for node in gm.graph.nodes:
         tracer.visit(node)
-    if not tracer.layers:
+    if not tracer.builder.layers:
         raise TraceError(f"{type(model).__name__} has no layers to cost")
-    return tracer.spec(chw, batch, name or type(model).__name__)  # type: ignore[arg-type]
+    return tracer.builder.spec(batch, name or type(model).__name__, "the traced graph")

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from latency_models import NetworkSpec, SpecBatch
+from latency_models.families import make_divisible
 from supernet.mbconv import spec as _spec
-from supernet.space import Arch, ArchField, CanonicalArch, SearchSpace, make_divisible
+from supernet.space import Arch, ArchField, CanonicalArch, SearchSpace
 
 SE_REDUCTION = 4  # squeeze-and-excitation bottleneck, as in MobileNetV3 and once-for-all
 CHANNEL_DIVISOR = 8

@@ -389,6 +389,20 @@ def test_mobilenetv2_head_width_rule():
     assert make_divisible(0.35 * 16) == 8 and make_divisible(0.35 * 32) == 16
 
 
+def test_make_divisible_keeps_an_explicit_min_value_of_zero():
+    # One make_divisible serves timm's families here and supernet's spaces. The two copies it
+    # replaced disagreed at min_value=0: timm's rule (`min_value or divisor`) reads 0 as the
+    # default, once-for-all's (`divisor if min_value is None`) keeps it. We keep it, so that an
+    # argument a caller gives is never silently replaced: a zero width stays zero.
+    assert make_divisible(0, 8, min_value=0) == 0
+    assert make_divisible(0) == make_divisible(0, 8, min_value=None) == 8
+    # No caller passes min_value, and for any positive width the two rules agree (the 10% rule
+    # lifts a rounding to 0 back to the divisor): no network's widths depend on the choice.
+    for divisor in (4, 8, 16):
+        for value in [0.001, *(x / 4 for x in range(1, 4 * 300))]:
+            assert make_divisible(value, divisor, min_value=0) == make_divisible(value, divisor)
+
+
 def test_efficientnet_lite_has_no_se_and_uses_relu6():
     spec = family_spec("efficientnet_lite0")
     assert not any(layer.op in ("mul", "global_avgpool") for layer in spec.layers[:-2])

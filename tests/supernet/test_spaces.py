@@ -416,3 +416,10 @@ def test_trusted_path_validates_at_most_once(name, monkeypatch):
     calls.clear()
     space.to_spec(plain)
     assert len(calls) == 1  # a plain dict is validated, once
+
+
+def test_make_divisible_is_latency_models_own():
+    # one channel rounding for the spaces and the timm families (latency_models.families)
+    from latency_models.families import make_divisible
+
+    assert supernet.make_divisible is make_divisible
