@@ -83,6 +83,8 @@ def page():
 def fill_form(page, server, supernet, predictor, population="8", generations="3"):
     """The launch form, filled for a tiny search on the STM32F746 (not yet submitted)."""
     page.goto(f"{server}/#/new")
+    expect(page.locator(".device").first).to_be_visible()
+    screenshot(page, "form")
     page.fill("#f-name", "web-search")
     page.fill("#f-supernet", supernet)
     page.fill("#f-predictor", predictor)
@@ -142,6 +144,7 @@ def test_a_search_launched_from_the_page_is_plotted_filtered_and_exported(
     page.click(f'.front-table tbody tr[data-candidate="{first}"]')
     expect(page.locator("#panel h2")).to_have_text(f"Candidate {first}")
     expect(page.locator("#panel .block").first).to_be_visible()
+    screenshot(page, "panel")
     page.click("#export-button")
     onnx_link = page.locator('#panel a[data-format="onnx"]')
     expect(onnx_link).to_be_visible(timeout=60_000)
@@ -163,6 +166,7 @@ def test_a_search_launched_from_the_page_is_plotted_filtered_and_exported(
     page.goto(f"{server}/#/")  # the list shows the search, finished
     row = page.locator(f'tr[data-search="{search_id}"]')
     expect(row.locator(".status")).to_have_text("completed")
+    screenshot(page, "list")
 
 
 def test_a_bad_value_is_shown_beside_its_field(server, page, tiny_supernet, tiny_predictor):
