@@ -1,12 +1,15 @@
 """The web page at / in a real browser (Playwright, Debian's chromium) against a real server:
-a search launched from the form runs to the end, the plot draws the API's front, a tighter
-limit re-filters it as `nas pareto --where` does, and an exported ONNX file downloaded from
-the candidate panel runs in onnxruntime. Bad form values are shown beside their fields."""
+its ES modules all load as JavaScript; a search launched from the form runs to the end and
+its page stops polling then, the plot draws the API's front, a tighter limit re-filters it as
+`nas pareto --where` does, and an exported ONNX file downloaded from the candidate panel runs
+in onnxruntime. Bad form values are shown beside their fields; the form offers the quality
+metrics of the supernet file's model family, as GET /families names them."""
 
 from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import socket
 import threading
@@ -17,7 +20,8 @@ import numpy as np
 import pytest
 import uvicorn
 
-from nas.service.app import create_app
+from nas.config import NETWORK_METRICS
+from nas.service.app import STATIC_DIR, create_app
 from nas.store import Store
 
 try:
@@ -34,6 +38,20 @@ pytestmark = pytest.mark.skipif(
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 SEARCH_SECONDS = 90  # a worker process imports torch, then runs 3 tiny generations
 SCREENSHOTS = os.environ.get("NAS_WEB_SCREENSHOTS")  # a folder: save the page as it was seen
+POLL_SECONDS = 2  # the page's POLL_MS: a poll that went on would ask again within this
+
+
+def requests_to(page, pattern: str) -> list[str]:
+    """The paths of the page's requests (from now on) that match `pattern` in full."""
+    paths: list[str] = []
+
+    def seen(request):
+        path = httpx.URL(request.url).path
+        if re.fullmatch(pattern, path):
+            paths.append(path)
+
+    page.on("request", seen)
+    return paths
 
 
 def screenshot(page, name: str) -> None:
@@ -83,6 +101,8 @@ def page():
 def fill_form(page, server, supernet, predictor, population="8", generations="3"):
     """The launch form, filled for a tiny search on the STM32F746 (not yet submitted)."""
     page.goto(f"{server}/#/new")
+    expect(page.locator(".device").first).to_be_visible()
+    screenshot(page, "form")
     page.fill("#f-name", "web-search")
     page.fill("#f-supernet", supernet)
     page.fill("#f-predictor", predictor)
@@ -114,10 +134,13 @@ def test_a_search_launched_from_the_page_is_plotted_filtered_and_exported(
     server, page, tiny_supernet, tiny_predictor, tmp_path
 ):
     fill_form(page, server, str(tiny_supernet.path), tiny_predictor)
+    summaries = requests_to(page, r"/searches/\d+")  # what the search's page polls
     page.click("#launch-button")
     page.wait_for_url("**/#/searches/*")
     search_id = int(page.url.rsplit("/", 1)[1])
     expect(page.locator("#search-status")).to_have_text("completed", timeout=SEARCH_SECONDS * 1000)
+    polls_at_the_end = len(summaries)
+    assert polls_at_the_end >= 1 and set(summaries) == {f"/searches/{search_id}"}
     screenshot(page, "search")
 
     api = httpx.Client(base_url=server, timeout=30)
@@ -142,11 +165,19 @@ def test_a_search_launched_from_the_page_is_plotted_filtered_and_exported(
     page.click(f'.front-table tbody tr[data-candidate="{first}"]')
     expect(page.locator("#panel h2")).to_have_text(f"Candidate {first}")
     expect(page.locator("#panel .block").first).to_be_visible()
+    screenshot(page, "panel")
+    export_polls = requests_to(page, r"/exports/\d+")
     page.click("#export-button")
     onnx_link = page.locator('#panel a[data-format="onnx"]')
     expect(onnx_link).to_be_visible(timeout=60_000)
     expect(page.locator("#panel a[download]", has_text="model_card.json")).to_be_visible()
     screenshot(page, "export")
+    # a finished search is asked no more, nor a finished export (each summary says finished)
+    exported_polls = len(export_polls)
+    assert exported_polls >= 1
+    page.wait_for_timeout(2500 * POLL_SECONDS)  # longer than either poll's period
+    assert len(summaries) == polls_at_the_end, summaries
+    assert len(export_polls) == exported_polls, export_polls
     with page.expect_download() as download:
         onnx_link.click()
     path = tmp_path / "downloaded.onnx"
@@ -163,6 +194,7 @@ def test_a_search_launched_from_the_page_is_plotted_filtered_and_exported(
     page.goto(f"{server}/#/")  # the list shows the search, finished
     row = page.locator(f'tr[data-search="{search_id}"]')
     expect(row.locator(".status")).to_have_text("completed")
+    screenshot(page, "list")
 
 
 def test_a_bad_value_is_shown_beside_its_field(server, page, tiny_supernet, tiny_predictor):
@@ -179,3 +211,49 @@ def test_a_bad_value_is_shown_beside_its_field(server, page, tiny_supernet, tiny
     expect(limit).to_contain_text("a limit must be > 0")
     screenshot(page, "form-error")
     assert httpx.get(f"{server}/searches").json()["total"] == 0  # nothing was launched
+
+
+def test_the_page_modules_load_as_javascript(server, page):
+    """Every module under static/js is fetched, served as JavaScript (a module script refuses
+    any other type) and runs: a failure is a pageerror, which the fixture turns into one."""
+    types: dict[str, str] = {}
+    page.on(
+        "response",
+        lambda r: types.setdefault(httpx.URL(r.url).path, r.headers.get("content-type", "")),
+    )
+    page.goto(f"{server}/")
+    expect(page.locator("#view")).to_contain_text("No searches yet")
+    modules = {p.name for p in (STATIC_DIR / "js").glob("*.js")}
+    loaded = {path.rsplit("/", 1)[1]: kind for path, kind in types.items() if path.endswith(".js")}
+    assert set(loaded) == modules
+    for name, kind in loaded.items():
+        assert kind.split(";")[0] in ("text/javascript", "application/javascript"), (name, kind)
+
+
+def test_the_form_offers_the_quality_metrics_of_the_files_family(server, page):
+    """A path whose file name is a family's: that family's quality metrics with their goals;
+    any other path: the first family's primary metric only. The network's metrics follow."""
+    families = httpx.get(f"{server}/families").json()["items"]
+    page.goto(f"{server}/#/new")
+    expect(page.locator(".device").first).to_be_visible()
+
+    def offered(path: str) -> dict[str, str]:
+        page.fill("#f-supernet", path)
+        page.locator("#f-supernet").dispatch_event("change")
+        rows = page.locator(".objective")
+        return dict(
+            zip(
+                rows.evaluate_all("rows => rows.map(r => r.dataset.metric)"),
+                rows.locator("select").evaluate_all("s => s.map(e => e.value)"),
+                strict=True,
+            )
+        )
+
+    network = dict.fromkeys(NETWORK_METRICS, "minimize")
+    for family in families:
+        assert offered(f"runs/some-run/{family['file_name']}") == {
+            **family["quality_metrics"],
+            **network,
+        }
+    primary = next(iter(families[0]["quality_metrics"].items()))
+    assert offered("runs/some-run/other.pt") == {primary[0]: primary[1], **network}
