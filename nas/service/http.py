@@ -1,0 +1,199 @@
+"""What every router of the HTTP door shares: the app's state as dependencies, the token
+checks, the body readers, and the error handlers that give every error one JSON shape.
+
+An app's state (its store, data folder, job runner, front cache and token settings) lives on
+`app.state` and reaches a route through the dependencies below, never through a module
+global: one process may serve several apps (the tests do).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import TypeAdapter
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from nas.errors import NotFoundError, UserError
+from nas.pareto import FrontCache
+from nas.service.jobs import JobRunner
+from nas.service.schemas import ErrorModel
+from nas.store import Store
+
+MAX_BODY_BYTES = 1 << 20  # a search config is a few kB; refuse anything near this
+
+
+class RequestError(UserError):
+    """A request the API cannot take (a malformed body, too large, no token)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# ----- the app's state, as dependencies -------------------------------------------------------
+
+
+def _store(request: Request) -> Store:
+    return request.app.state.store  # every core call reuses the server's connections
+
+
+def _data_dir(request: Request) -> Path:
+    return request.app.state.data_dir
+
+
+def _jobs(request: Request) -> JobRunner:
+    return request.app.state.jobs
+
+
+def _fronts(request: Request) -> FrontCache:
+    return request.app.state.fronts
+
+
+StoreDep = Annotated[Store, Depends(_store)]
+DataDirDep = Annotated[Path, Depends(_data_dir)]
+JobsDep = Annotated[JobRunner, Depends(_jobs)]
+FrontsDep = Annotated[FrontCache, Depends(_fronts)]
+
+
+def require_token(request: Request) -> None:
+    """Mutating routes: `Authorization: Bearer <token>` when the server has a token."""
+    token: str | None = request.app.state.token
+    if token is None:
+        return
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    # bytes: compare_digest refuses a str with non-ASCII characters (a 500, not a 401)
+    given_token = value.strip().encode("utf-8", "surrogateescape")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given_token, token.encode()):
+        raise RequestError("a bearer token is required (Authorization: Bearer ...)", 401)
+
+
+def read_access(request: Request) -> None:
+    """Reads: open, unless the server was started with private reads."""
+    if request.app.state.private_reads:
+        require_token(request)
+
+
+READ = [Depends(read_access)]
+WRITE = [Depends(require_token)]
+
+# ----- the error shape, documented on every route ---------------------------------------------
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorModel, "description": description}
+
+
+READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _error("A bearer token is required (a server with private reads)"),
+    404: _error("No such search, candidate, export or device"),
+    422: _error("A bad parameter or query, named in `detail` (and `fields`)"),
+}
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **READ_ERRORS,
+    400: _error("A malformed body"),
+    401: _error("A bearer token is required"),
+    413: _error(f"A body over {MAX_BODY_BYTES} bytes"),
+}
+
+# ----- bodies ---------------------------------------------------------------------------------
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, read chunk by chunk up to MAX_BODY_BYTES: a client that sends more (with a
+    Content-Length that lies, or none) is refused without the server buffering it all."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise RequestError(f"body over {MAX_BODY_BYTES} bytes", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """A small JSON object body (empty: {})."""
+    body = await read_body(request)
+    if not body.strip():
+        return {}
+    try:
+        raw = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RequestError(f"the body is not valid JSON: {err}") from None
+    if not isinstance(raw, dict):
+        raise RequestError("the body must be a JSON object")
+    return raw
+
+
+async def config_body(request: Request) -> dict[str, Any]:
+    """A search config body, JSON or YAML (a mapping)."""
+    body = await read_body(request)
+    try:  # JSON is YAML too; safe_load builds no objects
+        raw = yaml.safe_load(body.decode("utf-8")) if body.strip() else None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise RequestError(f"the body is not valid JSON or YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise RequestError("the body must be a search config (a JSON or YAML mapping)")
+    return raw
+
+
+_ANY = TypeAdapter(Any)
+
+
+def json_response(data: Any, status_code: int = 200) -> Response:
+    """`data` as JSON, serialised as FastAPI serialises a route's return value (pydantic's
+    serialiser, keys in their order), without validating it against a model first."""
+    return Response(_ANY.dump_json(data), status_code, media_type="application/json")
+
+
+# ----- errors as JSON -------------------------------------------------------------------------
+
+
+def _user_error(request: Request, err: UserError) -> JSONResponse:
+    status = getattr(err, "status", None) or (404 if isinstance(err, NotFoundError) else 422)
+    return JSONResponse({"error": type(err).__name__, "detail": str(err)}, status_code=status)
+
+
+def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+    # the router's own errors (no such route, method not allowed) in the same JSON shape
+    name = {404: "NotFoundError", 405: "MethodNotAllowed"}.get(err.status_code, "HTTPError")
+    detail = (
+        f"no route {request.method} {request.url.path}" if err.status_code == 404 else err.detail
+    )
+    return JSONResponse({"error": name, "detail": detail}, status_code=err.status_code)
+
+
+def _validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
+    # a bad query or path parameter: name it, as a bad config field is named
+    problems = [f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in err.errors()]
+    fields = [".".join(str(part) for part in e["loc"][1:]) for e in err.errors()]
+    return JSONResponse(
+        {"error": "RequestValidationError", "detail": "; ".join(problems), "fields": fields},
+        status_code=422,
+    )
+
+
+async def _limit_body(request: Request, call_next: Callable) -> Response:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        return JSONResponse(
+            {"error": "RequestError", "detail": f"body over {MAX_BODY_BYTES} bytes"},
+            status_code=413,
+        )
+    return await call_next(request)
+
+
+def install_error_handling(app: FastAPI) -> None:
+    """Every error as `{"error", "detail"}` JSON, and bodies over the limit refused early."""
+    app.exception_handler(UserError)(_user_error)
+    app.exception_handler(StarletteHTTPException)(_http_error)
+    app.exception_handler(RequestValidationError)(_validation_error)
+    app.middleware("http")(_limit_body)

@@ -1,0 +1,51 @@
+"""What a search can name: devices, search spaces, model families, and the trained files
+searches have used."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+import latency_models as lm
+from nas import core
+from nas.errors import NotFoundError
+from nas.service import schemas
+from nas.service.http import READ, READ_ERRORS, StoreDep
+
+router = APIRouter(dependencies=READ, responses=READ_ERRORS, tags=["catalog"])
+
+
+@router.get("/hardware", response_model=schemas.Items[schemas.HardwareSummary])
+def hardware() -> dict[str, Any]:
+    """Every registered device profile, as `nas hardware list --json` prints them."""
+    return {"items": core.list_hardware()}
+
+
+@router.get("/hardware/{name}", response_model=schemas.HardwareSummary)
+def hardware_one(name: str) -> dict[str, Any]:
+    if name not in lm.list_hardware():  # names only: a path is not a device here
+        raise NotFoundError(f"unknown hardware {name!r}; see GET /hardware")
+    return lm.load_hardware(name).summary()
+
+
+@router.get(
+    "/spaces",
+    response_model=schemas.Items[schemas.SpaceSummary],
+    response_model_exclude_unset=True,  # each kind of space describes itself with its own keys
+)
+def spaces() -> dict[str, Any]:
+    """The preset search spaces: genes and their choices, size, model family."""
+    return {"items": core.list_spaces()}
+
+
+@router.get("/families", response_model=schemas.Items[schemas.FamilySummary])
+def families() -> dict[str, Any]:
+    """The model families: each one's file name and quality metrics with their goals."""
+    return {"items": core.list_families()}
+
+
+@router.get("/supernets", response_model=schemas.TrainedFiles)
+def supernets(db: StoreDep) -> dict[str, Any]:
+    """The supernets and predictors searches have used, by SHA-256."""
+    return core.list_supernets(db)

@@ -1,0 +1,253 @@
+"""Searches: launch, list, cancel, resume; and what a search holds (its front, candidates,
+points, progress events)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from nas import core
+from nas.errors import SearchError
+from nas.pareto import to_csv, to_json
+from nas.service import schemas
+from nas.service.http import (
+    READ,
+    READ_ERRORS,
+    WRITE,
+    WRITE_ERRORS,
+    FrontsDep,
+    JobsDep,
+    RequestError,
+    StoreDep,
+    config_body,
+    json_response,
+)
+
+router = APIRouter(prefix="/searches", tags=["searches"])
+
+_CONFIG_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "A search config (as `nas search run` reads), as JSON or YAML.",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/yaml": {"schema": {"type": "object"}},
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=201,
+    dependencies=WRITE,
+    response_model=schemas.SearchInfo,
+    responses=WRITE_ERRORS,
+    openapi_extra=_CONFIG_BODY,
+)
+async def create_search(request: Request, db: StoreDep, jobs: JobsDep) -> dict[str, Any]:
+    """Record a search (checked, stored, leased to nobody: `core.record`, the CLI's own path)
+    and start a worker on it, which takes the lease and builds the evaluators; the server
+    starts no Ray."""
+    raw = await config_body(request)
+    # the server's Ray cluster (`nas serve --ray-address`), unless the config names its own
+    ray = None if raw.get("ray_address") else request.app.state.ray_address
+    # checking reads the trained file: off the event loop, so that other requests go on
+    search_id = await asyncio.to_thread(core.record, raw, db, None, ray)
+    jobs.start_worker(search_id)
+    return {"id": search_id, **core.get_search(search_id, db)}
+
+
+@router.get(
+    "", dependencies=READ, response_model=schemas.Page[schemas.SearchSummary], responses=READ_ERRORS
+)
+def list_searches(
+    db: StoreDep, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)
+) -> dict[str, Any]:
+    return core.list_searches(db, offset, limit)
+
+
+@router.get(
+    "/{search_id}", dependencies=READ, response_model=schemas.SearchInfo, responses=READ_ERRORS
+)
+def get_search(search_id: int, db: StoreDep) -> dict[str, Any]:
+    return core.get_search(search_id, db)
+
+
+@router.post(
+    "/{search_id}/cancel",
+    dependencies=WRITE,
+    response_model=schemas.SearchStatus,
+    responses=WRITE_ERRORS,
+)
+def cancel(search_id: int, db: StoreDep) -> dict[str, Any]:
+    """Ask a running search to stop after its current generation."""
+    return {"id": search_id, "status": core.cancel(search_id, db)}
+
+
+@router.post(
+    "/{search_id}/resume",
+    dependencies=WRITE,
+    response_model=schemas.SearchStatus,
+    responses={
+        **WRITE_ERRORS,
+        409: {"model": schemas.ErrorModel, "description": "Finished, or a live driver has it"},
+    },
+)
+def resume(search_id: int, db: StoreDep, jobs: JobsDep) -> dict[str, Any]:
+    """Start a worker on an unfinished search whose driver died."""
+    try:  # the rule `nas search resume` applies: unfinished, and no live driver on it
+        core.can_resume(search_id, db)
+    except SearchError as err:
+        raise RequestError(str(err), 409) from None
+    jobs.start_worker(search_id)
+    return {"id": search_id, "status": "running"}
+
+
+@router.get(
+    "/{search_id}/pareto",
+    dependencies=READ,
+    response_class=Response,
+    responses={
+        **READ_ERRORS,
+        200: {
+            "model": schemas.Front,
+            "description": "The front as `nas pareto --json` prints it (CSV with format=csv)",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        },
+    },
+)
+def pareto(
+    search_id: int,
+    db: StoreDep,
+    fronts: FrontsDep,
+    target: str | None = None,
+    where: list[str] = Query(default=[]),
+    measured: bool = False,
+    format: str = Query("json", pattern="^(json|csv)$"),
+) -> Response:
+    """The non-dominated feasible candidates, filtered by `where` (e.g. `top1>=0.7`)."""
+    front = core.query_front(search_id, target, where, measured, db, fronts)
+    if format == "csv":
+        return PlainTextResponse(to_csv(front), media_type="text/csv")
+    return Response(to_json(front), media_type="application/json")  # as `nas pareto --json`
+
+
+@router.get(
+    "/{search_id}/pareto.png",
+    dependencies=READ,
+    response_class=Response,
+    responses={
+        **READ_ERRORS,
+        200: {"description": "A plot of the front", "content": {"image/png": {}}},
+    },
+)
+def pareto_png(
+    search_id: int,
+    db: StoreDep,
+    fronts: FrontsDep,
+    target: str | None = None,
+    where: list[str] = Query(default=[]),
+    measured: bool = False,
+    x: str | None = None,
+) -> Response:
+    front = core.query_front(search_id, target, where, measured, db, fronts)
+    with tempfile.TemporaryDirectory(prefix="nas-plot-") as tmp:
+        data = core.plot_front(front, Path(tmp) / "front.png", x, db).read_bytes()
+    return Response(data, media_type="image/png")
+
+
+@router.get(
+    "/{search_id}/events",
+    dependencies=READ,
+    response_class=StreamingResponse,
+    responses={
+        **READ_ERRORS,
+        200: {
+            "description": "`event: progress` with the search (as GET /searches/{id}) a "
+            "stored generation, then `event: end` with its status",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+    },
+)
+async def events(
+    search_id: int, db: StoreDep, poll: float = Query(0.5, ge=0.05, le=10)
+) -> Response:
+    """Server-sent events: one `progress` event per stored generation (and one at once),
+    then an `end` event when the search stops."""
+    core.get_search(search_id, db)  # 404 before the stream starts
+
+    async def stream() -> AsyncIterator[str]:
+        seen = None
+        while True:
+            info = await asyncio.to_thread(core.get_search, search_id, db)
+            state = (info["generations"], info["status"])
+            if state != seen:
+                seen = state
+                yield f"event: progress\ndata: {json.dumps(info)}\n\n"
+            if info["finished"]:
+                yield f"event: end\ndata: {json.dumps({'status': info['status']})}\n\n"
+                return
+            await asyncio.sleep(poll)
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+# A candidate row has a key per metric, then its arch: the candidate routes send rows as the
+# core builds them (a model would reorder the keys, declared fields first), serialised as the
+# other routes are; their models document them.
+
+
+@router.get(
+    "/{search_id}/candidates",
+    dependencies=READ,
+    response_class=JSONResponse,
+    responses={**READ_ERRORS, 200: {"model": schemas.Page[schemas.CandidateRow]}},
+)
+def candidates(
+    search_id: int,
+    db: StoreDep,
+    feasible: bool = False,
+    where: list[str] = Query(default=[]),
+    target: str | None = None,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=1000),
+) -> Response:
+    """A page of candidates by trial; `where` filters as the front's `where` does."""
+    page = core.list_candidates(search_id, feasible, offset, limit, where, target, db)
+    return json_response(page)
+
+
+@router.get(
+    "/{search_id}/points",
+    dependencies=READ,
+    response_model=schemas.Points,
+    responses=READ_ERRORS,
+)
+def points(
+    search_id: int,
+    db: StoreDep,
+    metric: list[str] = Query(default=[]),
+    target: str | None = None,
+) -> dict[str, Any]:
+    """Every candidate's values of the named metrics (default: the objectives), column
+    by column, with `feasible`: what a scatter of the whole search draws."""
+    return core.search_points(search_id, metric, target, db)
+
+
+@router.get(
+    "/{search_id}/candidates/{number}",
+    dependencies=READ,
+    response_class=JSONResponse,
+    responses={**READ_ERRORS, 200: {"model": schemas.CandidateDetail}},
+)
+def candidate(search_id: int, number: int, db: StoreDep) -> Response:
+    """One candidate: what the search stored, and its cost on every registered device."""
+    return json_response(core.get_candidate(search_id, number, db))

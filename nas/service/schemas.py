@@ -1,0 +1,260 @@
+"""The JSON the HTTP API returns, as pydantic models: what `/openapi.json` documents.
+
+Each model matches what the core function behind its route returns (nas.core); the routes
+do not reshape data to fit them. Where a payload has open-ended keys (metrics, a search's
+targets, a model card, a device model's parameters) the model types them as a mapping or
+allows extra keys. Numbers keep their JSON type (`Number`: an int stays an int).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from nas.config import Objective
+
+T = TypeVar("T")
+
+Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+class ErrorModel(BaseModel):
+    """Every error: the error's class name and a message naming the bad field or id."""
+
+    error: str = Field(examples=["NotFoundError"])
+    detail: str = Field(examples=["no search with id 404"])
+    fields: list[str] | None = Field(
+        None, description="the bad parameters (a request validation error only)"
+    )
+
+
+# ----- listings -------------------------------------------------------------------------------
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a listing: the rows, how many there are in all, where the page starts."""
+
+    items: list[T]
+    total: int
+    offset: int
+
+
+class Items(BaseModel, Generic[T]):
+    """A whole (short) listing."""
+
+    items: list[T]
+
+
+# ----- searches -------------------------------------------------------------------------------
+
+
+class SearchTarget(BaseModel):
+    """One device of a search: limits on its metrics, the batch, the model's options."""
+
+    limits: dict[str, Number]
+    batch: int
+    options: dict[str, Any]
+
+
+class SearchSummary(BaseModel):
+    """A search: status, progress, best values, timing and the parts of its config."""
+
+    id: int
+    name: str
+    status: str = Field(examples=["running", "completed"])
+    finished: bool
+    space: str
+    generations: str = Field(description="done/total", examples=["3/20"])
+    candidates: int
+    evaluated: int = Field(description="distinct archs evaluated")
+    feasible: int
+    best: dict[str, Number] = Field(description="metric -> best feasible value")
+    seconds: float
+    message: str | None
+    created_at: Timestamp
+    finished_at: Timestamp | None
+    evaluation: str | None = Field(examples=["predictor", "supernet", "predictor+verify"])
+    targets: dict[str, SearchTarget] | None
+    objectives: list[Objective] | None
+
+
+class SearchDomain(BaseModel):
+    """The values of the space's resolution gene every target device can cost."""
+
+    gene: str
+    choices: list[int]
+    restricted_by: dict[str, str] = Field(description="device -> why")
+
+
+class SearchInfo(SearchSummary):
+    """One search, with the part of its space its targets restrict it to."""
+
+    domain: SearchDomain | str | None = Field(
+        description="None: the whole space; a text when a device can no longer be loaded"
+    )
+
+
+class SearchStatus(BaseModel):
+    """What a cancel or resume did: the search's status now."""
+
+    id: int
+    status: str = Field(examples=["cancelling", "running"])
+
+
+class CandidateRow(BaseModel):
+    """A candidate as the search stored it: every metric (quality, `macs`, `params`,
+    `device.metric`) is a key of its own."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, Number] = Field(init=False)  # the metrics
+
+    candidate: int = Field(description="its trial number")
+    generation: int
+    arch_id: str
+    feasible: bool
+    top1_measured: float | None
+    arch: dict[str, Any]
+
+
+class DeviceCost(BaseModel):
+    """A candidate's predicted cost on one device (`error` where its model cannot cost it)."""
+
+    target: bool = Field(description="a device the search targeted (at its batch and options)")
+    batch: int
+    options: dict[str, Any]
+    costs: dict[str, Number] | None = None
+    error: str | None = None
+
+
+class CandidateDetail(CandidateRow):
+    """One candidate, with its measured quality and its cost on every registered device."""
+
+    measured: dict[str, Number]
+    devices: dict[str, DeviceCost]
+
+
+class Points(BaseModel):
+    """Every candidate's values of some metrics, column by column, by trial."""
+
+    search: int
+    trial: list[int]
+    feasible: list[bool]
+    metrics: dict[str, list[float | None]] = Field(description="metric -> one value a trial")
+
+
+class Front(BaseModel):
+    """A Pareto front, as `nas pareto --json` prints it."""
+
+    search: int
+    objectives: list[Objective]
+    where: list[str] = Field(description="the filters applied")
+    front: list[CandidateRow]
+
+
+# ----- exports --------------------------------------------------------------------------------
+
+
+class ExportSummary(BaseModel):
+    """An export job: its candidate, formats and status."""
+
+    id: int
+    search: int
+    candidate: int
+    status: str = Field(examples=["queued", "running", "completed", "failed"])
+    finished: bool
+    message: str | None
+    formats: list[str]
+    created_at: Timestamp
+    finished_at: Timestamp | None
+
+
+class ExportFile(BaseModel):
+    name: str
+    format: str
+    bytes: int
+    sha256: str
+    url: str = Field(description="where to download it")
+
+
+class ExportInfo(ExportSummary):
+    """An export with its model card and files (once completed)."""
+
+    card: dict[str, Any] | None
+    files: list[ExportFile]
+
+
+class ExportQueued(ExportInfo):
+    url: str = Field(description="where to poll it")
+
+
+# ----- devices, spaces, families, trained files -----------------------------------------------
+
+
+class HardwareSummary(BaseModel):
+    """A device's cost model, as `nas hardware show --json` prints it; each model kind adds
+    its key parameters as keys of their own."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    kind: str = Field(examples=["gpu", "mcu", "lut", "measured", "learned"])
+    description: str
+    metrics: list[str]
+    options: dict[str, list[Any]] = Field(description="option -> allowed values (default first)")
+    source: str
+
+
+class SpaceSummary(BaseModel):
+    """A preset search space: its genes and their choices, its size, its model family.
+    Which descriptive keys it has depends on the kind of space."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    description: str | None = None
+    reference: str | None = None
+    input_channels: int | None = None
+    num_classes: int | None = None
+    input: str | None = None
+    output: str | None = None
+    genes: dict[str, Any]
+    widths_at_max: dict[str, Any] | None = None
+    layers: list[str] | None = None
+    widths: dict[int, int] | None = Field(None, description="resolution -> channels")
+    size: int = Field(description="how many archs the space holds")
+    family: str | None
+
+
+class FamilySummary(BaseModel):
+    """A model family: its file name and its quality metrics with their goals."""
+
+    kind: str
+    description: str
+    file_name: str
+    quality_metrics: dict[str, str] = Field(description="metric -> goal; the first is primary")
+    predicts_quality: bool
+    quantizes_int8: bool
+
+
+class SupernetFile(BaseModel):
+    id: int
+    sha256: str
+    path: str
+    space: str
+    family: str | None
+
+
+class PredictorFile(BaseModel):
+    id: int
+    sha256: str
+    path: str
+    supernet_id: int | None
+
+
+class TrainedFiles(BaseModel):
+    """The trained files searches have used, by SHA-256."""
+
+    supernets: list[SupernetFile]
+    predictors: list[PredictorFile]
