@@ -21,7 +21,8 @@ import pytest
 import uvicorn
 
 from nas.config import NETWORK_METRICS
-from nas.service.app import STATIC_DIR, create_app
+from nas.service.app import create_app
+from nas.service.routes.page import STATIC_DIR
 from nas.store import Store
 
 try:
