@@ -1,4 +1,5 @@
-"""Search configs: YAML validated with pydantic, then checked against the devices' models.
+"""The search config's schema, validated with pydantic (nas.resources checks the rest:
+devices, files, objectives, and returns what checking opened).
 
     name: mnist-three-devices
     supernet: runs/mnist-supernet/supernet.pt
@@ -17,8 +18,8 @@ A metric is `top1` (accuracy), `macs` or `params` (of the network, the same ever
 
 A limit is a finite number > 0: a quoted one (`peak_sram_kb: "8"`) is refused with an error
 that says so, rather than read as a device option. `supernet` and `predictor` may name a run
-folder, which stands for the trained file in it (`supernet.pt` / `gan.pt`, `predictor.pt`);
-the validated config holds the absolute path of the file itself.
+folder, which stands for the trained file in it (its family's file name); the checked
+config holds the absolute path of the file itself.
 """
 
 from __future__ import annotations

@@ -308,6 +308,14 @@ def list_supernets(db: Database = None) -> dict[str, list[dict[str, Any]]]:
     return {"supernets": nets, "predictors": predictors}
 
 
+def get_hardware(name: str) -> dict[str, Any]:
+    """One registered device profile, as `list_hardware` gives each; NotFoundError for a
+    name that is not registered (a path to a profile file is not looked up here)."""
+    if name not in lm.list_hardware():
+        raise NotFoundError(f"unknown hardware {name!r}; see GET /hardware")
+    return lm.load_hardware(name).summary()
+
+
 def _family_kind(space_name: str) -> str | None:
     """The model family of a space by its name (None: a space this version does not know)."""
     try:

@@ -8,7 +8,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from nas.evaluation import evaluator_spec
+from nas.evaluation import CandidateEvaluator, evaluator_spec
 from nas.search import COMPLETED, launch_search
 from nas.store import Store
 from nas.workers import LocalPool, RayPool
@@ -52,7 +52,7 @@ def test_dead_actor_work_is_retried(local_ray, search_config):
     config = search_config()
     resources = config.resources
     spec = evaluator_spec(resources, threads=1)
-    local = LocalPool(resources.evaluator())
+    local = LocalPool(CandidateEvaluator.of(resources))
     archs = [local.evaluator.space.sample(np.random.default_rng(i)) for i in range(12)]
     expected = local.evaluate(archs)
     pool = RayPool(spec, workers=2)

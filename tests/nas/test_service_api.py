@@ -35,7 +35,7 @@ def searched(search_config, tmp_path):
     """A client of a server over a completed search (run in this process) with one export
     queued (no worker runs it): the client, the search's id, the export's id."""
     config = search_config()
-    store = Store(config.database)
+    store = Store(config.config.database)
     search_id = launch_search(config, store, progress=False).search_id
     export_id = core.queue_export(search_id, 0, tmp_path / "service", ["onnx"], db=store)
     app = create_app(store, tmp_path / "service", TOKEN, supervise=False)

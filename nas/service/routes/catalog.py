@@ -7,9 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-import latency_models as lm
 from nas import core
-from nas.errors import NotFoundError
 from nas.service import schemas
 from nas.service.http import READ, READ_ERRORS, StoreDep
 
@@ -24,9 +22,8 @@ def hardware() -> dict[str, Any]:
 
 @router.get("/hardware/{name}", response_model=schemas.HardwareSummary)
 def hardware_one(name: str) -> dict[str, Any]:
-    if name not in lm.list_hardware():  # names only: a path is not a device here
-        raise NotFoundError(f"unknown hardware {name!r}; see GET /hardware")
-    return lm.load_hardware(name).summary()
+    """One registered device profile (by name only: a path is not a device here)."""
+    return core.get_hardware(name)
 
 
 @router.get(
