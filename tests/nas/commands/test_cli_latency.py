@@ -336,7 +336,7 @@ def test_gpu_check_script_runs_on_the_cpu(tmp_path):
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parents[2] / "experiments" / "gpu_check.py"
+    script = Path(__file__).resolve().parents[3] / "experiments" / "gpu_check.py"
     args = ["--device", "cpu", "--n", "4", "--adapt", "1", "--repeats", "2", "--out", str(tmp_path)]
     done = subprocess.run(
         [sys.executable, str(script), *args], capture_output=True, text=True, timeout=600

@@ -32,7 +32,7 @@ from nas.store import Candidate, Search, Store
 from nas.store.lease import aware, now
 from tests.conftest import needs_postgres
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LEASE_SECONDS = 3  # an expired lease is seen within seconds, not the default minute
 POPULATION, GENERATIONS = 16, 60
 
