@@ -80,14 +80,16 @@ def check(
     config: str | Path | dict[str, Any] | SearchConfig,
     workers: int | None = None,
     ray_address: str | None = None,
+    source: str = "<config>",
 ) -> CheckedSearch:
     """Check a search config (a YAML path, a mapping, or a SearchConfig) with the overrides
-    that are not None, opening the files and device models it names (see nas.resources)."""
+    that are not None, opening the files and device models it names (see nas.resources).
+    `source` names a config that is not a file in the errors ("request body")."""
     overrides = {"workers": workers, "ray_address": ray_address}
     if isinstance(config, str | Path):
         return load_search_config(config, **overrides)
     raw = config.model_dump(mode="json") if isinstance(config, SearchConfig) else dict(config)
-    return check_search_config(merge_overrides(raw, overrides), "request body")
+    return check_search_config(merge_overrides(raw, overrides), source)
 
 
 def record(
@@ -95,11 +97,12 @@ def record(
     db: Database = None,
     workers: int | None = None,
     ray_address: str | None = None,
+    source: str = "<config>",
 ) -> int:
     """Check a search config and record the search, leased to nobody; returns its id. No
     evaluator is built and no Ray started: a driver takes the search (`resume`, or the
     worker a server starts). `workers` and `ray_address` override the config's."""
-    checked = _checked_for(config, db, workers, ray_address)
+    checked = _checked_for(config, db, workers, ray_address, source)
     return record_search(checked, _store_for(checked, db))
 
 
@@ -112,7 +115,7 @@ def launch(
     on_generation: Callable[[Outcome], None] | None = None,
 ) -> Outcome:
     """Record a search as `record` does, and run it in this process to its end."""
-    checked = _checked_for(config, db, workers, ray_address)
+    checked = _checked_for(config, db, workers, ray_address, "<config>")
     store = _store_for(checked, db)
     return launch_search(checked, store, progress=progress, on_generation=on_generation)
 
@@ -122,11 +125,12 @@ def _checked_for(
     db: Database,
     workers: int | None,
     ray_address: str | None,
+    source: str,
 ) -> CheckedSearch:
     """The config checked with the overrides, its `database` the one the rule of
     `database_url` picks (a Store given as `db`: that store's)."""
     if not isinstance(config, CheckedSearch):
-        config = check(config, workers, ray_address)
+        config = check(config, workers, ray_address, source)
     elif workers is not None or ray_address is not None:
         pairs = (("workers", workers), ("ray_address", ray_address))
         update = {k: v for k, v in pairs if v is not None}

@@ -16,7 +16,6 @@ recorded at launch.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,13 +130,9 @@ def check_search_config(
         predictor_path = _predictor_path(config.predictor, opened, source)
         try:
             predictor = family.load_predictor(predictor_path, opened, predictor_sha256)
-        except CheckpointError:
-            if predictor_sha256 is not None:
-                raise
-            raise SearchConfigError(
-                f"invalid search config {source}: predictor: {sys.exc_info()[1]}"
-            ) from None
         except UserError as err:
+            if predictor_sha256 is not None and isinstance(err, CheckpointError):
+                raise  # the predictor recorded at launch changed: say just that
             raise SearchConfigError(f"invalid search config {source}: predictor: {err}") from None
     _check_predicted_quality(config, family.quality_metrics, predictor, source)
     checked = config.model_copy(

@@ -6,7 +6,7 @@ generation.
 - records: the search's rows in SQL (write a generation, restore on resume)
 - progress: the progress bar
 - runner: the generation loop
-- lifecycle: launch, resume, cancel
+- lifecycle: record (stored, leased to nobody), launch (record and drive here), resume, cancel
 """
 
 from nas.search.lifecycle import (

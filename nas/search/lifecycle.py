@@ -1,12 +1,19 @@
-"""A search's life: launched, run by one driver, cancelled, resumed after its driver died.
+"""A search's life: recorded, taken and run by one driver, cancelled, resumed after its
+driver died.
+
+`record` stores a checked search leased to nobody: no evaluator is built and no Ray started,
+so a server records a search in its request and leaves the rest to a worker process. A
+driver then takes the search (`reopen`: the lease by compare-and-set) and builds its
+evaluators when it runs: `launch` records and takes it in this process (the CLI), a worker
+takes a recorded or orphaned search with `nas search resume ID`.
 
 A driver killed at any moment (kill -9) loses at most the generation in flight: `resume`
 rebuilds the study from the stored rows and continues, with the files recorded at launch (by
 their absolute paths; another path may be given, and any file whose SHA-256 differs is
 refused). `cancel` asks a running driver to stop after its current generation.
 
-One driver at a time: the driver holds the search's lease (`searches.driver`, its
-host:pid:token, and `lease_until`), renewed at start, by a heartbeat and in every write, for
+One driver at a time: the driver holds the search's lease (nas.store.lease: `searches.driver`,
+its host:pid:token, and `lease_until`), renewed at start, by a heartbeat and in every write, for
 $NAS_LEASE_SECONDS (default 60 s). `resume` refuses while another driver's lease is fresh, on
 any host (on this host, a driver whose process is gone holds nothing); `force` takes the lease
 over, and the old driver stops at its next write without writing.

@@ -60,7 +60,7 @@ async def create_search(request: Request, db: StoreDep, jobs: JobsDep) -> dict[s
     # the server's Ray cluster (`nas serve --ray-address`), unless the config names its own
     ray = None if raw.get("ray_address") else request.app.state.ray_address
     # checking reads the trained file: off the event loop, so that other requests go on
-    search_id = await asyncio.to_thread(core.record, raw, db, None, ray)
+    search_id = await asyncio.to_thread(core.record, raw, db, None, ray, "request body")
     jobs.start_worker(search_id)
     return {"id": search_id, **core.get_search(search_id, db)}
 
