@@ -71,13 +71,15 @@ class Evaluator(Protocol):
     def evaluate_many(self, archs: Sequence[Arch], progress: bool = False) -> list[Any]: ...
 
 
+@dataclass(kw_only=True)
 class TrainedModel(ABC):
-    """A trained supernet of some family, loaded from one `Artifact`."""
+    """A trained supernet of some family, loaded from one `Artifact`; each family's subclass
+    adds its networks (a classifier's `net`, a GAN's `generator` and `feature_net`)."""
 
     artifact: Artifact
     space: SearchSpace
     dataset_config: DatasetConfig  # the data it was trained on, measured on
-    meta: dict[str, Any]  # what training recorded: settings, history, final figures
+    meta: dict[str, Any] = field(default_factory=dict)  # settings, history, final figures
 
     def dataset(self) -> Dataset:
         return load_dataset(self.dataset_config)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -200,14 +200,11 @@ def save_sample_grid(
     return path
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainedGan(TrainedModel):
     generator: AnycostGenerator
-    space: AnycostGANSpace
-    dataset_config: DatasetConfig
     feature_net: FeatureNet
-    artifact: Artifact
-    meta: dict[str, Any] = field(default_factory=dict)
+    space: AnycostGANSpace  # narrower than the base's: its config has the image size
 
     def evaluator(self, dataset: Dataset | None = None, **kwargs: Any) -> GanEvaluator:
         kwargs.setdefault("samples", self.meta.get("eval_samples", 500))
@@ -285,12 +282,12 @@ def gan_from_artifact(artifact: Artifact) -> TrainedGan:
             f"{feature_path} is not the feature net {path} was measured with (SHA-256 differs)"
         )
     return TrainedGan(
-        generator.eval(),
-        space,
-        DatasetConfig(**data["dataset"]),
-        feature_net,
-        artifact,
-        dict(data.get("meta", {})),
+        generator=generator.eval(),
+        feature_net=feature_net,
+        space=space,
+        dataset_config=DatasetConfig(**data["dataset"]),
+        artifact=artifact,
+        meta=dict(data.get("meta", {})),
     )
 
 

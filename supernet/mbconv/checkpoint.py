@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,9 @@ from supernet.mbconv.supernet import MBConvSupernet
 from supernet.space import Arch, SearchSpace, get_space
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainedSupernet(TrainedModel):
     net: torch.nn.Module
-    space: SearchSpace
-    dataset_config: DatasetConfig
-    artifact: Artifact
-    meta: dict[str, Any] = field(default_factory=dict)
 
     def evaluator(self, dataset: Dataset | None = None, **kwargs: Any) -> SupernetEvaluator:
         """An evaluator with the training run's recalibration settings unless overridden."""
@@ -171,7 +167,13 @@ def supernet_from_artifact(artifact: Artifact) -> TrainedSupernet:
     meta = dict(data.get("meta", {}))
     if meta.get("channels_last", True):
         net = net.to(memory_format=torch.channels_last)
-    return TrainedSupernet(net.eval(), space, DatasetConfig(**data["dataset"]), artifact, meta)
+    return TrainedSupernet(
+        net=net.eval(),
+        space=space,
+        dataset_config=DatasetConfig(**data["dataset"]),
+        artifact=artifact,
+        meta=meta,
+    )
 
 
 def load_supernet(path: str | os.PathLike) -> TrainedSupernet:
