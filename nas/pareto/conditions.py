@@ -55,6 +55,12 @@ def parse_conditions(
     return conditions
 
 
+def check_target(config: SearchConfig, target: str | None) -> None:
+    """A `--target` must be one of the search's devices."""
+    if target is not None and target not in config.targets:
+        raise QueryError(f"search has no target {target!r}; targets: {list(config.targets)}")
+
+
 def _device_metrics(config: SearchConfig) -> dict[str, tuple[str, ...]]:
     import latency_models as lm
 
@@ -73,7 +79,8 @@ def _resolve_metric(name: str, config: SearchConfig, target: str | None) -> str:
             f"device {device} has no metric {metric!r}; it has {list(devices[device])}"
         )
     if target is not None:
-        if name in devices.get(target, ()):
+        check_target(config, target)
+        if name in devices[target]:
             return f"{target}.{name}"
         raise QueryError(f"device {target} has no metric {name!r}; it has {list(devices[target])}")
     owners = [d for d, metrics in devices.items() if name in metrics]

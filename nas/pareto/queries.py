@@ -26,12 +26,12 @@ from nas.config import (
     join_metric,
     split_metric,
 )
-from nas.errors import QueryError
 from nas.pareto.conditions import (
     NETWORK_LEVEL,
     OPERATORS,
     Condition,
     _resolve_metric,
+    check_target,
     parse_conditions,
 )
 from nas.pareto.front import non_dominated
@@ -216,8 +216,7 @@ def candidate_points(
 def objectives_for(config: SearchConfig, target: str | None) -> list[Objective]:
     if target is None:
         return list(config.objectives)
-    if target not in config.targets:
-        raise QueryError(f"search has no target {target!r}; targets: {list(config.targets)}")
+    check_target(config, target)
     # the network's own objectives (quality, macs, params) hold on every device
     chosen = [
         o

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import TypeAdapter
@@ -28,6 +31,9 @@ from nas.service.schemas import ErrorModel
 from nas.store import Store
 
 MAX_BODY_BYTES = 1 << 20  # a search config is a few kB; refuse anything near this
+MAX_ID = 2**63 - 1  # the largest integer SQL stores: a larger one is a 422, not a driver error
+
+log = logging.getLogger(__name__)
 
 
 class RequestError(UserError):
@@ -61,6 +67,11 @@ StoreDep = Annotated[Store, Depends(_store)]
 DataDirDep = Annotated[Path, Depends(_data_dir)]
 JobsDep = Annotated[JobRunner, Depends(_jobs)]
 FrontsDep = Annotated[FrontCache, Depends(_fronts)]
+
+# every integer path and query parameter is bounded: an id or offset SQL cannot store is
+# answered by FastAPI as a 422 naming the parameter
+Id = Annotated[int, PathParam(ge=0, le=MAX_ID)]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
 
 
 def require_token(request: Request) -> None:
@@ -119,6 +130,9 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+_TOO_DEEP = "the body is nested too deeply (lists or mappings within each other)"
+
+
 async def json_body(request: Request) -> dict[str, Any]:
     """A small JSON object body (empty: {})."""
     body = await read_body(request)
@@ -128,6 +142,8 @@ async def json_body(request: Request) -> dict[str, Any]:
         raw = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RequestError(f"the body is not valid JSON: {err}") from None
+    except RecursionError:
+        raise RequestError(_TOO_DEEP) from None
     if not isinstance(raw, dict):
         raise RequestError("the body must be a JSON object")
     return raw
@@ -140,6 +156,8 @@ async def config_body(request: Request) -> dict[str, Any]:
         raw = yaml.safe_load(body.decode("utf-8")) if body.strip() else None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise RequestError(f"the body is not valid JSON or YAML: {err}") from None
+    except RecursionError:
+        raise RequestError(_TOO_DEEP) from None
     if not isinstance(raw, dict):
         raise RequestError("the body must be a search config (a JSON or YAML mapping)")
     return raw
@@ -181,6 +199,18 @@ def _validation_error(request: Request, err: RequestValidationError) -> JSONResp
     )
 
 
+def _internal_error(request: Request, err: Exception) -> JSONResponse:
+    # any other error: a JSON 500 with a short id that the server's log names beside the
+    # traceback; the body shows neither the traceback nor the exception's message
+    error_id = secrets.token_hex(4)
+    # with the error's own traceback: a sync handler runs in a thread, outside the `except`
+    log.exception("error id %s in %s %s", error_id, request.method, request.url.path, exc_info=err)
+    detail = f"an internal error (error id {error_id}: the server's log has its details)"
+    return JSONResponse(
+        {"error": "InternalError", "detail": detail, "id": error_id}, status_code=500
+    )
+
+
 async def _limit_body(request: Request, call_next: Callable) -> Response:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
@@ -192,8 +222,10 @@ async def _limit_body(request: Request, call_next: Callable) -> Response:
 
 
 def install_error_handling(app: FastAPI) -> None:
-    """Every error as `{"error", "detail"}` JSON, and bodies over the limit refused early."""
+    """Every error as `{"error", "detail"}` JSON (any other exception as a 500 with the id
+    of its logged traceback), and bodies over the limit refused early."""
     app.exception_handler(UserError)(_user_error)
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(RequestValidationError)(_validation_error)
+    app.exception_handler(Exception)(_internal_error)  # Starlette's ServerErrorMiddleware
     app.middleware("http")(_limit_body)

@@ -4,7 +4,7 @@ downloaded by a name from the export's own file list."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
@@ -12,12 +12,15 @@ from fastapi.responses import FileResponse
 from nas import core
 from nas.service import schemas
 from nas.service.http import (
+    MAX_ID,
     READ,
     READ_ERRORS,
     WRITE,
     WRITE_ERRORS,
     DataDirDep,
+    Id,
     JobsDep,
+    Offset,
     RequestError,
     StoreDep,
     json_body,
@@ -61,8 +64,8 @@ def _export_json(export_id: int, db: Store) -> dict[str, Any]:
     openapi_extra=_EXPORT_BODY,
 )
 async def export(
-    search_id: int,
-    number: int,
+    search_id: Id,
+    number: Id,
     request: Request,
     db: StoreDep,
     jobs: JobsDep,
@@ -92,8 +95,8 @@ async def export(
 )
 def exports(
     db: StoreDep,
-    search: int | None = None,
-    offset: int = Query(0, ge=0),
+    search: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
+    offset: Offset = 0,
     limit: int = Query(50, ge=1, le=500),
 ) -> dict[str, Any]:
     """A page of exports (of one search, with `search`), newest first."""
@@ -106,7 +109,7 @@ def exports(
     response_model=schemas.ExportInfo,
     responses=READ_ERRORS,
 )
-def export_one(export_id: int, db: StoreDep) -> dict[str, Any]:
+def export_one(export_id: Id, db: StoreDep) -> dict[str, Any]:
     return _export_json(export_id, db)
 
 
@@ -119,6 +122,6 @@ def export_one(export_id: int, db: StoreDep) -> dict[str, Any]:
         200: {"description": "The file", "content": {"application/octet-stream": {}}},
     },
 )
-def export_download(export_id: int, name: str, db: StoreDep) -> FileResponse:
+def export_download(export_id: Id, name: str, db: StoreDep) -> FileResponse:
     path = core.export_file(export_id, name, db)  # only a name of the export's file list
     return FileResponse(path, filename=path.name, media_type="application/octet-stream")

@@ -23,7 +23,9 @@ from nas.service.http import (
     WRITE,
     WRITE_ERRORS,
     FrontsDep,
+    Id,
     JobsDep,
+    Offset,
     RequestError,
     StoreDep,
     config_body,
@@ -69,7 +71,7 @@ async def create_search(request: Request, db: StoreDep, jobs: JobsDep) -> dict[s
     "", dependencies=READ, response_model=schemas.Page[schemas.SearchSummary], responses=READ_ERRORS
 )
 def list_searches(
-    db: StoreDep, offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)
+    db: StoreDep, offset: Offset = 0, limit: int = Query(50, ge=1, le=500)
 ) -> dict[str, Any]:
     return core.list_searches(db, offset, limit)
 
@@ -77,7 +79,7 @@ def list_searches(
 @router.get(
     "/{search_id}", dependencies=READ, response_model=schemas.SearchInfo, responses=READ_ERRORS
 )
-def get_search(search_id: int, db: StoreDep) -> dict[str, Any]:
+def get_search(search_id: Id, db: StoreDep) -> dict[str, Any]:
     return core.get_search(search_id, db)
 
 
@@ -87,7 +89,7 @@ def get_search(search_id: int, db: StoreDep) -> dict[str, Any]:
     response_model=schemas.SearchStatus,
     responses=WRITE_ERRORS,
 )
-def cancel(search_id: int, db: StoreDep) -> dict[str, Any]:
+def cancel(search_id: Id, db: StoreDep) -> dict[str, Any]:
     """Ask a running search to stop after its current generation."""
     return {"id": search_id, "status": core.cancel(search_id, db)}
 
@@ -101,7 +103,7 @@ def cancel(search_id: int, db: StoreDep) -> dict[str, Any]:
         409: {"model": schemas.ErrorModel, "description": "Finished, or a live driver has it"},
     },
 )
-def resume(search_id: int, db: StoreDep, jobs: JobsDep) -> dict[str, Any]:
+def resume(search_id: Id, db: StoreDep, jobs: JobsDep) -> dict[str, Any]:
     """Start a worker on an unfinished search whose driver died."""
     try:  # the rule `nas search resume` applies: unfinished, and no live driver on it
         core.can_resume(search_id, db)
@@ -125,7 +127,7 @@ def resume(search_id: int, db: StoreDep, jobs: JobsDep) -> dict[str, Any]:
     },
 )
 def pareto(
-    search_id: int,
+    search_id: Id,
     db: StoreDep,
     fronts: FrontsDep,
     target: str | None = None,
@@ -150,7 +152,7 @@ def pareto(
     },
 )
 def pareto_png(
-    search_id: int,
+    search_id: Id,
     db: StoreDep,
     fronts: FrontsDep,
     target: str | None = None,
@@ -177,9 +179,7 @@ def pareto_png(
         },
     },
 )
-async def events(
-    search_id: int, db: StoreDep, poll: float = Query(0.5, ge=0.05, le=10)
-) -> Response:
+async def events(search_id: Id, db: StoreDep, poll: float = Query(0.5, ge=0.05, le=10)) -> Response:
     """Server-sent events: one `progress` event per stored generation (and one at once),
     then an `end` event when the search stops."""
     core.get_search(search_id, db)  # 404 before the stream starts
@@ -212,12 +212,12 @@ async def events(
     responses={**READ_ERRORS, 200: {"model": schemas.Page[schemas.CandidateRow]}},
 )
 def candidates(
-    search_id: int,
+    search_id: Id,
     db: StoreDep,
     feasible: bool = False,
     where: list[str] = Query(default=[]),
     target: str | None = None,
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
     limit: int = Query(100, ge=1, le=1000),
 ) -> Response:
     """A page of candidates by trial; `where` filters as the front's `where` does."""
@@ -232,7 +232,7 @@ def candidates(
     responses=READ_ERRORS,
 )
 def points(
-    search_id: int,
+    search_id: Id,
     db: StoreDep,
     metric: list[str] = Query(default=[]),
     target: str | None = None,
@@ -248,6 +248,6 @@ def points(
     response_class=JSONResponse,
     responses={**READ_ERRORS, 200: {"model": schemas.CandidateDetail}},
 )
-def candidate(search_id: int, number: int, db: StoreDep) -> Response:
+def candidate(search_id: Id, number: Id, db: StoreDep) -> Response:
     """One candidate: what the search stored, and its cost on every registered device."""
     return json_response(core.get_candidate(search_id, number, db))

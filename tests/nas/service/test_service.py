@@ -330,6 +330,95 @@ def test_a_yaml_alias_bomb_gets_a_short_error(service):
     assert len(response.content) < 64_000, f"{len(response.content)} bytes of error"
 
 
+def test_deeply_nested_bodies_are_a_400_not_a_server_error(service):
+    client, _, _ = service
+    deep_yaml = "- " * 50_000 + "x"  # lists within lists, block style
+    deep_json = ["[" * 100_000 + "]" * 100_000, '{"a": ' * 100_000 + "1" + "}" * 100_000]
+    with TestClient(client.app, raise_server_exceptions=False) as raw_client:
+        # a config is JSON or YAML; an export's options are JSON
+        for url, bodies in [
+            ("/searches", [*deep_json, deep_yaml]),
+            ("/searches/1/candidates/0/export", deep_json),
+        ]:
+            for body in bodies:
+                response = raw_client.post(url, content=body, headers=AUTH)
+                assert response.status_code == 400, (url, body[:20], response.text[:200])
+                assert response.json()["error"] == "RequestError"
+                assert "nested too deeply" in response.json()["detail"]
+    assert client.get("/searches").json()["total"] == 0
+
+
+HUGE = str(2**63)  # one past the largest id SQL stores
+
+
+def test_integer_parameters_out_of_range_are_a_422_naming_them(searched):
+    client, _, _, search_id = searched
+    url = f"/searches/{search_id}"
+    attempts = [
+        ("GET", "/searches/99999999999999999999", {}, "search_id"),
+        ("GET", f"/searches/{HUGE}", {}, "search_id"),
+        ("GET", f"/searches/{HUGE}/pareto", {}, "search_id"),
+        ("GET", f"/searches/{HUGE}/pareto.png", {}, "search_id"),
+        ("GET", f"/searches/{HUGE}/events", {}, "search_id"),
+        ("GET", f"/searches/{HUGE}/points", {}, "search_id"),
+        ("GET", f"/searches/{HUGE}/candidates", {}, "search_id"),
+        ("GET", f"{url}/candidates", {"offset": HUGE}, "offset"),
+        ("GET", f"{url}/candidates/{HUGE}", {}, "number"),
+        ("GET", "/searches", {"offset": HUGE}, "offset"),
+        ("GET", "/exports", {"offset": HUGE}, "offset"),
+        ("GET", "/exports", {"search": HUGE}, "search"),
+        ("GET", f"/exports/{HUGE}", {}, "export_id"),
+        ("GET", f"/exports/{HUGE}/files/model.onnx", {}, "export_id"),
+        ("POST", f"/searches/{HUGE}/cancel", {}, "search_id"),
+        ("POST", f"/searches/{HUGE}/resume", {}, "search_id"),
+        ("POST", f"/searches/{HUGE}/candidates/0/export", {}, "search_id"),
+        ("POST", f"{url}/candidates/{HUGE}/export", {}, "number"),
+    ]
+    with TestClient(client.app, raise_server_exceptions=False) as raw_client:
+        for method, path, params, field in attempts:
+            response = raw_client.request(method, path, params=params, headers=AUTH)
+            assert response.status_code == 422, (path, params, response.text[:200])
+            assert response.json()["fields"] == [field], (path, params)
+    assert client.get(f"{url}/candidates", params={"offset": 2**63 - 1}).json()["items"] == []
+
+
+def test_an_unknown_target_of_a_filter_is_a_422_naming_the_devices(searched):
+    client, _, _, search_id = searched
+    url = f"/searches/{search_id}"
+    with TestClient(client.app, raise_server_exceptions=False) as raw_client:
+        for path, params in [
+            (f"{url}/candidates", {"target": "bogus", "where": "peak_sram_kb<=6"}),
+            (f"{url}/points", {"target": "bogus", "metric": "peak_sram_kb"}),
+            (f"{url}/points", {"target": "bogus"}),
+            (f"{url}/pareto", {"target": "bogus", "where": "peak_sram_kb<=6"}),
+        ]:
+            response = raw_client.get(path, params=params)
+            assert response.status_code == 422, (path, params, response.text[:200])
+            body = response.json()
+            assert body["error"] == "QueryError" and "'bogus'" in body["detail"]
+            assert "stm32f746" in body["detail"] and "h100-sxm" in body["detail"]
+
+
+def test_any_other_error_is_a_json_500_with_an_id_the_log_names(service, monkeypatch, caplog):
+    client, _, _ = service
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(core, "list_searches", broken)
+    raw_client = TestClient(client.app, raise_server_exceptions=False)
+    with raw_client, caplog.at_level("ERROR", logger="nas.service"):
+        response = raw_client.get("/searches")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error", "detail", "id"} and body["error"] == "InternalError"
+    assert f"error id {body['id']}" in body["detail"] and len(body["id"]) >= 6
+    assert "secret internals" not in response.text and "Traceback" not in response.text
+    logged = [r for r in caplog.records if body["id"] in r.getMessage()]
+    assert logged and logged[0].exc_info[0] is RuntimeError  # with its traceback
+
+
 @both_backends
 def test_unknown_ids_are_404_on_every_route(searched):
     client, _, _, search_id = searched
