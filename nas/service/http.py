@@ -81,8 +81,13 @@ def require_token(request: Request) -> None:
         return
     given = request.headers.get("authorization", "")
     scheme, _, value = given.partition(" ")
-    # bytes: compare_digest refuses a str with non-ASCII characters (a 500, not a 401)
-    given_token = value.strip().encode("utf-8", "surrogateescape")
+    # bytes: compare_digest refuses a str with non-ASCII characters (a 500, not a 401).
+    # Starlette decodes a header's bytes as Latin-1: encoding it back gives the bytes sent,
+    # which a client such as curl sends as UTF-8, the encoding of the token compared
+    try:
+        given_token = value.strip().encode("latin-1")
+    except UnicodeEncodeError:  # not decoded from bytes: no token could have been sent
+        given_token = b""
     if scheme.lower() != "bearer" or not hmac.compare_digest(given_token, token.encode()):
         raise RequestError("a bearer token is required (Authorization: Bearer ...)", 401)
 

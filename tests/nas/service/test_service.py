@@ -16,11 +16,13 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from starlette.requests import Request
 
 from nas import core
 from nas.commands.serve import _is_loopback
 from nas.search import launch, launch_search
 from nas.service.app import MAX_BODY_BYTES, create_app
+from nas.service.http import RequestError, require_token
 from nas.store import Candidate, Search, Store, lease
 from tests.conftest import needs_postgres
 
@@ -522,6 +524,24 @@ def test_a_non_ascii_token_is_refused_not_a_server_error(service):
     with TestClient(client.app, raise_server_exceptions=False) as raw_client:
         response = raw_client.post("/searches/1/cancel", headers={"Authorization": b"Bearer \xe9"})
     assert response.status_code == 401
+
+
+def test_a_non_ascii_server_token_is_matched_as_utf8_bytes(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'nas.db'}")
+    app = create_app(store, tmp_path / "service", "pässwörd", supervise=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+
+        def cancel(value: bytes) -> int:
+            return client.post("/searches/1/cancel", headers={"Authorization": value}).status_code
+
+        assert cancel("Bearer pässwörd".encode()) == 404  # as curl sends it: past the token
+        for wrong in [b"Bearer passwort", "Bearer pässwört".encode(), b"Bearer \xe9"]:
+            assert cancel(wrong) == 401, wrong
+    # the token's Latin-1 bytes are other bytes (TestClient sends every header as UTF-8)
+    latin1 = [(b"authorization", "Bearer pässwörd".encode("latin-1"))]
+    with pytest.raises(RequestError, match="bearer token is required"):
+        require_token(Request({"type": "http", "headers": latin1, "app": app}))
+    store.dispose()
 
 
 def test_oversized_bodies_are_413_whatever_the_content_length_says(service):
