@@ -173,15 +173,19 @@ def pareto_png(
     responses={
         **READ_ERRORS,
         200: {
-            "description": "`event: progress` with the search (as GET /searches/{id}) a "
-            "stored generation, then `event: end` with its status",
+            "description": "`event: progress` with the search (as GET /searches/{id}) "
+            "when its stored generations or status changed since the last poll, then "
+            "`event: end` with its status and `generations`",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
     },
 )
 async def events(search_id: Id, db: StoreDep, poll: float = Query(0.5, ge=0.05, le=10)) -> Response:
-    """Server-sent events: one `progress` event per stored generation (and one at once),
-    then an `end` event when the search stops."""
+    """Server-sent events: a `progress` event at once, then one each `poll` seconds in
+    which the search changed, then an `end` event when it stops. Generations stored within
+    one poll coalesce into one event (a page redraws once per poll, not once per
+    generation); each event carries `generations` ("done/total"), so a client sees how
+    many it skipped."""
     core.get_search(search_id, db)  # 404 before the stream starts
 
     async def stream() -> AsyncIterator[str]:
@@ -193,7 +197,8 @@ async def events(search_id: Id, db: StoreDep, poll: float = Query(0.5, ge=0.05, 
                 seen = state
                 yield f"event: progress\ndata: {json.dumps(info)}\n\n"
             if info["finished"]:
-                yield f"event: end\ndata: {json.dumps({'status': info['status']})}\n\n"
+                end = {"status": info["status"], "generations": info["generations"]}
+                yield f"event: end\ndata: {json.dumps(end)}\n\n"
                 return
             await asyncio.sleep(poll)
 

@@ -126,7 +126,8 @@ def test_a_search_posted_runs_in_a_worker_and_its_front_is_the_cli_front(service
     assert png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
     with client.stream("GET", f"/searches/{search_id}/events") as stream:
         text = "".join(stream.iter_text())
-    assert "event: progress" in text and text.rstrip().endswith('{"status": "completed"}')
+    end = json.loads(text.rstrip().rpartition("data: ")[2])
+    assert "event: progress" in text and end["status"] == "completed" and "generations" in end
 
 
 def _ray_children(pid: int) -> list[str]:
@@ -180,9 +181,29 @@ def test_events_follow_a_running_search(service):
             for line in stream.iter_lines()
             if line.startswith("data: ")
         ]
-    progress = [e["generations"] for e in events if "generations" in e]
-    assert progress[-1] == "6/6" and len(progress) >= 2  # one per generation it saw
-    assert events[-1] == {"status": "completed"}
+    progress = [e["generations"] for e in events[:-1]]
+    assert progress[-1] == "6/6" and len(progress) >= 2  # one per change it saw
+    assert events[-1] == {"status": "completed", "generations": "6/6"}
+
+
+def _events(client: TestClient, search_id: int) -> list[tuple[str, dict]]:
+    with client.stream("GET", f"/searches/{search_id}/events", params={"poll": 0.05}) as stream:
+        blocks = "\n".join(stream.iter_lines()).strip().split("\n\n")
+    events = []
+    for block in blocks:
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+def test_events_coalesce_generations_and_end_naming_how_far_the_search_got(searched):
+    client, _, _, search_id = searched
+    events = _events(client, search_id)
+    assert [name for name, _ in events] == ["progress", "end"]  # a finished search: at once
+    progress = [int(data["generations"].split("/")[0]) for name, data in events[:-1]]
+    assert progress == sorted(progress)  # never back: a client sees what it skipped
+    info = client.get(f"/searches/{search_id}").json()
+    assert events[-1][1] == {"status": "completed", "generations": info["generations"]}
 
 
 @both_backends
