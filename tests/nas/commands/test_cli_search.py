@@ -122,6 +122,8 @@ def _one_error_line(result, expected):
         ),
         ({"algorithm": {"seed": 2**32}}, "algorithm.seed: "),
         ({"algorithm": {"seed": -3}}, "algorithm.seed: "),
+        ({"algorithm": {"population": 99999999999999999999}}, "algorithm.population: "),
+        ({"algorithm": {"generations": 10**12}}, "algorithm.generations: "),
         (
             {"targets": {"stm32f746": {"peak_sram_kb": "8"}}},
             "targets.stm32f746.peak_sram_kb: a limit must be a number, got '8'",
