@@ -16,6 +16,9 @@ devices, files, objectives, and returns what checking opened).
 A metric is `top1` (accuracy), `macs` or `params` (of the network, the same everywhere), or
 `DEVICE.METRIC`. Every error names the field.
 
+`algorithm.population` is 4..100,000 and `algorithm.generations` 1..1,000,000
+(MAX_POPULATION, MAX_GENERATIONS).
+
 A limit is a finite number > 0: a quoted one (`peak_sram_kb: "8"`) is refused with an error
 that says so, rather than read as a device option. `supernet` and `predictor` may name a run
 folder, which stands for the trained file in it (its family's file name); the checked
@@ -41,6 +44,10 @@ ACCURACY = "top1"
 NETWORK_METRICS = ("macs", "params")
 SPEC_OPTIONS = ("batch",)  # applied to the NetworkSpec; the rest go to the device's model
 MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds in 0..2**32-1
+# A search's budget is population x generations evaluations: far above these, a search would
+# never finish (and a huge population fails deep inside Optuna), so they are refused here.
+MAX_POPULATION = 100_000
+MAX_GENERATIONS = 1_000_000
 
 
 def split_metric(key: str) -> tuple[str, str]:
@@ -65,8 +72,8 @@ class Algorithm(BaseModel):
 
     # nsga2: Optuna's NSGA-II; random: uniform sampling with the same budget (a baseline)
     sampler: Literal["nsga2", "random"] = "nsga2"
-    population: int = Field(48, ge=4)
-    generations: int = Field(20, ge=1)
+    population: int = Field(48, ge=4, le=MAX_POPULATION)
+    generations: int = Field(20, ge=1, le=MAX_GENERATIONS)
     mutation_prob: float | None = Field(None, ge=0, le=1)  # None: 1 / number of genes
     crossover_prob: float = Field(0.9, ge=0, le=1)
     swapping_prob: float = Field(0.5, ge=0, le=1)

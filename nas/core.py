@@ -155,10 +155,11 @@ def resume(
 ) -> Outcome:
     """Continue an unfinished search with the files recorded at its launch (`supernet` and
     `predictor` name other paths to the same files: their SHA-256 must be the recorded one).
-    `force` takes the search over from a driver that still holds its lease."""
+    `force` takes the search over from a driver that still holds its lease. A database
+    that does not exist holds no search: a StoreError, and nothing is created."""
     return resume_search(
         search_id,
-        open_store(db),
+        open_store(db, create=False),
         force=force,
         supernet=supernet,
         predictor=predictor,
@@ -174,8 +175,9 @@ def can_resume(search_id: int, db: Database = None, force: bool = False) -> None
 
 
 def cancel(search_id: int, db: Database = None) -> str:
-    """Ask a running search to stop after its current generation; returns its status."""
-    return cancel_search(search_id, open_store(db))
+    """Ask a running search to stop after its current generation; returns its status (a
+    StoreError, creating nothing, where the database does not exist)."""
+    return cancel_search(search_id, open_store(db, create=False))
 
 
 def search_summary(row: Search) -> dict[str, Any]:

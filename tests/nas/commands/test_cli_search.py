@@ -82,6 +82,9 @@ def test_launch_list_show_pareto_export(search_config, tmp_path):
 
 def test_cli_errors(search_config, tmp_path):
     db = search_config().config.database
+    from nas.store import Store
+
+    Store(db)  # an empty database: resume and cancel create none (a missing one is an error)
     assert "no search with id 77" in run("search", "resume", 77, "--db", db).output
     assert run("pareto", 77, "--db", db).exit_code == 2
     bad = run("pareto", 1, "--db", db, "--format", "xml")
@@ -122,6 +125,8 @@ def _one_error_line(result, expected):
         ),
         ({"algorithm": {"seed": 2**32}}, "algorithm.seed: "),
         ({"algorithm": {"seed": -3}}, "algorithm.seed: "),
+        ({"algorithm": {"population": 99999999999999999999}}, "algorithm.population: "),
+        ({"algorithm": {"generations": 10**12}}, "algorithm.generations: "),
         (
             {"targets": {"stm32f746": {"peak_sram_kb": "8"}}},
             "targets.stm32f746.peak_sram_kb: a limit must be a number, got '8'",
@@ -196,3 +201,11 @@ def test_pareto_input_errors_and_the_plot_path(search_config, tmp_path):
     assert shown.exit_code == 0, shown.output
     assert (tmp_path / "front.png").is_file() and not (tmp_path / "front").exists()
     assert shown.output.strip().splitlines()[-1] == f"plot: {tmp_path / 'front.png'}"
+
+
+@pytest.mark.parametrize("command", ["cancel", "resume"])
+def test_cancel_and_resume_on_a_missing_database_create_nothing(tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)  # the default database: runs/nas.db here
+    result = run("search", command, 1)
+    _one_error_line(result, "no database at runs/nas.db")
+    assert not (tmp_path / "runs").exists()

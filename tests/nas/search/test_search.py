@@ -77,6 +77,14 @@ def candidates(store: Store, search_id: int) -> list[Candidate]:
         ({"algorithm": {"seed": 2**32}}, "algorithm.seed: .*4294967295, got 4294967296"),
         ({"algorithm": {"seed": -1}}, "algorithm.seed: .*greater than or equal to 0, got -1"),
         (
+            {"algorithm": {"population": 99999999999999999999}},
+            "algorithm.population: .*less than or equal to 100000, got 99999999999999999999",
+        ),
+        (
+            {"algorithm": {"generations": 10**12}},
+            "algorithm.generations: .*less than or equal to 1000000, got 1000000000000",
+        ),
+        (
             {"targets": {"stm32f746": {"peak_sram_kb": "8"}}},
             r"targets.stm32f746.peak_sram_kb: a limit must be a number, got '8' \(str\)",
         ),
