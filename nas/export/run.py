@@ -124,7 +124,8 @@ def export_candidate(
                 search_id=search_id,
                 candidate_id=found.candidate_id,
                 formats=formats,
-                out_dir=str(out),
+                # absolute: a server or CLI started in another folder must find the files
+                out_dir=str(out.resolve()),
                 card=card,
                 status=COMPLETED,
                 finished_at=now(),

@@ -202,3 +202,23 @@ def test_export_errors(finished, tmp_path):
         export_candidate(store, search_id, 9999, "onnx", tmp_path / "out")
     with pytest.raises(ExportError, match="unknown export format"):
         parse_formats("onnx,coreml")
+
+
+def test_export_to_a_relative_folder_records_its_absolute_path(finished, tmp_path, monkeypatch):
+    from nas.core import get_export
+
+    store, search_id, config = finished
+    best = pareto_front(store, search_id).front[0]
+    monkeypatch.chdir(tmp_path)
+    result = export_candidate(store, search_id, best.trial, "state_dict", "rel/out")
+    assert result.out_dir == type(tmp_path)("rel/out")  # returned as given
+    with store.session() as s:
+        record = s.scalars(select(Export)).one()
+        recorded = record.out_dir
+    assert recorded == str((tmp_path / "rel" / "out").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # as a server started in another folder
+    info = get_export(result.export_id, db=config.config.database)
+    assert info["out_dir"] == recorded
+    assert {f["name"] for f in info["files"]} == {"model.state_dict.pt", "model_card.json"}
