@@ -30,8 +30,11 @@ CORES=$(nproc)
 WORKERS=$(( CORES > 8 ? 8 : (CORES > 1 ? CORES : 0) ))
 echo "== 2. fit the accuracy predictor on $PREDICTOR_ARCHS subnets measured with the supernet"
 echo "      (by $WORKERS single-thread Ray actors; 0: in this process)"
+# --force: a rerun refits over the predictor.pt of the last run (fit refuses to replace one
+# without it, as searches record its SHA-256); the measurements in $RUN are reused, so the
+# refit takes seconds, and this demo launches a new search each run rather than resuming one
 $NAS predictor fit --checkpoint "$RUN" --n "$PREDICTOR_ARCHS" --held-out "$HELD_OUT" \
-  --workers "$WORKERS"
+  --workers "$WORKERS" --force
 
 echo "== 3. search stm32f746 + h100-sxm + local-cpu at once ($DEMO/search.yaml)"
 $NAS hardware list

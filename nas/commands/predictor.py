@@ -13,7 +13,9 @@ from rich.markup import escape
 from nas.commands import user_errors, wide_console
 from nas.commands.space import parse_arch
 from nas.workers import measurement_pool
+from supernet.errors import ConfigError
 from supernet.family import TrainedModel, family_of_kind
+from supernet.io import resolve_artifact_path
 from supernet.space import Arch, get_space
 
 app = typer.Typer(
@@ -37,6 +39,12 @@ def fit(
     epochs: int = typer.Option(300, "--epochs", min=1, help="MLP training epochs (--model mlp)."),
     seed: int = typer.Option(0, "--seed"),
     out: Path | None = typer.Option(None, "--out", help="Default: predictor.pt beside it."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Replace an existing predictor file (searches recorded with its SHA-256 can then "
+        "no longer resume).",
+    ),
     int8_sample: int = typer.Option(
         0,
         "--int8-sample",
@@ -66,6 +74,12 @@ def fit(
             raise typer.BadParameter(f"--model {model!r}: choose from {choices}")
         if ray_address and not workers:
             raise typer.BadParameter("--ray-address goes with --workers N")
+        path = out or predictor_path(checkpoint)
+        if path.exists() and not force:
+            raise ConfigError(
+                f"{path} already holds a predictor (searches may be recorded with its "
+                "SHA-256); pass --force to replace it or --out to write another file"
+            )
         trained = CLASSIFIER.load_trained(checkpoint)
         measurements = PREDICTORS.measure(
             trained,
@@ -88,7 +102,7 @@ def fit(
             predictor.int8_drop = PREDICTORS.fit_int8_drop(
                 trained, archs, progress=progress and not as_json
             )
-        path = predictor.save(out or trained.path.parent / CLASSIFIER.predictor_file_name)
+        path = predictor.save(path)
     metrics = {"predictor": str(path), **predictor.metrics}
     if predictor.int8_drop is not None:
         metrics["int8_drop"] = predictor.int8_drop.metrics
@@ -108,6 +122,13 @@ def fit(
             f"points; leave-one-out RMSE {d['loo_rmse_points']:.2f} points (the mean alone: "
             f"{d['mean_only_loo_rmse_points']:.2f})"
         )
+
+
+def predictor_path(checkpoint: Path) -> Path:
+    """Where `fit` writes without --out: the family's predictor file beside the checkpoint
+    (`checkpoint`: the file or its run folder), as `load_trained` would resolve it."""
+    resolved = resolve_artifact_path(checkpoint, (CLASSIFIER.file_name,)).resolve()
+    return resolved.parent / CLASSIFIER.predictor_file_name
 
 
 def on_actors(

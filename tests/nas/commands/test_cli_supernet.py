@@ -122,3 +122,40 @@ def test_user_errors_are_one_line(tmp_path):
     )
     result = run("supernet", "train", bad)
     assert result.exit_code == 2 and "no class subfolders" in result.output
+
+
+def test_predictor_fit_refuses_to_replace_a_predictor_without_force(tmp_path, tiny_supernet):
+    """Searches record the predictor's SHA-256: a second fit into the same file is refused
+    before anything is measured, unless --force; the checkpoint may be named as the file or
+    its folder."""
+    import shutil
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    shutil.copy(tiny_supernet.path, folder / "supernet.pt")
+    args = ["--n", "12", "--held-out", "2", "--epochs", "2", "--no-progress", "--json"]
+    first = run("predictor", "fit", "-c", folder, *args)
+    assert first.exit_code == 0, first.output
+    predictor = folder / "predictor.pt"
+    before = predictor.read_bytes()
+    (log,) = folder.glob("measurements.*.jsonl")
+    measured = log.read_bytes()
+
+    for checkpoint in (folder, folder / "supernet.pt"):
+        again = run("predictor", "fit", "-c", checkpoint, *args)
+        assert again.exit_code == 2, again.output
+        assert again.output.strip().splitlines() == [
+            f"error: {predictor} already holds a predictor (searches may be recorded with its "
+            "SHA-256); pass --force to replace it or --out to write another file"
+        ]
+        assert predictor.read_bytes() == before and log.read_bytes() == measured
+
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"not mine")
+    refused = run("predictor", "fit", "-c", folder, "--out", other, *args)
+    assert refused.exit_code == 2 and f"{other} already holds a predictor" in refused.output
+    assert other.read_bytes() == b"not mine"
+
+    forced = run("predictor", "fit", "-c", folder / "supernet.pt", "--force", *args)
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(forced.output.strip().splitlines()[-1])["predictor"] == str(predictor)
