@@ -346,3 +346,33 @@ def test_gpu_check_script_runs_on_the_cpu(tmp_path):
     assert {f["name"] for f in figures} == {"gpu_check_profile_error", "gpu_check_adapted_error"}
     rows = read_rows(tmp_path / "gpu-measurements.csv")
     assert len(rows) == 8 and all(float(r["latency_ms"]) > 0 for r in rows)
+
+
+def _one_error_line(result, expected: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert expected in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("command", ["adapt", "calibrate", "validate"])
+def test_bad_measurement_files_are_one_error_line(command, tmp_path):
+    rows = [
+        {"network": n, "batch": 1, "latency_ms": v} for n, v in (("resnet50", 2), ("resnet18", 1))
+    ]
+    out = tmp_path / "out.yaml"
+
+    def run_on(path: Path):
+        if command == "validate":
+            return run("latency", "validate", "-H", "rtx4090", "-m", str(path), "--json")
+        return run("latency", command, "-H", "rtx4090", "-m", str(path), "-o", str(out))
+
+    infinite = write_measurements([rows[0], {**rows[1], "latency_ms": "inf"}], tmp_path / "i.csv")
+    _one_error_line(run_on(infinite), f"{infinite} line 3: column latency_ms: must be finite")
+    binary = tmp_path / "b.csv"
+    binary.write_bytes(bytes(range(128, 256)) * 4)
+    _one_error_line(run_on(binary), f"{binary} is not a UTF-8 CSV file")
+    one = write_measurements(rows[:1], tmp_path / "one.csv")
+    _one_error_line(run_on(one), f"{one}: 1 measured row; at least 2 are needed")
+    assert not out.exists()
