@@ -356,6 +356,10 @@ def _one_error_line(result, expected: str) -> None:
     assert expected in lines[0], lines[0]
 
 
+def _refuse_constant(text: str) -> None:
+    raise ValueError(f"not JSON: {text}")
+
+
 @pytest.mark.parametrize("command", ["adapt", "calibrate", "validate"])
 def test_bad_measurement_files_are_one_error_line(command, tmp_path):
     rows = [
@@ -376,3 +380,21 @@ def test_bad_measurement_files_are_one_error_line(command, tmp_path):
     one = write_measurements(rows[:1], tmp_path / "one.csv")
     _one_error_line(run_on(one), f"{one}: 1 measured row; at least 2 are needed")
     assert not out.exists()
+
+
+def test_validate_and_adapt_json_have_no_nan(tmp_path):
+    """Two networks measured equally fast: no Kendall tau (NaN), printed as null."""
+    rows = [{"network": n, "batch": 1, "latency_ms": 1.5} for n in ("resnet50", "resnet18")]
+    path = write_measurements(rows, tmp_path / "tie.csv")
+    result = run("latency", "validate", "-H", "rtx4090", "-m", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    assert "NaN" not in result.output and "Infinity" not in result.output
+    figures = json.loads(result.output, parse_constant=_refuse_constant)
+    assert figures["n"] == 2 and figures["kendall_tau"] is None
+    assert figures["macs_kendall_tau"] is None and figures["mape"] > 0
+    out = tmp_path / "tie.yaml"
+    result = run("latency", "adapt", "-H", "rtx4090", "-m", str(path), "-o", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    assert "NaN" not in result.output and "Infinity" not in result.output
+    fitted = json.loads(result.output, parse_constant=_refuse_constant)
+    assert fitted["before"]["kendall_tau"] is None and fitted["after"]["mape"] > 0
