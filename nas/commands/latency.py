@@ -17,9 +17,11 @@ prints the result.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import typer
 from rich.table import Table
 
@@ -43,6 +45,22 @@ DEVICE_OPTION = typer.Option("cpu", "--device", help="Where to time: cpu or cuda
 RESOLUTION_OPTION = typer.Option(
     None, "--resolution", "-r", help="Sample only these resolutions (repeatable)."
 )
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every float that is not finite (a figure of too few or tied rows) as None."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def _json(value: Any) -> str:
+    """One line of standard JSON: NaN and Infinity are null (never the non-standard words)."""
+    return json.dumps(_finite(value), allow_nan=False)
 
 
 @app.command("predict")
@@ -70,7 +88,7 @@ def predict(
         costs = [(h, lm.load_hardware(h).predict(spec, **options)) for h in hardware]
     if as_json:
         for name, cost in costs:
-            typer.echo(json.dumps({"hardware": name, **cost}))
+            typer.echo(_json({"hardware": name, **cost}))
         return
     table = Table(title=f"{s.name} arch {s.arch_id(parsed)} (batch {batch})")
     metrics = [m for m in dict.fromkeys(k for _, c in costs for k in c)]
@@ -161,7 +179,7 @@ def adapt(
     with user_errors():
         result = profiling.adapt(hardware, measurements, out, name)
     if as_json:
-        typer.echo(json.dumps({"out": str(out), "before": result.before, "after": result.after}))
+        typer.echo(_json({"out": str(out), "before": result.before, "after": result.after}))
         return
     table = Table(title=f"adapted {result.model.name} on {result.rows} measurements -> {out}")
     for col in ("figure", result.model.name, "adapted (in-sample)"):
@@ -290,7 +308,7 @@ def validate(
     figures = [(v, v.figures()) for v in report.rows]
     if as_json:
         for v, f in figures:
-            typer.echo(json.dumps({"hardware": v.hardware, "space": report.space, **f}))
+            typer.echo(_json({"hardware": v.hardware, "space": report.space, **f}))
     else:
         what = f"{report.space}: " if report.space else ""
         table = Table(title=f"{what}{report.subnets} networks measured end to end vs predicted")

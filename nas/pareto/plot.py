@@ -49,8 +49,11 @@ def plot(
     try:
         _draw(ax, front, quality, x_metric, everything)
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, dpi=120)
+        except OSError as err:
+            raise QueryError(f"cannot write the plot {path}: {err.strerror or err}") from None
     finally:  # a failed plot leaves no figure open in a long-lived server
         plt.close(fig)
     return path

@@ -13,7 +13,7 @@ from typing import Any
 import latency_models as lm
 from latency_models.errors import MeasurementError
 from latency_models.models.learned import train
-from nas.profiling.measurements import Measurements, load_measurements
+from nas.profiling.measurements import Measurements, load_measurements, require_rows
 from nas.profiling.validation import HardwareLike, Validation
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ def calibrate(
     (named `name`, default the file stem)."""
     model = lm.load_hardware(hardware)
     data = load_measurements(measurements)
+    require_rows(data, measurements)
     fit = model.fit(data.specs, data.metrics, **_fit_options(model, data))
     profile = dict(fit.profile)
     profile["name"] = name or out.stem
@@ -116,6 +117,7 @@ def adapt(
     data = load_measurements(measurements)
     if "latency_ms" not in data.metrics:
         raise MeasurementError("adapting a profile needs a latency_ms column filled in every row")
+    require_rows(data, measurements)
     kwargs = _fit_options(model, data)
     if model.kind == "gpu":
         runtimes = sorted(set(kwargs["runtimes"]))
@@ -170,6 +172,7 @@ def fit_learned(
     data = load_measurements(measurements)
     if "latency_ms" not in data.metrics:
         raise MeasurementError("training needs a latency_ms column")
+    require_rows(data, measurements)
     processors = sorted({r.get("processor") or "" for r in data.rows} - {""})
     profile = train(
         data.specs,

@@ -173,24 +173,14 @@ def load_measurements(paths: Sequence[Path]) -> Measurements:
     for path in paths:
         if not path.is_file():
             raise MeasurementError(f"measurement file {path} does not exist")
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            columns = set(reader.fieldnames or ())
-            present = [m for m in METRICS if m in columns]
-            if not present:
-                raise MeasurementError(
-                    f"{path}: no measured column; expected one of: {', '.join(METRICS)}"
-                )
-            if not ({"space", "arch"} <= columns or "network" in columns):
-                raise MeasurementError(
-                    f"{path}: rows must name a network: columns space and arch, or network"
-                )
-            for line, row in enumerate(reader, start=2):
-                specs.append(_row_spec(path, line, row, spaces))
-                rows.append(row)
-                precisions.append(row.get("precision") or "")
-                for metric in METRICS:
-                    values[metric].append(_row_value(path, line, row, metric))
+            try:
+                _read_rows(path, reader, spaces, specs, rows, precisions, values)
+            except UnicodeDecodeError:
+                raise MeasurementError(f"{path} is not a UTF-8 CSV file") from None
+            except csv.Error as err:
+                raise MeasurementError(f"{path} line {reader.line_num}: {err}") from None
     if not specs:
         raise MeasurementError(f"no rows in {', '.join(map(str, paths))}")
     metrics = {m: np.array(v) for m, v in values.items() if not np.isnan(v).any()}
@@ -198,6 +188,43 @@ def load_measurements(paths: Sequence[Path]) -> Measurements:
         raise MeasurementError("no measured column is filled in every row")
     log.info("read %d measured rows from %d file(s)", len(specs), len(paths))
     return Measurements(specs, rows, metrics, precisions)
+
+
+def require_rows(data: Measurements, paths: Sequence[Path], min_rows: int = 2) -> None:
+    """A fit or a validation needs `min_rows` measured rows, of all `paths` together; a
+    caller checks this after the checks of the rows' contents."""
+    n = len(data.specs)
+    if n < min_rows:
+        raise MeasurementError(
+            f"{', '.join(map(str, paths))}: {n} measured row{'s' if n != 1 else ''}; "
+            f"at least {min_rows} are needed"
+        )
+
+
+def _read_rows(
+    path: Path,
+    reader: csv.DictReader,
+    spaces: dict[str, SearchSpace],
+    specs: list[lm.NetworkSpec],
+    rows: list[dict[str, str]],
+    precisions: list[str],
+    values: dict[str, list[float]],
+) -> None:
+    """Check the columns of one file and append its rows to the lists given."""
+    columns = set(reader.fieldnames or ())
+    present = [m for m in METRICS if m in columns]
+    if not present:
+        raise MeasurementError(f"{path}: no measured column; expected one of: {', '.join(METRICS)}")
+    if not ({"space", "arch"} <= columns or "network" in columns):
+        raise MeasurementError(
+            f"{path}: rows must name a network: columns space and arch, or network"
+        )
+    for line, row in enumerate(reader, start=2):
+        specs.append(_row_spec(path, line, row, spaces))
+        rows.append(row)
+        precisions.append(row.get("precision") or "")
+        for metric in METRICS:
+            values[metric].append(_row_value(path, line, row, metric))
 
 
 def _row_spec(
@@ -256,4 +283,6 @@ def _row_value(path: Path, line: int, row: dict[str, str], metric: str) -> float
         raise MeasurementError(f"{path} line {line}: column {metric}: {text!r}") from None
     if not value > 0:
         raise MeasurementError(f"{path} line {line}: column {metric}: must be > 0, got {value}")
+    if not math.isfinite(value):
+        raise MeasurementError(f"{path} line {line}: column {metric}: must be finite, got {text!r}")
     return value

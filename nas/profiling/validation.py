@@ -20,6 +20,7 @@ from nas.profiling.measurements import (
     check_statistic,
     load_measurements,
     measurement_rows,
+    require_rows,
     write_csv,
 )
 from nas.profiling.timing import _space, sample_archs, time_archs
@@ -105,6 +106,7 @@ def validate(
             raise MeasurementError(f"{measurements}: no latency_ms column")
         measured, macs = data.metrics["latency_ms"], data.macs()
         validations = [Validation(m.name, data.predict(m), measured, macs) for m in models]
+        require_rows(data, [measurements])  # after the rows' options are checked
         label = space.name if isinstance(space, SearchSpace) else space or ""
         return ValidationReport(label, len(measured), validations)
     s = _space(space)

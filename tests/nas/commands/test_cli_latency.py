@@ -346,3 +346,55 @@ def test_gpu_check_script_runs_on_the_cpu(tmp_path):
     assert {f["name"] for f in figures} == {"gpu_check_profile_error", "gpu_check_adapted_error"}
     rows = read_rows(tmp_path / "gpu-measurements.csv")
     assert len(rows) == 8 and all(float(r["latency_ms"]) > 0 for r in rows)
+
+
+def _one_error_line(result, expected: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert expected in lines[0], lines[0]
+
+
+def _refuse_constant(text: str) -> None:
+    raise ValueError(f"not JSON: {text}")
+
+
+@pytest.mark.parametrize("command", ["adapt", "calibrate", "validate"])
+def test_bad_measurement_files_are_one_error_line(command, tmp_path):
+    rows = [
+        {"network": n, "batch": 1, "latency_ms": v} for n, v in (("resnet50", 2), ("resnet18", 1))
+    ]
+    out = tmp_path / "out.yaml"
+
+    def run_on(path: Path):
+        if command == "validate":
+            return run("latency", "validate", "-H", "rtx4090", "-m", str(path), "--json")
+        return run("latency", command, "-H", "rtx4090", "-m", str(path), "-o", str(out))
+
+    infinite = write_measurements([rows[0], {**rows[1], "latency_ms": "inf"}], tmp_path / "i.csv")
+    _one_error_line(run_on(infinite), f"{infinite} line 3: column latency_ms: must be finite")
+    binary = tmp_path / "b.csv"
+    binary.write_bytes(bytes(range(128, 256)) * 4)
+    _one_error_line(run_on(binary), f"{binary} is not a UTF-8 CSV file")
+    one = write_measurements(rows[:1], tmp_path / "one.csv")
+    _one_error_line(run_on(one), f"{one}: 1 measured row; at least 2 are needed")
+    assert not out.exists()
+
+
+def test_validate_and_adapt_json_have_no_nan(tmp_path):
+    """Two networks measured equally fast: no Kendall tau (NaN), printed as null."""
+    rows = [{"network": n, "batch": 1, "latency_ms": 1.5} for n in ("resnet50", "resnet18")]
+    path = write_measurements(rows, tmp_path / "tie.csv")
+    result = run("latency", "validate", "-H", "rtx4090", "-m", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    assert "NaN" not in result.output and "Infinity" not in result.output
+    figures = json.loads(result.output, parse_constant=_refuse_constant)
+    assert figures["n"] == 2 and figures["kendall_tau"] is None
+    assert figures["macs_kendall_tau"] is None and figures["mape"] > 0
+    out = tmp_path / "tie.yaml"
+    result = run("latency", "adapt", "-H", "rtx4090", "-m", str(path), "-o", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    assert "NaN" not in result.output and "Infinity" not in result.output
+    fitted = json.loads(result.output, parse_constant=_refuse_constant)
+    assert fitted["before"]["kendall_tau"] is None and fitted["after"]["mape"] > 0

@@ -203,6 +203,24 @@ def test_pareto_input_errors_and_the_plot_path(search_config, tmp_path):
     assert shown.output.strip().splitlines()[-1] == f"plot: {tmp_path / 'front.png'}"
 
 
+def test_pareto_plot_to_a_path_that_cannot_be_written_is_one_error_line(search_config, tmp_path):
+    config = search_config()
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(config.config.model_dump(mode="json")))
+    db = config.config.database
+    launched = run("search", "launch", path, "--json", "--no-progress")
+    assert launched.exit_code == 0, launched.output
+    search_id = last_json(launched)["search_id"]
+    _one_error_line(  # the file itself cannot be created
+        run("pareto", search_id, "--db", db, "--plot", "/proc/x.png"),
+        "cannot write the plot /proc/x.png: ",
+    )
+    _one_error_line(  # nor can its folder
+        run("pareto", search_id, "--db", db, "--plot", "/proc/nas-plot/x.png"),
+        "cannot write the plot /proc/nas-plot/x.png: ",
+    )
+
+
 @pytest.mark.parametrize("command", ["cancel", "resume"])
 def test_cancel_and_resume_on_a_missing_database_create_nothing(tmp_path, monkeypatch, command):
     monkeypatch.chdir(tmp_path)  # the default database: runs/nas.db here

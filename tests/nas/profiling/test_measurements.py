@@ -96,6 +96,8 @@ BAD_ROWS = {
         "line 2: column latency_ms: must be > 0, got nan",
     ),
     "zero": ("network,flash_kb\nresnet50,0\n", "line 2: column flash_kb: must be > 0, got 0.0"),
+    "inf": ("network,latency_ms\nresnet50,inf\n", "line 2: column latency_ms: must be finite"),
+    "overflow": ("network,peak_sram_kb\nresnet50,1e999\n", "column peak_sram_kb: must be finite"),
     "negative": ("network,latency_ms\nresnet50,-2\n", "column latency_ms: must be > 0, got -2.0"),
     "batch": ("network,batch,latency_ms\nresnet50,two,1\n", "line 2: column batch: 'two'"),
     "resolution": ("network,resolution,latency_ms\nresnet50,big,1\n", "column resolution: 'big'"),
@@ -150,3 +152,38 @@ def test_check_statistic():
         profiling.HardwareError, match="'mean' is not allowed; allowed: min, median"
     ):
         profiling.check_statistic("mean")
+
+
+def test_a_file_that_is_not_utf8_text_is_refused_naming_it(tmp_path):
+    binary = tmp_path / "m.csv"
+    binary.write_bytes(b"network,latency_ms\n\xff\xfe\x00\x81,1\n")
+    with pytest.raises(profiling.MeasurementError) as caught:
+        profiling.load_measurements([binary])
+    assert str(caught.value) == f"{binary} is not a UTF-8 CSV file"
+    header = tmp_path / "header.csv"
+    header.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    with pytest.raises(profiling.MeasurementError, match="is not a UTF-8 CSV file"):
+        profiling.load_measurements([header])
+    nul = tmp_path / "nul.csv"
+    nul.write_bytes(b"network,latency_ms\nresnet50\x00,1\n")
+    with pytest.raises(profiling.MeasurementError, match=r"nul\.csv line 2: "):
+        profiling.load_measurements([nul])
+
+
+def test_a_fit_or_a_validation_needs_two_measured_rows(tmp_path):
+    one = write_rows(tmp_path / "one.csv", predicted_rows("rtx4090", ("resnet50",), 1.0))
+    assert len(profiling.load_measurements([one]).specs) == 1  # reading one row is fine
+    out = tmp_path / "out.yaml"
+    for call in (
+        lambda: profiling.calibrate("rtx4090", [one], out),
+        lambda: profiling.adapt("rtx4090", [one], out),
+        lambda: profiling.fit_learned([one], out),
+        lambda: profiling.validate(["rtx4090"], None, measurements=one),
+    ):
+        with pytest.raises(profiling.MeasurementError) as caught:
+            call()
+        assert str(caught.value) == f"{one}: 1 measured row; at least 2 are needed"
+    assert not out.exists()
+    two = write_rows(tmp_path / "two.csv", predicted_rows("rtx4090", ("resnet18",), 1.0))
+    profiling.adapt("rtx4090", [one, two], out)  # the rows of all files count
+    assert out.is_file()
