@@ -138,17 +138,23 @@ async def read_body(request: Request) -> bytes:
 _TOO_DEEP = "the body is nested too deeply (lists or mappings within each other)"
 
 
+def _parsed(body: bytes, parse: Callable[[bytes], Any], errors: tuple, what: str) -> Any:
+    """The body parsed by `parse`; a RequestError naming `what` it should have been, or
+    saying it is nested too deeply, for the parser's own `errors` and a RecursionError."""
+    try:
+        return parse(body)
+    except errors as err:
+        raise RequestError(f"the body is not valid {what}: {err}") from None
+    except RecursionError:
+        raise RequestError(_TOO_DEEP) from None
+
+
 async def json_body(request: Request) -> dict[str, Any]:
     """A small JSON object body (empty: {})."""
     body = await read_body(request)
     if not body.strip():
         return {}
-    try:
-        raw = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RequestError(f"the body is not valid JSON: {err}") from None
-    except RecursionError:
-        raise RequestError(_TOO_DEEP) from None
+    raw = _parsed(body, json.loads, (json.JSONDecodeError, UnicodeDecodeError), "JSON")
     if not isinstance(raw, dict):
         raise RequestError("the body must be a JSON object")
     return raw
@@ -157,12 +163,16 @@ async def json_body(request: Request) -> dict[str, Any]:
 async def config_body(request: Request) -> dict[str, Any]:
     """A search config body, JSON or YAML (a mapping)."""
     body = await read_body(request)
-    try:  # JSON is YAML too; safe_load builds no objects
-        raw = yaml.safe_load(body.decode("utf-8")) if body.strip() else None
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise RequestError(f"the body is not valid JSON or YAML: {err}") from None
-    except RecursionError:
-        raise RequestError(_TOO_DEEP) from None
+    raw = (  # JSON is YAML too; safe_load builds no objects
+        _parsed(
+            body,
+            lambda b: yaml.safe_load(b.decode("utf-8")),
+            (yaml.YAMLError, UnicodeDecodeError),
+            "JSON or YAML",
+        )
+        if body.strip()
+        else None
+    )
     if not isinstance(raw, dict):
         raise RequestError("the body must be a search config (a JSON or YAML mapping)")
     return raw

@@ -39,11 +39,13 @@ from supernet.family import OpenedArtifact, TrainedModel
 from supernet.io import Artifact, file_sha256, read_artifact, resolve_artifact_path, save_atomic
 from supernet.mbconv.checkpoint import TrainedSupernet
 from supernet.mbconv.evaluate import EvalResult
+from supernet.mbconv.family import CLASSIFIER
 from supernet.space import Arch, SearchSpace, as_rng, get_space
 
 log = logging.getLogger(__name__)
 PREDICTOR_FORMAT = "nas-accuracy-predictor/1"
-PREDICTOR_FILE_NAMES = ("predictor.pt",)  # what a run folder given as a predictor stands for
+# what a run folder given as a predictor (or a checkpoint) stands for: the family's file names
+PREDICTOR_FILE_NAMES = (CLASSIFIER.predictor_file_name,)
 MIN_TRAIN, MIN_HELD_OUT = 10, 2  # archs a fit needs: to train on, and to evaluate on
 MODELS = ("gbdt", "mlp")
 
@@ -254,7 +256,7 @@ def load_predictor(
         if isinstance(checkpoint, TrainedModel | OpenedArtifact):
             sha, where, ck_space = checkpoint.sha256, checkpoint.path, checkpoint.space.name
         else:
-            where = resolve_artifact_path(checkpoint, ("supernet.pt",))
+            where = resolve_artifact_path(checkpoint, (CLASSIFIER.file_name,))
             if not where.is_file():
                 raise CheckpointError(f"checkpoint file not found: {where}")
             sha, ck_space = file_sha256(where), None
