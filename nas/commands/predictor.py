@@ -38,7 +38,11 @@ def fit(
     ),
     epochs: int = typer.Option(300, "--epochs", min=1, help="MLP training epochs (--model mlp)."),
     seed: int = typer.Option(0, "--seed"),
-    out: Path | None = typer.Option(None, "--out", help="Default: predictor.pt beside it."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="A file, or a folder to write predictor.pt into. Default: beside the checkpoint.",
+    ),
     force: bool = typer.Option(
         False,
         "--force",
@@ -75,6 +79,8 @@ def fit(
         if ray_address and not workers:
             raise typer.BadParameter("--ray-address goes with --workers N")
         path = out or predictor_path(checkpoint)
+        if path.is_dir():  # a folder names where the family's predictor file goes
+            path = path / CLASSIFIER.predictor_file_name
         if path.exists() and not force:
             raise ConfigError(
                 f"{path} already holds a predictor (searches may be recorded with its "

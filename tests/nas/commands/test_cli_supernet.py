@@ -156,6 +156,15 @@ def test_predictor_fit_refuses_to_replace_a_predictor_without_force(tmp_path, ti
     assert refused.exit_code == 2 and f"{other} already holds a predictor" in refused.output
     assert other.read_bytes() == b"not mine"
 
+    # a folder as --out is where predictor.pt goes, and is refused when it already holds one
+    into = run("predictor", "fit", "-c", folder, "--out", tmp_path, *args)
+    assert into.exit_code == 0, into.output
+    assert json.loads(into.output.strip().splitlines()[-1])["predictor"] == str(
+        tmp_path / "predictor.pt"
+    )
+    again = run("predictor", "fit", "-c", folder, "--out", tmp_path, *args)
+    assert f"{tmp_path / 'predictor.pt'} already holds a predictor" in again.output
+
     forced = run("predictor", "fit", "-c", folder / "supernet.pt", "--force", *args)
     assert forced.exit_code == 0, forced.output
     assert json.loads(forced.output.strip().splitlines()[-1])["predictor"] == str(predictor)
