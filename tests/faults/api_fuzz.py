@@ -2,7 +2,7 @@
 
 Used by tests/faults/test_api_fuzz.py (a small budget, in CI) and experiments/bench_faults.py
 (`--only api`, a larger one). Every generated request is checked for:
-- a server error (any 5xx);
+- a server error (any 5xx, or no answer);
 - a response its route does not declare: status code, content type or body schema;
 - a mutation (POST) that a request without the token does not answer with 401.
 
@@ -49,7 +49,7 @@ SHOWN_FAILURES = 50  # failures kept with their reproducer
 @dataclass
 class ApiFuzzReport:
     requests: int = 0  # HTTP requests sent for generated cases
-    server_errors: int = 0  # 5xx answers
+    server_errors: int = 0  # 5xx answers, or none
     schema_violations: int = 0  # other answers their operation does not declare
     missing_401s: int = 0  # mutations without the token not refused with 401
     jobs_started: int = 0  # searches and exports added by the fuzz (goal: 0)
@@ -154,9 +154,16 @@ class _Sender:
         from schemathesis.errors import FailureGroup
 
         headers = {"Authorization": f"Bearer {self.token}"} if authorized else None
-        response = case.call(base_url=self.base_url, session=self.session, headers=headers)
         self.report.requests += 1
         self.report.by_operation[case.operation.label] += 1
+        try:  # a generous timeout: the first plot imports matplotlib on a busy machine
+            response = case.call(
+                base_url=self.base_url, session=self.session, headers=headers, timeout=60
+            )
+        except requests.RequestException as err:  # no answer: the worst server error
+            self.report.server_errors += 1
+            self.report.note("server error", f"{case.operation.label}: no answer: {err}")
+            return 0
         self.report.by_status[response.status_code] += 1
         try:
             case.validate_response(response, checks=self.checks, headers=headers)
