@@ -1,4 +1,5 @@
-"""Fault-tolerance figures: kill -9 and resume, searches launched at once, parser fuzzing.
+"""Fault-tolerance figures: kill -9 and resume, searches launched at once, parser fuzzing,
+and the HTTP API fuzzed from its OpenAPI schema.
 
 Prints one JSON object per figure:
   kills_survived              SIGKILLs of a real driver (seeded random moments, some inside an
@@ -11,9 +12,17 @@ Prints one JSON object per figure:
   concurrent_first_opens_ok   rounds of 4 `nas search launch` processes started at once on a
                               new SQLite file (or PostgreSQL database) in which every search
                               completed with exactly its own candidates; with tried
+  api_requests_fuzzed         requests Schemathesis generated from /openapi.json and sent to a
+                              live `nas serve` with a token (tests/faults/api_fuzz.py)
+  api_server_errors           of those, answered with a 5xx (goal: 0)
+  api_schema_violations       answered with a status, content type or body their route does
+                              not declare (goal: 0)
+  api_missing_401s            mutations sent without the token not refused with 401 (goal: 0)
+  api_jobs_started            searches or exports a fuzzed request started (goal: 0)
 
     python experiments/bench_faults.py [--checkpoint DIR] [--kills 20] [--rounds 5]
-        [--fuzz 20000] [--postgres postgresql://user@host/admin_db]
+        [--fuzz 20000] [--api-examples 300] [--postgres postgresql://user@host/admin_db]
+        [--only kills|concurrency|fuzz|api ...]
 
 DIR holds supernet.pt and predictor.pt (default: a tiny pair trained in a temp folder, as
 tests/conftest.py does). Slow; not run in CI.
@@ -34,6 +43,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.faults.harness
 
 from tests.faults import harness
+from tests.faults.api_fuzz import fuzz_api, serve_rows_to_fuzz
+
+PARTS = ("kills", "concurrency", "fuzz", "api")
+API_TOKEN = "bench-faults-token"
 
 TARGETS = {
     "stm32f746": {"peak_sram_kb": 12, "flash_kb": 600},
@@ -179,6 +192,36 @@ def bench_concurrency(checkpoint: Path, work: Path, rounds: int, postgres: str |
         )
 
 
+def bench_api(checkpoint: Path, work: Path, examples: int, seed: int) -> None:
+    folder = work / "api"
+    folder.mkdir()
+    raw = raw_config(checkpoint, "api", f"sqlite:///{folder / 'api.db'}", 8, 3)
+    server = serve_rows_to_fuzz(raw, folder, API_TOKEN)
+    started = time.perf_counter()
+    try:
+        report = fuzz_api(server.url, API_TOKEN, examples, seed)
+    finally:
+        server.kill_group()
+    context = {"examples_per_operation": examples, "seed": seed}
+    emit(
+        "api_requests_fuzzed",
+        report.requests,
+        "requests",
+        operations=len(report.by_operation),
+        by_status={str(k): v for k, v in sorted(report.by_status.items())},
+        seconds=round(time.perf_counter() - started, 1),
+        **context,
+    )
+    for name, value, unit, kind in [
+        ("api_server_errors", report.server_errors, "requests", "server error"),
+        ("api_schema_violations", report.schema_violations, "requests", "schema violation"),
+        ("api_missing_401s", report.missing_401s, "requests", "missing 401"),
+        ("api_jobs_started", report.jobs_started, "jobs", "job started"),
+    ]:
+        shown = [f[:300] for f in report.failures.get(kind, [])[:3]]
+        emit(name, value, unit, examples=shown, **context)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=Path, help="folder with supernet.pt, predictor.pt")
@@ -186,18 +229,31 @@ def main() -> None:
     parser.add_argument("--kills-per-search", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5, help="rounds of 4 launches at once")
     parser.add_argument("--fuzz", type=int, default=20_000)
+    parser.add_argument(
+        "--api-examples", type=int, default=300, help="per API operation and mode (api)"
+    )
+    parser.add_argument("--api-seed", type=int, default=1, help="the API fuzz's seed (api)")
     parser.add_argument("--postgres", help="admin URL of a PostgreSQL server (optional)")
+    parser.add_argument(
+        "--only", action="append", choices=PARTS, help="run only this part (repeatable)"
+    )
     args = parser.parse_args()
+    parts = args.only or PARTS
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
         work = Path(tmp)
         checkpoint = args.checkpoint or tiny_checkpoint(work / "tiny")
         checkpoint = checkpoint.resolve()
-        bench_kills(checkpoint, work, args.kills, args.kills_per_search, None)
-        if args.postgres:
-            db = fresh_postgres(args.postgres)
-            bench_kills(checkpoint, work / "pg", args.kills, args.kills_per_search, db)
-        bench_concurrency(checkpoint, work, args.rounds, args.postgres)
-        bench_fuzz(checkpoint, work, args.fuzz)
+        if "kills" in parts:
+            bench_kills(checkpoint, work, args.kills, args.kills_per_search, None)
+            if args.postgres:
+                db = fresh_postgres(args.postgres)
+                bench_kills(checkpoint, work / "pg", args.kills, args.kills_per_search, db)
+        if "concurrency" in parts:
+            bench_concurrency(checkpoint, work, args.rounds, args.postgres)
+        if "fuzz" in parts:
+            bench_fuzz(checkpoint, work, args.fuzz)
+        if "api" in parts:
+            bench_api(checkpoint, work, args.api_examples, args.api_seed)
 
 
 if __name__ == "__main__":

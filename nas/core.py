@@ -45,7 +45,7 @@ from nas.pareto import (
 from nas.resources import CheckedSearch, check_search_config, load_search_config
 from nas.search import Outcome, cancel_search, check_resumable, launch_search, resume_search
 from nas.search import record as record_search
-from nas.store import DEFAULT_URL, Predictor, Search, Store, Supernet
+from nas.store import DEFAULT_URL, Predictor, Search, Store, Supernet, lease
 from nas.store.status import SEARCH_UNFINISHED
 from supernet.family import families, family_of_space
 from supernet.io import merge_overrides
@@ -195,8 +195,8 @@ def search_summary(row: Search) -> dict[str, Any]:
         "best": row.best,
         "seconds": round(row.seconds, 1),
         "message": row.message,
-        "created_at": row.created_at.isoformat(),
-        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+        "created_at": lease.iso(row.created_at),
+        "finished_at": lease.iso(row.finished_at),
         "evaluation": row.config.get("evaluation"),
         "targets": row.config.get("targets"),
         "objectives": row.config.get("objectives"),

@@ -138,8 +138,8 @@ def _summary(row: Export, trial: int) -> dict[str, Any]:
         "finished": row.status not in EXPORT_UNFINISHED,
         "message": row.message,
         "formats": list(row.formats),
-        "created_at": row.created_at.isoformat(),
-        "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+        "created_at": lease.iso(row.created_at),
+        "finished_at": lease.iso(row.finished_at),
     }
 
 

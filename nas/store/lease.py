@@ -71,6 +71,13 @@ def aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
+def iso(moment: datetime | None) -> str | None:
+    """A stored time as ISO 8601 text with its UTC offset on every backend (SQLite's naive
+    datetimes too): the RFC 3339 `date-time` the API documents, and what JSON output shows."""
+    moment = aware(moment)
+    return moment.isoformat() if moment is not None else None
+
+
 def lease_seconds() -> float:
     """How long a lease lasts without renewal: $NAS_LEASE_SECONDS, else 60 s."""
     raw = os.environ.get(LEASE_ENV)

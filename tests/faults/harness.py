@@ -5,18 +5,24 @@
 - checks that a search's stored candidates are whole generations, with contiguous trials
 - the kill -9 / resume loop, and 4 searches launched at once
 - seeded fuzzers of search configs and of arch dicts (no new dependencies)
+- a live `nas serve` process on a free port (the HTTP API's fuzz, tests/faults/api_fuzz.py,
+  runs against one)
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -578,3 +584,80 @@ def fuzz_archs(space_name: str, n: int, seed: int) -> FuzzReport:
         else:
             report.note(space.from_json, mutate_text(json.dumps(arch), rng))
     return report
+
+
+# ----- a live `nas serve` -----------------------------------------------------------------------
+
+
+@dataclass
+class ServerProcess:
+    """One `nas serve` process (the leader of its own process group, which its workers join)
+    and its address."""
+
+    proc: subprocess.Popen
+    url: str
+    log: Path
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+    def kill_group(self) -> None:
+        """SIGKILL the server and every worker it started (its process group)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(
+    database: str, data_dir: Path, log: Path, token: str | None = None, **env: Any
+) -> ServerProcess:
+    """`nas serve` on `database` with its data folder and bearer token (none: a server
+    without one), once it answers; `env` adds to its environment. Output goes to `log`. The
+    caller kills its group (`kill_group`) when done."""
+    extra = {"RAY_USAGE_STATS_ENABLED": "0", **env}
+    if token is not None:
+        extra["NAS_API_TOKEN"] = token
+    environment = driver_env(**extra)
+    if token is None:
+        environment.pop("NAS_API_TOKEN", None)
+    for _ in range(3):  # the free port may be taken before the server binds it
+        port = free_port()
+        command = [sys.executable, "-m", "nas", "serve", "--db", database, "--port", str(port)]
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [*command, "--data-dir", str(data_dir)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=environment,
+                cwd=ROOT,
+                start_new_session=True,  # its workers join its process group
+            )
+        server = ServerProcess(proc, f"http://127.0.0.1:{port}", log)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                if server.request("GET", "/searches")[0] == 200:
+                    return server
+            time.sleep(0.2)
+        if proc.poll() is None:
+            server.kill_group()
+            raise AssertionError(f"nas serve did not answer in 60 s:\n{server.tail()}")
+        if "address already in use" not in server.tail():
+            raise AssertionError(f"nas serve exited {proc.returncode}:\n{server.tail()}")
+    raise AssertionError(f"no free port for nas serve:\n{server.tail()}")

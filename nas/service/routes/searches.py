@@ -46,6 +46,16 @@ _CONFIG_BODY = {
 }
 
 
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["progress", "end"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
+
+
 @router.post(
     "",
     status_code=201,
@@ -176,7 +186,9 @@ def pareto_png(
             "description": "`event: progress` with the search (as GET /searches/{id}) "
             "when its stored generations or status changed since the last poll, then "
             "`event: end` with its status and `generations`",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            # one event, as an SSE parser gives its fields: before OpenAPI 3.2 (which
+            # names it `itemSchema`), tools read a stream's `schema` as that of an event
+            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
         },
     },
 )

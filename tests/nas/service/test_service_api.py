@@ -3,7 +3,9 @@ schema, the schemas are what the routes return, and the docs pages load without 
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -97,6 +99,35 @@ def test_non_json_routes_name_their_media_types(client):
     assert media("/searches/{search_id}/pareto.png") == {"image/png"}
     assert media("/exports/{export_id}/files/{name}") == {"application/octet-stream"}
     assert media("/searches/{search_id}/pareto") == {"application/json", "text/csv"}
+
+
+def test_the_event_stream_sends_the_events_its_schema_declares(searched):
+    client, search_id, _ = searched
+    paths = client.get("/openapi.json").json()["paths"]
+    content = paths["/searches/{search_id}/events"]["get"]["responses"]["200"]["content"]
+    declared = content["text/event-stream"]["schema"]  # one event (OpenAPI 3.1)
+    with client.stream("GET", f"/searches/{search_id}/events") as stream:
+        text = "".join(stream.iter_text())
+    blocks = text.strip().split("\n\n")
+    events = [dict(line.split(": ", 1) for line in block.splitlines()) for block in blocks]
+    assert [event["event"] for event in events] == ["progress", "end"]
+    for event in events:
+        assert set(declared["required"]) <= set(event) <= set(declared["properties"])
+        assert event["event"] in declared["properties"]["event"]["enum"]
+        assert isinstance(json.loads(event["data"]), dict)
+
+
+def test_times_are_rfc3339_with_their_utc_offset(searched):
+    """SQLite gives stored times back without a zone: sent as they were, they were not the
+    `date-time` the schema declares, and differed from PostgreSQL's."""
+    client, search_id, export_id = searched
+    search = client.get(f"/searches/{search_id}").json()
+    listed = client.get("/searches").json()["items"][0]
+    export = client.get(f"/exports/{export_id}").json()
+    times = [search["created_at"], search["finished_at"], listed["created_at"]]
+    for text in [*times, export["created_at"]]:
+        assert datetime.fromisoformat(text).utcoffset() == timedelta(0), text
+    assert export["finished_at"] is None  # queued: no worker ran it
 
 
 # ----- the docs pages -------------------------------------------------------------------------

@@ -9,19 +9,10 @@ fixture kills each group at teardown, whatever the test did. Searches are 16 x 6
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -31,43 +22,11 @@ from sqlalchemy import func, select, update
 from nas.store import Candidate, Search, Store
 from nas.store.lease import aware, now
 from tests.conftest import needs_postgres
+from tests.faults.harness import ServerProcess as Server
+from tests.faults.harness import start_server
 
-ROOT = Path(__file__).resolve().parents[3]
 LEASE_SECONDS = 3  # an expired lease is seen within seconds, not the default minute
 POPULATION, GENERATIONS = 16, 60
-
-
-@dataclass
-class Server:
-    """One `nas serve` process (the leader of its own process group) and its address."""
-
-    proc: subprocess.Popen
-    url: str
-    log: Path
-
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        try:
-            with urllib.request.urlopen(req, timeout=10) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"{}")
-
-    def kill_group(self) -> None:
-        """SIGKILL the server and every worker it started (its process group)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -88,44 +47,13 @@ def servers(database, tmp_path) -> Iterator[Callable[[str], Server]]:
     it answers. Set up after the database, so torn down (killed) before it is dropped."""
     started: list[Server] = []
 
-    def spawn(name: str) -> Server:
+    def start(name: str) -> Server:
         data_dir = tmp_path / name
         data_dir.mkdir(exist_ok=True)
         log = data_dir / f"server-{len(started)}.log"
-        env = {**os.environ, "NAS_LEASE_SECONDS": str(LEASE_SECONDS)}
-        env.update({"RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)})
-        for key in ("NAS_API_TOKEN", "NAS_DATABASE_URL"):
-            env.pop(key, None)
-        port = free_port()
-        command = [sys.executable, "-m", "nas", "serve", "--db", database, "--port", str(port)]
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                [*command, "--data-dir", str(data_dir)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=ROOT,
-                start_new_session=True,  # its workers join its process group
-            )
-        server = Server(proc, f"http://127.0.0.1:{port}", log)
+        server = start_server(database, data_dir, log, NAS_LEASE_SECONDS=LEASE_SECONDS)
         started.append(server)
         return server
-
-    def start(name: str) -> Server:
-        for _ in range(3):  # the free port may be taken before the server binds it
-            server = spawn(name)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and server.proc.poll() is None:
-                with contextlib.suppress(OSError):
-                    if server.request("GET", "/searches")[0] == 200:
-                        return server
-                time.sleep(0.2)
-            if server.proc.poll() is None:
-                raise AssertionError(f"nas serve did not answer in 60 s:\n{server.tail()}")
-            if "address already in use" not in server.tail():
-                raise AssertionError(f"nas serve exited {server.proc.returncode}:\n{server.tail()}")
-        raise AssertionError(f"no free port for nas serve:\n{server.tail()}")
 
     yield start
     for server in started:
