@@ -50,6 +50,19 @@ class StoreError(UserError, RuntimeError):
     """The database cannot be used (unreachable, bad URL, newer schema than this code)."""
 
 
+class ServeError(UserError, RuntimeError):
+    """The server cannot start as asked (no token on a public address, a bad token file, a
+    data folder it cannot write)."""
+
+
+def os_reason(err: OSError) -> str:
+    """Why a file system call failed, in words. `mkdir(exist_ok=True)` on a file says "File
+    exists", which reads as if nothing were wrong: a file is there instead of a folder."""
+    if isinstance(err, FileExistsError):
+        return "a file is there, not a folder"
+    return err.strerror or str(err)
+
+
 __all__ = [
     "ExportError",
     "LeaseError",
@@ -58,7 +71,9 @@ __all__ = [
     "QueryError",
     "SearchConfigError",
     "SearchError",
+    "ServeError",
     "StoreError",
     "UserError",
     "WorkerError",
+    "os_reason",
 ]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from supernet.mbconv.checkpoint import TrainedSupernet, load_supernet
 from supernet.mbconv.train import TrainConfig, train_supernet
+from tests.nas.service.launch_load import write_ofa_files
 
 # CI (.ci/run) starts a throwaway PostgreSQL 15 and names it here; without it, PG tests skip.
 POSTGRES = os.environ.get("NAS_TEST_POSTGRES_URL")
@@ -63,6 +65,13 @@ def tiny_predictor(tiny_supernet) -> str:
         tiny_supernet.space, measurements, tiny_supernet.sha256, held_out=5, epochs=20
     )
     return str(predictor.save(tiny_supernet.path.parent / "predictor.pt"))
+
+
+@pytest.fixture(scope="session")
+def ofa_files(tmp_path_factory) -> tuple[Path, Path]:
+    """A full-size once-for-all MobileNetV3 supernet file (ofa-mbv3-w1.2, 43 MB, untrained)
+    and a predictor fitted on made-up accuracies (tests.nas.service.launch_load)."""
+    return write_ofa_files(tmp_path_factory.mktemp("ofa"))
 
 
 @pytest.fixture

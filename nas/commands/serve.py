@@ -10,11 +10,7 @@ import typer
 
 from nas import core
 from nas.commands import user_errors
-from nas.errors import UserError
-
-
-class ServeError(UserError):
-    """The server cannot start as asked (no token on a public address, a bad token file)."""
+from nas.errors import ServeError
 
 
 def _is_loopback(host: str) -> bool:

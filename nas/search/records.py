@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -115,14 +116,25 @@ class RecordedFile:
     sha256: str
 
 
+def _own_path(config: dict[str, Any], key: str, registered: str) -> str:
+    """The path of a file as this search opened it: its checked config holds the absolute
+    path. A `supernets`/`predictors` row is shared by every search with that SHA-256 and
+    keeps the path of the first one, which another copy may have been (or deleted since).
+    A config that holds no absolute path (a row stored before configs did) falls back to it."""
+    own = config.get(key)
+    return own if isinstance(own, str) and Path(own).is_absolute() else registered
+
+
 def recorded_files(store: Store, search_id: int) -> tuple[RecordedFile, RecordedFile | None]:
-    """The trained file and the predictor a search was launched with (absolute paths)."""
+    """The trained file and the predictor this search was launched with (absolute paths)."""
     with store.session() as s:
         row = store.search(s, search_id)
         predictor = row.predictor
         return (
-            RecordedFile(row.supernet.path, row.supernet.sha256),
-            RecordedFile(predictor.path, predictor.sha256) if predictor is not None else None,
+            RecordedFile(_own_path(row.config, "supernet", row.supernet.path), row.supernet.sha256),
+            RecordedFile(_own_path(row.config, "predictor", predictor.path), predictor.sha256)
+            if predictor is not None
+            else None,
         )
 
 

@@ -33,8 +33,14 @@ def create_app(
     ray_address: str | None = None,
     supervise: bool = True,
 ) -> FastAPI:
-    """The app for one database. `supervise` starts the job runner with the app."""
+    """The app for one database. `supervise` starts the job runner with the app.
+
+    The database must take writes and the data folder must be writable: a StoreError or a
+    ServeError says which is not, before anything is served (a server that started anyway
+    would answer every launch and export with a 500)."""
     jobs = JobRunner(store, data_dir)
+    store.check_writable()
+    jobs.check_data_dir()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -8,6 +8,7 @@ global: one process may serve several apps (the tests do).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -45,21 +46,25 @@ class RequestError(UserError):
 
 
 # ----- the app's state, as dependencies -------------------------------------------------------
+# The dependencies here do no I/O, so they are `async def`: they run on the event loop. A sync
+# dependency runs in the thread pool, a hop to another thread and back for each one of each
+# request, and each hop waits for the interpreter lock while a launch checks its files in
+# another thread (measured: experiments/bench_event_loop.py).
 
 
-def _store(request: Request) -> Store:
+async def _store(request: Request) -> Store:
     return request.app.state.store  # every core call reuses the server's connections
 
 
-def _data_dir(request: Request) -> Path:
+async def _data_dir(request: Request) -> Path:
     return request.app.state.data_dir
 
 
-def _jobs(request: Request) -> JobRunner:
+async def _jobs(request: Request) -> JobRunner:
     return request.app.state.jobs
 
 
-def _fronts(request: Request) -> FrontCache:
+async def _fronts(request: Request) -> FrontCache:
     return request.app.state.fronts
 
 
@@ -92,14 +97,19 @@ def require_token(request: Request) -> None:
         raise RequestError("a bearer token is required (Authorization: Bearer ...)", 401)
 
 
-def read_access(request: Request) -> None:
+async def read_access(request: Request) -> None:
     """Reads: open, unless the server was started with private reads."""
     if request.app.state.private_reads:
         require_token(request)
 
 
+async def write_access(request: Request) -> None:
+    """Mutations: the token, when the server has one (require_token, on the event loop)."""
+    require_token(request)
+
+
 READ = [Depends(read_access)]
-WRITE = [Depends(require_token)]
+WRITE = [Depends(write_access)]
 
 # ----- the error shape, documented on every route ---------------------------------------------
 
@@ -154,7 +164,9 @@ async def json_body(request: Request) -> dict[str, Any]:
     body = await read_body(request)
     if not body.strip():
         return {}
-    raw = _parsed(body, json.loads, (json.JSONDecodeError, UnicodeDecodeError), "JSON")
+    raw = await asyncio.to_thread(  # up to 1 MB: parsed off the event loop
+        _parsed, body, json.loads, (json.JSONDecodeError, UnicodeDecodeError), "JSON"
+    )
     if not isinstance(raw, dict):
         raise RequestError("the body must be a JSON object")
     return raw
@@ -163,8 +175,10 @@ async def json_body(request: Request) -> dict[str, Any]:
 async def config_body(request: Request) -> dict[str, Any]:
     """A search config body, JSON or YAML (a mapping)."""
     body = await read_body(request)
-    raw = (  # JSON is YAML too; safe_load builds no objects
-        _parsed(
+    raw = (  # JSON is YAML too; safe_load builds no objects. Off the event loop: PyYAML
+        # parses in Python: 1.4 s here for a mapping of 1 MB
+        await asyncio.to_thread(
+            _parsed,
             body,
             lambda b: yaml.safe_load(b.decode("utf-8")),
             (yaml.YAMLError, UnicodeDecodeError),

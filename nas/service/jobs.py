@@ -18,12 +18,14 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy import select
 
+from nas.errors import ServeError, UserError, os_reason
 from nas.store import Export, Search, Store, lease
 from nas.store.status import EXPORT_UNFINISHED, SEARCH_UNFINISHED
 
@@ -45,6 +47,22 @@ class JobRunner:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def check_data_dir(self) -> None:
+        """ServeError unless the folders the jobs write (their logs, the exports) can be
+        created and written: checked before serving, as every launch and export writes there
+        (root writes through a folder's permissions, so this tries a file, not os.access)."""
+        # the folder itself first, so that an error names the first path that fails
+        for folder in (self.data_dir, self.data_dir / "logs", self.data_dir / "exports"):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryFile(dir=folder):
+                    pass
+            except OSError as err:
+                where = f" ({err.filename})" if err.filename else ""
+                raise ServeError(
+                    f"cannot write the data folder {self.data_dir}: {os_reason(err)}{where}"
+                ) from None
 
     # ----- searches ---------------------------------------------------------------------------
 
@@ -128,11 +146,28 @@ class JobRunner:
         self._thread.start()
 
     def _loop(self) -> None:
+        # the database or the data folder may fail for a while (unreachable, disk full or
+        # read-only): try again each poll, but log each distinct fault once, not every poll
+        fault: str | None = None
         while not self._stop.wait(self.poll_seconds):
             try:
                 self.supervise_once()
-            except Exception:  # the database may be briefly unreachable: try again later
-                log.exception("supervising searches failed; retrying")
+            except Exception as err:
+                seen, fault = fault, f"{type(err).__name__}: {err}"
+                if fault != seen:
+                    log.error(
+                        "supervising jobs failed, retrying every %g s (logged again when the "
+                        "error changes): %s",
+                        self.poll_seconds,
+                        fault,
+                        # a fault of the database or the disk says all in its message; any
+                        # other error is a bug, whose traceback is logged (once)
+                        exc_info=not isinstance(err, OSError | UserError),
+                    )
+            else:
+                if fault is not None:
+                    log.warning("supervising jobs works again (after: %s)", fault)
+                    fault = None
 
     def stop(self, terminate_workers: bool = False) -> None:
         self._stop.set()

@@ -21,15 +21,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Select, create_engine, event, inspect, text
+from sqlalchemy import Engine, Select, create_engine, event, inspect, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from nas.errors import NotFoundError, StoreError
+from nas.errors import NotFoundError, StoreError, os_reason
 from nas.store.models import (
     MEASURED_SUFFIX,
     Base,
@@ -80,6 +81,14 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
         return url
+
+
+def _sqlite_file(database: str, query: Any) -> Path:
+    """The file of a SQLite URL's database: a path, or a SQLite URI (`file:PATH?mode=ro`
+    with `?uri=true`), whose folder is then the one to create."""
+    if query.get("uri") == "true" and database.startswith("file:"):
+        return Path(urlparse(database).path)
+    return Path(database)
 
 
 def _reason(err: Exception) -> str:
@@ -146,11 +155,17 @@ class Store:
             raise StoreError(f"invalid database URL {safe_url(url)!r}{detail}") from None
         self.sqlite_path: Path | None = None
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            self.sqlite_path = Path(parsed.database)
+            self.sqlite_path = _sqlite_file(parsed.database, parsed.query)
             if not create and not self.sqlite_path.is_file():
                 raise StoreError(f"no database at {self.sqlite_path} ({safe_url(self.url)})")
             if create:
-                self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as err:  # under a file, on a read-only mount
+                    raise StoreError(
+                        f"cannot create database {safe_url(self.url)}: its folder "
+                        f"{self.sqlite_path.parent}: {os_reason(err)}"
+                    ) from None
         try:
             self.engine: Engine = create_engine(self.url, future=True)
         except (ArgumentError, ImportError, ValueError, TypeError) as err:
@@ -164,11 +179,20 @@ class Store:
             self.engine.dispose()
             what = "open" if self.sqlite_path is not None else "connect to"
             raise StoreError(
-                f"cannot {what} database {safe_url(self.url)}: {_reason(err)}"
+                f"cannot {what} database {safe_url(self.url)}: {_reason(err)}{self._folder_note()}"
             ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if migrate:
             self.migrate()
+
+    def _folder_note(self) -> str:
+        """Why SQLite may not open a file that is there: its journal files (-wal, -shm)
+        are made beside it, so its folder must be writable (a read-only mount is not, even
+        for root)."""
+        folder = self.sqlite_path.parent if self.sqlite_path is not None else None
+        if folder is not None and folder.is_dir() and not os.access(folder, os.W_OK):
+            return f" (its folder {folder} cannot be written)"
+        return ""
 
     @contextlib.contextmanager
     def _migration_lock(self) -> Iterator[None]:
@@ -235,6 +259,28 @@ class Store:
                     f"nas ({err}); upgrade nas"
                 ) from None
             raise
+
+    def check_writable(self) -> None:
+        """StoreError unless a SQLite file reads whole (PRAGMA quick_check: about 0.1 s per
+        100 MB) and the database takes a write: what a server checks before it serves, as
+        its launches and exports write. The write changes no row, and is rolled back."""
+        if self.engine.dialect.name == "sqlite":
+            try:
+                with self.engine.connect() as conn:
+                    problems = [row[0] for row in conn.exec_driver_sql("PRAGMA quick_check")]
+            except DBAPIError as err:  # a damaged page may stop the check itself
+                problems = [_reason(err)]
+            if problems != ["ok"]:
+                raise StoreError(f"database {safe_url(self.url)} is damaged: {problems[0]}")
+        try:
+            with self.engine.connect() as conn, conn.begin() as transaction:
+                # a read-only file or server refuses even an update of no row
+                conn.execute(update(Search).where(Search.id < 0).values(id=Search.id))
+                transaction.rollback()
+        except (DBAPIError, SQLAlchemyError) as err:
+            raise StoreError(
+                f"cannot write database {safe_url(self.url)}: {_reason(err)}"
+            ) from None
 
     def search(self, session: Session, search_id: int) -> Search:
         """The row of search `search_id`; NotFoundError (naming the database) if none."""

@@ -245,3 +245,45 @@ def test_resume_says_when_the_recorded_file_is_gone(search_config, tiny_supernet
         core.resume(partial.search_id, config.config.database)
     with pytest.raises(SearchError, match="launched without a predictor"):
         core.resume(partial.search_id, config.config.database, predictor=tiny_supernet.path)
+
+
+def test_resume_uses_the_files_of_its_own_launch_not_of_the_first_with_that_hash(
+    search_config, tiny_supernet, tiny_predictor, tmp_path
+):
+    """Searches launched from copies of the same files share those files' rows (by
+    SHA-256); each resumes from the copy it was itself launched with, and says which one
+    is missing."""
+    from nas.errors import SearchError
+    from nas.store import Search
+
+    copies = [tmp_path / name for name in ("first", "second", "third")]
+    search_ids = []
+    for folder in copies:
+        folder.mkdir()
+        shutil.copy(tiny_supernet.path, folder / "supernet.pt")
+        shutil.copy(tiny_predictor, folder / "predictor.pt")
+        config = search_config(
+            supernet=str(folder / "supernet.pt"),
+            predictor=str(folder / "predictor.pt"),
+            algorithm={"population": 4, "generations": 2},
+        )
+        store = Store(config.config.database)
+        partial = launch_search(config, store, progress=False, stop_after_generations=1)
+        search_ids.append(partial.search_id)
+    first, _, third = copies
+    db = config.config.database
+    with store.session() as s:  # one row per file: the first launch registered its path
+        row = s.get(Search, search_ids[2])
+        assert row.supernet.path == str(first / "supernet.pt")
+        assert row.predictor.path == str(first / "predictor.pt")
+
+    (third / "predictor.pt").unlink()  # the first copy is still there: not a stand-in
+    with pytest.raises(SearchError) as missing:
+        core.resume(search_ids[2], db)
+    message = str(missing.value)
+    assert f"was launched with, {third / 'predictor.pt'}, is not there" in message
+    assert "pass --predictor PATH" in message
+
+    shutil.rmtree(first)
+    resumed = core.resume(search_ids[1], db)
+    assert (resumed.status, resumed.generations_done) == ("completed", 2)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
-import numpy as np
 import pytest
 
 import latency_models as lm
@@ -16,12 +13,6 @@ from nas.pareto import load_candidates
 from nas.resources import check_search_config
 from nas.search import launch_search
 from nas.store import Store
-from supernet.data import DatasetConfig
-from supernet.mbconv.checkpoint import save_supernet
-from supernet.mbconv.predictor import Measurement, fit_predictor
-
-# The Note10 tables time once-for-all's own network: 3 channels, 1,000 classes, width 1.2.
-OFA = "ofa-mbv3-w1.2"
 
 
 def test_note10_restricts_the_resolution_gene():
@@ -38,28 +29,6 @@ def test_note10_restricts_the_resolution_gene():
 def test_targets_without_a_common_resolution_are_refused():
     with pytest.raises(SearchConfigError, match=r"no r of space 'mnist-mbv3' \(12..32\)"):
         search_domain(supernet.get_space("mnist-mbv3"), {"note10": lm.load_hardware("note10")})
-
-
-@pytest.fixture(scope="module")
-def ofa_files(tmp_path_factory):
-    """An OFA MobileNetV3 supernet file (untrained weights, and a dataset it never reads:
-    the test is about which archs are drawn) and a predictor fitted on made-up accuracies;
-    a predictor-driven search runs neither network nor data."""
-    out = tmp_path_factory.mktemp("ofa")
-    space = supernet.get_space(OFA)
-    data_config = DatasetConfig(kind="imagefolder", path=str(out / "never-read"))
-    imagenet_like = SimpleNamespace(
-        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), classes=list(range(1000))
-    )
-    path = out / "supernet.pt"
-    sha = save_supernet(supernet.build(space), space, imagenet_like, data_config, path, {})
-    rng = np.random.default_rng(0)
-    archs = [space.sample(rng) for _ in range(16)]
-    measurements = [
-        Measurement(dict(a), space.arch_id(a), float(0.5 + 0.02 * a["r"] / 224), 1.0) for a in archs
-    ]
-    predictor = fit_predictor(space, measurements, sha, held_out=4, epochs=5)
-    return path, predictor.save(out / "predictor.pt")
 
 
 def test_a_note10_search_runs_on_the_tables_domain(ofa_files, tmp_path):

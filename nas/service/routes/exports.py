@@ -80,11 +80,14 @@ async def export(
         raise RequestError('formats must be a list of format names, e.g. ["onnx"]', 422)
     if quantize is not None and not isinstance(quantize, str):
         raise RequestError('quantize must be a quantization name, e.g. "int8"', 422)
-    export_id = await asyncio.to_thread(
-        core.queue_export, search_id, number, data_dir, formats, quantize, db
-    )
-    jobs.start_export_worker(export_id)
-    return {**_export_json(export_id, db), "url": f"/exports/{export_id}"}
+
+    def queue() -> dict[str, Any]:
+        export_id = core.queue_export(search_id, number, data_dir, formats, quantize, db)
+        jobs.start_export_worker(export_id)
+        return {**_export_json(export_id, db), "url": f"/exports/{export_id}"}
+
+    # SQL, and a worker process started: off the event loop (only the body is read on it)
+    return await asyncio.to_thread(queue)
 
 
 @router.get(

@@ -71,10 +71,15 @@ async def create_search(request: Request, db: StoreDep, jobs: JobsDep) -> dict[s
     raw = await config_body(request)
     # the server's Ray cluster (`nas serve --ray-address`), unless the config names its own
     ray = None if raw.get("ray_address") else request.app.state.ray_address
-    # checking reads the trained file: off the event loop, so that other requests go on
-    search_id = await asyncio.to_thread(core.record, raw, db, None, ray, "request body")
-    jobs.start_worker(search_id)
-    return {"id": search_id, **core.get_search(search_id, db)}
+
+    def launch() -> dict[str, Any]:
+        search_id = core.record(raw, db, None, ray, "request body")
+        jobs.start_worker(search_id)
+        return {"id": search_id, **core.get_search(search_id, db)}
+
+    # checking reads and hashes the trained file, recording writes SQL and a worker process
+    # is started: all off the event loop, so that other requests go on meanwhile
+    return await asyncio.to_thread(launch)
 
 
 @router.get(
@@ -198,7 +203,7 @@ async def events(search_id: Id, db: StoreDep, poll: float = Query(0.5, ge=0.05, 
     one poll coalesce into one event (a page redraws once per poll, not once per
     generation); each event carries `generations` ("done/total"), so a client sees how
     many it skipped."""
-    core.get_search(search_id, db)  # 404 before the stream starts
+    await asyncio.to_thread(core.get_search, search_id, db)  # 404 before the stream starts
 
     async def stream() -> AsyncIterator[str]:
         seen = None
