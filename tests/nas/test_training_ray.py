@@ -8,13 +8,14 @@ import json
 import math
 import os
 import tempfile
+import threading
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from nas.cli import app
-from nas.training import train_distributed
+from nas.training import DistributedTrainingError, train_distributed
 from supernet.distributed import Ranks
 from supernet.errors import ConfigError
 from supernet.mbconv.checkpoint import load_supernet
@@ -148,6 +149,39 @@ def test_bad_distributed_options_are_refused(tmp_path):
     path.write_text(json.dumps(config(tmp_path / "y").model_dump()))
     result = CliRunner().invoke(app, ["supernet", "train", str(path), "--ray-address", "x:1"])
     assert result.exit_code == 2 and "go with --workers" in result.output
+
+
+def refusal_within(seconds: float, **kwargs) -> Exception:
+    """What train_distributed raises, which must come within `seconds`: Ray Train waits for
+    resources it will never get without a word, and this test must not hang with it."""
+    refused: list[Exception] = []
+
+    def call() -> None:
+        try:
+            train_distributed(**kwargs)
+        except Exception as err:
+            refused.append(err)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"no answer within {seconds} s: waiting for resources?"
+    assert refused, "the run was not refused"
+    return refused[0]
+
+
+def test_what_the_local_ray_lacks_is_refused_at_once(tmp_path):
+    """The module's Ray has 2 CPUs and no GPU."""
+    refused = refusal_within(
+        30, config=config(tmp_path / "gpu"), workers=2, progress=False, gpus_per_worker=1
+    )
+    assert isinstance(refused, DistributedTrainingError)
+    assert str(refused) == "--gpus-per-worker 1 × --workers 2 needs 2 GPUs; the Ray cluster has 0"
+    refused = refusal_within(30, config=config(tmp_path / "cpu"), workers=3, progress=False)
+    assert str(refused) == (
+        "threads 1 (CPUs per worker) × --workers 3 needs 3 CPUs; the Ray cluster has 2"
+    )
+    assert not (tmp_path / "gpu").exists() and not (tmp_path / "cpu").exists()
 
 
 def test_a_rank_takes_its_slice_of_the_global_batch():
