@@ -12,7 +12,8 @@ The run folder must be on a filesystem every worker sees (on one machine it is).
 
 The driver refuses a bad run before any worker starts: the config as a one-process run
 checks it (its space, data, phases, a resume under another config), then, with Ray up,
-what the cluster lacks (Ray Train would wait for it forever).
+what the cluster lacks (Ray Train would wait for it forever). Ctrl-C stops a run at once
+(the shell's exit code 130 at the CLI); the checkpoint of the last finished epoch resumes.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -32,6 +34,9 @@ from nas.workers import start_ray
 from supernet.errors import ConfigError
 from supernet.family import family_of_kind, family_of_train_config
 from supernet.run import STATE_FILE, ResumableRun, TrainResult
+
+if TYPE_CHECKING:
+    from ray.train.torch import TorchTrainer
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +137,29 @@ def _check_resources(workers: int, per_worker: Mapping[str, float]) -> None:
         raise DistributedTrainingError(shortfall)
 
 
+def _fit_interruptibly(trainer: TorchTrainer) -> None:
+    """`trainer.fit()`, in a thread, so that Ctrl-C raises KeyboardInterrupt here at once.
+    In the main thread Ray Train installs its own SIGINT handler, which asks its controller
+    to abort and waits for it: behind a worker group that is still starting, or waiting for
+    resources that never come, that is never. The caller then shuts its Ray down, which
+    stops every worker (the checkpoint is written atomically: the run resumes)."""
+    failure: list[BaseException] = []
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as err:  # handed to the main thread, which raises it
+            failure.append(err)
+
+    thread = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        # with a timeout: a signal that lands on one of Ray's threads wakes no untimed join
+        thread.join(timeout=0.2)
+    if failure:
+        raise failure[0]
+
+
 def train_distributed(
     config: BaseModel,
     workers: int,
@@ -147,7 +175,7 @@ def train_distributed(
 
     Everything a one-process run refuses (space, data, phases, a resume under another
     config) is refused here before Ray starts, and what the cluster lacks before any worker
-    is asked for."""
+    is asked for. Ctrl-C stops the run (KeyboardInterrupt) and the Ray this call started."""
     family = family_of_train_config(config)
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
@@ -192,7 +220,10 @@ def train_distributed(
                 failure_config=FailureConfig(max_failures=max_failures),
             ),
         )
-        trainer.fit()
+        if started_ray:
+            _fit_interruptibly(trainer)
+        else:  # a Ray the caller started is theirs to stop: Ray Train's own Ctrl-C applies
+            trainer.fit()
     except UserError:
         raise
     except Exception as err:  # Ray Train wraps the workers' errors in its own

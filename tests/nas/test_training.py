@@ -1,6 +1,6 @@
 """What `nas supernet train --workers N` refuses before Ray starts: every config error a
-one-process run refuses, in the same one line, and a cluster that lacks what was asked.
-Ray never starts here: start_ray is replaced by a tripwire."""
+one-process run refuses, in the same one line, and a cluster that lacks what was asked;
+and Ctrl-C's one line. Ray never starts here: start_ray is replaced by a tripwire."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
+import nas.commands.supernet as supernet_commands
 import nas.training
 from nas.cli import app
 from nas.training import resource_shortfall, train_distributed
 from supernet.errors import UserError
 from supernet.mbconv.train import TrainConfig, train_supernet
-from supernet.run import TrainingInterrupted
+from supernet.run import STATE_FILE, TrainingInterrupted
 from tests.supernet.test_transfer import image_folder
 
 PHASE = {"name": "largest", "epochs": 2, "lr": 0.1}
@@ -122,6 +123,26 @@ def test_the_cli_prints_a_workers_config_error_in_one_line(tmp_path, images):
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: unknown search space 'nope'; ")
+
+
+@pytest.mark.parametrize("saved", [False, True], ids=["before an epoch", "after an epoch"])
+def test_ctrl_c_ends_the_cli_with_one_line_and_exit_code_130(tmp_path, images, monkeypatch, saved):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(supernet_commands.CLASSIFIER, "train", interrupted)
+    out = tmp_path / "run"
+    if saved:
+        out.mkdir()
+        (out / STATE_FILE).write_bytes(b"")
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(train_config(images, out).model_dump()))
+    result = CliRunner().invoke(app, ["supernet", "train", str(path)])
+    assert result.exit_code == 130
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted: ")
+    expected = "add --resume to continue" if saved else "holds nothing to resume"
+    assert expected in lines[0]
 
 
 def test_the_shortfall_names_what_the_cluster_lacks():
