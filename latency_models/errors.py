@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copyreg
 from collections.abc import Iterable
 
 
@@ -15,6 +16,13 @@ class UserError(Exception):
     Every package's errors derive from it, so a door (the CLI, the HTTP API) reports exactly
     these in one line and lets anything else (a bug) surface with its traceback.
     """
+
+    def __reduce__(self) -> tuple:
+        # Ray and process pools send a worker's error to the driver as a pickle. Exception's
+        # own reduce calls cls(*args), but a subclass whose __init__ takes its own arguments
+        # (a name and the choices) holds only the message in args: rebuild without __init__,
+        # with the message as args and the fields it set.
+        return copyreg.__newobj__, (type(self), *self.args), self.__dict__
 
 
 class HardwareError(UserError, ValueError):

@@ -9,6 +9,11 @@ Ray Train, which keeps copies under OUT/ray. When a worker dies, FailureConfig r
 the group, and every worker resumes from Ray Train's latest checkpoint.
 
 The run folder must be on a filesystem every worker sees (on one machine it is).
+
+The driver refuses a bad run before any worker starts: the config as a one-process run
+checks it (its space, data, phases, a resume under another config), then, with Ray up,
+what the cluster lacks (Ray Train would wait for it forever). Ctrl-C stops a run at once
+(the shell's exit code 130 at the CLI); the checkpoint of the last finished epoch resumes.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -27,10 +33,12 @@ from nas.errors import UserError
 from nas.workers import start_ray
 from supernet.errors import ConfigError
 from supernet.family import family_of_kind, family_of_train_config
-from supernet.run import ResumableRun, TrainResult
+from supernet.run import STATE_FILE, ResumableRun, TrainResult
+
+if TYPE_CHECKING:
+    from ray.train.torch import TorchTrainer
 
 log = logging.getLogger(__name__)
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 class DistributedTrainingError(UserError):
@@ -60,7 +68,7 @@ def _report_checkpoint(run: ResumableRun) -> None:
         ray.train.report(metrics, checkpoint=None)
         return
     with tempfile.TemporaryDirectory(prefix="nas-ckpt-") as folder:
-        shutil.copy2(run.state_path, Path(folder) / CHECKPOINT_NAME)
+        shutil.copy2(run.state_path, Path(folder) / STATE_FILE)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
@@ -83,12 +91,73 @@ def _worker_loop(settings: dict[str, Any]) -> None:
     if restored is not None:
         if trainer.ranks.leader:
             with restored.as_directory() as folder:
-                shutil.copy2(Path(folder) / CHECKPOINT_NAME, trainer.state_path)
+                shutil.copy2(Path(folder) / STATE_FILE, trainer.state_path)
             log.warning("a worker failed: resuming from Ray Train's latest checkpoint")
         trainer.ranks.barrier()
     # the driver refused a run folder holding a checkpoint without --resume, so one here
     # now was written by this run, before Ray Train restarted the group
     trainer.run(resume=settings["resume"] or trainer.state_path.exists())
+
+
+def resource_shortfall(
+    nodes: Sequence[Mapping[str, float]], workers: int, per_worker: Mapping[str, float]
+) -> str | None:
+    """Why `workers` workers, each taking `per_worker` ({"CPU": 1, "GPU": 1}), cannot all be
+    placed on a cluster of `nodes` (each node's total resources); None when they can. Ray
+    Train would otherwise wait for them forever, without a word."""
+    asked = {"GPU": "--gpus-per-worker {:g}", "CPU": "threads {:g} (CPUs per worker)"}
+    for name in sorted(per_worker, key=lambda name: name != "GPU"):  # the scarce one first
+        need, total = per_worker[name], sum(node.get(name, 0.0) for node in nodes)
+        if workers * need > total:
+            how = asked[name].format(need)
+            return (
+                f"{how} × --workers {workers} needs {workers * need:g} {name}s; "
+                f"the Ray cluster has {total:g}"
+            )
+    # enough in total, but a worker takes all of its resources from one node
+    places = sum(
+        min(int(node.get(name, 0.0) // need) for name, need in per_worker.items() if need > 0)
+        for node in nodes
+    )
+    if places < workers:
+        each = ", ".join(f"{need:g} {name}" for name, need in per_worker.items())
+        return (
+            f"--workers {workers}: the Ray cluster's {len(nodes)} nodes hold only {places} "
+            f"workers of {each} each (a worker's resources come from one node)"
+        )
+    return None
+
+
+def _check_resources(workers: int, per_worker: Mapping[str, float]) -> None:
+    import ray
+
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    shortfall = resource_shortfall(nodes, workers, per_worker)
+    if shortfall:
+        raise DistributedTrainingError(shortfall)
+
+
+def _fit_interruptibly(trainer: TorchTrainer) -> None:
+    """`trainer.fit()`, in a thread, so that Ctrl-C raises KeyboardInterrupt here at once.
+    In the main thread Ray Train installs its own SIGINT handler, which asks its controller
+    to abort and waits for it: behind a worker group that is still starting, or waiting for
+    resources that never come, that is never. The caller then shuts its Ray down, which
+    stops every worker (the checkpoint is written atomically: the run resumes)."""
+    failure: list[BaseException] = []
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as err:  # handed to the main thread, which raises it
+            failure.append(err)
+
+    thread = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        # with a timeout: a signal that lands on one of Ray's threads wakes no untimed join
+        thread.join(timeout=0.2)
+    if failure:
+        raise failure[0]
 
 
 def train_distributed(
@@ -102,10 +171,11 @@ def train_distributed(
     fail_once_at_step: int | None = None,
 ) -> TrainResult:
     """Train (or resume) `config` on `workers` Ray Train workers; the run folder ends as a
-    one-process run's would (checkpoint.pt, the family's trained file, history.jsonl)."""
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    one-process run's would (checkpoint.pt, the family's trained file, history.jsonl).
 
+    Everything a one-process run refuses (space, data, phases, a resume under another
+    config) is refused here before Ray starts, and what the cluster lacks before any worker
+    is asked for. Ctrl-C stops the run (KeyboardInterrupt) and the Ray this call started."""
     family = family_of_train_config(config)
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
@@ -116,38 +186,46 @@ def train_distributed(
     if not gpus_per_worker and config.device == "cuda":
         raise ConfigError("device: cuda needs GPUs for the workers: pass --gpus-per-worker")
     out = Path(config.out_dir).resolve()
-    if (out / CHECKPOINT_NAME).exists() and not resume:
-        raise ConfigError(
-            f"{out} already holds a training run; pass --resume to continue it or choose "
-            "another out_dir"
-        )
     config = config.model_copy(update={"out_dir": str(out)})
-    started_ray = start_ray(ray_address, num_cpus=None if ray_address else os.cpu_count())
+    # a worker would find these only after Ray and every worker started, as a traceback;
+    # the trainer is kept to read the result (it holds the data, as each worker does)
+    checked = family.trainer(config, progress=False)
+    checked.check_start(resume)
+    from ray.train import FailureConfig, RunConfig, ScalingConfig  # seconds: after the checks
+    from ray.train.torch import TorchConfig, TorchTrainer
+
     resources: dict[str, float] = {"CPU": float(config.threads or 1)}
     if gpus_per_worker:
         resources["GPU"] = gpus_per_worker
-    trainer = TorchTrainer(
-        _worker_loop,
-        train_loop_config={
-            "family": family.kind,
-            "config": config.model_dump(),
-            "progress": progress,
-            "resume": resume,
-            "fail_once_at_step": fail_once_at_step,
-            "gpus": gpus_per_worker,
-        },
-        torch_config=TorchConfig(backend="nccl" if gpus_per_worker else "gloo"),
-        scaling_config=ScalingConfig(
-            num_workers=workers, use_gpu=bool(gpus_per_worker), resources_per_worker=resources
-        ),
-        run_config=RunConfig(
-            name="train",
-            storage_path=str(out / "ray"),
-            failure_config=FailureConfig(max_failures=max_failures),
-        ),
-    )
+    started_ray = start_ray(ray_address, num_cpus=None if ray_address else os.cpu_count())
     try:
-        trainer.fit()
+        _check_resources(workers, resources)
+        trainer = TorchTrainer(
+            _worker_loop,
+            train_loop_config={
+                "family": family.kind,
+                "config": config.model_dump(),
+                "progress": progress,
+                "resume": resume,
+                "fail_once_at_step": fail_once_at_step,
+                "gpus": gpus_per_worker,
+            },
+            torch_config=TorchConfig(backend="nccl" if gpus_per_worker else "gloo"),
+            scaling_config=ScalingConfig(
+                num_workers=workers, use_gpu=bool(gpus_per_worker), resources_per_worker=resources
+            ),
+            run_config=RunConfig(
+                name="train",
+                storage_path=str(out / "ray"),
+                failure_config=FailureConfig(max_failures=max_failures),
+            ),
+        )
+        if started_ray:
+            _fit_interruptibly(trainer)
+        else:  # a Ray the caller started is theirs to stop: Ray Train's own Ctrl-C applies
+            trainer.fit()
+    except UserError:
+        raise
     except Exception as err:  # Ray Train wraps the workers' errors in its own
         raise DistributedTrainingError(f"distributed training in {out} failed: {err}") from err
     finally:
@@ -155,7 +233,6 @@ def train_distributed(
             import ray
 
             ray.shutdown()
-    finished = family.trainer(config, progress=False)
-    if not finished.artifact_path.exists():
-        raise DistributedTrainingError(f"training ended without {finished.artifact_path}")
-    return finished._completed()
+    if not checked.artifact_path.exists():
+        raise DistributedTrainingError(f"training ended without {checked.artifact_path}")
+    return checked._completed()

@@ -36,6 +36,7 @@ from supernet.errors import CheckpointError, ConfigError
 from supernet.io import format_validation_error, read_artifact, read_checkpoint, save_atomic
 
 log = logging.getLogger(__name__)
+STATE_FILE = "checkpoint.pt"  # a run folder's whole training state (what a run resumes from)
 
 
 class TrainingInterrupted(RuntimeError):
@@ -122,7 +123,7 @@ class ResumableRun:
     def __init__(self, config: BaseModel, progress: bool = True) -> None:
         self.config, self.progress = config, progress
         self.out_dir = Path(config.out_dir)
-        self.state_path = self.out_dir / "checkpoint.pt"
+        self.state_path = self.out_dir / STATE_FILE
         self.artifact_path = self.out_dir / self.artifact_name
         self.history: list[dict[str, Any]] = []
         # data-parallel training: every rank runs the loop, the leader alone writes files
@@ -162,14 +163,10 @@ class ResumableRun:
     def run(self, resume: bool = False, stop_after_steps: int | None = None) -> TrainResult:
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
-        if resume and self.state_path.exists():
-            self._load()
+        saved = self.check_start(resume)
+        if saved is not None:
+            self._load(saved)
             log.info("resuming %s after %d epochs", self.state_path, len(self.history))
-        elif self.state_path.exists():
-            raise ConfigError(
-                f"{self.out_dir} already holds a training run; pass --resume to continue it "
-                "or choose another out_dir"
-            )
         else:
             self._start()
         if self.done and self.artifact_path.exists():
@@ -181,7 +178,19 @@ class ResumableRun:
             (self.out_dir / "config.yaml").write_text(dumped)
         return self._train(stop_after_steps)
 
-    def _load(self) -> None:
+    def check_start(self, resume: bool) -> dict[str, Any] | None:
+        """Refuse what `run` refuses before it trains: a folder that holds a run, without
+        `resume`; a resume under another config; a new run's missing inputs. Returns the
+        saved state to resume (None: a new run). The driver of a distributed run calls it
+        too, before any worker starts."""
+        if not self.state_path.exists():
+            self._check_new_run()
+            return None
+        if not resume:
+            raise ConfigError(
+                f"{self.out_dir} already holds a training run; pass --resume to continue it "
+                "or choose another out_dir"
+            )
         state = read_checkpoint(self.state_path, self.state_format)
         kind = type(self.config)
         try:
@@ -189,12 +198,22 @@ class ResumableRun:
         except ValidationError as err:
             message = format_validation_error(err, f"saved config in {self.state_path}")
             raise CheckpointError(message) from None
-        diff = sorted(k for k in kind.model_fields if getattr(saved, k) != getattr(self.config, k))
+        # out_dir is where this checkpoint was just found, whatever the saved config spells
+        # (a relative path, which a distributed run's driver resolves; a folder since moved)
+        fields = (k for k in kind.model_fields if k != "out_dir")
+        diff = sorted(k for k in fields if getattr(saved, k) != getattr(self.config, k))
         if diff:
             raise ConfigError(
                 f"cannot resume {self.state_path}: the config differs in {diff}; "
                 "use the run's own config or another out_dir"
             )
+        return state
+
+    def _check_new_run(self) -> None:
+        """What a new run needs that the config alone does not show (a file to start
+        from), checked before anything is built."""
+
+    def _load(self, state: dict[str, Any]) -> None:
         self._fresh()
         self._load_state(state)
         self.history = list(state["history"])

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NoReturn
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from nas.commands import user_errors, wide_console
+from nas.commands import stderr, user_errors, wide_console
 from nas.commands.space import parse_arch
 from supernet.errors import ConfigError
 from supernet.family import family_of_kind
+from supernet.run import STATE_FILE
 from supernet.space import as_rng, get_space
 
 app = typer.Typer(
@@ -47,19 +50,22 @@ def train(
         cfg = CLASSIFIER.load_train_config(config, out_dir=str(out) if out else None)
         if workers is None and (ray_address or gpus_per_worker):
             raise ConfigError("--ray-address and --gpus-per-worker go with --workers N")
-        if workers is None:
-            result = CLASSIFIER.train(cfg, resume=resume, progress=progress and not as_json)
-        else:
-            from nas.training import train_distributed  # imports Ray Train
+        try:
+            if workers is None:
+                result = CLASSIFIER.train(cfg, resume=resume, progress=progress and not as_json)
+            else:
+                from nas.training import train_distributed  # imports Ray Train
 
-            result = train_distributed(
-                cfg,
-                workers,
-                resume=resume,
-                progress=progress and not as_json,
-                ray_address=ray_address,
-                gpus_per_worker=gpus_per_worker,
-            )
+                result = train_distributed(
+                    cfg,
+                    workers,
+                    resume=resume,
+                    progress=progress and not as_json,
+                    ray_address=ray_address,
+                    gpus_per_worker=gpus_per_worker,
+                )
+        except KeyboardInterrupt:
+            stopped(Path(cfg.out_dir))
     summary = {
         "supernet": str(result.path),
         "sha256": result.sha256,
@@ -76,6 +82,17 @@ def train(
         f"validation top-1: largest {result.final['acc_largest']:.2%}, "
         f"smallest {result.final['acc_smallest']:.2%}"
     )
+
+
+def stopped(out: Path) -> NoReturn:
+    """Ctrl-C: one line on what is left to resume, and the shell's exit code for SIGINT."""
+    checkpoint = out / STATE_FILE  # written atomically after each epoch
+    if checkpoint.exists():
+        left = f"{checkpoint} holds the last finished epoch: add --resume to continue"
+    else:
+        left = f"no epoch had finished, {out} holds nothing to resume"
+    stderr.print(f"[bold red]interrupted:[/] {escape(left)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=130)
 
 
 def parse_data(text: str) -> dict[str, str]:

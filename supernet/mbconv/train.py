@@ -51,7 +51,7 @@ from supernet.mbconv.checkpoint import SUPERNET_FORMAT, save_supernet
 from supernet.mbconv.evaluate import EvalResult, SupernetEvaluator
 from supernet.mbconv.ops import ElasticBatchNorm2d, ElasticLinear
 from supernet.mbconv.space import MBConvSpace
-from supernet.mbconv.transfer import transfer_weights
+from supernet.mbconv.transfer import check_source, transfer_weights
 from supernet.run import ResumableRun, Rngs, TrainResult, cosine_schedule
 from supernet.space import Arch, get_space
 
@@ -289,6 +289,10 @@ class Trainer(ResumableRun):
             self.net = self.net.to(memory_format=torch.channels_last)
         if self.config.compile:
             self.net.compile_static_parts()
+
+    def _check_new_run(self) -> None:
+        if self.config.init_from:
+            check_source(self.config.init_from)
 
     def _start(self) -> None:
         self._fresh()

@@ -29,13 +29,20 @@ CLASSIFIER_PREFIX = "classifier."
 OFA_SPACES = ("ofa-mbv3-w1.0", "ofa-mbv3-w1.2")
 
 
+def check_source(source: str | os.PathLike) -> str:
+    """The source's path; CheckpointError unless it is a file (a run checks it before it
+    builds anything)."""
+    path = os.fspath(source)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"init_from: file not found: {path}")
+    return path
+
+
 def source_state(
     source: str | os.PathLike, base: SearchSpace
 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """The source's state dict in this project's key layout, and what it was."""
-    path = os.fspath(source)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"init_from: file not found: {path}")
+    path = check_source(source)
     try:
         artifact = read_artifact(path, SUPERNET_FORMAT)
     except CheckpointError:

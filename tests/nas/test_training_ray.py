@@ -7,20 +7,26 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from nas.cli import app
-from nas.training import train_distributed
+from nas.training import DistributedTrainingError, train_distributed
 from supernet.distributed import Ranks
 from supernet.errors import ConfigError
 from supernet.mbconv.checkpoint import load_supernet
 from supernet.mbconv.evaluate import SupernetEvaluator
 from supernet.mbconv.train import TrainConfig, Trainer, train_supernet
-from supernet.run import TrainingInterrupted
+from supernet.run import STATE_FILE, TrainingInterrupted
 
 ray = pytest.importorskip("ray")
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -148,6 +154,90 @@ def test_bad_distributed_options_are_refused(tmp_path):
     path.write_text(json.dumps(config(tmp_path / "y").model_dump()))
     result = CliRunner().invoke(app, ["supernet", "train", str(path), "--ray-address", "x:1"])
     assert result.exit_code == 2 and "go with --workers" in result.output
+
+
+def refusal_within(seconds: float, **kwargs) -> Exception:
+    """What train_distributed raises, which must come within `seconds`: Ray Train waits for
+    resources it will never get without a word, and this test must not hang with it."""
+    refused: list[Exception] = []
+
+    def call() -> None:
+        try:
+            train_distributed(**kwargs)
+        except Exception as err:
+            refused.append(err)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"no answer within {seconds} s: waiting for resources?"
+    assert refused, "the run was not refused"
+    return refused[0]
+
+
+def test_what_the_local_ray_lacks_is_refused_at_once(tmp_path):
+    """The module's Ray has 2 CPUs and no GPU."""
+    refused = refusal_within(
+        30, config=config(tmp_path / "gpu"), workers=2, progress=False, gpus_per_worker=1
+    )
+    assert isinstance(refused, DistributedTrainingError)
+    assert str(refused) == "--gpus-per-worker 1 × --workers 2 needs 2 GPUs; the Ray cluster has 0"
+    refused = refusal_within(30, config=config(tmp_path / "cpu"), workers=3, progress=False)
+    assert str(refused) == (
+        "threads 1 (CPUs per worker) × --workers 3 needs 3 CPUs; the Ray cluster has 2"
+    )
+    assert not (tmp_path / "gpu").exists() and not (tmp_path / "cpu").exists()
+
+
+@pytest.mark.slow  # a Ray of its own and 2 workers that reach an epoch's end: about 60 s here
+def test_ctrl_c_stops_a_run_on_workers_at_once_and_it_resumes(tmp_path):
+    run = config(tmp_path / "run", batch_size=16, phases=[{"name": "l", "epochs": 100, "lr": 0.1}])
+    path = tmp_path / "run.yaml"
+    path.write_text(json.dumps(run.model_dump()))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    args = [sys.executable, "-m", "nas", "supernet", "train", str(path), "--workers", "2"]
+    # a session of its own: what is left of its Ray afterwards is in its process group
+    proc = subprocess.Popen(
+        [*args, "--no-progress"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "run" / STATE_FILE).exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        output, _ = proc.communicate(timeout=60)
+        stopped_after = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, output
+    assert stopped_after < 30
+    lines = [line for line in output.splitlines() if line.startswith("interrupted")]
+    assert lines == [
+        f"interrupted: {tmp_path / 'run' / STATE_FILE} holds the last finished epoch: "
+        "add --resume to continue"
+    ], output
+    assert "Traceback" not in output
+    for _ in range(20):  # the Ray it started went with it
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("processes of the interrupted run's Ray are still running")
+    # the checkpoint resumes: the next step is the one after the last saved
+    state = torch.load(tmp_path / "run" / STATE_FILE, weights_only=False)
+    assert state["workers"] == 2 and state["global_step"] >= 1
+    resumed = Trainer(run, progress=False)
+    steps: list[int] = []
+    resumed.on_step = lambda _, step: steps.append(step)
+    with pytest.raises(TrainingInterrupted):
+        resumed.run(resume=True, stop_after_steps=state["global_step"] + 1)
+    assert steps == [state["global_step"] + 1]
 
 
 def test_a_rank_takes_its_slice_of_the_global_batch():
