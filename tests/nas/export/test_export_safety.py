@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from nas.cli import app
 from nas.errors import ExportError
 from nas.export import CARD_NAME, export_candidate, writers
-from nas.export.run import STAGING_MARK
 from nas.store import Export, Store
 from supernet.mbconv.checkpoint import TrainedSupernet
+from tests.faults.harness import disk_fails_writing, staged
 
 
 def exports(store: Store) -> int:
@@ -77,25 +77,6 @@ def test_an_interrupted_export_leaves_nothing(searched, tmp_path, monkeypatch):
 
 
 # ----- the disk fails: one line naming the cause and the path, nothing left half written -----
-
-
-def staged(folder: Path) -> list[str]:
-    """Staging folders left anywhere under `folder`."""
-    return [str(p) for p in folder.rglob(f"*{STAGING_MARK}*")]
-
-
-def disk_fails_writing(monkeypatch, code: int, name: str = "model.state_dict.pt") -> None:
-    """Writing the file `name` stops half way with OSError `code`, as a write(2) that meets a
-    full disk (ENOSPC), a quota (EDQUOT), a read-only remount (EROFS) does; it names no file."""
-    real = Path.write_bytes
-
-    def write_half_then_fail(self: Path, data) -> int:
-        if self.name != name:
-            return real(self, data)
-        real(self, bytes(data)[: len(data) // 2])
-        raise OSError(code, os.strerror(code))
-
-    monkeypatch.setattr(Path, "write_bytes", write_half_then_fail)
 
 
 @pytest.mark.parametrize(
