@@ -93,10 +93,9 @@ def remove_abandoned_staging(store: Store, out_dir: Path) -> list[Path]:
     left beside the exports' folders, and return them. Called by the worker of the export
     whose folder is `out_dir` once it holds that export's lease: any staging folder of that
     export is a dead worker's, since no other worker may write it now; so is any of an
-    export that has ended. The
-    staging folder of another unfinished export is left alone: a live worker (perhaps of
-    another server) may be writing it, and when its worker is gone, the worker that takes
-    its lease next removes it."""
+    export that has ended. The staging folder of another unfinished export is left alone:
+    a live worker (perhaps of another server) may be writing it, and when its worker is
+    gone, the worker that takes its lease next removes it."""
     exports_dir = out_dir.parent
     staged: dict[int, list[Path]] = {}
     for path in exports_dir.iterdir() if exports_dir.is_dir() else ():

@@ -160,10 +160,10 @@ def export_candidate(
     a mount point) and renamed into place when all of them are written and checked: an
     interrupted export leaves nothing half written, a disk that cannot take the files (full,
     read-only, not ours) is an ExportError naming the cause and the path, and a folder that
-    already holds files is replaced only with `force`. The
-    export is recorded as a new row, or, for a `job` (export id, its worker's driver id),
-    completes that queued row, if the worker still holds its lease. `weights`: a file of
-    fine-tuned weights for this candidate (`nas finetune`) instead of the supernet's.
+    already holds files is replaced only with `force`. The export is recorded as a new
+    row, or, for a `job` (export id, its worker's driver id), completes that queued row,
+    if the worker still holds its lease. `weights`: a file of fine-tuned weights for this
+    candidate (`nas finetune`) instead of the supernet's.
     `formats`: as `resolve_formats` chose them; `skipped`: the defaults it left out, and why
     (written in the card)."""
     formats = parse_formats(formats)
