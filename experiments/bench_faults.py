@@ -1,5 +1,6 @@
 """Fault-tolerance figures: kill -9 and resume, searches launched at once, parser fuzzing,
-and the HTTP API fuzzed from its OpenAPI schema.
+and the HTTP API fuzzed from its OpenAPI schema, exports to a filesystem that cannot
+take them.
 
 Prints one JSON object per figure:
   kills_survived              SIGKILLs of a real driver (seeded random moments, some inside an
@@ -12,6 +13,16 @@ Prints one JSON object per figure:
   concurrent_first_opens_ok   rounds of 4 `nas search launch` processes started at once on a
                               new SQLite file (or PostgreSQL database) in which every search
                               completed with exactly its own candidates; with tried
+  fs_faults_tried             exports (`nas export` processes, and an HTTP export's worker)
+                              to a full disk (a 1 MB tmpfs), to a read-only bind mount, and
+                              to mount points as --out; needs root (skipped with the reason
+                              otherwise); with each case's outcome
+  fs_fault_tracebacks         of them, ended in a traceback or a crash (goal: 0)
+  fs_fault_half_written       of them, left a staging folder or a partial file behind, or
+                              (an HTTP export) a row not failed (goal: 0)
+  fs_fault_unexpected         of them, not ending as expected: one error line naming the
+                              cause and the path (a failed row with that message), or, for
+                              an empty mount point as --out, the export in it (goal: 0)
   api_requests_fuzzed         requests Schemathesis generated from /openapi.json and sent to a
                               live `nas serve` with a token (tests/faults/api_fuzz.py)
   api_server_errors           of those, answered with a 5xx (goal: 0)
@@ -22,7 +33,7 @@ Prints one JSON object per figure:
 
     python experiments/bench_faults.py [--checkpoint DIR] [--kills 20] [--rounds 5]
         [--fuzz 20000] [--api-examples 300] [--postgres postgresql://user@host/admin_db]
-        [--only kills|concurrency|fuzz|api ...]
+        [--only kills|concurrency|fuzz|api|fs ...]
 
 DIR holds supernet.pt and predictor.pt (default: a tiny pair trained in a temp folder, as
 tests/conftest.py does). Slow; not run in CI.
@@ -31,12 +42,15 @@ tests/conftest.py does). Slow; not run in CI.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.faults.har
 from tests.faults import harness
 from tests.faults.api_fuzz import fuzz_api, serve_rows_to_fuzz
 
-PARTS = ("kills", "concurrency", "fuzz", "api")
+PARTS = ("kills", "concurrency", "fuzz", "api", "fs")
 API_TOKEN = "bench-faults-token"
 
 TARGETS = {
@@ -54,7 +68,7 @@ TARGETS = {
 }
 
 
-def emit(name: str, value: float, unit: str, **context: Any) -> None:
+def emit(name: str, value: float | None, unit: str, **context: Any) -> None:
     print(json.dumps({"name": name, "value": value, "unit": unit, **context}), flush=True)
 
 
@@ -222,6 +236,125 @@ def bench_api(checkpoint: Path, work: Path, examples: int, seed: int) -> None:
         emit(name, value, unit, examples=shown, **context)
 
 
+ENOSPC = "no space left on device (ENOSPC)"
+EROFS = "read-only file system (EROFS)"
+
+
+@dataclass
+class FsCase:
+    """One export into a staged filesystem fault."""
+
+    name: str
+    mount: Callable[[Path], contextlib.AbstractContextManager[Path]]  # the fault at a folder
+    out: str  # --out below the mount ("" for the mount point itself); "http": its data folder
+    fmt: str | None = None  # None: the search's default formats (ONNX first)
+    cause: str | None = ENOSPC  # the error expected; None: the export must succeed
+
+
+def _full(folder: Path) -> contextlib.AbstractContextManager[Path]:
+    return harness.full_disk(folder, "1m")  # an export of the tiny supernet's subnet: ~10 MB
+
+
+def _read_only(folder: Path) -> contextlib.AbstractContextManager[Path]:
+    return harness.read_only(folder.with_name(folder.name + "-source"), folder)
+
+
+def _roomy(folder: Path) -> contextlib.AbstractContextManager[Path]:
+    return harness.mounted(folder, "-t", "tmpfs", "-o", "size=256m", "tmpfs")
+
+
+FS_CASES = [
+    FsCase("full disk, a folder on it", _full, "out"),
+    FsCase("full disk, torchscript (torch's C++ writer)", _full, "out", fmt="torchscript"),
+    FsCase("full disk, pt2 (torch's C++ writer)", _full, "out", fmt="pt2"),
+    FsCase("full disk, its mount point as --out", _full, ""),
+    FsCase("read-only bind mount, a folder on it", _read_only, "out", cause=EROFS),
+    FsCase("read-only bind mount as --out", _read_only, "", cause=EROFS),
+    FsCase("an empty mount point as --out (EBUSY to rename over)", _roomy, "", cause=None),
+    FsCase("HTTP export, its data folder on a full disk", _full, "http"),
+]
+FS_FIGURES = {  # figure: the outcome it counts
+    "fs_fault_tracebacks": "traceback",
+    "fs_fault_half_written": "half_written",
+    "fs_fault_unexpected": "unexpected",
+}
+
+
+def _fs_case(case: FsCase, folder: Path, store, search_id: int, candidate: int) -> dict[str, Any]:
+    """Run one case: whether it ended in a traceback (or a crash), left anything half
+    written, or ended otherwise than expected; and what it ended in."""
+    with case.mount(folder) as place:
+        if case.out == "http":
+            info = harness.http_export(store, place, search_id, candidate, ["onnx"])
+            out = place / "exports" / str(info["id"])
+            return {
+                "traceback": "Traceback" in (info["message"] or ""),
+                "half_written": info["status"] != "failed"
+                or harness.half_written(place / "exports") != [],
+                "unexpected": info["message"]
+                != f"{case.cause} writing {out}; the export was not written",
+                "got": f"{info['status']}: {info['message']}",
+            }
+        out = place / case.out if case.out else place
+        done = harness.nas_export(search_id, candidate, out, store.url, case.fmt)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        # a crash (torch's C++ writer aborting: exit 134) counts as a traceback
+        crashed = "Traceback" in done.stderr or done.returncode not in (0, 2)
+        if case.cause is None:  # the export belongs in the mount point
+            written = sorted(p.name for p in place.iterdir())
+            return {
+                "traceback": crashed,
+                "half_written": harness.staged(place) != [],
+                "unexpected": done.returncode != 0 or "model_card.json" not in written,
+                "got": f"exit {done.returncode}: {errors or written}",
+            }
+        expected = f"error: {case.cause} writing {out}; the export was not written"
+        return {
+            "traceback": crashed,
+            "half_written": harness.half_written(place) != [],
+            "unexpected": done.returncode != 2 or errors != [expected],
+            "got": f"exit {done.returncode}: {errors or done.stderr.strip()[-300:]}",
+        }
+
+
+def bench_filesystem(checkpoint: Path, work: Path) -> None:
+    """Exports to a full disk (a small tmpfs), a read-only bind mount, and mount points as
+    --out, through the real CLI (one process each) and an HTTP export's worker."""
+    reason = harness.mount_unavailable()
+    if reason:
+        emit("fs_faults_tried", 0, "exports", skipped=reason)
+        for name in FS_FIGURES:
+            emit(name, None, "exports", skipped=reason)  # not measured: no figure
+        return
+    from nas.pareto import pareto_front
+    from nas.resources import check_search_config
+    from nas.search import launch_search
+    from nas.store import Store
+
+    started = time.perf_counter()
+    root = work / "fs"
+    root.mkdir()
+    url = f"sqlite:///{root / 'nas.db'}"
+    store = Store(url)
+    config = check_search_config(raw_config(checkpoint, "fs", url, 8, 2), "bench")
+    search_id = launch_search(config, store, progress=False).search_id
+    candidate = pareto_front(store, search_id).front[0].trial
+    outcomes: list[dict[str, Any]] = []
+    for i, case in enumerate(FS_CASES):
+        try:
+            outcome = _fs_case(case, root / f"case-{i}", store, search_id, candidate)
+        except harness.MountUnavailable as err:  # root, but the mount was refused
+            outcome = {"skipped": str(err)}
+        outcomes.append({"case": case.name, **outcome})
+    ran = [o for o in outcomes if "skipped" not in o]
+    context = {"seconds": round(time.perf_counter() - started, 1)}
+    emit("fs_faults_tried", len(ran), "exports", cases=outcomes, **context)
+    for name, key in FS_FIGURES.items():
+        bad = [o["case"] for o in ran if o[key]]
+        emit(name, len(bad), "exports", cases=bad, **context)
+    store.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=Path, help="folder with supernet.pt, predictor.pt")
@@ -254,6 +387,8 @@ def main() -> None:
             bench_fuzz(checkpoint, work, args.fuzz)
         if "api" in parts:
             bench_api(checkpoint, work, args.api_examples, args.api_seed)
+        if "fs" in parts:
+            bench_filesystem(checkpoint, work)
 
 
 if __name__ == "__main__":

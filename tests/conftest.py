@@ -109,3 +109,17 @@ def search_config(raw_config):
     from nas.resources import check_search_config
 
     return lambda **overrides: check_search_config(raw_config(**overrides), "test")
+
+
+@pytest.fixture
+def searched(search_config):
+    """A completed small search in tmp_path/nas.db: its store, its id, and the number of
+    its front's first candidate (what an export names)."""
+    from nas.pareto import pareto_front
+    from nas.search import launch_search
+    from nas.store import Store
+
+    config = search_config(algorithm={"population": 8, "generations": 2, "seed": 4})
+    store = Store(config.config.database)
+    outcome = launch_search(config, store, progress=False)
+    return store, outcome.search_id, pareto_front(store, outcome.search_id).front[0].trial

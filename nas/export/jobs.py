@@ -7,6 +7,7 @@ serving their files by name, are here too."""
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -17,14 +18,11 @@ from sqlalchemy.orm import Session
 
 from nas.errors import LeaseLost, NotFoundError, UserError
 from nas.export.formats import parse_formats
-from nas.export.run import CARD_NAME, export_candidate
+from nas.export.run import CARD_NAME, STAGING_MARK, export_candidate, staging_folders
 from nas.store import Candidate, Export, Store, lease
 from nas.store.lease import now
 from nas.store.status import COMPLETED, EXPORT_UNFINISHED, FAILED, QUEUED, RUNNING
 from supernet.io import file_sha256
-
-# servers) cannot both run one.
-
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +88,38 @@ def claim_export(store: Store, export_id: int, driver: str) -> bool:
     )
 
 
+def remove_abandoned_staging(store: Store, out_dir: Path) -> list[Path]:
+    """Remove the staging folders (`.ID.partial-*`, see nas.export.run) that killed workers
+    left beside the exports' folders, and return them. Called by the worker of the export
+    whose folder is `out_dir` once it holds that export's lease: any staging folder of that
+    export is a dead worker's, since no other worker may write it now; so is any of an
+    export that has ended. The staging folder of another unfinished export is left alone:
+    a live worker (perhaps of another server) may be writing it, and when its worker is
+    gone, the worker that takes its lease next removes it."""
+    exports_dir = out_dir.parent
+    staged: dict[int, list[Path]] = {}
+    for path in exports_dir.iterdir() if exports_dir.is_dir() else ():
+        owner = path.name[1:].partition(STAGING_MARK)[0]
+        if path.name.startswith(".") and STAGING_MARK in path.name and owner.isdigit():
+            staged.setdefault(int(owner), []).append(path)
+    ended: set[int] = set()
+    if staged:
+        with store.session() as s:
+            ended = set(
+                s.scalars(
+                    select(Export.id).where(
+                        Export.id.in_(list(staged)), Export.status.not_in(EXPORT_UNFINISHED)
+                    )
+                )
+            )
+    abandoned = [path for owner in ended for path in staged[owner]] + staging_folders(out_dir)
+    for path in abandoned:
+        shutil.rmtree(path, ignore_errors=True)
+    if abandoned:
+        log.info("removed staging folders left by killed export workers: %s", abandoned)
+    return abandoned
+
+
 def run_export_job(store: Store, export_id: int) -> str:
     """Run a queued export (or one whose worker died); returns its status. An export another
     worker runs, or that has ended, is left alone."""
@@ -102,6 +132,10 @@ def run_export_job(store: Store, export_id: int) -> str:
         trial = s.scalar(select(Candidate.trial).where(Candidate.id == row.candidate_id))
         search_id, formats, out_dir = row.search_id, list(row.formats), Path(row.out_dir)
 
+    try:
+        remove_abandoned_staging(store, out_dir)
+    except OSError as err:  # a folder that cannot be listed or removed does not stop the export
+        log.warning("export %d: cannot remove abandoned staging folders: %s", export_id, err)
     renew = partial(lease.renew, store, Export, export_id, driver, f"export {export_id}")
     try:
         with lease.heartbeat(renew, f"export {export_id}"):

@@ -78,8 +78,8 @@ def quantize_int8(
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
         )
-    except ExportError:
-        raise
+    except (ExportError, OSError):
+        raise  # a disk that cannot take the file: said by export_candidate, as for every file
     except Exception as err:  # onnxruntime raises many kinds for a model it cannot take
         raise ExportError(f"int8 quantization of {fp32.name} failed: {err}") from None
     finally:
@@ -99,6 +99,8 @@ def convert_float16(fp32: Path, out: Path) -> Path:
         model = onnx.load(str(fp32))
         half = convert_float_to_float16(model, keep_io_types=True)
         onnx.save(half, str(out))
+    except OSError:
+        raise  # a disk that cannot take the file: said by export_candidate, as for every file
     except Exception as err:
         raise ExportError(f"float16 conversion of {fp32.name} failed: {err}") from None
     return out

@@ -5,6 +5,8 @@ splits), before an export counts as done."""
 from __future__ import annotations
 
 import copy
+import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,15 @@ def _onnx_check(
     return float(np.abs(got - expected).max()), allowed
 
 
+def _save_through_python(path: Path, save: Callable[[Any, io.BytesIO], object], value: Any) -> None:
+    """`save(value, file)` into memory, then the bytes written with Python's own file. Given
+    a path, torch's C++ file writer aborts the whole process (std::terminate, no cleanup)
+    when a write fails on a full disk; Python raises an OSError naming the cause."""
+    buffer = io.BytesIO()
+    save(value, buffer)
+    path.write_bytes(buffer.getbuffer())
+
+
 def write_model_files(
     model: ExportableModel, arch: dict, formats: list[str], folder: Path, calibration_images: int
 ) -> tuple[dict[str, Path], dict[str, Any]]:
@@ -64,7 +75,7 @@ def write_model_files(
         if fmt in TFLITE_FORMATS:
             continue  # below: converted from the .pt2 file
         if fmt == "torchscript":
-            torch.jit.script(model.module).save(str(path))
+            _save_through_python(path, torch.jit.save, torch.jit.script(model.module))
         elif fmt == "state_dict":
             # a plain dict: torch.load(weights_only=True) reads no custom classes
             state = {
@@ -72,7 +83,7 @@ def write_model_files(
                 "arch": dict(arch),
                 "state_dict": model.module.state_dict(),
             }
-            torch.save(state, path)
+            _save_through_python(path, torch.save, state)
         elif fmt == "pt2":
             checks["pt2_check"] = _write_pt2(model, path)
         elif fmt == "onnx_fp16":
@@ -171,6 +182,8 @@ def write_onnx_bf16(model: ExportableModel, path: Path) -> dict[str, Any]:
         (got,) = ReferenceEvaluator(str(path)).run(
             None, {model.input_name: model.check_inputs.numpy()}
         )
+    except OSError:
+        raise  # a disk that cannot take the file: said by export_candidate, as for every file
     except Exception as err:  # the exporter and checker raise many kinds
         raise ExportError(f"bfloat16 ONNX export to {path.name} failed: {err}") from None
     with torch.no_grad():
@@ -217,7 +230,7 @@ def _write_pt2(model: ExportableModel, path: Path) -> dict[str, Any]:
         (model.example,),
         dynamic_shapes=({0: torch.export.Dim("batch")},),
     )
-    torch.export.save(program, str(path))
+    _save_through_python(path, torch.export.save, program)
     loaded = torch.export.load(str(path)).module()
     with torch.no_grad():
         expected = model.module(model.check_inputs)

@@ -7,6 +7,9 @@
 - seeded fuzzers of search configs and of arch dicts (no new dependencies)
 - a live `nas serve` process on a free port (the HTTP API's fuzz, tests/faults/api_fuzz.py,
   runs against one)
+- an export worker killed while its files are staged
+- filesystem faults: a write that fails half way (any errno), and as mounts (root only): a
+  small tmpfs as a full disk, a read-only bind mount
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,11 +75,13 @@ def driver_env(**extra: Any) -> dict[str, str]:
     return env
 
 
-def start_driver(args: list[str], log: Path, **env: Any) -> subprocess.Popen:
-    """`nas ARGS` in a new process (stdout and stderr to `log`)."""
+def start_driver(
+    args: list[str], log: Path, code: str = DRIVER_CODE, **env: Any
+) -> subprocess.Popen:
+    """`nas ARGS` in a new process (stdout and stderr to `log`), with the hooks of `code`."""
     out = log.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-c", DRIVER_CODE, *args],
+        [sys.executable, "-c", code, *args],
         stdout=out,
         stderr=subprocess.STDOUT,
         env=driver_env(**env),
@@ -266,6 +272,173 @@ def kill_resume_loop(
         report.problems += [f"final: {p}" for p in problems_of(state, pop)]
     store.dispose()
     return report
+
+
+# ----- an export worker killed --------------------------------------------------------------
+
+# `nas export-job ID`, whose export writes every file into its staging folder, then writes
+# FAULT_MARKER (its pid) and hangs there, before the files are moved into place.
+EXPORT_WORKER_CODE = r"""
+import os, sys, time
+from pathlib import Path
+import nas.export.run as run
+real = run.write_model_files
+
+def write_then_hang(*args, **kwargs):
+    written = real(*args, **kwargs)
+    Path(os.environ["FAULT_MARKER"]).write_text(str(os.getpid()))
+    time.sleep(3600)
+    return written
+
+run.write_model_files = write_then_hang
+from nas.cli import app
+sys.argv = ["nas", *sys.argv[1:]]
+app()
+"""
+
+
+def kill_export_worker(url: str, export_id: int, workdir: Path, timeout: float = 180) -> None:
+    """Run export `export_id` in a worker process and SIGKILL it once its files are staged."""
+    marker, log = workdir / f"staged-{export_id}", workdir / f"export-{export_id}.log"
+    args = ["export-job", str(export_id), "--db", url]
+    proc = start_driver(args, log, EXPORT_WORKER_CODE, FAULT_MARKER=marker)
+    if not _wait(marker.exists, proc, timeout, "the staged export", log):
+        raise AssertionError(f"the export worker ended first:\n{log.read_text()[-3000:]}")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+# ----- filesystem faults ----------------------------------------------------------
+
+
+class MountUnavailable(RuntimeError):
+    """This machine cannot stage the fault (not root, or mounting is not allowed)."""
+
+
+def mount_unavailable() -> str | None:
+    """Why mounts cannot be made here, or None if they can (as far as can be told before
+    trying: a container may refuse a root's mount too, which `mounted` reports)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "not root: a tmpfs or a read-only bind mount needs root to mount"
+    return None
+
+
+@contextlib.contextmanager
+def mounted(folder: Path, *args: str) -> Iterator[Path]:
+    """`mount ARGS folder` (folder made if missing), unmounted on the way out whatever
+    happened; MountUnavailable if it cannot be made."""
+    reason = mount_unavailable()
+    if reason:
+        raise MountUnavailable(reason)
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", *args, str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise MountUnavailable(f"mount {' '.join(args)} failed: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        _unmount(folder)
+
+
+def _unmount(folder: Path, seconds: float = 10) -> None:
+    """umount `folder`, retried while a process that used it is still exiting; detached
+    (umount -l) as a last resort, so that no mount outlives its test."""
+    deadline = time.monotonic() + seconds
+    while subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+        if time.monotonic() > deadline:
+            subprocess.run(["umount", "-l", str(folder)], check=True)
+            raise AssertionError(f"{folder} was still in use after {seconds} s; detached")
+        time.sleep(0.2)
+
+
+def full_disk(folder: Path, size: str = "1m") -> contextlib.AbstractContextManager[Path]:
+    """A tmpfs of `size` at `folder`: smaller than one export, so the disk fills up."""
+    return mounted(folder, "-t", "tmpfs", "-o", f"size={size}", "tmpfs")
+
+
+@contextlib.contextmanager
+def read_only(source: Path, folder: Path) -> Iterator[Path]:
+    """`source` bind-mounted read-only at `folder` (remounted read-only where an older
+    mount(8) ignores ro on a bind)."""
+    source.mkdir(parents=True, exist_ok=True)
+    with mounted(folder, "--bind", "-o", "ro", str(source)):
+        if not os.statvfs(folder).f_flag & os.ST_RDONLY:
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
+        yield folder
+
+
+def staged(folder: Path) -> list[str]:
+    """Staging folders left anywhere under `folder`."""
+    from nas.export.run import STAGING_MARK
+
+    return [str(p) for p in folder.rglob(f"*{STAGING_MARK}*")]
+
+
+def disk_fails_writing(monkeypatch, code: int, name: str = "model.state_dict.pt") -> None:
+    """In this process, writing the file `name` (with Path.write_bytes, as the export's
+    writers do) stops half way with OSError `code`, as a write(2) that meets a full disk
+    (ENOSPC), a quota (EDQUOT) or a read-only remount (EROFS) does: it names no file."""
+    real = Path.write_bytes
+
+    def write_half_then_fail(self: Path, data) -> int:
+        if self.name != name:
+            return real(self, data)
+        real(self, bytes(data)[: len(data) // 2])
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(Path, "write_bytes", write_half_then_fail)
+
+
+def nas_export(
+    search_id: int, candidate: int, out: Path, url: str, fmt: str | None = None
+) -> subprocess.CompletedProcess:
+    """`nas export` as its own process (formats `fmt`, else the search's defaults); torch's
+    C++ writers once aborted the whole process on a full disk, which an in-process runner
+    would not survive."""
+    args = ["export", str(search_id), str(candidate), "--out", str(out), "--db", url]
+    return subprocess.run(
+        [sys.executable, "-m", "nas", *args, *(["--format", fmt] if fmt else [])],
+        capture_output=True,
+        text=True,
+        env=driver_env(),
+        cwd=ROOT,
+        timeout=600,
+    )
+
+
+def http_export(
+    store, data_dir: Path, search_id: int, candidate: int, formats: list[str], timeout=300
+) -> dict[str, Any]:
+    """POST an export to a server over `store` whose data folder is `data_dir`; wait for the
+    export to end and for its worker (a real process) to exit. Returns GET /exports/ID."""
+    from fastapi.testclient import TestClient
+
+    from nas.service.app import create_app
+
+    token = "fault-token"
+    service = create_app(store, data_dir, token, supervise=False)
+    with TestClient(service) as client:
+        queued = client.post(
+            f"/searches/{search_id}/candidates/{candidate}/export",
+            json={"formats": formats},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        if queued.status_code != 202:
+            raise AssertionError(f"export refused: {queued.status_code} {queued.text}")
+        export_id = queued.json()["id"]
+        deadline = time.monotonic() + timeout
+        while not (info := client.get(f"/exports/{export_id}").json())["finished"]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"export {export_id} still {info['status']} at {timeout} s")
+            time.sleep(0.3)
+        service.state.jobs.worker("export", export_id).wait(timeout=60)  # it may use a mount
+    return info
+
+
+def half_written(place: Path) -> list[str]:
+    """Everything under `place`, which was empty before a failed export: staging folders,
+    partial files, folders made for the export."""
+    return sorted(str(p.relative_to(place)) for p in place.rglob("*")) if place.exists() else []
 
 
 # ----- searches launched at once ---------------------------------------------------------------

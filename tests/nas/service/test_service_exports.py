@@ -3,6 +3,7 @@ data folder, downloads only by a name from the export's own file list."""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import time
@@ -14,11 +15,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from nas.export import claim_export, queue_export, run_export_job
+from nas.export.jobs import remove_abandoned_staging
 from nas.pareto import pareto_front
 from nas.search import launch_search
 from nas.service.app import create_app
-from nas.store import Export, Store
-from nas.store.status import QUEUED, RUNNING
+from nas.store import Export, Store, lease
+from nas.store.status import COMPLETED, FAILED, QUEUED, RUNNING
+from tests.faults.harness import disk_fails_writing, staged
 
 TOKEN = "export-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -183,3 +186,44 @@ def test_a_candidate_has_its_cost_on_every_registered_device(searched):
     other = info["devices"]["a100-sxm"]
     assert not other["target"] and other["batch"] == 1 and other["costs"]["latency_ms"] > 0
     assert client.get(f"/searches/{search_id}/candidates/4242").status_code == 404
+
+
+def test_an_export_job_that_meets_a_full_disk_fails_with_the_cause(searched, tmp_path, monkeypatch):
+    client, _, store, search_id, candidate = searched
+    data_dir = tmp_path / "service"
+    export_id = queue_export(store, search_id, candidate, ["state_dict"], data_dir)
+    disk_fails_writing(monkeypatch, errno.ENOSPC)
+    assert run_export_job(store, export_id) == FAILED
+    info = client.get(f"/exports/{export_id}").json()
+    out = data_dir / "exports" / str(export_id)
+    assert info["status"] == FAILED and info["finished"] and info["files"] == []
+    assert info["message"].startswith(f"no space left on device (ENOSPC) writing {out}")
+    assert not out.exists() and staged(data_dir) == []
+
+
+def test_staging_left_by_dead_workers_is_removed_and_a_live_workers_is_kept(searched, tmp_path):
+    _, _, store, search_id, candidate = searched
+    data_dir = tmp_path / "service"
+    own, ended, elsewhere = (
+        queue_export(store, search_id, candidate, ["onnx"], data_dir) for _ in range(3)
+    )
+    live = f"otherhost:{os.getpid()}:live"  # a worker of another server, its lease fresh
+    with store.session() as s:
+        s.execute(update(Export).where(Export.id == ended).values(status=COMPLETED))
+        s.execute(
+            update(Export)
+            .where(Export.id == elsewhere)
+            .values(status=RUNNING, driver=live, lease_until=lease.expiry())
+        )
+    assert claim_export(store, own, lease.driver_id())
+    exports_dir = data_dir / "exports"
+    exports_dir.mkdir(parents=True)
+    staging = {}
+    for export_id, tail in ((own, "dead1"), (own, "dead2"), (ended, "x"), (elsewhere, "live")):
+        folder = staging[export_id, tail] = exports_dir / f".{export_id}.partial-{tail}"
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"half")
+    (exports_dir / ".notes").mkdir()  # not a staging folder
+    removed = remove_abandoned_staging(store, exports_dir / str(own))
+    assert sorted(removed) == sorted(f for (owner, _), f in staging.items() if owner != elsewhere)
+    assert {p.name for p in exports_dir.iterdir()} == {".notes", f".{elsewhere}.partial-live"}
