@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.errors import ExportError
+from nas.errors import ExportError, os_reason
 from nas.export import FILE_NAMES, load_candidate, write_int8, write_onnx
 from nas.store import Store
 from supernet.errors import ConfigError
@@ -40,12 +40,19 @@ def _shipped_ptq_drop(trained: TrainedModel, arch: Arch, settings: Any) -> float
     in onnxruntime: what decides whether QAT is needed (torch's fake quantization places
     fewer quantization points, so it runs a little optimistic)."""
     model = trained.exportable(arch, {})
-    with tempfile.TemporaryDirectory(prefix="nas-finetune-") as tmp:
-        fp32 = Path(tmp) / FILE_NAMES["onnx"]
-        write_onnx(model, fp32)
-        measured = write_int8(
-            model, fp32, Path(tmp) / FILE_NAMES["onnx_int8"], settings.calibration_images
-        )
+    try:
+        with tempfile.TemporaryDirectory(prefix="nas-finetune-") as tmp:
+            fp32 = Path(tmp) / FILE_NAMES["onnx"]
+            write_onnx(model, fp32)
+            measured = write_int8(
+                model, fp32, Path(tmp) / FILE_NAMES["onnx_int8"], settings.calibration_images
+            )
+    except OSError as err:  # a full or read-only temp disk: one line, as an export says it
+        where = err.filename or tempfile.gettempdir()
+        raise ExportError(
+            f"cannot measure the int8 drop: {os_reason(err)} writing {where} (the temporary "
+            "ONNX files; TMPDIR names another folder)"
+        ) from None
     return float(measured["top1_drop_points"]["val"])
 
 

@@ -302,3 +302,23 @@ def test_tflite_export_without_its_environment_is_a_clear_error(trained, tmp_pat
         export_candidate(store, search_id, 0, "tflite", tmp_path / "x")
     assert exports(store) == before and not (tmp_path / "x").exists()
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+def test_finetune_on_a_full_temp_disk_is_one_line(trained, tmp_path, monkeypatch):
+    """The int8 drop is measured on temporary ONNX files: a disk that cannot take them is one
+    error line naming the cause and the file, not a traceback."""
+    import errno
+
+    import nas.finetune
+
+    def full(model, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(nas.finetune, "write_onnx", full)
+    _, store, search_id, _ = trained
+    args = ["finetune", str(search_id), "1", "--db", str(store.url), "--out", str(tmp_path / "f")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: cannot measure the int8 drop: No space left on device")
+    assert "model.onnx" in line and not (tmp_path / "f").exists()
