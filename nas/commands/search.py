@@ -295,6 +295,25 @@ def export_command(
                 f"{shipped['flash_kb_tflite']['predicted']:.1f})",
                 soft_wrap=True,
             )
+        if "tflm_arena" in shipped:
+            arena = shipped["tflm_arena"]
+            console.print(
+                f"{device}, the int8 flatbuffer in TFLite Micro: arena {arena['shipped']:.1f} kB "
+                f"(head {arena['head_kb']:.1f}, tail {arena['tail_kb']:.1f}; runs in "
+                f"{arena['min_arena_kb']:.1f}), predicted peak SRAM {_fmt('', arena['predicted'])}"
+                " kB",
+                soft_wrap=True,
+            )
+    if "tflm" in card.get("tflite", {}):
+        agreement = card["tflite"]["tflm"]["agreement_with_litert"]
+        console.print(
+            f"TFLite Micro vs LiteRT on {agreement['images']} {agreement['split']} images: "
+            f"outputs within {agreement['max_abs_diff_lsb']} LSB "
+            f"({agreement['identical_fraction']:.2%} identical)",
+            soft_wrap=True,
+        )
+    for warning in card.get("warnings", []):
+        console.print(f"warning: {warning}", soft_wrap=True, markup=False)
 
 
 def finetune_command(

@@ -47,11 +47,18 @@ def _onnx_check(
 
 
 def write_model_files(
-    model: ExportableModel, arch: dict, formats: list[str], folder: Path, calibration_images: int
+    model: ExportableModel,
+    arch: dict,
+    formats: list[str],
+    folder: Path,
+    calibration_images: int,
+    for_mcu: bool = False,
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """Write each format (and the family's extra files) into `folder`, each checked in the
     runtime that loads it against torch. Returns the files and what the checks found (the
-    card's `onnx_check`, `pt2_check`, `fp16_check`, `bf16_check` and `quantization`)."""
+    card's `onnx_check`, `pt2_check`, `fp16_check`, `bf16_check`, `quantization` and
+    `tflite`). `for_mcu`: the search targets a microcontroller, so the int8 flatbuffer must
+    be integer end to end and run in TFLite Micro (`write_tflite`)."""
     files: dict[str, Path] = {}
     checks: dict[str, Any] = {}
     fp32_onnx: Path | None = None
@@ -90,7 +97,9 @@ def write_model_files(
     if fp32_onnx is not None and "onnx" not in formats:
         fp32_onnx.unlink()
     if TFLITE_FORMATS & set(formats):
-        files.update(_write_tflite_files(model, formats, folder, files, checks, calibration_images))
+        files.update(
+            _write_tflite_files(model, formats, folder, files, checks, calibration_images, for_mcu)
+        )
     for name, write in model.extra_files.items():
         files[name] = write(folder / name)
     return files, checks
@@ -103,6 +112,7 @@ def _write_tflite_files(
     files: dict[str, Path],
     checks: dict[str, Any],
     calibration_images: int,
+    for_mcu: bool,
 ) -> dict[str, Path]:
     """The TFLite flatbuffers asked for, converted from the .pt2 file (written for the
     purpose, checked, and removed after, unless it was asked for too)."""
@@ -113,7 +123,12 @@ def _write_tflite_files(
     wanted = {fmt: folder / FILE_NAMES[fmt] for fmt in ("tflite", "tflite_int8") if fmt in formats}
     try:
         checks["tflite"] = write_tflite(
-            model, pt2, wanted.get("tflite"), wanted.get("tflite_int8"), calibration_images
+            model,
+            pt2,
+            wanted.get("tflite"),
+            wanted.get("tflite_int8"),
+            calibration_images,
+            for_mcu,
         )
     finally:
         if "pt2" not in files:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from nas.cli import app
 from nas.errors import ExportError
-from nas.export import export_candidate, writers
+from nas.export import export_candidate, tflite, writers
 from nas.export.quantize import onnx_outputs, onnx_session, quantize_int8
 from nas.pareto import load_candidates
 from nas.search import launch_search
@@ -263,25 +263,26 @@ def test_finetune_skips_a_candidate_ptq_serves_and_refuses_foreign_weights(train
 
 
 @pytest.mark.slow  # 2 min, and the 2 GB converter environment: `make test-all`
-def test_tflite_flatbuffers_are_measured_in_litert(trained, tmp_path):
-    """`--format tflite --quantize int8`: the fp32 and full-integer flatbuffers, converted
-    by litert-torch in its own environment and measured in LiteRT's interpreter, agree with
-    the ONNX files' top-1 measured in onnxruntime (same weights, same int8 scheme)."""
+def test_tflite_flatbuffers_are_measured_in_litert_and_tflm(trained, tmp_path):
+    """`--format tflite --quantize int8` for a search with an MCU target: the fp32 and the
+    full-integer flatbuffers, converted in the converter's own environment and measured in
+    LiteRT's interpreter, agree with the ONNX files' top-1 measured in onnxruntime (same
+    weights, same int8 scheme); the int8 file has no float op left, runs in TFLite Micro
+    with LiteRT's outputs, and the card sets TFLM's arena beside the predicted peak SRAM."""
     _, store, search_id, _ = trained
     out = tmp_path / "lite"
     args = ["export", str(search_id), "1", "--format", "onnx,tflite", "--quantize", "int8"]
     args += ["--calibration-images", "100", "--out", str(out), "--db", str(store.url)]
-    result = CliRunner().invoke(app, [*args, "--json"])
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    card = json.loads(result.output.strip().splitlines()[-1])["card"]
+    card = json.loads((out / "model_card.json").read_text())
     lite, onnx_q = card["tflite"], card["quantization"]
     assert {"tflite", "tflite_int8", "onnx_int8"} <= set(card["files"])
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f["path"] for f in card["files"].values()] + ["model_card.json"]
     )  # the .pt2 converted from was not asked for, and is not left behind
     assert lite["io"]["int8"] == {"input": "int8", "output": "int8"}  # what TFLM runs
-    # every convolution and the classifier compute in int8; what is left in float is listed
-    assert not {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} & set(lite["float_ops"])
+    assert lite["float_ops"] == {}  # every op computes in int8
     assert lite["fp32_check"]["max_abs_diff"] <= lite["fp32_check"]["allowed"]
     for split in ("val", "test"):
         assert lite["top1"]["fp32"][split] == pytest.approx(
@@ -290,8 +291,60 @@ def test_tflite_flatbuffers_are_measured_in_litert(trained, tmp_path):
         assert abs(lite["top1"]["int8"][split] - onnx_q["top1"]["int8"][split]) <= 0.02
     assert lite["bytes"]["fp32"] / lite["bytes"]["int8"] > 2
     assert lite["calibration_images"] == 100
-    flash = card["deployment"]["mcu"]["stm32f746"]["flash_kb_tflite"]
-    assert flash["shipped"] > card["deployment"]["mcu"]["stm32f746"]["flash_kb"]["shipped"] * 0.8
+    # TFLite Micro ran the file on every validation image, as LiteRT's reference kernels do
+    tflm = lite["tflm"]
+    agreement = tflm["agreement_with_litert"]
+    assert agreement["images"] == len(trained[0].exportable(card["arch"], {}).labelled("val")[1])
+    assert agreement["reference_kernels"]["max_abs_diff_lsb"] <= 1
+    assert agreement["default_kernels"]["same_class_fraction"] > 0.95
+    assert abs(tflm["top1"]["val"] - lite["top1"]["int8"]["val"]) <= 0.01
+    arena = tflm["arena_bytes"]
+    assert arena["head"] + arena["tail"] == arena["total"] <= tflm["min_arena_bytes"]
+    mcu = card["deployment"]["mcu"]["stm32f746"]
+    assert mcu["flash_kb_tflite"]["shipped"] > mcu["flash_kb"]["shipped"] * 0.8
+    beside = mcu["tflm_arena"]
+    assert beside["predicted"] == card["costs"]["stm32f746"]["peak_sram_kb"]
+    assert beside["shipped"] == pytest.approx(arena["total"] / 1024, abs=1e-3)
+    assert beside["sram_kb"] == 320 and beside["limit_kb"] == 64
+    assert beside["over_sram"] is (beside["min_arena_kb"] > 320)
+    flagged = [w for w in card["warnings"] if w.startswith("stm32f746: TFLite Micro needs")]
+    assert len(flagged) == beside["over_sram"] + beside["over_limit"]
+    assert (
+        "TFLite Micro vs LiteRT on" in result.output
+        and "the int8 flatbuffer in TFLite Micro" in result.output
+    )
+    for warning in card["warnings"]:
+        assert f"warning: {warning}" in result.output.replace("\n", " ")
+
+
+def test_an_mcu_flatbuffer_with_float_ops_left_fails_the_export(trained, tmp_path, monkeypatch):
+    """For a search with an MCU target, an int8 flatbuffer that still computes in float is
+    not shipped: the export fails in one line naming the ops, and leaves nothing."""
+    _, store, search_id, _ = trained
+    before = exports(store)
+
+    def converted_with_float_ops(folder, request):
+        Path(request["int8"]).write_bytes(b"TFL3")  # never opened: the check comes first
+        return {
+            "versions": {"litert-torch": "0.10.0"},
+            "io": {"int8": {"input": "int8", "output": "int8"}},
+            "bytes": {"int8": 4},
+            "top1": {"int8": {"val": 0.5, "test": 0.5}},
+            "seconds": {"int8": 1.0},
+            "calibration_images": 10,
+            "float_ops": {"HARD_SWISH": 5, "ADD": 12, "MEAN": 4},
+        }
+
+    monkeypatch.setattr(tflite, "_run_worker", converted_with_float_ops)
+    out = tmp_path / "mcu"
+    args = ["export", str(search_id), "1", "--format", "tflite_int8", "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--db", str(store.url)])
+    assert result.exit_code != 0
+    message = result.output.strip()
+    assert len(message.splitlines()) == 1, message
+    assert "still computes in float: ADD x12, HARD_SWISH x5, MEAN x4" in message
+    assert exports(store) == before and not out.exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
 
 
 def test_tflite_export_without_its_environment_is_a_clear_error(trained, tmp_path, monkeypatch):
