@@ -305,11 +305,15 @@ def export_command(
                 soft_wrap=True,
             )
     if "tflm" in card.get("tflite", {}):
-        agreement = card["tflite"]["tflm"]["agreement_with_litert"]
+        tflm = card["tflite"]["tflm"]
+        agreement = tflm["agreement_with_litert"]
+        reference, default = agreement["reference_kernels"], agreement["default_kernels"]
         console.print(
             f"TFLite Micro vs LiteRT on {agreement['images']} {agreement['split']} images: "
-            f"outputs within {agreement['max_abs_diff_lsb']} LSB "
-            f"({agreement['identical_fraction']:.2%} identical)",
+            f"outputs within {reference['max_abs_diff_lsb']} LSB of its reference kernels "
+            f"({reference['identical_fraction']:.2%} identical), same class as its default "
+            f"kernels for {default['same_class_fraction']:.2%}; TFLM top-1 "
+            f"{tflm['top1'][agreement['split']]:.2%}",
             soft_wrap=True,
         )
     for warning in card.get("warnings", []):

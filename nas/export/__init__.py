@@ -14,6 +14,7 @@ search's targets runs at its precision (`default_formats`). The export is record
 - writers: each format written and checked in its runtime
 - quantize: static int8 and float16 ONNX, measured in onnxruntime
 - tflite, litert_worker: TFLite flatbuffers, converted in an environment of their own
+- tflm, tflm_worker: an MCU target's int8 flatbuffer run in TensorFlow Lite Micro
 - card: the model card, and the MCU costs of the shipped int8 files
 - run: `export_candidate`, staged and moved into place
 - jobs: exports queued for workers (the HTTP API), their leases, listings and files

@@ -271,7 +271,8 @@ def test_tflite_flatbuffers_are_measured_in_litert_and_tflm(trained, tmp_path):
     with LiteRT's outputs, and the card sets TFLM's arena beside the predicted peak SRAM."""
     _, store, search_id, _ = trained
     out = tmp_path / "lite"
-    args = ["export", str(search_id), "1", "--format", "onnx,tflite", "--quantize", "int8"]
+    best = str(best_candidate(store, search_id))  # logits with margins: int8 top-1 means much
+    args = ["export", str(search_id), best, "--format", "onnx,tflite", "--quantize", "int8"]
     args += ["--calibration-images", "100", "--out", str(out), "--db", str(store.url)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
