@@ -209,7 +209,8 @@ def export_command(
         None,
         "--format",
         help="Comma-separated: torchscript, onnx, state_dict, pt2 (torch.export), onnx_fp16, "
-        "onnx_bf16, onnx_int8, tflite, tflite_int8 (LiteRT; `make tflite-env`). Default: "
+        "onnx_bf16, onnx_int8, tflite, tflite_int8 (LiteRT; `make tflite-env`), c_array "
+        "(tflite_int8 as model_data.cc/.h, with a TFLite Micro harness main.cc). Default: "
         "torchscript, pt2, onnx, state_dict, plus the file each target runs at its precision "
         "(onnx_int8 for an MCU or int8 target, onnx_fp16 or onnx_bf16 for a GPU at fp16 or "
         "bf16).",
@@ -315,6 +316,16 @@ def export_command(
             f"kernels for {default['same_class_fraction']:.2%}; TFLM top-1 "
             f"{tflm['top1'][agreement['split']]:.2%}",
             soft_wrap=True,
+        )
+    if "c_array" in card:
+        array = card["c_array"]
+        console.print(
+            f"C array for TFLite Micro: {', '.join(card['deployment']['c_array']['files'])}; "
+            f"{array['resolver']} ({', '.join(array['ops'])}), arena {array['arena_bytes']} "
+            f"bytes (measured {array['arena']['measured_bytes']} + "
+            f"{array['arena']['margin_bytes']} margin); build: see main.cc",
+            soft_wrap=True,
+            markup=False,
         )
     for warning in card.get("warnings", []):
         console.print(f"warning: {warning}", soft_wrap=True, markup=False)

@@ -14,7 +14,7 @@ from typing import Any
 import latency_models as lm
 from nas import __version__
 from nas.export.candidate import StoredCandidate
-from nas.export.formats import FORMATS
+from nas.export.formats import COMPANION_FILES, FORMATS
 from nas.export.quantize import (
     weight_bytes,
 )
@@ -119,6 +119,20 @@ def _tflm_arena(
     return entry, warnings
 
 
+def _file_sizes(files: dict[str, Path]) -> dict[str, Any]:
+    """Each format's bytes; a format written as several files (a C array with its header
+    and harness) counts them all, and lists each one's size."""
+    sizes: dict[str, Any] = {}
+    for fmt, path in files.items():
+        if fmt not in FORMATS:
+            continue
+        parts = [path, *(files[name] for name in COMPANION_FILES.get(fmt, {}) if name in files)]
+        sizes[fmt] = {"bytes": sum(part.stat().st_size for part in parts)}
+        if len(parts) > 1:
+            sizes[fmt]["files"] = {part.name: part.stat().st_size for part in parts}
+    return sizes
+
+
 def _beside(predicted: float | None, shipped: float) -> dict[str, Any]:
     entry: dict[str, Any] = {"predicted": predicted, "shipped": round(shipped, 3)}
     if predicted:
@@ -141,9 +155,7 @@ def model_card(
     ship, and how to rebuild the network."""
     config, opened, arch, costs = found.config, found.opened, found.arch, found.costs
     trained = opened.trained()
-    deployment: dict[str, Any] = {
-        fmt: {"bytes": path.stat().st_size} for fmt, path in files.items() if fmt in FORMATS
-    }
+    deployment = _file_sizes(files)
     deployment.update({fmt: {"skipped": why} for fmt, why in (skipped or {}).items()})
     warnings: list[str] = []
     if "onnx_int8" in files or "tflite_int8" in files:

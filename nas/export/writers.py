@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from nas.errors import ExportError
+from nas.export.c_array import write_c_array
 from nas.export.formats import FILE_NAMES, TFLITE_FORMATS
 from nas.export.quantize import (
     SCHEME,
@@ -56,9 +57,10 @@ def write_model_files(
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """Write each format (and the family's extra files) into `folder`, each checked in the
     runtime that loads it against torch. Returns the files and what the checks found (the
-    card's `onnx_check`, `pt2_check`, `fp16_check`, `bf16_check`, `quantization` and
-    `tflite`). `for_mcu`: the search targets a microcontroller, so the int8 flatbuffer must
-    be integer end to end and run in TFLite Micro (`write_tflite`)."""
+    card's `onnx_check`, `pt2_check`, `fp16_check`, `bf16_check`, `quantization`, `tflite`
+    and `c_array`). `for_mcu`: the search targets a microcontroller, so the int8 flatbuffer
+    must be integer end to end and run in TFLite Micro (`write_tflite`); so must the one a
+    C array is made from, whatever the targets: it goes to a board."""
     files: dict[str, Path] = {}
     checks: dict[str, Any] = {}
     fp32_onnx: Path | None = None
@@ -68,8 +70,8 @@ def write_model_files(
         checks["onnx_check"] = write_onnx(model, fp32_onnx)
     for fmt in formats:
         path = folder / FILE_NAMES[fmt]
-        if fmt in TFLITE_FORMATS:
-            continue  # below: converted from the .pt2 file
+        if fmt in TFLITE_FORMATS or fmt == "c_array":
+            continue  # below: the flatbuffers, converted from the .pt2 file, then the C array
         if fmt == "torchscript":
             torch.jit.script(model.module).save(str(path))
         elif fmt == "state_dict":
@@ -97,9 +99,15 @@ def write_model_files(
     if fp32_onnx is not None and "onnx" not in formats:
         fp32_onnx.unlink()
     if TFLITE_FORMATS & set(formats):
+        to_board = for_mcu or "c_array" in formats
         files.update(
-            _write_tflite_files(model, formats, folder, files, checks, calibration_images, for_mcu)
+            _write_tflite_files(model, formats, folder, files, checks, calibration_images, to_board)
         )
+    if "c_array" in formats:  # parse_formats put tflite_int8 in formats, so TFLM has run it
+        written, checks["c_array"] = write_c_array(
+            files["tflite_int8"], folder, checks["tflite"]["tflm"]
+        )
+        files.update(written)
     for name, write in model.extra_files.items():
         files[name] = write(folder / name)
     return files, checks
