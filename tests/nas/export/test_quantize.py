@@ -25,6 +25,7 @@ from nas.store import Candidate, Export, Store
 from supernet.mbconv.checkpoint import load_supernet
 from supernet.mbconv.train import TrainConfig, train_supernet
 from supernet.quantization import fake_quantized
+from tests.nas.export.test_c_array import check_c_array
 
 
 @pytest.fixture(scope="module")
@@ -322,6 +323,62 @@ def test_tflite_flatbuffers_are_measured_in_litert_and_tflm(trained, tmp_path):
     )
     for warning in card["warnings"]:
         assert f"warning: {warning}" in result.output.replace("\n", " ")
+
+
+@pytest.mark.slow  # 1-2 min, and the converter environment: `make test-all`
+def test_c_array_export_is_the_int8_flatbuffer_with_a_tflm_harness(trained, tmp_path):
+    """`--format c_array` alone: the full-integer flatbuffer it is made from is written and
+    run in TFLite Micro, model_data.cc holds that file's exact bytes, main.cc registers the
+    ops the file's operators use (read here through the schema's object API, apart from the
+    exporter's reader) and gets an arena TFLM runs the file in, and the card lists the
+    files and their sizes."""
+    from tflite_micro import runtime
+
+    _, store, search_id, _ = trained
+    out = tmp_path / "board"
+    best = str(best_candidate(store, search_id))
+    args = ["export", str(search_id), best, "--format", "c_array", "--calibration-images", "100"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "--db", str(store.url)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "model_card.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == [
+        "main.cc",
+        "model.int8.tflite",
+        "model_card.json",
+        "model_data.cc",
+        "model_data.h",
+    ]
+    assert {"tflite_int8", "c_array", "c_array_header", "c_array_main"} == set(card["files"])
+    flatbuffer = (out / "model.int8.tflite").read_bytes()
+    model = runtime.schema_fb.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    names = {v: k for k, v in vars(runtime.schema_fb.BuiltinOperator).items() if k.isupper()}
+
+    def op_name(index: int) -> str:
+        code = model.operatorCodes[index]
+        return names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+
+    ops = sorted({op_name(op.opcodeIndex) for graph in model.subgraphs for op in graph.operators})
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "HARD_SWISH", "FULLY_CONNECTED"} <= set(ops)
+    arena = check_c_array(out, flatbuffer, ops)
+    array, tflm = card["c_array"], card["tflite"]["tflm"]
+    assert (
+        array["ops"] == ops and array["resolver"] == f"tflite::MicroMutableOpResolver<{len(ops)}>"
+    )
+    assert arena == array["arena_bytes"] > tflm["min_arena_bytes"] >= tflm["arena_bytes"]["total"]
+    assert card["tflite"]["float_ops"] == {}  # the file a board gets is integer end to end
+    # what main.cc does, in TFLM's Python interpreter: the input zero point in, in its arena
+    interpreter = runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena)
+    given = interpreter.get_input_details(0)
+    assert given["dtype"] is np.int8
+    (zero_point,) = given["quantization_parameters"]["zero_points"]
+    interpreter.set_input(np.full(given["shape"], zero_point, np.int8), 0)
+    interpreter.invoke()
+    scores = interpreter.get_output(0)
+    assert scores.dtype == np.int8 and scores.shape == (1, 10)  # ten digits: a top class
+    sizes = card["deployment"]["c_array"]
+    assert sizes["files"] == {name: (out / name).stat().st_size for name in sizes["files"]}
+    assert sizes["bytes"] == sum(sizes["files"].values()) and len(sizes["files"]) == 3
+    assert "C array for TFLite Micro: model_data.cc, model_data.h, main.cc" in result.output
 
 
 def test_an_mcu_flatbuffer_with_float_ops_left_fails_the_export(trained, tmp_path, monkeypatch):
