@@ -19,6 +19,7 @@ implies) after TFLM has run it (`nas.export.tflm`), and writes three files:
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -226,32 +227,33 @@ def header_source(header: str, origin: str) -> str:
 
 
 _HARNESS = """\
-// One inference of {origin} with TensorFlow Lite Micro (TFLM), written by `nas export`:
-// the input zero-point image (zeros in real values) in, the top class printed.
-//
-// Build, from a clone of https://github.com/tensorflow/tflite-micro ($TFLM below):
-//   1. TFLM as a library, for a PC (reference kernels):
-//        make -f tensorflow/lite/micro/tools/make/Makefile microlite
-//      or for a board, e.g. a Cortex-M7 with CMSIS-NN's optimized kernels:
-//        make -f tensorflow/lite/micro/tools/make/Makefile TARGET=cortex_m_generic \\
-//          TARGET_ARCH=cortex-m7 OPTIMIZED_KERNEL_DIR=cmsis_nn microlite
-//      It lands in $TFLM/gen/<target>_<arch>_<build>/lib/libtensorflow-microlite.a.
-//   2. This folder's main.cc and model_data.cc against it, with the flags TFLM is built
-//      with (a board: its cross compiler and -mcpu/-mthumb flags, its startup code):
-//        g++ -std=c++17 -O2 -DTF_LITE_STATIC_MEMORY -fno-rtti -fno-exceptions \\
-//          -fno-threadsafe-statics -I$TFLM \\
-//          -I$TFLM/tensorflow/lite/micro/tools/make/downloads/flatbuffers/include \\
-//          -I$TFLM/tensorflow/lite/micro/tools/make/downloads/gemmlowp \\
-//          -I$TFLM/tensorflow/lite/micro/tools/make/downloads/ruy \\
-//          main.cc model_data.cc $TFLM/gen/<...>/lib/libtensorflow-microlite.a -o model
-//   For an IDE, tensorflow/lite/micro/tools/project_generation/create_tflm_tree.py copies
-//   the same sources (with the same TARGET options) into one folder to add to a project.
-//   MicroPrintf writes through DebugLog(), which TFLM implements per target.
-//
-// Ops: {op_list} ({op_count}, read from the flatbuffer).
-// Arena: {arena} bytes = TFLM's measured {measured} bytes (tflite-micro's reference
-// kernels, recorded in model_card.json) + {margin} bytes of margin for other kernels'
-// scratch buffers; the line "arena used" shows what this build needs.
+/* One inference of {origin} with TensorFlow Lite Micro (TFLM), written by `nas export`:
+   the input zero-point image (zeros in real values) in, the top class printed.
+
+   Build, from a clone of https://github.com/tensorflow/tflite-micro ($TFLM below):
+   1. TFLM as a library, for a PC (reference kernels):
+        make -f tensorflow/lite/micro/tools/make/Makefile microlite
+      or for a board, e.g. a Cortex-M7 with CMSIS-NN's optimized kernels:
+        make -f tensorflow/lite/micro/tools/make/Makefile TARGET=cortex_m_generic \\
+          TARGET_ARCH=cortex-m7 OPTIMIZED_KERNEL_DIR=cmsis_nn microlite
+      It lands in $TFLM/gen/<target>_<arch>_<build>/lib/libtensorflow-microlite.a.
+   2. This folder's main.cc and model_data.cc against it, with the flags TFLM is built
+      with (a board: its cross compiler and -mcpu/-mthumb flags, its startup code):
+        g++ -std=c++17 -O2 -DTF_LITE_STATIC_MEMORY -fno-rtti -fno-exceptions \\
+          -fno-threadsafe-statics -I$TFLM \\
+          -I$TFLM/tensorflow/lite/micro/tools/make/downloads/flatbuffers/include \\
+          -I$TFLM/tensorflow/lite/micro/tools/make/downloads/gemmlowp \\
+          main.cc model_data.cc $TFLM/gen/<...>/lib/libtensorflow-microlite.a -o model
+   For an IDE, tensorflow/lite/micro/tools/project_generation/create_tflm_tree.py copies
+   the same sources (with the same TARGET options) into one folder to add to a project.
+   MicroPrintf writes through DebugLog(), which TFLM implements per target.
+
+   Ops, read from the flatbuffer ({op_count}):
+{op_list}
+   Arena: {arena} bytes = TFLM's measured {measured} bytes (tflite-micro's reference
+   kernels, recorded in model_card.json) + {margin} bytes of margin for other kernels'
+   scratch buffers; the line "arena used" shows what this build needs.
+*/
 
 #include <cstdint>
 
@@ -334,7 +336,9 @@ def harness_source(ops: list[str], methods: list[str], arena: dict[str, int], or
     )
     return _HARNESS.format(
         origin=origin,
-        op_list=", ".join(ops),
+        op_list="\n".join(
+            textwrap.wrap(", ".join(ops), 88, initial_indent="     ", subsequent_indent="     ")
+        ),
         op_count=len(ops),
         arena=arena["bytes"],
         measured=arena["measured_bytes"],
