@@ -81,6 +81,8 @@ def check_c_array(folder: Path, flatbuffer: bytes, ops: list[str]) -> int:
         }
     )
     assert '#include "model_data.h"' in source and '#include "model_data.h"' in harness
+    # a // comment ending in a backslash would swallow the line after it
+    assert not re.search(r"//[^\n]*\\\n", source + header + harness)
     size, methods = resolver_of(harness)
     assert size == len(ops) and methods == [RESOLVER_METHODS[op] for op in ops]
     arena = re.search(r"constexpr int kArenaBytes = (\d+);", harness)
