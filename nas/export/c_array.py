@@ -293,7 +293,8 @@ int main() {{
   }}
   tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, kArenaBytes);
   if (interpreter.AllocateTensors() != kTfLiteOk) {{
-    MicroPrintf("AllocateTensors failed: the arena of %d bytes is too small", kArenaBytes);
+    MicroPrintf("AllocateTensors failed in an arena of %d bytes: TFLM's lines above say why",
+                kArenaBytes);
     return 1;
   }}
   MicroPrintf("arena used: %u of %d bytes", static_cast<unsigned>(interpreter.arena_used_bytes()),

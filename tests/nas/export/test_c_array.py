@@ -1,13 +1,20 @@
 """The C array a board builds (`nas.export.c_array`): model_data.cc holds the flatbuffer's
 exact bytes, aligned, with their length; model_data.h declares what the .cc defines;
 main.cc registers exactly the model's ops and sizes the arena from TFLM's measured need.
+The flatbuffers here are small and real: a one-layer int8 classifier built with TFLite's
+schema, and the float sine model that tflite-micro ships.
+
 TFLM's C++ sources are not on this machine (neither the tflite-micro wheel nor Debian ships
 them), so main.cc is read, not built; where g++ is installed the array is compiled, linked
-and read back. The flatbuffers here are small and real: a one-layer int8 classifier built
-with TFLite's schema, and the float sine model that tflite-micro ships."""
+and read back. Where NAS_TFLM_ROOT names a clone of tflite-micro in which `make -f
+tensorflow/lite/micro/tools/make/Makefile microlite` has run, main.cc is also built with
+the command its own opening comment gives, and run: it must print the class TFLM's Python
+interpreter picks for the same input."""
 
 from __future__ import annotations
 
+import os
+import platform
 import re
 import shutil
 import subprocess
@@ -35,6 +42,8 @@ from tests.nas.export.test_tflm import int8_dense_model
 schema = runtime.schema_fb
 SINE_MODEL = Path(tflite_micro.__file__).parent / "python" / "tflite_micro" / "sine_float.tflite"
 GXX = shutil.which("g++")
+# a tflite-micro clone with TFLM's library built for this host (see the module's docstring)
+TFLM_ROOT = os.environ.get("NAS_TFLM_ROOT")
 
 
 def array_bytes(source: str) -> bytes:
@@ -95,6 +104,39 @@ def check_c_array(folder: Path, flatbuffer: bytes, ops: list[str]) -> int:
     return int(arena.group(1))
 
 
+def run_harness(folder: Path) -> str:
+    """Build main.cc and model_data.cc in `folder` with the g++ command main.cc's opening
+    comment gives, against the TFLM library built in NAS_TFLM_ROOT, run it, and return what
+    it printed."""
+    assert TFLM_ROOT is not None and GXX is not None
+    host = f"{platform.system().lower()}_{platform.machine()}"
+    libraries = sorted(Path(TFLM_ROOT).glob(f"gen/{host}_*/lib/libtensorflow-microlite.a"))
+    assert libraries, f"no TFLM library built for {host} under {TFLM_ROOT}"
+    harness = (folder / "main.cc").read_text()
+    written = re.search(r"^ +(g\+\+ -std=c\+\+17 .*?-o model)$", harness, re.M | re.S)
+    assert written is not None, "main.cc gives no g++ command"
+    command = re.sub(r"\\\n\s*", "", written.group(1)).split()
+    command = [
+        str(libraries[-1]) if "<...>" in word else word.replace("$TFLM", TFLM_ROOT)
+        for word in command
+    ]
+    built = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    ran = subprocess.run([str(folder / "model")], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    return ran.stdout + ran.stderr
+
+
+def top_class_in_tflm(flatbuffer: bytes) -> int:
+    """The class TFLM's Python interpreter picks for the input zero-point image."""
+    interpreter = runtime.Interpreter.from_bytes(flatbuffer, arena_size=8 * 1024 * 1024)
+    given = interpreter.get_input_details(0)
+    (zero_point,) = given["quantization_parameters"]["zero_points"]
+    interpreter.set_input(np.full(given["shape"], zero_point, given["dtype"]), 0)
+    interpreter.invoke()
+    return int(interpreter.get_output(0).argmax())
+
+
 def tflm_entry(path: Path, inputs: np.ndarray) -> dict:
     """The parts of the card's `tflite.tflm` the C array reads, as TFLM measures them."""
     figures, _ = run_in_tflm(path, inputs)
@@ -137,6 +179,17 @@ def test_the_array_is_the_flatbuffer_and_the_harness_runs_its_ops(which, int8_mo
     harness = (out / "main.cc").read_text()
     assert f"TFLM's measured {entry['arena']['measured_bytes']} bytes" in harness
     assert "make -f tensorflow/lite/micro/tools/make/Makefile" in harness  # how to build
+
+
+@pytest.mark.skipif(
+    TFLM_ROOT is None or GXX is None, reason="NAS_TFLM_ROOT names no built TFLM (or no g++)"
+)
+def test_the_harness_builds_against_tflm_and_prints_tflms_top_class(int8_model, tmp_path):
+    write_c_array(int8_model, tmp_path, tflm_entry(int8_model, np.zeros((1, 16), np.int8)))
+    printed = run_harness(tmp_path)
+    assert re.search(r"arena used: \d+ of \d+ bytes", printed)
+    top = top_class_in_tflm(int8_model.read_bytes())
+    assert re.search(rf"^top class {top} \(int8 score", printed, re.M), printed
 
 
 @pytest.mark.skipif(GXX is None, reason="no g++ on this machine")

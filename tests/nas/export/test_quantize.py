@@ -25,7 +25,7 @@ from nas.store import Candidate, Export, Store
 from supernet.mbconv.checkpoint import load_supernet
 from supernet.mbconv.train import TrainConfig, train_supernet
 from supernet.quantization import fake_quantized
-from tests.nas.export.test_c_array import check_c_array
+from tests.nas.export.test_c_array import GXX, TFLM_ROOT, check_c_array, run_harness
 
 
 @pytest.fixture(scope="module")
@@ -375,6 +375,9 @@ def test_c_array_export_is_the_int8_flatbuffer_with_a_tflm_harness(trained, tmp_
     interpreter.invoke()
     scores = interpreter.get_output(0)
     assert scores.dtype == np.int8 and scores.shape == (1, 10)  # ten digits: a top class
+    if TFLM_ROOT and GXX:  # main.cc built as its comment says, and run (see test_c_array)
+        printed = run_harness(out)
+        assert f"top class {int(scores.argmax())} (int8 score {scores.max()}," in printed
     sizes = card["deployment"]["c_array"]
     assert sizes["files"] == {name: (out / name).stat().st_size for name in sizes["files"]}
     assert sizes["bytes"] == sum(sizes["files"].values()) and len(sizes["files"]) == 3
