@@ -78,8 +78,10 @@ def resolve_formats(
     quantize: str | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The formats an export writes, the one rule of every door: those asked for (None: the
-    search's `default_formats`), plus with `quantize="int8"` the int8 ONNX file, and the int8
-    flatbuffer where `tflite` is asked for. Returns them with the defaults skipped and why."""
+    search's `default_formats`) with the files they are made from (`parse_formats`: a C
+    array brings the int8 flatbuffer), plus with `quantize="int8"` the int8 ONNX file, and
+    the int8 flatbuffer where `tflite` is asked for. Returns them with the defaults skipped
+    and why."""
     skipped: dict[str, str] = {}
     if formats is None:
         chosen, skipped = default_formats(config, family)
