@@ -209,7 +209,8 @@ def export_command(
         None,
         "--format",
         help="Comma-separated: torchscript, onnx, state_dict, pt2 (torch.export), onnx_fp16, "
-        "onnx_bf16, onnx_int8, tflite, tflite_int8 (LiteRT; `make tflite-env`). Default: "
+        "onnx_bf16, onnx_int8, tflite, tflite_int8 (LiteRT; `make tflite-env`), c_array "
+        "(tflite_int8 as model_data.cc/.h, with a TFLite Micro harness main.cc). Default: "
         "torchscript, pt2, onnx, state_dict, plus the file each target runs at its precision "
         "(onnx_int8 for an MCU or int8 target, onnx_fp16 or onnx_bf16 for a GPU at fp16 or "
         "bf16).",
@@ -295,6 +296,39 @@ def export_command(
                 f"{shipped['flash_kb_tflite']['predicted']:.1f})",
                 soft_wrap=True,
             )
+        if "tflm_arena" in shipped:
+            arena = shipped["tflm_arena"]
+            console.print(
+                f"{device}, the int8 flatbuffer in TFLite Micro: arena {arena['shipped']:.1f} kB "
+                f"(head {arena['head_kb']:.1f}, tail {arena['tail_kb']:.1f}; runs in "
+                f"{arena['min_arena_kb']:.1f}), predicted peak SRAM {_fmt('', arena['predicted'])}"
+                " kB",
+                soft_wrap=True,
+            )
+    if "tflm" in card.get("tflite", {}):
+        tflm = card["tflite"]["tflm"]
+        agreement = tflm["agreement_with_litert"]
+        reference, default = agreement["reference_kernels"], agreement["default_kernels"]
+        console.print(
+            f"TFLite Micro vs LiteRT on {agreement['images']} {agreement['split']} images: "
+            f"outputs within {reference['max_abs_diff_lsb']} LSB of its reference kernels "
+            f"({reference['identical_fraction']:.2%} identical), same class as its default "
+            f"kernels for {default['same_class_fraction']:.2%}; TFLM top-1 "
+            f"{tflm['top1'][agreement['split']]:.2%}",
+            soft_wrap=True,
+        )
+    if "c_array" in card:
+        array = card["c_array"]
+        console.print(
+            f"C array for TFLite Micro: {', '.join(card['deployment']['c_array']['files'])}; "
+            f"{array['resolver']} ({', '.join(array['ops'])}), arena {array['arena_bytes']} "
+            f"bytes (measured {array['arena']['measured_bytes']} + "
+            f"{array['arena']['margin_bytes']} margin); build: see main.cc",
+            soft_wrap=True,
+            markup=False,
+        )
+    for warning in card.get("warnings", []):
+        console.print(f"warning: {warning}", soft_wrap=True, markup=False)
 
 
 def finetune_command(

@@ -4,9 +4,10 @@ predicted figures.
 The subnet is extracted from the supernet after BatchNorm recalibration (the statistics it
 is evaluated with), or built with fine-tuned weights (`nas finetune`), then written in the
 formats asked for: TorchScript, torch.export's .pt2, ONNX, a state_dict, and what devices
-run: int8 ONNX (static quantization), fp16 and bf16 ONNX, TFLite flatbuffers. Every file is
-run in a runtime that loads it and compared with torch (the int8 file: its top-1 measured)
-before the export counts as done. By default an export writes the formats each of the
+run: int8 ONNX (static quantization), fp16 and bf16 ONNX, TFLite flatbuffers, and the int8
+flatbuffer as a C array with a TFLite Micro harness. Every file is run in a runtime that
+loads it and compared with torch (the int8 file: its top-1 measured) before the export
+counts as done. By default an export writes the formats each of the
 search's targets runs at its precision (`default_formats`). The export is recorded in SQL.
 
 - formats: the format names, the defaults, and `resolve_formats`, the rule of every door
@@ -14,6 +15,8 @@ search's targets runs at its precision (`default_formats`). The export is record
 - writers: each format written and checked in its runtime
 - quantize: static int8 and float16 ONNX, measured in onnxruntime
 - tflite, litert_worker: TFLite flatbuffers, converted in an environment of their own
+- tflm, tflm_worker: an MCU target's int8 flatbuffer run in TensorFlow Lite Micro
+- c_array: the int8 flatbuffer as C++ sources, with a TensorFlow Lite Micro harness
 - card: the model card, and the MCU costs of the shipped int8 files
 - run: `export_candidate`, staged and moved into place
 - jobs: exports queued for workers (the HTTP API), their leases, listings and files

@@ -14,7 +14,7 @@ from typing import Any
 import latency_models as lm
 from nas import __version__
 from nas.export.candidate import StoredCandidate
-from nas.export.formats import FORMATS
+from nas.export.formats import COMPANION_FILES, FORMATS
 from nas.export.quantize import (
     weight_bytes,
 )
@@ -30,21 +30,30 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def mcu_targets(config: Any) -> dict[str, Any]:
+    """The search's targets that are microcontrollers: {device: its cost model}."""
+    loaded = {device: lm.load_hardware(device) for device in config.targets}
+    return {device: hw for device, hw in loaded.items() if hw.kind == "mcu"}
+
+
 def _shipped_mcu_costs(
-    files: dict[str, Path], config: Any, costs: dict[str, dict[str, float]]
-) -> dict[str, Any]:
+    files: dict[str, Path],
+    config: Any,
+    costs: dict[str, dict[str, float]],
+    tflm: dict[str, Any] | None,
+) -> tuple[dict[str, Any], list[str]]:
     """For each MCU the search targeted: the costs of the int8 files themselves beside the
     cost model's prediction for the arch. The int8 ONNX file: flash is its stored tensors
     plus the runtime, peak SRAM the device model on the layers and tensor sizes read from
     it. The int8 flatbuffer (what TFLite Micro flashes, graph included): its bytes plus the
-    runtime."""
+    runtime, and the arena TFLM recorded running it (`tflm`, from `write_tflite`) beside
+    the predicted peak SRAM. Returns the entries and a warning for each device whose SRAM
+    (or the search's peak_sram_kb limit) is smaller than that arena."""
 
     shipped: dict[str, Any] = {}
+    warnings: list[str] = []
     spec = lm.spec_from_onnx(files["onnx_int8"], batch=1) if "onnx_int8" in files else None
-    for device in config.targets:
-        hw = lm.load_hardware(device)
-        if hw.kind != "mcu":
-            continue
+    for device, hw in mcu_targets(config).items():
         predicted = costs.get(device, {})
         entry: dict[str, Any] = {}
         if spec is not None:
@@ -62,8 +71,66 @@ def _shipped_mcu_costs(
             entry["flash_kb_tflite"] = _beside(
                 predicted.get("flash_kb"), flatbuffer_kb + hw.runtime_flash_kb
             )
+        if tflm is not None:
+            entry["tflm_arena"], found = _tflm_arena(
+                device, hw.sram_kb, config.targets[device].limits, predicted, tflm
+            )
+            warnings += found
         shipped[device] = entry
-    return shipped
+    return shipped, warnings
+
+
+def _tflm_arena(
+    device: str,
+    sram_kb: float,
+    limits: dict[str, Any],
+    predicted: dict[str, float],
+    tflm: dict[str, Any],
+) -> tuple[dict[str, Any], list[str]]:
+    """TFLM's recorded arena (kB) beside the predicted peak SRAM, the device's SRAM and the
+    search's limit, with a warning for each of those the smallest working arena exceeds."""
+    arena = {where: size / 1024 for where, size in tflm["arena_bytes"].items()}
+    needed_kb = tflm["min_arena_bytes"] / 1024
+    limit_kb = limits.get("peak_sram_kb")
+    entry = {
+        **_beside(predicted.get("peak_sram_kb"), arena["total"]),
+        "head_kb": round(arena["head"], 3),
+        "tail_kb": round(arena["tail"], 3),
+        "min_arena_kb": round(needed_kb, 3),
+        "sram_kb": sram_kb,
+        "over_sram": needed_kb > sram_kb,
+        "limit_kb": limit_kb,
+        "over_limit": limit_kb is not None and needed_kb > limit_kb,
+        "how": "shipped: TFLite Micro's arena total (head + tail) recorded running the int8 "
+        "flatbuffer; over_sram and over_limit compare its smallest working arena",
+    }
+    warnings = []
+    if entry["over_sram"]:
+        warnings.append(
+            f"{device}: TFLite Micro needs a {needed_kb:.1f} kB arena for the int8 flatbuffer, "
+            f"more than the device's {sram_kb:g} kB of SRAM"
+        )
+    if entry["over_limit"]:
+        warnings.append(
+            f"{device}: TFLite Micro needs a {needed_kb:.1f} kB arena for the int8 flatbuffer, "
+            f"over the search's peak_sram_kb limit of {limit_kb:g} (predicted "
+            f"{predicted.get('peak_sram_kb', float('nan')):.1f} kB by the cost model)"
+        )
+    return entry, warnings
+
+
+def _file_sizes(files: dict[str, Path]) -> dict[str, Any]:
+    """Each format's bytes; a format written as several files (a C array with its header
+    and harness) counts them all, and lists each one's size."""
+    sizes: dict[str, Any] = {}
+    for fmt, path in files.items():
+        if fmt not in FORMATS:
+            continue
+        parts = [path, *(files[name] for name in COMPANION_FILES.get(fmt, {}) if name in files)]
+        sizes[fmt] = {"bytes": sum(part.stat().st_size for part in parts)}
+        if len(parts) > 1:
+            sizes[fmt]["files"] = {part.name: part.stat().st_size for part in parts}
+    return sizes
 
 
 def _beside(predicted: float | None, shipped: float) -> dict[str, Any]:
@@ -88,12 +155,12 @@ def model_card(
     ship, and how to rebuild the network."""
     config, opened, arch, costs = found.config, found.opened, found.arch, found.costs
     trained = opened.trained()
-    deployment: dict[str, Any] = {
-        fmt: {"bytes": path.stat().st_size} for fmt, path in files.items() if fmt in FORMATS
-    }
+    deployment = _file_sizes(files)
     deployment.update({fmt: {"skipped": why} for fmt, why in (skipped or {}).items()})
+    warnings: list[str] = []
     if "onnx_int8" in files or "tflite_int8" in files:
-        deployment["mcu"] = _shipped_mcu_costs(files, config, costs)
+        tflm = checks.get("tflite", {}).get("tflm")
+        deployment["mcu"], warnings = _shipped_mcu_costs(files, config, costs, tflm)
     card = {
         "search": {"id": search_id, "name": config.name, "candidate": candidate},
         "space": model.space,
@@ -124,6 +191,8 @@ def model_card(
         "files": {name: {"path": p.name, "sha256": file_sha256(p)} for name, p in files.items()},
         **checks,
         "deployment": deployment,
+        # what a user must know before flashing the files (`nas export` prints each)
+        "warnings": warnings,
         "rebuild": "supernet.build(supernet.get_space(card['space'])).extract(card['arch']) "
         "then load_state_dict(torch.load(model.state_dict.pt)['state_dict'])",
         "versions": _versions(),

@@ -24,6 +24,7 @@ FORMATS = (
     "onnx_int8",
     "tflite",
     "tflite_int8",
+    "c_array",
 )
 FILE_NAMES = {
     "torchscript": "model.torchscript.pt",  # deprecated in torch 2.13, kept while supported
@@ -35,7 +36,12 @@ FILE_NAMES = {
     "onnx_int8": "model.int8.onnx",  # static int8 QDQ: MCUs (via converters), CPUs, TensorRT
     "tflite": "model.tflite",  # LiteRT on phones (batch 1)
     "tflite_int8": "model.int8.tflite",  # full-integer: TFLite Micro on MCUs, phones' NPUs
+    "c_array": "model_data.cc",  # the int8 flatbuffer as C++ data, with a TFLM harness
 }
+# the other files of a format written as several, by their names in the card's `files`
+COMPANION_FILES = {"c_array": {"c_array_header": "model_data.h", "c_array_main": "main.cc"}}
+# a format made from another format's file, which is then written too
+MADE_FROM = {"c_array": "tflite_int8"}
 
 # what an export writes unless told otherwise, besides the file each target's precision runs
 DEFAULT_FORMATS = ("torchscript", "pt2", "onnx", "state_dict")
@@ -72,8 +78,10 @@ def resolve_formats(
     quantize: str | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The formats an export writes, the one rule of every door: those asked for (None: the
-    search's `default_formats`), plus with `quantize="int8"` the int8 ONNX file, and the int8
-    flatbuffer where `tflite` is asked for. Returns them with the defaults skipped and why."""
+    search's `default_formats`) with the files they are made from (`parse_formats`: a C
+    array brings the int8 flatbuffer), plus with `quantize="int8"` the int8 ONNX file, and
+    the int8 flatbuffer where `tflite` is asked for. Returns them with the defaults skipped
+    and why."""
     skipped: dict[str, str] = {}
     if formats is None:
         chosen, skipped = default_formats(config, family)
@@ -91,6 +99,8 @@ def resolve_formats(
 
 
 def parse_formats(text: str | Sequence[str]) -> list[str]:
+    """The format names in `text` (comma-separated, or a list), each once, with the format
+    each one is made from (MADE_FROM) before it; ExportError naming an unknown one."""
     items = text.split(",") if isinstance(text, str) else list(text)
     if not all(isinstance(f, str) for f in items):
         raise ExportError(
@@ -100,4 +110,5 @@ def parse_formats(text: str | Sequence[str]) -> list[str]:
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise ExportError(f"unknown export format {bad or text!r}; allowed: {', '.join(FORMATS)}")
-    return list(dict.fromkeys(formats))
+    with_sources = [source for f in formats for source in (MADE_FROM.get(f), f) if source]
+    return list(dict.fromkeys(with_sources))

@@ -18,7 +18,7 @@ from typing import Any
 
 from nas.errors import ExportError
 from nas.export.candidate import finetuned_weights, load_candidate
-from nas.export.card import model_card
+from nas.export.card import mcu_targets, model_card
 from nas.export.formats import parse_formats
 from nas.export.writers import write_model_files
 from nas.store import Export, Store, lease
@@ -195,7 +195,10 @@ def export_candidate(
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # as a folder made with mkdir would be, not mkdtemp's 0700
-        files, checks = write_model_files(model, arch, formats, staging, calibration_images)
+        for_mcu = bool(mcu_targets(found.config))
+        files, checks = write_model_files(
+            model, arch, formats, staging, calibration_images, for_mcu
+        )
         card = model_card(search_id, candidate, found, model, files, checks, skipped, finetuned)
         (staging / CARD_NAME).write_text(json.dumps(card, indent=2))
         _move_into_place(staging, out)

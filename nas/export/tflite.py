@@ -7,7 +7,9 @@ or NAS_TFLITE_PYTHON names another Python that has it. The conversion and the
 measurements run there, in `nas/export/litert_worker.py`, as a subprocess; this module prepares
 its inputs and checks what it reports. The files' top-1 is measured in LiteRT's own
 interpreter on the family's val and test images, as the int8 ONNX file's is in
-onnxruntime.
+onnxruntime. For an MCU target the int8 file must be integer end to end (no float op
+left), and it is run in TensorFlow Lite Micro too (`nas.export.tflm`): its outputs against
+LiteRT's on the validation images, and the arena TFLM needs.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ExportError
+from nas.export.tflm import check_in_tflm
 from supernet.family import ExportableModel
 
 PYTHON_VARIABLE = "NAS_TFLITE_PYTHON"
@@ -30,10 +33,12 @@ WORKER = Path(__file__).with_name("litert_worker.py")
 TIMEOUT_S = 1800  # converting takes 20-40 s per file on 2 cores; a hang must still end
 FP32_TOLERANCE = 1e-4  # relative to the outputs' scale, as for the fp32 ONNX file
 SCHEME = (
-    "int8 input and output, per-channel symmetric int8 weights, per-tensor int8 "
-    "activations (PT2E with litert-torch's quantizer); the ops it leaves unquantized run in "
-    "float between DEQUANTIZE and QUANTIZE ops (`float_ops`)"
+    "full integer: int8 input and output, per-channel symmetric int8 weights, per-tensor "
+    "int8 activations with min/max ranges over the calibration images (ai-edge-quantizer's "
+    "static_wi8_ai8 recipe on the float flatbuffer); ops left in float, if any, are listed "
+    "in `float_ops`"
 )
+TFLM_SPLIT = "val"  # where TFLM's outputs are compared with LiteRT's
 
 
 def converter_python() -> Path:
@@ -56,10 +61,13 @@ def write_tflite(
     fp32: Path | None,
     int8: Path | None,
     calibration_images: int,
+    for_mcu: bool = False,
 ) -> dict[str, Any]:
     """Convert `pt2` (the candidate's torch.export file) to the fp32 and/or int8
     flatbuffers asked for, with batch 1, and measure them in LiteRT: the fp32 file's outputs
-    against torch's, and each file's top-1 on val and test. Returns the card's `tflite`."""
+    against torch's, and each file's top-1 on val and test. `for_mcu`: the int8 file goes to
+    a microcontroller, so a float op left in it is an ExportError, and it is run in TFLM
+    (`tflm` in the entry). Returns the card's `tflite`."""
     if int8 is not None and model.labelled is None:
         raise ExportError(
             f"int8 TFLite export needs labelled images to calibrate and measure on; the "
@@ -67,7 +75,7 @@ def write_tflite(
         )
     if calibration_images < 1:
         raise ExportError(f"--calibration-images must be >= 1, got {calibration_images}")
-    python = converter_python()
+    in_tflm = for_mcu and int8 is not None
     with tempfile.TemporaryDirectory(prefix="nas-tflite-") as tmp:
         folder = Path(tmp)
         check = folder / "check.npy"
@@ -79,6 +87,7 @@ def write_tflite(
             "int8": str(int8) if int8 else None,
             "check": str(check),
             "splits": {},
+            "int8_reference": None,
         }
         if model.labelled is not None:
             train, _ = model.labelled("train")
@@ -90,23 +99,48 @@ def write_tflite(
                 np.save(paths[0], images.numpy())
                 np.save(paths[1], labels.numpy())
                 request["splits"][split] = paths
-        (folder / "request.json").write_text(json.dumps(request))
-        reply_path = folder / "reply.json"
-        command = [str(python), str(WORKER), str(folder / "request.json"), str(reply_path)]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise ExportError(f"TFLite conversion took over {TIMEOUT_S} s; stopped") from None
-        if done.returncode != 0 or not reply_path.is_file():
-            tail = "\n".join(done.stderr.strip().splitlines()[-6:])
-            raise ExportError(f"TFLite conversion failed ({python}):\n{tail}")
-        reply = json.loads(reply_path.read_text())
-    return _checked(reply, fp32 is not None, int8 is not None)
+        if in_tflm:
+            request["int8_reference"] = {
+                "split": TFLM_SPLIT,
+                "inputs": str(folder / "int8-inputs.npy"),
+                "outputs": str(folder / "litert-reference-outputs.npy"),
+                "outputs_default": str(folder / "litert-default-outputs.npy"),
+            }
+        reply = _run_worker(folder, request)
+        card = _checked(reply, fp32 is not None, int8 is not None, for_mcu)
+        if in_tflm:
+            assert int8 is not None and model.labelled is not None
+            reference = request["int8_reference"]
+            litert = {
+                "reference": np.load(reference["outputs"]),
+                "default": np.load(reference["outputs_default"]),
+            }
+            _, labels = model.labelled(TFLM_SPLIT)
+            card["tflm"] = check_in_tflm(
+                int8, np.load(reference["inputs"]), litert, labels.numpy(), TFLM_SPLIT
+            )
+    return card
 
 
-def _checked(reply: dict[str, Any], fp32: bool, int8: bool) -> dict[str, Any]:
+def _run_worker(folder: Path, request: dict[str, Any]) -> dict[str, Any]:
+    """`litert_worker.py` run on `request` in the converter's environment; its reply."""
+    python = converter_python()
+    (folder / "request.json").write_text(json.dumps(request))
+    reply_path = folder / "reply.json"
+    command = [str(python), str(WORKER), str(folder / "request.json"), str(reply_path)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ExportError(f"TFLite conversion took over {TIMEOUT_S} s; stopped") from None
+    if done.returncode != 0 or not reply_path.is_file():
+        tail = "\n".join(done.stderr.strip().splitlines()[-6:])
+        raise ExportError(f"TFLite conversion failed ({python}):\n{tail}")
+    return json.loads(reply_path.read_text())
+
+
+def _checked(reply: dict[str, Any], fp32: bool, int8: bool, for_mcu: bool) -> dict[str, Any]:
     """The card's `tflite` entry from the worker's reply; ExportError where the fp32 file
-    does not compute what torch computes."""
+    does not compute what torch computes, or where an int8 file for an MCU has float ops."""
     card: dict[str, Any] = {
         "runtime": f"LiteRT interpreter (ai-edge-litert {reply['versions'].get('ai-edge-litert')})",
         "converter": reply["versions"],
@@ -126,6 +160,12 @@ def _checked(reply: dict[str, Any], fp32: bool, int8: bool) -> dict[str, Any]:
             )
         card["fp32_check"] = {"max_abs_diff": check["max_abs_diff"], "allowed": allowed}
     if int8:
+        if for_mcu and reply["float_ops"]:
+            left = ", ".join(f"{op} x{count}" for op, count in sorted(reply["float_ops"].items()))
+            raise ExportError(
+                f"the int8 flatbuffer for the MCU target still computes in float: {left}; an "
+                "MCU runtime would run them as float kernels, so the file is not shipped"
+            )
         card["scheme"] = SCHEME
         card["float_ops"] = reply["float_ops"]
         card["calibration_images"] = reply["calibration_images"]

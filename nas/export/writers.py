@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from nas.errors import ExportError
+from nas.export.c_array import write_c_array
 from nas.export.formats import FILE_NAMES, TFLITE_FORMATS
 from nas.export.quantize import (
     SCHEME,
@@ -58,11 +59,19 @@ def _save_through_python(path: Path, save: Callable[[Any, io.BytesIO], object], 
 
 
 def write_model_files(
-    model: ExportableModel, arch: dict, formats: list[str], folder: Path, calibration_images: int
+    model: ExportableModel,
+    arch: dict,
+    formats: list[str],
+    folder: Path,
+    calibration_images: int,
+    for_mcu: bool = False,
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """Write each format (and the family's extra files) into `folder`, each checked in the
     runtime that loads it against torch. Returns the files and what the checks found (the
-    card's `onnx_check`, `pt2_check`, `fp16_check`, `bf16_check` and `quantization`)."""
+    card's `onnx_check`, `pt2_check`, `fp16_check`, `bf16_check`, `quantization`, `tflite`
+    and `c_array`). `for_mcu`: the search targets a microcontroller, so the int8 flatbuffer
+    must be integer end to end and run in TFLite Micro (`write_tflite`); so must the one a
+    C array is made from, whatever the targets: it goes to a board."""
     files: dict[str, Path] = {}
     checks: dict[str, Any] = {}
     fp32_onnx: Path | None = None
@@ -72,8 +81,8 @@ def write_model_files(
         checks["onnx_check"] = write_onnx(model, fp32_onnx)
     for fmt in formats:
         path = folder / FILE_NAMES[fmt]
-        if fmt in TFLITE_FORMATS:
-            continue  # below: converted from the .pt2 file
+        if fmt in TFLITE_FORMATS or fmt == "c_array":
+            continue  # below: the flatbuffers, converted from the .pt2 file, then the C array
         if fmt == "torchscript":
             _save_through_python(path, torch.jit.save, torch.jit.script(model.module))
         elif fmt == "state_dict":
@@ -101,7 +110,15 @@ def write_model_files(
     if fp32_onnx is not None and "onnx" not in formats:
         fp32_onnx.unlink()
     if TFLITE_FORMATS & set(formats):
-        files.update(_write_tflite_files(model, formats, folder, files, checks, calibration_images))
+        to_board = for_mcu or "c_array" in formats
+        files.update(
+            _write_tflite_files(model, formats, folder, files, checks, calibration_images, to_board)
+        )
+    if "c_array" in formats:  # parse_formats put tflite_int8 in formats, so TFLM has run it
+        written, checks["c_array"] = write_c_array(
+            files["tflite_int8"], folder, checks["tflite"]["tflm"]
+        )
+        files.update(written)
     for name, write in model.extra_files.items():
         files[name] = write(folder / name)
     return files, checks
@@ -114,6 +131,7 @@ def _write_tflite_files(
     files: dict[str, Path],
     checks: dict[str, Any],
     calibration_images: int,
+    for_mcu: bool,
 ) -> dict[str, Path]:
     """The TFLite flatbuffers asked for, converted from the .pt2 file (written for the
     purpose, checked, and removed after, unless it was asked for too)."""
@@ -124,7 +142,12 @@ def _write_tflite_files(
     wanted = {fmt: folder / FILE_NAMES[fmt] for fmt in ("tflite", "tflite_int8") if fmt in formats}
     try:
         checks["tflite"] = write_tflite(
-            model, pt2, wanted.get("tflite"), wanted.get("tflite_int8"), calibration_images
+            model,
+            pt2,
+            wanted.get("tflite"),
+            wanted.get("tflite_int8"),
+            calibration_images,
+            for_mcu,
         )
     finally:
         if "pt2" not in files:

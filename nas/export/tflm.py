@@ -1,0 +1,112 @@
+"""The int8 flatbuffer in TensorFlow Lite Micro, the runtime an MCU board runs it with.
+
+`tflite-micro` (TFLM's own Python interpreter: its C++ interpreter and reference kernels,
+with numpy and flatbuffers, no TensorFlow) is a dependency of the project, and runs in
+`nas/export/tflm_worker.py` as a subprocess of this Python: TFLM prints its allocations on
+file descriptor 2, which only a process of its own can take over safely. The check:
+
+    entry = check_in_tflm(model, inputs, {"reference": ..., "default": ...}, labels, "val")
+
+runs the file on the int8 inputs LiteRT ran it on, requires every output within
+`ALLOWED_LSB` of LiteRT's reference kernels', measures TFLM's top-1, and returns the card's
+`tflite.tflm`: TFLM's arena (head: the
+tensors planned by lifetime and the kernels' scratch; tail: persistent per-op state,
+per-channel quantization data and the interpreter's structs), its parts, and the smallest
+arena the file runs in.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.errors import ExportError
+
+WORKER = Path(__file__).with_name("tflm_worker.py")
+TIMEOUT_S = 1800  # reference kernels: 20-100 ms per inference on 2 cores, over a split
+ALLOWED_LSB = 1  # two runtimes' int8 kernels may round a requantization differently
+
+
+def run_in_tflm(model: Path, inputs: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+    """TFLM's figures for `model` (the worker's reply) and its raw outputs on `inputs`
+    (one row per inference, in the model's input type). ExportError where TFLM cannot
+    load or run the file."""
+    with tempfile.TemporaryDirectory(prefix="nas-tflm-") as tmp:
+        folder = Path(tmp)
+        np.save(folder / "inputs.npy", inputs)
+        request = {
+            "model": str(model),
+            "inputs": str(folder / "inputs.npy"),
+            "outputs": str(folder / "outputs.npy"),
+        }
+        (folder / "request.json").write_text(json.dumps(request))
+        reply_path = folder / "reply.json"
+        command = [sys.executable, str(WORKER), str(folder / "request.json"), str(reply_path)]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise ExportError(f"TFLM ran {model.name} for over {TIMEOUT_S} s; stopped") from None
+        if done.returncode != 0 or not reply_path.is_file():
+            last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise ExportError(f"TFLite Micro cannot run {model.name}: {last}")
+        return json.loads(reply_path.read_text()), np.load(request["outputs"])
+
+
+def check_in_tflm(
+    model: Path,
+    inputs: np.ndarray,
+    litert: dict[str, np.ndarray],
+    labels: np.ndarray,
+    split: str,
+) -> dict[str, Any]:
+    """The card's `tflm` entry for `model`, run on `inputs` (the int8 inputs of `split`'s
+    images, labelled `labels`). `litert`: LiteRT's raw outputs on the same inputs with its
+    "reference" kernels and its "default" ones. ExportError unless every output is within
+    ALLOWED_LSB of the reference kernels' (TFLM's reference kernels implement the same
+    integer arithmetic; the default ones round differently, by a few LSB after some fifty
+    layers, which is recorded, as is how often both pick the same class)."""
+    figures, outputs = run_in_tflm(model, inputs)
+    if outputs.shape != litert["reference"].shape:
+        raise ExportError(
+            f"TFLite Micro gave outputs of shape {outputs.shape} for {model.name}, LiteRT "
+            f"{litert['reference'].shape}"
+        )
+
+    def lsb(other: np.ndarray) -> np.ndarray:
+        return np.abs(outputs.astype(np.int64) - other.astype(np.int64))
+
+    to_reference, to_default = lsb(litert["reference"]), lsb(litert["default"])
+    worst = int(to_reference.max(initial=0))
+    if worst > ALLOWED_LSB:
+        raise ExportError(
+            f"TFLite Micro and LiteRT's reference kernels disagree on {model.name}: outputs "
+            f"differ by up to {worst} LSB (allowed {ALLOWED_LSB}) on {len(inputs)} {split} images"
+        )
+    classes = outputs.argmax(1)
+    return {
+        "runtime": f"TensorFlow Lite Micro (tflite-micro {figures['version']}, reference kernels)",
+        "arena_bytes": figures["arena_bytes"],
+        "min_arena_bytes": figures["min_arena_bytes"],
+        "allocations": figures["allocations"],
+        "top1": {split: float(np.mean(classes == labels))},
+        "agreement_with_litert": {
+            "split": split,
+            "images": len(inputs),
+            "reference_kernels": {
+                "max_abs_diff_lsb": worst,
+                "identical_fraction": round(float(np.mean(to_reference == 0)), 5),
+                "allowed_lsb": ALLOWED_LSB,
+            },
+            "default_kernels": {
+                "max_abs_diff_lsb": int(to_default.max(initial=0)),
+                "same_class_fraction": float(np.mean(classes == litert["default"].argmax(1))),
+            },
+        },
+        "seconds": figures["seconds"],
+    }
