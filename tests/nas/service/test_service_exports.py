@@ -217,7 +217,7 @@ def test_staging_left_by_dead_workers_is_removed_and_a_live_workers_is_kept(sear
         )
     assert claim_export(store, own, lease.driver_id())
     exports_dir = data_dir / "exports"
-    exports_dir.mkdir(parents=True)
+    exports_dir.mkdir(parents=True, exist_ok=True)  # made at start-up
     staging = {}
     for export_id, tail in ((own, "dead1"), (own, "dead2"), (ended, "x"), (elsewhere, "live")):
         folder = staging[export_id, tail] = exports_dir / f".{export_id}.partial-{tail}"
