@@ -47,6 +47,14 @@ are fixed definitions and do not depend on the profile beyond `activation_bytes`
 
 * flash_kb: int8 weights, an int32 bias and a per-channel requantisation scale for every output
   channel of every conv/linear layer (BatchNorm is folded), plus the profile's runtime_flash_kb.
+* runtime="tflm" (an option where the profile has a `tflm` mapping; "tinyengine", all of the
+  above, is the default): the figures of TensorFlow Lite Micro running the full-integer
+  flatbuffer `nas export` writes. peak_sram_kb = its arena + runtime_sram_kb, where the arena's
+  head is the largest set of live tensors of the graph as the converter writes it (`tflm_graph`:
+  explicit PAD ops, unfused activations as ops, nothing in place) and its tail is persistent
+  (`TFLMRuntime`: per tensor, per op, per output channel, OpData per op kind). flash_kb = the
+  flatbuffer's predicted size + the TFLM runtime's code (`tflm.runtime_flash_kb`, with its
+  source). The other metrics do not change with the runtime.
 * latency_ms: sum over layers of MACs x cycles_per_mac[class] + elements x
   cycles_per_element[class] + layer_overhead_cycles, divided by the clock. Conv and linear
   layers pay cycles_per_element.output per output element (requantisation, store), pooling
