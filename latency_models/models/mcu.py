@@ -47,6 +47,14 @@ are fixed definitions and do not depend on the profile beyond `activation_bytes`
 
 * flash_kb: int8 weights, an int32 bias and a per-channel requantisation scale for every output
   channel of every conv/linear layer (BatchNorm is folded), plus the profile's runtime_flash_kb.
+* runtime="tflm" (an option where the profile has a `tflm` mapping; "tinyengine", all of the
+  above, is the default): the figures of TensorFlow Lite Micro running the full-integer
+  flatbuffer `nas export` writes. peak_sram_kb = its arena + runtime_sram_kb, where the arena's
+  head is the largest set of live tensors of the graph as the converter writes it (`tflm_graph`:
+  explicit PAD ops, unfused activations as ops, nothing in place) and its tail is persistent
+  (`TFLMRuntime`: per tensor, per op, per output channel, OpData per op kind). flash_kb = the
+  flatbuffer's predicted size + the TFLM runtime's code (`tflm.runtime_flash_kb`, with its
+  source). The other metrics do not change with the runtime.
 * latency_ms: sum over layers of MACs x cycles_per_mac[class] + elements x
   cycles_per_element[class] + layer_overhead_cycles, divided by the clock. Conv and linear
   layers pay cycles_per_element.output per output element (requantisation, store), pooling
@@ -60,7 +68,7 @@ from typing import Any
 
 import numpy as np
 
-from latency_models.arrays import CLASS_CODES, LAYER_CLASSES, OP_CODES, SpecBatch
+from latency_models.arrays import ACT_CODES, CLASS_CODES, LAYER_CLASSES, OP_CODES, SpecBatch
 from latency_models.base import CostModel, Fit, Reader, mape
 from latency_models.errors import HardwareError
 from latency_models.spec import NetworkSpec
@@ -88,6 +96,7 @@ FIELDS = (
     "im2col_buffers",
     "kernel_buffers",
     "calibration",
+    "tflm",
 )
 QUANT_FIELDS = ("activation_bytes", "weight_bytes", "bias_bytes", "scale_bytes_per_channel")
 # What each peak-SRAM metric counts (the module docstring has the per-layer table).
@@ -109,6 +118,31 @@ _IM2COL = np.zeros(len(LAYER_CLASSES), bool)  # classes with an im2col buffer
 _IM2COL[[CLASS_CODES["conv"], CLASS_CODES["pointwise"], CLASS_CODES["grouped"]]] = True
 _KERNEL_COPY = np.zeros(len(LAYER_CLASSES), bool)  # k x k kernels copied to int16 (k > 1)
 _KERNEL_COPY[[CLASS_CODES["conv"], CLASS_CODES["grouped"]]] = True
+# `runtime` option: TinyEngine's memory plan (the default) or TensorFlow Lite Micro's
+RUNTIMES = ("tinyengine", "tflm")
+TFLM_FIELDS = (
+    "runtime_flash_kb",
+    "runtime_flash_source",
+    "eval_tensor_bytes",
+    "node_bytes",
+    "channel_bytes",
+    "opdata_bytes",
+    "tail_base_bytes",
+    "flatbuffer",
+    "calibration",
+)
+OPDATA_KINDS = ("weighted", "other")  # conv / depthwise / fully connected, and the rest
+FLATBUFFER_FIELDS = ("tensor_bytes", "op_bytes", "base_bytes", "bias_bytes", "channel_bytes")
+# activations TFLite fuses into the conv before them; any other is an op of its own
+_FUSED_ACTS = np.zeros(len(ACT_CODES), bool)
+_FUSED_ACTS[[ACT_CODES[None], ACT_CODES["relu"], ACT_CODES["relu6"]]] = True
+# activations written as an op with a constant operand (h_sigmoid: a MUL by 1/6 after the
+# conv, whose +3 and relu6 are folded into it)
+_CONST_OPERAND_ACTS = np.zeros(len(ACT_CODES), bool)
+_CONST_OPERAND_ACTS[ACT_CODES["h_sigmoid"]] = True
+# ops with a constant operand of their own besides weights: MEAN (its axes)
+_CONST_OPERAND_OPS = np.zeros(len(OP_CODES), bool)
+_CONST_OPERAND_OPS[OP_CODES["global_avgpool"]] = True
 
 
 class MCUModel(CostModel):
@@ -143,6 +177,7 @@ class MCUModel(CostModel):
         self.im2col_buffers = r.boolean("im2col_buffers", True)
         self.kernel_buffers = r.boolean("kernel_buffers", True)
         r.mapping("calibration", {})  # provenance only; must be a mapping
+        self.tflm = TFLMRuntime.read(r.mapping("tflm")) if r.has("tflm") else None
         self._cpm = np.array([self.cycles_per_mac.get(c, 0.0) for c in LAYER_CLASSES])
         self._cpe = np.array(
             [self.cycles_per_element["output" if c in MAC_CLASSES else c] for c in LAYER_CLASSES]
@@ -163,7 +198,10 @@ class MCUModel(CostModel):
     def options(self) -> dict[str, tuple[Any, ...]]:
         # the model costs int8 weights and activations (TinyEngine / CMSIS-NN kernels); a
         # target says `precision: int8` to search on quality after int8 quantization too
-        return {"precision": ("int8",)}
+        options: dict[str, tuple[Any, ...]] = {"precision": ("int8",)}
+        # TFLM's figures need the profile's `tflm` constants (fitted to recorded arenas)
+        options["runtime"] = RUNTIMES if self.tflm is not None else RUNTIMES[:1]
+        return options
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -177,6 +215,7 @@ class MCUModel(CostModel):
             "sram_activation_factor": self.sram_activation_factor,
             "runtime_flash_kb": self.runtime_flash_kb,
             "peak_sram_definitions": dict(PEAK_SRAM_DEFINITIONS),
+            **({"tflm": self.profile["tflm"]} if self.tflm is not None else {}),
         }
 
     # ----- the model -------------------------------------------------------------------------
@@ -261,12 +300,85 @@ class MCUModel(CostModel):
     def _columns(self, batch: SpecBatch, options: Mapping[str, Any]) -> dict[str, np.ndarray]:
         memory = self._memory(batch)
         scheduled = memory["arena"] * self.sram_activation_factor + memory["buffers"]
-        return {
+        columns = {
             "latency_ms": self._cycles(batch) / (self.clock_mhz * 1e3),
             "peak_sram_kb": scheduled / 1024 + self.runtime_sram_kb,
             "peak_sram_layerwise_kb": memory["layerwise"] / 1024,
             "peak_sram_act_kb": memory["act"] / 1024,
             "flash_kb": self._flash_bytes(batch) / 1024 + self.runtime_flash_kb,
+        }
+        if options.get("runtime") == "tflm":
+            assert self.tflm is not None  # options() offers tflm only with its constants
+            tflm = self.tflm_memory(batch)
+            columns["peak_sram_kb"] = tflm["arena"] / 1024 + self.runtime_sram_kb
+            columns["flash_kb"] = tflm["flatbuffer"] / 1024 + self.tflm.runtime_flash_kb
+        return columns
+
+    # ----- TensorFlow Lite Micro -------------------------------------------------------------
+
+    def tflm_graph(self, b: SpecBatch) -> dict[str, np.ndarray]:
+        """Per spec, the graph as the converter writes it and TFLM runs it: `head` (bytes
+        of the largest set of live tensors), and the counts the tail and the flatbuffer
+        grow with: `ops`, `tensors`, `weighted_ops` (conv, depthwise, fully connected),
+        `channels` (their output channels), `weight_bytes`.
+
+        Each layer is one op, plus: a PAD before a conv with stride > 1 and k > 1 (the
+        converter makes PyTorch's symmetric padding explicit, then runs a VALID conv), an
+        op after a layer whose activation TFLite does not fuse (HARD_SWISH; a MUL for
+        h_sigmoid), and one op reordering the input to NHWC. Every op writes a tensor of
+        its own (TFLM's planner shares nothing in place); a tensor lives from the op that
+        writes it to the last op that reads it."""
+        op, act = b.col("op"), b.col("act")
+        inputs, out, held = b.col("inputs_elems"), b.col("out_elems"), b.col("held_elems")
+        in_elems, dies = b.col("in_elems"), b.col("in_dies") == 1
+        kernel, stride = b.col("kernel"), b.col("stride")
+        weighted = (op == OP_CODES["conv"]) | (op == OP_CODES["linear"])
+        # TFLite's SAME padding puts the odd pixel after; where PyTorch's symmetric k // 2
+        # differs from it, the converter writes an explicit PAD and a VALID conv
+        border = 2 * (kernel // 2)
+        same_h = (-(-b.col("hin") // stride) - 1) * stride + kernel - b.col("hin")
+        same_w = (-(-b.col("win") // stride) - 1) * stride + kernel - b.col("win")
+        same = (np.maximum(same_h, 0) == border) & (np.maximum(same_w, 0) == border)
+        padded = (op == OP_CODES["conv"]) & (kernel > 1) & ~same
+        padded_elems = b.col("cin") * (b.col("hin") + border) * (b.col("win") + border)
+        separate_act = ~_FUSED_ACTS[act]
+        kept_input = np.where(dies, 0, in_elems)  # read again by a later layer
+        live_pad = np.where(padded, inputs + padded_elems + held, 0)
+        live_layer = np.where(padded, padded_elems + kept_input, inputs) + out + held
+        live_act = np.where(separate_act, 2 * out + held + kept_input, 0)
+        live = np.maximum(np.maximum(live_pad, live_layer), live_act)
+        network_input = in_elems[b.starts]  # the input and its NHWC copy, live together
+        head = np.maximum(b.max(live), 2 * network_input) * b.batch * self.activation_bytes
+        ops = b.counts + b.sum(padded) + b.sum(separate_act) + 1
+        # the converter writes an identical constant once (MEAN's axes, h_sigmoid's 1/6)
+        constants = (
+            2 * b.sum(weighted)  # weights and bias (BatchNorm folded into it)
+            + b.sum(padded)  # the paddings
+            + (b.sum(_CONST_OPERAND_OPS[op]) > 0)
+            + (b.sum(separate_act & _CONST_OPERAND_ACTS[act]) > 0)
+            + 1  # the input reorder's shape or permutation
+        )
+        return {
+            "head": head.astype(np.float64),
+            "ops": ops.astype(np.float64),
+            "tensors": (1 + ops + constants).astype(np.float64),  # + the network input
+            "weighted_ops": b.sum(weighted).astype(np.float64),
+            "channels": b.sum(np.where(weighted, b.col("cout"), 0)).astype(np.float64),
+            "weight_bytes": b.sum(b.col("weights") * self.weight_bytes).astype(np.float64),
+        }
+
+    def tflm_memory(self, b: SpecBatch) -> dict[str, np.ndarray]:
+        """TFLM's arena per spec in bytes (`head`, `tail`, `arena` = head + tail) and the
+        flatbuffer's size (`flatbuffer`); the TFLMRuntime docstring lists the terms."""
+        if self.tflm is None:
+            raise HardwareError(f"hardware {self.name!r}: its profile has no tflm constants")
+        graph = self.tflm_graph(b)
+        tail = self.tflm.tail_bytes(graph)
+        return {
+            "head": graph["head"],
+            "tail": tail,
+            "arena": graph["head"] + tail,
+            "flatbuffer": self.tflm.flatbuffer_bytes(graph),
         }
 
     # ----- calibration -----------------------------------------------------------------------
@@ -368,6 +480,67 @@ class MCUModel(CostModel):
 
         sol, _ = nnls(np.vstack([a, reg]), np.concatenate([rhs, reg_rhs]))
         return dict(zip(names, (sol * scale).tolist(), strict=True))
+
+
+class TFLMRuntime:
+    """TensorFlow Lite Micro's constants in an MCU profile (its `tflm` mapping).
+
+    Arena tail (persistent) = eval_tensor_bytes per tensor (TfLiteEvalTensor) + node_bytes
+    per op (NodeAndRegistration) + channel_bytes per output channel of every conv /
+    depthwise / fully connected op (its per-channel multiplier and shift) + opdata_bytes
+    per op of each kind (the kernels' OpData: `weighted` ops and the `other` ones) +
+    tail_base_bytes (the interpreter's structs, its input and output TfLiteTensors).
+    Flatbuffer = int8 weights + flatbuffer.bias_bytes and flatbuffer.channel_bytes per
+    output channel (an int32 bias; a float32 scale and an int64 zero point for the weights
+    and for the bias) + flatbuffer.tensor_bytes per tensor and op_bytes per op (names,
+    shapes, options, activation quantization) + base_bytes. runtime_flash_kb: the TFLM
+    runtime's code, with its source in runtime_flash_source."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    @classmethod
+    def read(cls, r: Reader) -> TFLMRuntime:
+        r.only(TFLM_FIELDS)
+        fb = r.mapping("flatbuffer")
+        fb.only(FLATBUFFER_FIELDS)
+        r.mapping("calibration", {})  # provenance only
+        if not r.string("runtime_flash_source").strip():
+            raise r.error("runtime_flash_source", "must name where runtime_flash_kb comes from")
+        return cls(
+            {
+                "runtime_flash_kb": r.number("runtime_flash_kb"),
+                "eval_tensor_bytes": r.number("eval_tensor_bytes"),
+                "node_bytes": r.number("node_bytes"),
+                "channel_bytes": r.number("channel_bytes"),
+                "opdata_bytes": r.numbers(
+                    "opdata_bytes", allowed=OPDATA_KINDS, required=OPDATA_KINDS, positive=False
+                ),
+                "tail_base_bytes": r.number("tail_base_bytes"),
+                "flatbuffer": {name: fb.number(name) for name in FLATBUFFER_FIELDS},
+            }
+        )
+
+    def tail_bytes(self, graph: Mapping[str, np.ndarray]) -> np.ndarray:
+        other_ops = graph["ops"] - graph["weighted_ops"]
+        return (
+            self.eval_tensor_bytes * graph["tensors"]
+            + self.node_bytes * graph["ops"]
+            + self.channel_bytes * graph["channels"]
+            + self.opdata_bytes["weighted"] * graph["weighted_ops"]
+            + self.opdata_bytes["other"] * other_ops
+            + self.tail_base_bytes
+        )
+
+    def flatbuffer_bytes(self, graph: Mapping[str, np.ndarray]) -> np.ndarray:
+        fb = self.flatbuffer
+        return (
+            graph["weight_bytes"]
+            + (fb["bias_bytes"] + fb["channel_bytes"]) * graph["channels"]
+            + fb["tensor_bytes"] * graph["tensors"]
+            + fb["op_bytes"] * graph["ops"]
+            + fb["base_bytes"]
+        )
 
 
 def _round(value: float) -> float:

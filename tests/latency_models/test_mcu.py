@@ -266,11 +266,88 @@ def test_int8_is_the_only_precision(residual):
     """The model costs int8 networks: `precision: int8` is accepted (a search then measures
     quality after int8 quantization), anything else is refused with what is allowed."""
     model = toy()
-    assert model.options() == {"precision": ("int8",)}
+    assert model.options()["precision"] == ("int8",)
     assert model.predict(residual, precision="int8") == model.predict(residual)
     with pytest.raises(
         lm.OptionError, match="'precision': value 'fp16' is not supported; allowed: int8"
     ):
         model.predict(residual, precision="fp16")
-    with pytest.raises(lm.OptionError, match="'runtime': not an option of mcu"):
-        model.predict(residual, runtime="tflm")
+
+
+# ----- runtime: tflm ---------------------------------------------------------------------------
+
+TFLM = {
+    "runtime_flash_kb": 16,
+    "runtime_flash_source": "a test",
+    "eval_tensor_bytes": 24,
+    "node_bytes": 64,
+    "channel_bytes": 8,
+    "opdata_bytes": {"weighted": 100, "other": 50},
+    "tail_base_bytes": 1000,
+    "flatbuffer": {
+        "tensor_bytes": 300,
+        "op_bytes": 20,
+        "base_bytes": 5000,
+        "bias_bytes": 4,
+        "channel_bytes": 24,
+    },
+}
+
+
+def tflm_net(size: int) -> lm.NetworkSpec:
+    """input (1, size, size) -> a: conv3x3 s2 1->4 h_swish -> b: depthwise3x3 relu ->
+    c: conv1x1 -> d: add(c, a) -> p: global pool -> fc: linear 10."""
+    b = lm.SpecBuilder((1, size, size), name="tflm")
+    b.conv("a", 4, kernel=3, stride=2, act="h_swish", src=None)
+    b.conv("b", 4, kernel=3, groups=4, act="relu")
+    b.conv("c", 4)
+    b.add("d", "c", "a")
+    b.global_avgpool("p")
+    b.linear("fc", 10)
+    return b.build()
+
+
+def test_tflm_arena_and_flatbuffer_by_hand():
+    hw = toy(tflm=TFLM)
+    assert hw.options()["runtime"] == ("tinyengine", "tflm")  # TinyEngine's plan by default
+    cost = hw.predict(tflm_net(8), runtime="tflm")
+    # 8x8, stride 2: TFLite's SAME pads 0 before and 1 after, PyTorch 1 and 1, so the
+    # converter writes a PAD (1x10x10 = 100) and a VALID conv. Live bytes per op: the input
+    # and its NHWC copy 64 + 64; PAD 64 + 100; a 100 + 64; its HARD_SWISH 64 + 64; b 64 + 64
+    # (a is its input); c 64 + 64 + a held 64; d 64 + 64 + 64; p 64 + 4; fc 4 + 10
+    head = 192
+    # ops: 6 layers + PAD + HARD_SWISH + the input's reorder = 9; of them conv-like 4 (a,
+    # b, c, fc) with 4 + 4 + 4 + 10 = 22 output channels; tensors: the input, 9 outputs, and
+    # constants: weights and bias x 4, the paddings, MEAN's axes, the reorder's shape = 21
+    tail = 24 * 21 + 64 * 9 + 8 * 22 + 100 * 4 + 50 * 5 + 1000
+    assert cost["peak_sram_kb"] == pytest.approx((head + tail) / 1024)
+    # weights 36 + 36 + 16 + 40, 4 + 24 bytes per channel, 300 per tensor, 20 per op, 5000
+    flatbuffer = 128 + 28 * 22 + 300 * 21 + 20 * 9 + 5000
+    assert cost["flash_kb"] == pytest.approx(flatbuffer / 1024 + 16)
+    # the other metrics are the runtime's own: unchanged
+    default = hw.predict(tflm_net(8))
+    assert default["peak_sram_kb"] != cost["peak_sram_kb"]
+    for metric in ("latency_ms", "macs", "peak_sram_act_kb", "peak_sram_layerwise_kb"):
+        assert cost[metric] == default[metric]
+    # 7x7, stride 2: both pad 1 on each side, so no PAD op (and no padded copy)
+    graph = hw.tflm_graph(lm.arrays.SpecBatch.of([tflm_net(7)]))
+    assert graph["ops"][0] == 8 and graph["tensors"][0] == 19
+
+
+def test_tflm_needs_the_profiles_constants(residual):
+    with pytest.raises(
+        lm.OptionError, match="'runtime': value 'tflm' is not supported; allowed: tinyengine"
+    ):
+        toy().predict(residual, runtime="tflm")
+    with pytest.raises(ProfileError, match=r"tflm\.runtime_flash_source"):
+        toy(tflm={**TFLM, "runtime_flash_source": " "})
+    with pytest.raises(ProfileError, match=r"tflm\.opdata_bytes\.other"):
+        toy(tflm={**TFLM, "opdata_bytes": {"weighted": 100}})
+
+
+def test_shipped_mcu_profiles_offer_tflm(residual):
+    for name in ("stm32f746", "stm32h743"):
+        hw = lm.load_hardware(name)
+        assert hw.options()["runtime"] == ("tinyengine", "tflm")
+        tflm = hw.predict(residual, runtime="tflm")
+        assert tflm["peak_sram_kb"] > hw.predict(residual)["peak_sram_kb"]

@@ -61,8 +61,9 @@ def test_every_device_costs_both_paths_alike(space_name: str, device: str) -> No
     if low_high is not None and all(space.resolution_gene in a for a in archs):
         archs = [a for a in archs if low_high[0] <= a[space.resolution_gene] <= low_high[1]]
     option_sets = [{}]
-    if hw.kind == "gpu":  # every runtime, and a precision and layout other than the default
-        option_sets += [{"runtime": rt} for rt in hw.options()["runtime"][1:]]
+    # every runtime (a GPU's, an MCU's tflm), and a precision and layout other than the default
+    option_sets += [{"runtime": rt} for rt in hw.options().get("runtime", ())[1:]]
+    if hw.kind == "gpu":
         option_sets += [{"precision": hw.options()["precision"][-1], "layout": "nchw"}]
     for options in option_sets:
         try:

@@ -15,6 +15,7 @@ from onnx.reference import ReferenceEvaluator
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+import latency_models as lm
 from nas.cli import app
 from nas.errors import ExportError
 from nas.export import export_candidate, tflite, writers
@@ -442,3 +443,29 @@ def test_finetune_on_a_full_temp_disk_is_one_line(trained, tmp_path, monkeypatch
     (line,) = result.output.strip().splitlines()
     assert line.startswith("error: cannot measure the int8 drop: No space left on device")
     assert "model.onnx" in line and not (tmp_path / "f").exists()
+
+
+@pytest.mark.slow  # a conversion and a TFLM run (1-2 min after the fixture); the converter env
+def test_the_tflm_runtime_predicts_what_tflm_records_for_the_exported_file(trained, tmp_path):
+    """The MCU model's `runtime="tflm"` against TFLite Micro's own recording of the file
+    `nas export` ships: the head (tensor lifetimes, PADs included) exactly, the arena and
+    the flatbuffer within 5% (the goal of issue 31 on held-out subnets)."""
+    supernet, store, search_id, _ = trained
+    out = tmp_path / "lite"
+    args = ["export", str(search_id), "0", "--format", "tflite_int8"]
+    args += ["--calibration-images", "50", "--out", str(out), "--db", str(store.url)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "model_card.json").read_text())
+    recorded = card["tflite"]["tflm"]["arena_bytes"]
+    hw = lm.load_hardware("stm32f746")
+    spec = supernet.space.to_spec(card["arch"], batch=1)
+    memory = hw.tflm_memory(lm.SpecBatch.of([spec]))
+    assert memory["head"][0] == recorded["head"]
+    assert memory["arena"][0] == pytest.approx(recorded["total"], rel=0.05)
+    predicted = hw.predict(spec, runtime="tflm")
+    assert predicted["peak_sram_kb"] == pytest.approx(
+        memory["arena"][0] / 1024 + hw.runtime_sram_kb
+    )
+    shipped_kb = card["tflite"]["bytes"]["int8"] / 1024 + hw.tflm.runtime_flash_kb
+    assert predicted["flash_kb"] == pytest.approx(shipped_kb, rel=0.05)
