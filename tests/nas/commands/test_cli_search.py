@@ -180,14 +180,17 @@ def test_a_run_folder_as_supernet_and_markup_in_the_name(search_config, tiny_sup
         assert row.config["predictor"] == str((folder / "predictor.pt").resolve())
 
 
-def test_pareto_input_errors_and_the_plot_path(search_config, tmp_path):
-    config = search_config()
+def _launched_from_the_cli(config, tmp_path) -> tuple[str, int]:
+    """`nas search launch` of a checked config written as YAML: its database and search id."""
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump(config.config.model_dump(mode="json")))
-    db = config.config.database
     launched = run("search", "launch", path, "--json", "--no-progress")
     assert launched.exit_code == 0, launched.output
-    search_id = last_json(launched)["search_id"]
+    return config.config.database, last_json(launched)["search_id"]
+
+
+def test_pareto_input_errors_and_the_plot_path(search_config, tmp_path):
+    db, search_id = _launched_from_the_cli(search_config(), tmp_path)
     _one_error_line(
         run("pareto", search_id, "--db", db, "--where", "peak_sram_kb<=.."),
         "filter 'peak_sram_kb<=..': '..' is not a number",
@@ -204,13 +207,7 @@ def test_pareto_input_errors_and_the_plot_path(search_config, tmp_path):
 
 
 def test_pareto_plot_to_a_path_that_cannot_be_written_is_one_error_line(search_config, tmp_path):
-    config = search_config()
-    path = tmp_path / "search.yaml"
-    path.write_text(yaml.safe_dump(config.config.model_dump(mode="json")))
-    db = config.config.database
-    launched = run("search", "launch", path, "--json", "--no-progress")
-    assert launched.exit_code == 0, launched.output
-    search_id = last_json(launched)["search_id"]
+    db, search_id = _launched_from_the_cli(search_config(), tmp_path)
     _one_error_line(  # the file itself cannot be created
         run("pareto", search_id, "--db", db, "--plot", "/proc/x.png"),
         "cannot write the plot /proc/x.png: ",
