@@ -64,6 +64,7 @@ are fixed definitions and do not depend on the profile beyond `activation_bytes`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -482,6 +483,7 @@ class MCUModel(CostModel):
         return dict(zip(names, (sol * scale).tolist(), strict=True))
 
 
+@dataclass(frozen=True, kw_only=True)
 class TFLMRuntime:
     """TensorFlow Lite Micro's constants in an MCU profile (its `tflm` mapping).
 
@@ -496,8 +498,13 @@ class TFLMRuntime:
     shapes, options, activation quantization) + base_bytes. runtime_flash_kb: the TFLM
     runtime's code, with its source in runtime_flash_source."""
 
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)
+    runtime_flash_kb: float
+    eval_tensor_bytes: float
+    node_bytes: float
+    channel_bytes: float
+    opdata_bytes: dict[str, float]  # by OPDATA_KINDS
+    tail_base_bytes: float
+    flatbuffer: dict[str, float]  # by FLATBUFFER_FIELDS
 
     @classmethod
     def read(cls, r: Reader) -> TFLMRuntime:
@@ -508,17 +515,15 @@ class TFLMRuntime:
         if not r.string("runtime_flash_source").strip():
             raise r.error("runtime_flash_source", "must name where runtime_flash_kb comes from")
         return cls(
-            {
-                "runtime_flash_kb": r.number("runtime_flash_kb"),
-                "eval_tensor_bytes": r.number("eval_tensor_bytes"),
-                "node_bytes": r.number("node_bytes"),
-                "channel_bytes": r.number("channel_bytes"),
-                "opdata_bytes": r.numbers(
-                    "opdata_bytes", allowed=OPDATA_KINDS, required=OPDATA_KINDS, positive=False
-                ),
-                "tail_base_bytes": r.number("tail_base_bytes"),
-                "flatbuffer": {name: fb.number(name) for name in FLATBUFFER_FIELDS},
-            }
+            runtime_flash_kb=r.number("runtime_flash_kb"),
+            eval_tensor_bytes=r.number("eval_tensor_bytes"),
+            node_bytes=r.number("node_bytes"),
+            channel_bytes=r.number("channel_bytes"),
+            opdata_bytes=r.numbers(
+                "opdata_bytes", allowed=OPDATA_KINDS, required=OPDATA_KINDS, positive=False
+            ),
+            tail_base_bytes=r.number("tail_base_bytes"),
+            flatbuffer={name: fb.number(name) for name in FLATBUFFER_FIELDS},
         )
 
     def tail_bytes(self, graph: Mapping[str, np.ndarray]) -> np.ndarray:
