@@ -14,9 +14,7 @@ LiteRT's on the validation images, and the arena TFLM needs.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ExportError
+from nas.export.script_worker import run_script
 from nas.export.tflm import check_in_tflm
 from supernet.family import ExportableModel
 
@@ -125,17 +124,17 @@ def write_tflite(
 def _run_worker(folder: Path, request: dict[str, Any]) -> dict[str, Any]:
     """`litert_worker.py` run on `request` in the converter's environment; its reply."""
     python = converter_python()
-    (folder / "request.json").write_text(json.dumps(request))
-    reply_path = folder / "reply.json"
-    command = [str(python), str(WORKER), str(folder / "request.json"), str(reply_path)]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise ExportError(f"TFLite conversion took over {TIMEOUT_S} s; stopped") from None
-    if done.returncode != 0 or not reply_path.is_file():
-        tail = "\n".join(done.stderr.strip().splitlines()[-6:])
-        raise ExportError(f"TFLite conversion failed ({python}):\n{tail}")
-    return json.loads(reply_path.read_text())
+    return run_script(
+        python,
+        WORKER,
+        folder,
+        request,
+        TIMEOUT_S,
+        timed_out=f"TFLite conversion took over {TIMEOUT_S} s; stopped",
+        failed=lambda stderr: (
+            f"TFLite conversion failed ({python}):\n" + "\n".join(stderr.splitlines()[-6:])
+        ),
+    )
 
 
 def _checked(reply: dict[str, Any], fp32: bool, int8: bool, for_mcu: bool) -> dict[str, Any]:

@@ -17,8 +17,6 @@ arena the file runs in.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from nas.errors import ExportError
+from nas.export.script_worker import run_script
 
 WORKER = Path(__file__).with_name("tflm_worker.py")
 TIMEOUT_S = 1800  # reference kernels: 20-100 ms per inference on 2 cores, over a split
@@ -45,17 +44,19 @@ def run_in_tflm(model: Path, inputs: np.ndarray) -> tuple[dict[str, Any], np.nda
             "inputs": str(folder / "inputs.npy"),
             "outputs": str(folder / "outputs.npy"),
         }
-        (folder / "request.json").write_text(json.dumps(request))
-        reply_path = folder / "reply.json"
-        command = [sys.executable, str(WORKER), str(folder / "request.json"), str(reply_path)]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise ExportError(f"TFLM ran {model.name} for over {TIMEOUT_S} s; stopped") from None
-        if done.returncode != 0 or not reply_path.is_file():
-            last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
-            raise ExportError(f"TFLite Micro cannot run {model.name}: {last}")
-        return json.loads(reply_path.read_text()), np.load(request["outputs"])
+        reply = run_script(
+            sys.executable,
+            WORKER,
+            folder,
+            request,
+            TIMEOUT_S,
+            timed_out=f"TFLM ran {model.name} for over {TIMEOUT_S} s; stopped",
+            failed=lambda stderr: (
+                f"TFLite Micro cannot run {model.name}: "
+                f"{(stderr.splitlines() or ['(no message)'])[-1]}"
+            ),
+        )
+        return reply, np.load(request["outputs"])
 
 
 def check_in_tflm(
