@@ -27,7 +27,7 @@ from nas.export.tflm import check_in_tflm
 from supernet.family import ExportableModel
 
 PYTHON_VARIABLE = "NAS_TFLITE_PYTHON"
-DEFAULT_ENV = Path(__file__).resolve().parents[1] / ".venv-tflite"
+DEFAULT_ENV = Path(__file__).resolve().parents[2] / ".venv-tflite"  # the repository root
 WORKER = Path(__file__).with_name("litert_worker.py")
 TIMEOUT_S = 1800  # converting takes 20-40 s per file on 2 cores; a hang must still end
 FP32_TOLERANCE = 1e-4  # relative to the outputs' scale, as for the fp32 ONNX file

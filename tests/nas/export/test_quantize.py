@@ -469,3 +469,11 @@ def test_the_tflm_runtime_predicts_what_tflm_records_for_the_exported_file(train
     )
     shipped_kb = card["tflite"]["bytes"]["int8"] / 1024 + hw.tflm.runtime_flash_kb
     assert predicted["flash_kb"] == pytest.approx(shipped_kb, rel=0.05)
+
+
+def test_the_default_converter_environment_is_where_make_tflite_env_puts_it():
+    """`make tflite-env` makes .venv-tflite beside the Makefile, at the repository's root."""
+    from nas.export.tflite import DEFAULT_ENV
+
+    assert (DEFAULT_ENV.parent / "Makefile").is_file()
+    assert ".venv-tflite" in (DEFAULT_ENV.parent / "Makefile").read_text()
