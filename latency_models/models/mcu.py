@@ -129,6 +129,7 @@ TFLM_FIELDS = (
     "channel_bytes",
     "opdata_bytes",
     "tail_base_bytes",
+    "planning_tensor_bytes",
     "flatbuffer",
     "calibration",
 )
@@ -369,16 +370,24 @@ class MCUModel(CostModel):
         }
 
     def tflm_memory(self, b: SpecBatch) -> dict[str, np.ndarray]:
-        """TFLM's arena per spec in bytes (`head`, `tail`, `arena` = head + tail) and the
-        flatbuffer's size (`flatbuffer`); the TFLMRuntime docstring lists the terms."""
+        """TFLM's arena per spec in bytes and the flatbuffer's size (`flatbuffer`).
+
+        `head` and `tail` are what TFLM's recording allocator reports once the tensors are
+        allocated, and `allocated` their sum (its total). While it plans, TFLM also takes
+        temporary memory at the head (`planning`), so the smallest arena a file runs in,
+        `arena`, is tail + max(head, planning): above the recorded total for nets whose
+        tensors are small and many. The TFLMRuntime docstring lists the terms."""
         if self.tflm is None:
             raise HardwareError(f"hardware {self.name!r}: its profile has no tflm constants")
         graph = self.tflm_graph(b)
         tail = self.tflm.tail_bytes(graph)
+        planning = self.tflm.planning_bytes(graph)
         return {
             "head": graph["head"],
             "tail": tail,
-            "arena": graph["head"] + tail,
+            "allocated": graph["head"] + tail,
+            "planning": planning,
+            "arena": np.maximum(graph["head"], planning) + tail,
             "flatbuffer": self.tflm.flatbuffer_bytes(graph),
         }
 
@@ -492,6 +501,9 @@ class TFLMRuntime:
     depthwise / fully connected op (its per-channel multiplier and shift) + opdata_bytes
     per op of each kind (the kernels' OpData: `weighted` ops and the `other` ones) +
     tail_base_bytes (the interpreter's structs, its input and output TfLiteTensors).
+    Planning (temporary, at the head while TFLM plans the tensors' offsets, so the arena
+    must hold it beside the tail) = planning_tensor_bytes per tensor (its allocation record
+    and the greedy planner's records).
     Flatbuffer = int8 weights + flatbuffer.bias_bytes and flatbuffer.channel_bytes per
     output channel (an int32 bias; a float32 scale and an int64 zero point for the weights
     and for the bias) + flatbuffer.tensor_bytes per tensor and op_bytes per op (names,
@@ -504,6 +516,7 @@ class TFLMRuntime:
     channel_bytes: float
     opdata_bytes: dict[str, float]  # by OPDATA_KINDS
     tail_base_bytes: float
+    planning_tensor_bytes: float
     flatbuffer: dict[str, float]  # by FLATBUFFER_FIELDS
 
     @classmethod
@@ -523,6 +536,7 @@ class TFLMRuntime:
                 "opdata_bytes", allowed=OPDATA_KINDS, required=OPDATA_KINDS, positive=False
             ),
             tail_base_bytes=r.number("tail_base_bytes"),
+            planning_tensor_bytes=r.number("planning_tensor_bytes"),
             flatbuffer={name: fb.number(name) for name in FLATBUFFER_FIELDS},
         )
 
@@ -536,6 +550,9 @@ class TFLMRuntime:
             + self.opdata_bytes["other"] * other_ops
             + self.tail_base_bytes
         )
+
+    def planning_bytes(self, graph: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.planning_tensor_bytes * graph["tensors"]
 
     def flatbuffer_bytes(self, graph: Mapping[str, np.ndarray]) -> np.ndarray:
         fb = self.flatbuffer

@@ -299,10 +299,10 @@ def export_command(
         if "tflm_arena" in shipped:
             arena = shipped["tflm_arena"]
             console.print(
-                f"{device}, the int8 flatbuffer in TFLite Micro: arena {arena['shipped']:.1f} kB "
-                f"(head {arena['head_kb']:.1f}, tail {arena['tail_kb']:.1f}; runs in "
-                f"{arena['min_arena_kb']:.1f}), predicted peak SRAM {_fmt('', arena['predicted'])}"
-                " kB",
+                f"{device}, the int8 flatbuffer in TFLite Micro: runs in a "
+                f"{arena['shipped']:.1f} kB arena (head {arena['head_kb']:.1f}, "
+                f"tail {arena['tail_kb']:.1f}), predicted peak SRAM "
+                f"{_fmt('', arena['predicted'])} kB",
                 soft_wrap=True,
             )
     if "tflm" in card.get("tflite", {}):

@@ -139,8 +139,9 @@ def test_an_arena_over_the_devices_sram_or_the_limit_is_flagged():
     entry, warnings = _tflm_arena(
         "stm32f746", 320, {"peak_sram_kb": 64}, {"peak_sram_kb": 7.9}, tflm
     )
-    assert entry["shipped"] == 80 and entry["head_kb"] == 20 and entry["tail_kb"] == 60
-    assert entry["predicted"] == 7.9 and entry["predicted_over_shipped"] == pytest.approx(0.0988)
+    assert entry["shipped"] == 82 and entry["head_kb"] == 20 and entry["tail_kb"] == 60
+    assert entry["total_kb"] == 80
+    assert entry["predicted"] == 7.9 and entry["predicted_over_shipped"] == pytest.approx(0.0963)
     assert entry["min_arena_kb"] == 82 and not entry["over_sram"] and entry["over_limit"]
     assert len(warnings) == 1 and "over the search's peak_sram_kb limit of 64" in warnings[0]
     entry, warnings = _tflm_arena("tiny-mcu", 64, {}, {"peak_sram_kb": 7.9}, tflm)
