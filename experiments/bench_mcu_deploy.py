@@ -11,15 +11,21 @@ the export's own writer for an MCU target (converted in the converter's environm
                              identical fraction) and default kernels (same class fraction)
   tflm_arena_bytes           head, tail, total as TFLM recorded them; min_arena_bytes, the
                              smallest arena the file runs in; the tail's parts
-  predicted                  the --device cost model's flash_kb and peak SRAM for the arch,
-                             each definition (peak_sram_kb: TinyEngine's plan; _act_kb and
-                             _layerwise_kb: MCUNet's analytic counts)
+  tflm_predicted             the --device model's `runtime: tflm` figures for the arch: the
+                             arena (bytes: head, tail, allocated, arena = the smallest one
+                             it runs in) and flash_kb (flatbuffer + TFLM's runtime)
+  tflm_error                 predicted / recorded - 1: arena against min_arena_bytes,
+                             allocated against the recorded total, flash against the file's
+                             size + the runtime's
+  fits_limit                 with --sram-limit-kb: whether the file runs in that arena
+  predicted                  the --device model's TinyEngine figures (peak_sram_kb and
+                             MCUNet's analytic _act_kb and _layerwise_kb, flash_kb)
   flatbuffer_kb              the int8 file's size
 then one summary object (means and worsts over the subnets).
 
     python experiments/bench_mcu_deploy.py --supernet runs/mnist-supernet-quick \\
         --archs runs/demo-quick/front-mcu.json --points 4 [--device stm32f746]
-        [--calibration-images 300]
+        [--calibration-images 300] [--sram-limit-kb 64]
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import Any
 import numpy as np
 
 import latency_models as lm
+from latency_models.arrays import SpecBatch
 from latency_models.models.mcu import PEAK_SRAM_DEFINITIONS
 from nas.export.writers import write_model_files
 from supernet import open_artifact
@@ -55,14 +62,26 @@ def load_archs(path: Path, points: int | None) -> list[dict[str, Any]]:
     return [archs[i] for i in index]
 
 
-def measure(trained: Any, arch: dict, hw: Any, calibration: int, folder: Path) -> dict:
+def tflm_prediction(hw: Any, spec: Any) -> dict[str, Any]:
+    memory = hw.tflm_memory(SpecBatch.of([spec]))
+    arena = {k: int(memory[k][0]) for k in ("head", "tail", "allocated", "arena")}
+    return {"arena_bytes": arena, "flash_kb": hw.predict(spec, runtime="tflm")["flash_kb"]}
+
+
+def measure(
+    trained: Any, arch: dict, hw: Any, calibration: int, folder: Path, limit_kb: float | None
+) -> dict:
     model = trained.exportable(arch, {})
     _, checks = write_model_files(
         model, arch, ["tflite", "tflite_int8"], folder, calibration, for_mcu=True
     )
     lite = checks["tflite"]
     tflm = lite["tflm"]
-    predicted = hw.predict(trained.space.to_spec(arch, batch=1))
+    spec = trained.space.to_spec(arch, batch=1)
+    predicted = hw.predict(spec)
+    tflm_predicted = tflm_prediction(hw, spec)
+    arena = tflm_predicted["arena_bytes"]
+    shipped_flash_kb = lite["bytes"]["int8"] / 1024 + hw.tflm.runtime_flash_kb
     return {
         "arch": arch,
         "float_ops": lite["float_ops"],
@@ -73,6 +92,13 @@ def measure(trained: Any, arch: dict, hw: Any, calibration: int, folder: Path) -
         "tflm_arena_bytes": tflm["arena_bytes"],
         "min_arena_bytes": tflm["min_arena_bytes"],
         "tflm_allocations": tflm["allocations"],
+        "tflm_predicted": tflm_predicted,
+        "tflm_error": {
+            "arena": round(arena["arena"] / tflm["min_arena_bytes"] - 1, 5),
+            "allocated": round(arena["allocated"] / tflm["arena_bytes"]["total"] - 1, 5),
+            "flash": round(tflm_predicted["flash_kb"] / shipped_flash_kb - 1, 5),
+        },
+        "fits_limit": None if limit_kb is None else tflm["min_arena_bytes"] / 1024 <= limit_kb,
         "predicted": {k: predicted[k] for k in (*PEAK_SRAM_DEFINITIONS, "flash_kb")},
         "flatbuffer_kb": round(lite["bytes"]["int8"] / 1024, 3),
         "arena_over_predicted_sram": round(
@@ -99,6 +125,15 @@ def summary(rows: list[dict]) -> dict:
             "min": min(r["arena_over_predicted_sram"] for r in rows),
             "max": max(r["arena_over_predicted_sram"] for r in rows),
         },
+        "tflm_runtime_error": {
+            name: {
+                "mape": round(statistics.mean(abs(r["tflm_error"][name]) for r in rows), 5),
+                "worst": max((r["tflm_error"][name] for r in rows), key=abs),
+                "within_5_percent": sum(abs(r["tflm_error"][name]) <= 0.05 for r in rows),
+            }
+            for name in ("arena", "allocated", "flash")
+        },
+        "fit_limit": sum(bool(r["fits_limit"]) for r in rows),
     }
 
 
@@ -109,15 +144,20 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=None)
     parser.add_argument("--device", default="stm32f746", help="an MCU hardware profile")
     parser.add_argument("--calibration-images", type=int, default=DEFAULT_CALIBRATION_IMAGES)
+    parser.add_argument("--sram-limit-kb", type=float, help="the search's arena limit to check")
     args = parser.parse_args()
     trained = open_artifact(args.supernet).trained()
     hw = lm.load_hardware(args.device)
+    if getattr(hw, "tflm", None) is None:
+        raise SystemExit(f"{args.device}: not an MCU profile with TFLite Micro's constants")
     rows = []
     for index, arch in enumerate(load_archs(args.archs, args.points)):
         with tempfile.TemporaryDirectory(prefix="bench-mcu-") as tmp:
             row = {
                 "subnet": index,
-                **measure(trained, arch, hw, args.calibration_images, Path(tmp)),
+                **measure(
+                    trained, arch, hw, args.calibration_images, Path(tmp), args.sram_limit_kb
+                ),
             }
         emit(row)
         rows.append(row)

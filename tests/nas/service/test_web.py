@@ -8,112 +8,23 @@ metrics of the supernet file's model family, as GET /families names them."""
 from __future__ import annotations
 
 import itertools
-import os
-import re
-import shutil
-import socket
-import threading
-import time
 
 import httpx
 import numpy as np
-import pytest
-import uvicorn
 
 from nas.config import NETWORK_METRICS
-from nas.service.app import create_app
 from nas.service.routes.page import STATIC_DIR
-from nas.store import Store
-
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # a dev dependency: without it, the suite skips
-    sync_playwright = None
-
-CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or sync_playwright is None,
-    reason="needs playwright (python) and a chromium on PATH",
+from tests.nas.service.web import (
+    POLL_SECONDS,
+    SEARCH_SECONDS,
+    expect,
+    fill_form,
+    needs_browser,
+    requests_to,
+    screenshot,
 )
-# the sandbox needs namespaces a container may lack; no GPU and a small /dev/shm here
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-SEARCH_SECONDS = 90  # a worker process imports torch, then runs 3 tiny generations
-SCREENSHOTS = os.environ.get("NAS_WEB_SCREENSHOTS")  # a folder: save the page as it was seen
-POLL_SECONDS = 2  # the page's POLL_MS: a poll that went on would ask again within this
 
-
-def requests_to(page, pattern: str) -> list[str]:
-    """The paths of the page's requests (from now on) that match `pattern` in full."""
-    paths: list[str] = []
-
-    def seen(request):
-        path = httpx.URL(request.url).path
-        if re.fullmatch(pattern, path):
-            paths.append(path)
-
-    page.on("request", seen)
-    return paths
-
-
-def screenshot(page, name: str) -> None:
-    if SCREENSHOTS:
-        page.screenshot(path=os.path.join(SCREENSHOTS, f"web-{name}.png"), full_page=True)
-
-
-@pytest.fixture
-def server(tmp_path):
-    """`nas serve`'s app on a fresh SQLite file, in uvicorn on a free port (a thread)."""
-    app = create_app(Store(f"sqlite:///{tmp_path / 'web.db'}"), tmp_path / "data", supervise=True)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=15)
-    app.state.jobs.stop(terminate_workers=True)  # any worker still running is ours
-    sock.close()
-
-
-@pytest.fixture
-def page():
-    """A chromium page; JavaScript errors in it fail the test."""
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(
-            accept_downloads=True, viewport={"width": 1360, "height": 900}
-        )
-        context.set_default_timeout(15_000)
-        tab = context.new_page()
-        tab.on("pageerror", lambda err: errors.append(str(err)))
-        yield tab
-        browser.close()
-    assert not errors, f"JavaScript errors in the page: {errors}"
-
-
-def fill_form(page, server, supernet, predictor, population="8", generations="3"):
-    """The launch form, filled for a tiny search on the STM32F746 (not yet submitted)."""
-    page.goto(f"{server}/#/new")
-    expect(page.locator(".device").first).to_be_visible()
-    screenshot(page, "form")
-    page.fill("#f-name", "web-search")
-    page.fill("#f-supernet", supernet)
-    page.fill("#f-predictor", predictor)
-    page.select_option("#f-evaluation", "predictor")
-    page.check("input[name=device][value=stm32f746]")
-    page.fill("#f-stm32f746-peak_sram_kb", "12")
-    page.fill("#f-stm32f746-flash_kb", "600")
-    page.fill("#f-population", population)
-    page.fill("#f-generations", generations)
-    page.fill("#f-seed", "0")
+pytestmark = needs_browser
 
 
 def a_tighter_limit(api, search_id, front):
