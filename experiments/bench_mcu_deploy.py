@@ -120,6 +120,12 @@ def summary(rows: list[dict]) -> dict:
         "tflm_vs_litert_reference_max_lsb": max(
             r["tflm_vs_litert"]["reference_kernels"]["max_abs_diff_lsb"] for r in rows
         ),
+        "tflm_vs_litert_reference_over_1_lsb": sum(
+            r["tflm_vs_litert"]["reference_kernels"]["max_abs_diff_lsb"] > 1 for r in rows
+        ),
+        "tflm_vs_litert_reference_within_1_lsb_min_fraction": min(
+            r["tflm_vs_litert"]["reference_kernels"]["within_allowed_fraction"] for r in rows
+        ),
         "tflm_arena_over_predicted_sram": {
             "mean": round(statistics.mean(r["arena_over_predicted_sram"] for r in rows), 3),
             "min": min(r["arena_over_predicted_sram"] for r in rows),

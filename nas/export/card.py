@@ -164,6 +164,8 @@ def model_card(
     if "onnx_int8" in files or "tflite_int8" in files:
         tflm = checks.get("tflite", {}).get("tflm")
         deployment["mcu"], warnings = _shipped_mcu_costs(files, config, costs, tflm)
+        if tflm is not None and "warning" in tflm:
+            warnings.append(tflm["warning"])
     card = {
         "search": {"id": search_id, "name": config.name, "candidate": candidate},
         "space": model.space,
