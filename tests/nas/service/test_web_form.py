@@ -100,6 +100,7 @@ def test_the_devices_offered_can_cost_the_space_and_open_without_gaps(server, pa
     expect(page.locator("#launch")).to_contain_text("the server's working folder")
     gan_only = page.locator('.device[data-name="local-cpu-gan"]')
     expect(gan_only).to_be_visible()  # no space chosen: every device
+    expect(page.locator("#devices-hidden")).to_contain_text("Every device is offered: pick a space")
     page.select_option("#f-space", "mnist-mbv3")
     expect(gan_only).to_be_hidden()
     expect(page.locator("#devices-hidden")).to_contain_text(

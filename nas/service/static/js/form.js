@@ -171,9 +171,11 @@ async function filterDevices(form) {
   }
   const note = $("#devices-hidden", form);
   const names = Object.keys(cannot);
-  note.hidden = names.length === 0;
+  note.hidden = Boolean(space) && names.length === 0;
   note.title = Object.values(cannot).join("\n");
-  note.textContent = `Not offered, as they cannot cost ${space}: ${names.join(", ")}.`;
+  note.textContent = space
+    ? `Not offered, as they cannot cost ${space}: ${names.join(", ")}.`
+    : "Every device is offered: pick a space, or a known supernet, to see only those that can cost it.";
 }
 
 /** The quality metrics of the supernet named in the form, with their goals, as GET /families
