@@ -33,11 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from nas.errors import SearchConfigError
 from nas.store import DEFAULT_URL
-from supernet.io import (
-    field_path,
-    format_validation_error,
-    short_repr,
-)
+from supernet.io import MAX_PROBLEMS_SHOWN, field_path, short_repr
 
 ACCURACY = "top1"
 # Metrics of the network itself, the same on every device: stored once, named without a device.
@@ -58,6 +54,27 @@ def split_metric(key: str) -> tuple[str, str]:
 
 def join_metric(device: str, name: str) -> str:
     return f"{device}.{name}" if device else name
+
+
+def split_target_fields(value: Any) -> Any:
+    """`{latency_ms: 2, batch: 64, precision: fp16}` -> limits / batch / options (per device)."""
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for device, fields in value.items():
+        if not isinstance(fields, dict) or {"limits", "options"} & set(fields):
+            out[device] = fields
+            continue
+        target: dict[str, Any] = {"limits": {}, "options": {}}
+        for key, v in fields.items():
+            if key == "batch":
+                target["batch"] = v
+            elif isinstance(v, int | float) and not isinstance(v, bool):
+                target["limits"][key] = v
+            else:
+                target["options"][key] = v
+        out[device] = target
+    return out
 
 
 class Objective(BaseModel):
@@ -108,39 +125,116 @@ class SearchConfig(BaseModel):
     @field_validator("targets", mode="before")
     @classmethod
     def _split_target_fields(cls, value: Any) -> Any:
-        """`{latency_ms: 2, batch: 64, precision: fp16}` -> limits / batch / options."""
-        if not isinstance(value, dict):
-            return value
-        out = {}
-        for device, fields in value.items():
-            if not isinstance(fields, dict) or {"limits", "options"} & set(fields):
-                out[device] = fields
-                continue
-            target: dict[str, Any] = {"limits": {}, "options": {}}
-            for key, v in fields.items():
-                if key == "batch":
-                    target["batch"] = v
-                elif isinstance(v, int | float) and not isinstance(v, bool):
-                    target["limits"][key] = v
-                else:
-                    target["options"][key] = v
-            out[device] = target
-        return out
+        return split_target_fields(value)
 
     @property
     def metric_names(self) -> list[str]:
         return [o.metric for o in self.objectives]
 
 
-def read_search_config(raw: Any, source: str = "<config>") -> SearchConfig:
+class ConfigProblems:
+    """Every problem of one search config, each with the field it is about: checking goes on
+    past the first, so a user (the form, `nas search launch`) sees them all at once."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.items: list[dict[str, str]] = []
+
+    def add(self, field: str, message: str) -> None:
+        self.items.append({"field": field, "message": message})
+
+    def fields(self) -> set[str]:
+        return {p["field"] for p in self.items}
+
+    def error(self) -> SearchConfigError:
+        """One problem: one line naming the field; several: a line each under a header."""
+        head = f"invalid search config {self.source}:"
+        if len(self.items) == 1:
+            (item,) = self.items
+            return SearchConfigError(f"{head} {item['field']}: {item['message']}", self.items)
+        lines = [f"  {p['field']}: {p['message']}" for p in self.items[:MAX_PROBLEMS_SHOWN]]
+        if len(self.items) > MAX_PROBLEMS_SHOWN:
+            lines.append(f"  ... and {len(self.items) - MAX_PROBLEMS_SHOWN} more problems")
+        return SearchConfigError("\n".join([head, *lines]), self.items)
+
+    def raise_any(self) -> None:
+        if self.items:
+            raise self.error()
+
+
+def read_search_config(
+    raw: Any, source: str = "<config>", problems: ConfigProblems | None = None
+) -> SearchConfig | None:
     """The config's schema only: fields, types and ranges, as a new SearchConfig (nothing
-    opened, nothing filled in). `nas.resources.check_search_config` checks the rest."""
+    opened, nothing filled in). `nas.resources.check_search_config` checks the rest. Every
+    schema problem is raised at once; with `problems`, they are added there instead and
+    None is returned, so that checking can go on with the other fields."""
+    own = problems is None
+    problems = problems if problems is not None else ConfigProblems(source)
     if not isinstance(raw, dict):
-        raise SearchConfigError(f"search config {source} must be a YAML mapping")
-    try:
-        return SearchConfig.model_validate(raw)
-    except ValidationError as err:
-        raise SearchConfigError(_validation_message(err, source)) from None
+        problems.add("<root>", "a search config must be a YAML mapping (field: value lines)")
+    else:
+        try:
+            return SearchConfig.model_validate(raw)
+        except ValidationError as err:
+            for item in err.errors(include_url=False):
+                problems.add(config_field(item["loc"]), plain_message(item))
+    if own:
+        problems.raise_any()
+    return None
+
+
+def config_field(loc: tuple[Any, ...]) -> str:
+    """The field as a config names it: a target's limits and options are written beside
+    its batch (`targets.stm32f746.peak_sram_kb`), not under `limits:`."""
+    parts = list(loc)
+    if len(parts) >= 4 and parts[0] == "targets" and parts[2] in ("limits", "options"):
+        del parts[2]
+    return field_path(tuple(parts))
+
+
+_MODELS: dict[str, type[BaseModel]] = {"": SearchConfig, "algorithm": Algorithm}
+
+
+def plain_message(item: Any) -> str:
+    """A pydantic problem in plain words, with the value given (pydantic's own phrases, such
+    as "Dictionary should have at least 1 item after validation", mean little to a user)."""
+    kind, loc, ctx = item["type"], item["loc"], item.get("ctx") or {}
+    where = str(loc[0]) if loc else ""
+    if kind == "missing":
+        return {
+            "supernet": "required: the path of a trained supernet (its file or its run folder)",
+            "targets": "required: name at least one device",
+        }.get(where if len(loc) == 1 else "", "required")
+    if kind == "too_short" and loc == ("targets",):
+        return "name at least one device"
+    got = f", got {short_repr(item.get('input'))}"
+    if kind == "extra_forbidden":
+        model = _MODELS.get(".".join(str(p) for p in loc[:-1]))
+        allowed = f"; allowed: {', '.join(model.model_fields)}" if model else ""
+        return f"unknown field{allowed}"
+    words = {
+        "greater_than_equal": f"must be at least {ctx.get('ge')}",
+        "greater_than": f"must be more than {ctx.get('gt')}",
+        "less_than_equal": f"must be at most {ctx.get('le')}",
+        "less_than": f"must be less than {ctx.get('lt')}",
+        "int_parsing": "must be a whole number",
+        "int_from_float": "must be a whole number",
+        "int_type": "must be a whole number",
+        "float_parsing": "must be a number",
+        "float_type": "must be a number",
+        "finite_number": "must be a finite number",
+        "string_type": "must be text",
+        "bool_type": "must be true or false",
+        "bool_parsing": "must be true or false",
+        "dict_type": "must be a mapping (name: value)",
+        "model_type": "must be a mapping (name: value)",
+        "model_attributes_type": "must be a mapping (name: value)",
+        "list_type": "must be a list",
+        "literal_error": f"must be one of {ctx.get('expected')}",
+    }
+    message = words.get(kind) or str(item["msg"]).replace("Input should be", "must be")
+    return message + got
 
 
 def default_objectives(config: SearchConfig, quality: dict[str, str]) -> list[Objective]:
@@ -169,13 +263,3 @@ def measured_quality(config: SearchConfig, quality: dict[str, str]) -> tuple[str
     if int8_targets(config) and f"{primary}_int8" in quality:
         wanted.append(f"{primary}_int8")
     return tuple(dict.fromkeys(wanted))
-
-
-def _validation_message(err: ValidationError, source: str) -> str:
-    """One problem: one line naming the field and the value given; several: one line each."""
-    problems = err.errors()
-    if len(problems) != 1:
-        return format_validation_error(err, f"search config {source}")
-    item = problems[0]
-    given = "" if item["type"] == "missing" else f", got {short_repr(item.get('input'))}"
-    return f"invalid search config {source}: {field_path(item['loc'])}: {item['msg']}{given}"

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 import latency_models as lm
 from nas import export as exports
 from nas.config import NETWORK_METRICS, SearchConfig
-from nas.domain import search_domain
+from nas.domain import cost_problem, search_domain
 from nas.errors import NotFoundError, UserError
 from nas.export import ExportResult, export_candidate
 from nas.finetune import FinetuneOutcome, finetune_candidate
@@ -220,11 +220,14 @@ def list_searches(db: Database = None, offset: int = 0, limit: int | None = None
 
 
 def get_search(search_id: int, db: Database = None) -> dict[str, Any]:
-    """One search's summary, with the part of its space its targets restrict it to."""
+    """One search's summary, with the part of its space its targets restrict it to and its
+    config (launching which repeats the search)."""
     store = open_store(db, create=False)
     with store.session() as s:
-        info = search_summary(store.search(s, search_id))
+        row = store.search(s, search_id)
+        info, config = search_summary(row), dict(row.config)
     info["domain"] = _domain_of(info["space"], list(info["targets"] or {}))
+    info["config"] = {k: v for k, v in config.items() if k != "database"}  # the server's own
     return info
 
 
@@ -311,7 +314,8 @@ def list_supernets(db: Database = None) -> dict[str, list[dict[str, Any]]]:
             {"id": r.id, "sha256": r.sha256, "path": r.path, "supernet_id": r.supernet_id}
             for r in s.scalars(select(Predictor).order_by(Predictor.id))
         ]
-    return {"supernets": nets, "predictors": predictors}
+    # a relative path in a config is read from the working folder: a form says which
+    return {"supernets": nets, "predictors": predictors, "working_folder": str(Path.cwd())}
 
 
 def get_hardware(name: str) -> dict[str, Any]:
@@ -478,8 +482,14 @@ def list_exports(
     return page(items, total, offset)
 
 
-def list_hardware() -> list[dict[str, Any]]:
+def list_hardware(space: str | None = None) -> list[dict[str, Any]]:
     """Every registered device profile as `nas hardware show --json` prints one: name, kind,
     description, metrics, options, source and the model's key parameters. The one shape of
-    the device list, for `nas hardware list --json` and GET /hardware alike."""
-    return [lm.load_hardware(name).summary() for name in lm.list_hardware()]
+    the device list, for `nas hardware list --json` and GET /hardware alike. With `space`,
+    each says `cost_error`: why it cannot cost that space (None: it can)."""
+    searched = get_space(space) if space is not None else None
+    models = {name: lm.load_hardware(name) for name in lm.list_hardware()}
+    return [
+        {**hw.summary(), **({"cost_error": cost_problem(searched, name, hw)} if searched else {})}
+        for name, hw in models.items()
+    ]

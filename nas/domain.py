@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import latency_models as lm
-from nas.errors import SearchConfigError
+from nas.errors import SearchConfigError, UserError
 from supernet.space import SearchSpace
 
 
@@ -59,9 +60,39 @@ def search_domain(
     if not reasons:
         return None
     if not allowed:
+        message = (
+            f"no {gene} of space {space.name!r} ({values[0]}..{values[-1]}) can be costed by "
+            "every target: " + "; ".join(reasons.values())
+        )
         raise SearchConfigError(
-            f"invalid search config {source}: targets: no {gene} of space {space.name!r} "
-            f"({values[0]}..{values[-1]}) can be costed by every target: "
-            + "; ".join(reasons.values())
+            f"invalid search config {source}: targets: {message}",
+            [{"field": "targets", "message": message}],
         )
     return SearchDomain(gene, tuple(allowed), reasons)
+
+
+def cost_problem(
+    space: SearchSpace,
+    name: str,
+    hw: lm.CostModel,
+    batch: int = 1,
+    options: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Why device `name` cannot cost `space` (at this batch, with these options), or None.
+    A look-up table holds the blocks it was measured on: its model must cost the space's
+    smallest and largest archs, at the ends of the resolutions it covers, or a search on it
+    fails at its first generation."""
+    try:
+        domain = search_domain(space, {name: hw})
+    except SearchConfigError as err:
+        return err.problems[0]["message"]
+    small, large = space.smallest(), space.largest()
+    if domain is not None:
+        small = space.at_resolution(small, domain.choices[0])
+        large = space.at_resolution(large, domain.choices[-1])
+    try:
+        for arch in (small, large):
+            hw.predict(space.to_spec(arch, batch), **dict(options or {}))
+    except UserError as err:
+        return f"{name} cannot cost space {space.name!r}: {err}"
+    return None

@@ -12,7 +12,12 @@ from supernet.errors import ConfigError
 
 
 class SearchConfigError(ConfigError):
-    """A search config that does not validate; the message names the field."""
+    """A search config that does not validate; the message names the field. `problems`:
+    every problem found, each as {"field", "message"} (what the HTTP API answers with)."""
+
+    def __init__(self, message: str, problems: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 class SearchError(UserError, RuntimeError):

@@ -20,15 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 import latency_models as lm
 from nas.config import (
     NETWORK_METRICS,
+    ConfigProblems,
     SearchConfig,
+    Target,
     default_objectives,
     measured_quality,
     read_search_config,
+    split_target_fields,
 )
-from nas.domain import SearchDomain, search_domain
+from nas.domain import SearchDomain, cost_problem, search_domain
 from nas.errors import SearchConfigError, UserError
 from supernet.errors import CheckpointError
 from supernet.family import OpenedArtifact, open_artifact
@@ -83,23 +88,24 @@ def check_search_config(
     """Check a config (a mapping, or a SearchConfig already read): its schema, its devices
     with their metrics, limits and options, its trained file and predictor, and its
     objectives. With recorded hashes (a search being resumed), refuse files that are not
-    the ones it was launched with. Every problem is a SearchConfigError naming the field."""
-    config = read_search_config(
-        raw.model_dump(mode="json") if isinstance(raw, SearchConfig) else raw, source
-    )
-    devices = _device_models(config, source)
-    try:  # after the targets: those need no files, so their errors come first
-        opened = open_artifact(config.supernet, supernet_sha256)
-    except CheckpointError as err:
-        if supernet_sha256 is not None:  # the file recorded at launch changed: say just that
-            raise
-        raise SearchConfigError(f"invalid search config {source}: supernet: {err}") from None
+    the ones it was launched with. Every problem found is in one SearchConfigError, each
+    naming its field: a bad field does not hide the problems of the others."""
+    raw = raw.model_dump(mode="json") if isinstance(raw, SearchConfig) else raw
+    problems = ConfigProblems(source)
+    config = read_search_config(raw, source, problems)
+    targets = config.targets if config is not None else _valid_targets(raw)
+    devices = _device_models(targets, problems)
+    opened = _open_supernet(raw, supernet_sha256, problems)
+    domain = _check_devices(opened, targets, devices, problems) if opened else None
+    if opened is None or config is None or problems.items:
+        if opened is None or config is None:  # the checks below need both
+            _predictor_named(raw, opened, problems)
+        problems.raise_any()
+    assert opened is not None and config is not None  # raise_any raised otherwise
     family = opened.family
-    domain = search_domain(opened.space, devices, source)  # refuses targets sharing none
     if config.space and config.space != opened.space.name:
-        raise SearchConfigError(
-            f"invalid search config {source}: space: {config.space!r} is not the space of "
-            f"{opened.path}, {opened.space.name!r}"
+        problems.add(
+            "space", f"{config.space!r} is not the space of {opened.path}, {opened.space.name!r}"
         )
     metrics = set(NETWORK_METRICS) | set(family.quality_metrics)
     metrics.update(
@@ -110,31 +116,36 @@ def check_search_config(
     )
     for i, objective in enumerate(config.objectives):
         if objective.metric not in metrics:
-            raise SearchConfigError(
-                f"invalid search config {source}: objectives.{i}.metric: unknown metric "
-                f"{objective.metric!r}; allowed: {sorted(metrics)}"
+            problems.add(
+                f"objectives.{i}.metric",
+                f"unknown metric {objective.metric!r}; allowed: {sorted(metrics)}",
             )
     if not family.predicts_quality and (config.predictor or config.evaluation != "supernet"):
-        raise SearchConfigError(
-            f"invalid search config {source}: evaluation: {config.supernet} is a "
-            f"{family.description}, whose quality no predictor stands in for; each subnet "
-            "is measured with the trained network: set `evaluation: supernet` and no predictor"
+        problems.add(
+            "evaluation",
+            f"{config.supernet} is a {family.description}, whose quality no predictor stands "
+            "in for; each subnet is measured with the trained network: set `evaluation: "
+            "supernet` and no predictor",
         )
-    if config.evaluation in ("predictor", "predictor+verify") and not config.predictor:
-        raise SearchConfigError(
-            f"invalid search config {source}: predictor: evaluation {config.evaluation!r} "
-            "needs a predictor (fit one with `nas predictor fit`)"
+    elif config.evaluation in ("predictor", "predictor+verify") and not config.predictor:
+        problems.add(
+            "predictor",
+            f"evaluation {config.evaluation!r} needs a predictor (fit one with "
+            "`nas predictor fit`)",
         )
     predictor, predictor_path = None, None
-    if config.predictor:
-        predictor_path = _predictor_path(config.predictor, opened, source)
+    if config.predictor and "evaluation" not in problems.fields():
+        predictor_path = _predictor_path(config.predictor, opened, problems)
+    if predictor_path is not None:
         try:
             predictor = family.load_predictor(predictor_path, opened, predictor_sha256)
         except UserError as err:
             if predictor_sha256 is not None and isinstance(err, CheckpointError):
                 raise  # the predictor recorded at launch changed: say just that
-            raise SearchConfigError(f"invalid search config {source}: predictor: {err}") from None
-    _check_predicted_quality(config, family.quality_metrics, predictor, source)
+            problems.add("predictor", str(err))
+    if "predictor" not in problems.fields():
+        _check_predicted_quality(config, family.quality_metrics, predictor, problems)
+    problems.raise_any()
     checked = config.model_copy(
         update={
             "supernet": str(opened.path),  # a run folder stands for its trained file
@@ -142,12 +153,12 @@ def check_search_config(
             "objectives": config.objectives or default_objectives(config, family.quality_metrics),
         }
     )
-    targets = [
+    resolved = [
         (DeviceTarget(name, t.batch, dict(t.options)), devices[name])
         for name, t in checked.targets.items()
     ]
     quality = measured_quality(checked, family.quality_metrics)
-    return CheckedSearch(checked, SearchResources(opened, predictor, targets, domain, quality))
+    return CheckedSearch(checked, SearchResources(opened, predictor, resolved, domain, quality))
 
 
 def load_search_config(path: str | Path, **overrides: Any) -> CheckedSearch:
@@ -156,45 +167,122 @@ def load_search_config(path: str | Path, **overrides: Any) -> CheckedSearch:
     return check_search_config(merge_overrides(raw, overrides), str(path))
 
 
-def _device_models(config: SearchConfig, source: str) -> dict[str, lm.CostModel]:
-    """Each target's cost model, after checking its limits and options against it."""
+def _valid_targets(raw: Any) -> dict[str, Target]:
+    """The targets of a config whose schema has problems: each device whose own fields are
+    valid, so that its limits and options are checked too."""
+    targets = split_target_fields(raw.get("targets")) if isinstance(raw, dict) else None
+    if not isinstance(targets, dict):
+        return {}
+    valid = {}
+    for device, fields in targets.items():
+        try:
+            valid[str(device)] = Target.model_validate(fields)
+        except ValidationError:
+            continue  # its problems were named with the schema's
+    return valid
+
+
+def _device_models(targets: dict[str, Target], problems: ConfigProblems) -> dict[str, lm.CostModel]:
+    """Each target's cost model, after checking its limits and options against it; a device
+    with a problem is left out (its problems are added)."""
     devices: dict[str, lm.CostModel] = {}
-    for device, target in config.targets.items():
+    for device, target in targets.items():
         where = f"targets.{device}"
         try:
             hw = lm.load_hardware(device)
         except lm.HardwareError as err:
-            raise SearchConfigError(f"invalid search config {source}: {where}: {err}") from None
+            problems.add(where, str(err))
+            continue
+        before = len(problems.items)
         allowed = list(hw.metrics)
         for name, value in target.limits.items():
             if name not in hw.metrics:
-                raise SearchConfigError(
-                    f"invalid search config {source}: {where}.{name}: {device} has no metric "
-                    f"{name!r}; allowed limits: {allowed}, options: batch, "
-                    f"{', '.join(hw.options()) or '(none)'}"
+                problems.add(
+                    f"{where}.{name}",
+                    f"{device} has no metric {name!r}; allowed limits: {allowed}, options: "
+                    f"batch, {', '.join(hw.options()) or '(none)'}",
                 )
-            if not math.isfinite(value) or value <= 0:
-                raise SearchConfigError(
-                    f"invalid search config {source}: {where}.{name}: a limit must be > 0 "
-                    f"and finite, got {value}"
-                )
+            elif not math.isfinite(value) or value <= 0:
+                problems.add(f"{where}.{name}", f"a limit must be > 0 and finite, got {value}")
         for name, value in target.options.items():
             if name in hw.metrics:  # a limit that is not a number: "8", true, [8]
-                raise SearchConfigError(
-                    f"invalid search config {source}: {where}.{name}: a limit must be a "
-                    f"number, got {value!r} ({type(value).__name__}); write it unquoted, "
-                    f"e.g. {name}: 8"
+                problems.add(
+                    f"{where}.{name}",
+                    f"a limit must be a number, got {value!r} ({type(value).__name__}); "
+                    f"write it unquoted, e.g. {name}: 8",
                 )
-        try:
-            hw.check_options(target.options)
-        except lm.HardwareError as err:
-            raise SearchConfigError(f"invalid search config {source}: {where}: {err}") from None
-        devices[device] = hw
+        if len(problems.items) == before:
+            try:
+                hw.check_options(target.options)
+            except lm.HardwareError as err:
+                problems.add(where, str(err))
+        if len(problems.items) == before:
+            devices[device] = hw
     return devices
 
 
+def _open_supernet(
+    raw: Any, supernet_sha256: str | None, problems: ConfigProblems
+) -> OpenedArtifact | None:
+    """The trained file the config names, opened (None, with its problem added, if it cannot
+    be: the schema names a missing or non-text `supernet`)."""
+    path = raw.get("supernet") if isinstance(raw, dict) else None
+    if not isinstance(path, str):
+        return None
+    if not path.strip():
+        problems.add(
+            "supernet", "required: the path of a trained supernet (its file or its run folder)"
+        )
+        return None
+    try:
+        return open_artifact(path, supernet_sha256)
+    except CheckpointError as err:
+        if supernet_sha256 is not None:  # the file recorded at launch changed: say just that
+            raise
+        problems.add("supernet", str(err))
+        return None
+
+
+def _predictor_named(raw: Any, opened: OpenedArtifact | None, problems: ConfigProblems) -> None:
+    """A config whose schema or supernet has problems still hears that its evaluation needs
+    a predictor it does not name (unless its family has none: measured, not predicted)."""
+    if not isinstance(raw, dict) or (opened is not None and not opened.family.predicts_quality):
+        return
+    evaluation = raw.get("evaluation", "predictor")
+    if evaluation in ("predictor", "predictor+verify") and not raw.get("predictor"):
+        problems.add(
+            "predictor",
+            f"evaluation {evaluation!r} needs a predictor (fit one with `nas predictor fit`), "
+            "or set `evaluation: supernet`",
+        )
+
+
+def _check_devices(
+    opened: OpenedArtifact,
+    targets: dict[str, Target],
+    devices: dict[str, lm.CostModel],
+    problems: ConfigProblems,
+) -> SearchDomain | None:
+    """Each device can cost the supernet's space, and together they share some of it: the
+    part every one can cost (nas.domain), or None for all of it."""
+    space = opened.space
+    for name, hw in devices.items():
+        target = targets[name]
+        reason = cost_problem(space, name, hw, target.batch, target.options)
+        if reason is not None:
+            problems.add(f"targets.{name}", reason)
+    if problems.items:  # a device left out would make the shared part look larger
+        return None
+    try:  # refuses targets that share no part of the space
+        return search_domain(space, devices, problems.source)
+    except SearchConfigError as err:
+        for problem in err.problems:
+            problems.add(problem["field"], problem["message"])
+        return None
+
+
 def _check_predicted_quality(
-    config: SearchConfig, quality: dict[str, str], predictor: Any, source: str
+    config: SearchConfig, quality: dict[str, str], predictor: Any, problems: ConfigProblems
 ) -> None:
     """A predictor predicts the primary quality metric, and "<primary>_int8" when it holds
     an int8 drop model (`nas predictor fit --int8-sample N`); any other quality objective
@@ -207,27 +295,26 @@ def _check_predicted_quality(
         predictable.add(f"{primary}_int8")
     for i, objective in enumerate(config.objectives):
         if objective.metric in quality and objective.metric not in predictable:
-            raise SearchConfigError(
-                f"invalid search config {source}: objectives.{i}.metric: "
+            problems.add(
+                f"objectives.{i}.metric",
                 f"{objective.metric!r} is measured, and this predictor does not predict it: "
                 f"set `evaluation: supernet`; or fit the predictor with `nas predictor fit "
                 f"--int8-sample N`; or search on {primary!r} with `evaluation: "
                 f"predictor+verify` and a target `precision: int8`, which measures it on the "
-                "front"
+                "front",
             )
 
 
-def _predictor_path(path: str, opened: OpenedArtifact, source: str) -> Path:
+def _predictor_path(path: str, opened: OpenedArtifact, problems: ConfigProblems) -> Path | None:
     """The predictor file (a run folder stands for the family's predictor file in it),
-    absolute."""
+    absolute; None, with its problem added, if there is none."""
     names = (opened.family.predictor_file_name,) if opened.family.predictor_file_name else ()
     try:
         resolved = resolve_artifact_path(path, names)
     except CheckpointError as err:
-        raise SearchConfigError(f"invalid search config {source}: predictor: {err}") from None
+        problems.add("predictor", str(err))
+        return None
     if not resolved.is_file():
-        raise SearchConfigError(
-            f"invalid search config {source}: predictor: file not found: {resolved} "
-            "(fit one with `nas predictor fit`)"
-        )
+        problems.add("predictor", f"file not found: {resolved} (fit one with `nas predictor fit`)")
+        return None
     return resolved.resolve()

@@ -30,7 +30,7 @@ from nas.errors import SearchError
 from nas.resources import CheckedSearch, check_search_config
 from nas.search import records
 from nas.search.runner import SearchRunner
-from nas.search.state import CANCELLED, CANCELLING, FAILED, Outcome
+from nas.search.state import CANCELLED, CANCELLING, FAILED, RUNNING, Outcome
 from nas.store import Search, Store, lease
 from nas.store.status import SEARCH_FINAL
 
@@ -42,6 +42,15 @@ def _unfinished(session: Any, search_id: int, store: Store) -> Search:
     """The search's row; NotFoundError if there is none, SearchError if it has ended."""
     row = store.search(session, search_id)
     if row.status in SEARCH_FINAL:
+        raise SearchError(f"search {search_id} is already {row.status}")
+    return row
+
+
+def _resumable(session: Any, search_id: int, store: Store) -> Search:
+    """The search's row, unless it completed or proved infeasible: a running search whose
+    driver died, a failed one and a cancelled one can each go on where they stopped."""
+    row = store.search(session, search_id)
+    if row.status in SEARCH_FINAL and row.status != CANCELLED:
         raise SearchError(f"search {search_id} is already {row.status}")
     return row
 
@@ -117,7 +126,7 @@ def check_resumable(search_id: int, store: Store, force: bool = False) -> None:
     `force`, no live driver holds its lease. (A check before starting a worker: the worker's
     own compare-and-set on the lease still decides a race.)"""
     with store.session() as s:
-        row = _unfinished(s, search_id, store)
+        row = _resumable(s, search_id, store)
         holder, until = lease.holder(row), row.lease_until
     if holder is not None and not force:
         raise _refuse(search_id, holder, until)
@@ -137,11 +146,11 @@ def reopen(
     the config as `launch` checked it, whose opened files it recorded. Nothing is written
     unless the files check out and the lease is taken."""
     with store.session() as s:
-        row = _unfinished(s, search_id, store)
+        row = _resumable(s, search_id, store)
         seen, until = row.driver, lease.aware(row.lease_until)
         holder = lease.holder(row)
         expired = until is None or until <= lease.now()
-        stored = dict(row.config)
+        stored, status = dict(row.config), row.status
     if holder is not None and not force:
         raise _refuse(search_id, holder, until)
     if checked is None:
@@ -149,8 +158,16 @@ def reopen(
     driver = lease.driver_id()
     # compare-and-set on the driver seen above (and, for an expired lease, on its still
     # being expired), so that of two drivers resuming at once only one gets the search
+    # a failed or cancelled search runs again: its row says so until it finishes anew
+    again = {"status": RUNNING, "message": "resumed", "finished_at": None}
     if not lease.take(
-        store, Search, search_id, driver, seen, only_if_expired=expired and not force
+        store,
+        Search,
+        search_id,
+        driver,
+        seen,
+        only_if_expired=expired and not force,
+        **(again if status in (FAILED, CANCELLED) else {}),
     ):
         with store.session() as s:
             row = store.search(s, search_id)

@@ -206,7 +206,10 @@ def json_response(data: Any, status_code: int = 200) -> Response:
 
 def _user_error(request: Request, err: UserError) -> JSONResponse:
     status = getattr(err, "status", None) or (404 if isinstance(err, NotFoundError) else 422)
-    return JSONResponse({"error": type(err).__name__, "detail": str(err)}, status_code=status)
+    body = {"error": type(err).__name__, "detail": str(err)}
+    if getattr(err, "problems", None):  # a search config's: every problem beside its field
+        body["problems"] = err.problems
+    return JSONResponse(body, status_code=status)
 
 
 def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:

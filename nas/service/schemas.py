@@ -20,6 +20,13 @@ Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
+class ConfigProblem(BaseModel):
+    """One problem of a search config: the field, as the config names it, and what is wrong."""
+
+    field: str = Field(examples=["algorithm.population", "targets.stm32f746.peak_sram_kb"])
+    message: str = Field(examples=["must be at least 4, got 2"])
+
+
 class ErrorModel(BaseModel):
     """Every error: the error's class name and a message naming the bad field or id."""
 
@@ -27,6 +34,9 @@ class ErrorModel(BaseModel):
     detail: str = Field(examples=["no search with id 404"])
     fields: list[str] | None = Field(
         None, description="the bad parameters (a request validation error only)"
+    )
+    problems: list[ConfigProblem] | None = Field(
+        None, description="every problem of a search config, each beside its field"
     )
 
 
@@ -93,6 +103,19 @@ class SearchInfo(SearchSummary):
 
     domain: SearchDomain | str | None = Field(
         description="None: the whole space; a text when a device can no longer be loaded"
+    )
+    config: dict[str, Any] | None = Field(
+        None,
+        description="the config as checked at launch (files as absolute paths, the default "
+        "objectives filled in; without its database): launching it again repeats the search",
+    )
+
+
+class CheckedConfig(BaseModel):
+    """A search config that passed every check (a dry run of a launch)."""
+
+    config: dict[str, Any] = Field(
+        description="as checked: files as absolute paths, the default objectives filled in"
     )
 
 
@@ -258,3 +281,6 @@ class TrainedFiles(BaseModel):
 
     supernets: list[SupernetFile]
     predictors: list[PredictorFile]
+    working_folder: str | None = Field(
+        None, description="the server's working folder: a relative path in a config is read from it"
+    )

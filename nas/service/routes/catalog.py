@@ -15,9 +15,11 @@ router = APIRouter(dependencies=READ, responses=READ_ERRORS, tags=["catalog"])
 
 
 @router.get("/hardware", response_model=schemas.Items[schemas.HardwareSummary])
-def hardware() -> dict[str, Any]:
-    """Every registered device profile, as `nas hardware list --json` prints them."""
-    return {"items": core.list_hardware()}
+def hardware(space: str | None = None) -> dict[str, Any]:
+    """Every registered device profile, as `nas hardware list --json` prints them. With
+    `space` (a preset's name), each says `cost_error`: why its model cannot cost that space,
+    or null where it can (what a launch form offers)."""
+    return {"items": core.list_hardware(space)}
 
 
 @router.get("/hardware/{name}", response_model=schemas.HardwareSummary)

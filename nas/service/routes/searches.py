@@ -82,6 +82,23 @@ async def create_search(request: Request, db: StoreDep, jobs: JobsDep) -> dict[s
     return await asyncio.to_thread(launch)
 
 
+@router.post(
+    "/check",
+    dependencies=WRITE,
+    response_model=schemas.CheckedConfig,
+    responses=WRITE_ERRORS,
+    openapi_extra=_CONFIG_BODY,
+)
+async def check_search(request: Request) -> dict[str, Any]:
+    """Check a search config as a launch does (every problem at once, each beside its
+    field, in `problems`), recording and starting nothing: a form's dry run. Answers the
+    config as checked (files as absolute paths, default objectives filled in)."""
+    raw = await config_body(request)
+    checked = await asyncio.to_thread(core.check, raw, None, None, "request body")
+    config = checked.config.model_dump(mode="json", exclude={"database"})
+    return {"config": config}
+
+
 @router.get(
     "", dependencies=READ, response_model=schemas.Page[schemas.SearchSummary], responses=READ_ERRORS
 )

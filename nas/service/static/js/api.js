@@ -9,10 +9,12 @@ const TOKEN_KEY = "nas.token";
 export const NETWORK_METRICS = ["macs", "params"];
 
 export class ApiError extends Error {
-  constructor(status, detail) {
+  /** `problems`: a search config's, each {field, message} (every one the server found). */
+  constructor(status, detail, problems = null) {
     super(detail);
     this.status = status;
     this.detail = detail;
+    this.problems = problems;
   }
 }
 
@@ -33,25 +35,26 @@ export async function api(path, { method = "GET", body } = {}) {
   const headers = { Accept: "application/json" };
   const token = getToken();
   if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const text = typeof body === "string";
+  if (body !== undefined) headers["Content-Type"] = text ? "application/yaml" : "application/json";
   let response;
   try {
-    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    response = await fetch(path, { method, headers, body: body === undefined || text ? body : JSON.stringify(body) });
   } catch (err) {
     throw new ApiError(0, `${method} ${path}: the server cannot be reached (${err.message})`);
   }
-  const text = await response.text();
+  const answer = await response.text();
   let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  try { data = answer ? JSON.parse(answer) : null; } catch { data = null; }
   if (response.ok) return data;
-  let detail = (data && data.detail) || text || response.statusText;
+  let detail = (data && data.detail) || answer || response.statusText;
   if (Array.isArray(detail)) { // FastAPI's own errors, for a bad query parameter
     detail = detail.map((d) => `${(d.loc || []).join(".")}: ${d.msg}`).join("\n");
   }
   if (response.status === 401) {
     detail = `Not authorised (401): ${detail}. Enter the server's token in the "API token" field at the top right.`;
   }
-  throw new ApiError(response.status, String(detail));
+  throw new ApiError(response.status, String(detail), data?.problems || null);
 }
 
 /** A GET whose answer never changes: asked once, kept; asked again after a failure. */

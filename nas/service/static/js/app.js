@@ -9,7 +9,8 @@
      api.js     the fetch wrapper (token, ApiError) and the cached GETs (/spaces, /families)
      dom.js     element helpers, number formatting, the errors at the top of the page
      view.js    views (a route's lifetime) and polling
-     list.js    the list of searches           form.js   the launch form
+     list.js    the list of searches           form.js   the launch form (form-errors.js:
+                                                its problems beside their fields)
      search.js  one search's page              plot.js   its scatter
      panel.js   the candidate panel and its export box */
 
@@ -24,6 +25,7 @@ import { mount, newView } from "./view.js";
 
 const ROUTES = [
   [/^#\/new$/, renderForm, "new"],
+  [/^#\/new\/clone\/(\d+)$/, renderForm, "new"], // the form, from a search's config
   [/^#\/searches\/(\d+)$/, renderSearch, null],
   [/^/, renderList, "list"],
 ];

@@ -1,18 +1,25 @@
-/* The form that launches a search. Its choices come from the API: the devices and their
-   metrics (GET /hardware), the trained files used before (GET /supernets), the quality
-   metrics of each model family (GET /families). Values are not checked here: the server
-   validates the config and names each bad field, shown beside it. */
+/* The form that launches a search, or a search config pasted as YAML. Its choices come from
+   the API: the devices and their metrics (GET /hardware; with a space chosen, only those
+   that can cost it), the trained files used before and the server's working folder (GET
+   /supernets), the spaces (GET /spaces), the quality metrics of each model family (GET
+   /families). A clone (#/new/clone/ID) starts from that search's config (GET /searches/ID).
+   Values are not checked here: the server checks the config and names every problem at
+   once, each shown beside its field (form-errors.js). */
 
-import { NETWORK_METRICS, api, families } from "./api.js";
-import { $, fill, h } from "./dom.js";
+import { NETWORK_METRICS, api, families, spaces } from "./api.js";
+import { $, clearError, fill, h, showError } from "./dom.js";
+import { clearProblems, showProblems } from "./form-errors.js";
 import { mount } from "./view.js";
 
-export async function renderForm(view) {
-  const [hardware, files, familyList] = await Promise.all([api("/hardware"), api("/supernets"), families()]);
+export async function renderForm(view, cloneId) {
+  const [hardware, files, familyList, spaceInfo, cloned] = await Promise.all([
+    api("/hardware"), api("/supernets"), families(), spaces(),
+    cloneId ? api(`/searches/${cloneId}`) : null]);
   if (view.dead) return;
   const devices = hardware.items;
+  const where = files.working_folder;
   const form = h("form", { class: "form", id: "launch", novalidate: true },
-    modelSection(files),
+    modelSection(files, Object.keys(spaceInfo), where),
     algorithmSection(),
     devicesSection(devices),
     h("section", { class: "card span2 section", "data-field": "objectives" },
@@ -24,15 +31,28 @@ export async function renderForm(view) {
       h("div", { class: "form-actions" },
         h("button", { class: "primary", type: "submit", id: "launch-button" }, "Launch search"),
         h("span", { class: "muted small", id: "form-state" }))));
+  form.extra = {}; // a clone's fields the form has no input for (crossover_prob, ...): kept
+  form.files = files;
+  const yaml = yamlPane(where);
   const refreshObjectives = () => renderObjectives(form, devices, qualityOf(form, files, familyList));
   form.addEventListener("change", (e) => {
     if (e.target.name === "device") toggleDevice(e.target);
-    if (e.target.name === "device" || e.target.name === "supernet") refreshObjectives();
+    if (e.target.id === "f-known") pickKnown(form, files, e.target.value);
+    if (["f-known", "f-supernet", "f-space"].includes(e.target.id)) {
+      filterDevices(form).then(() => clearError("devices"), (err) => showError(err, "devices"));
+    }
+    if (["device", "supernet", "known"].includes(e.target.name)) refreshObjectives();
   });
-  form.addEventListener("submit", (e) => { e.preventDefault(); submitForm(form); });
-  mount(h("div", { class: "card-head" }, h("h1", {}, "New search")), form);
-  refreshObjectives();
+  form.addEventListener("submit", (e) => { e.preventDefault(); launch(form, formConfig(form)); });
+  const tabs = modeTabs(form, yaml);
+  mount(h("div", { class: "card-head" },
+    h("h1", {}, cloned ? `New search, from #${cloned.id} ${cloned.name}` : "New search"), tabs), form, yaml);
+  if (cloned) prefill(form, cloned.config || {}, refreshObjectives);
+  else refreshObjectives();
+  await filterDevices(form);
 }
+
+// ----- the fields -----------------------------------------------------------------------------
 
 /** A labelled input with its slot for an error; `name` is the config field the server names. */
 function field(label, name, input, hint) {
@@ -40,17 +60,28 @@ function field(label, name, input, hint) {
     h("label", { for: input.id }, label), input, hint && h("span", { class: "hint" }, hint));
 }
 
-function modelSection(files) {
+function modelSection(files, spaceNames, where) {
   const options = (rows) => rows.map((r) => h("option", { value: r.path }, r.space || ""));
+  const relative = `A relative path is read from the server's working folder, ${where}.`;
   return h("section", { class: "card" }, h("h2", {}, "Model"),
     field("Name", "name", h("input", { id: "f-name", name: "name", value: "search" })),
+    files.supernets.length > 0 && field("Known supernets", "known",
+      h("select", { id: "f-known", name: "known" },
+        h("option", { value: "" }, "pick one that searches used…"),
+        files.supernets.map((r) => h("option", { value: r.path }, `${r.space} · ${r.path}`))),
+      "Fills in the path, its space and its predictor."),
     field("Supernet", "supernet",
       h("input", { id: "f-supernet", name: "supernet", list: "supernet-paths", placeholder: "runs/mnist-supernet/supernet.pt", spellcheck: "false" }),
-      "A checkpoint path (or its run folder) on the server."),
+      `A checkpoint file, or its run folder, on the server. ${relative}`),
     h("datalist", { id: "supernet-paths" }, options(files.supernets)),
     field("Predictor", "predictor",
-      h("input", { id: "f-predictor", name: "predictor", list: "predictor-paths", placeholder: "optional: runs/mnist-supernet/predictor.pt", spellcheck: "false" })),
+      h("input", { id: "f-predictor", name: "predictor", list: "predictor-paths", placeholder: "runs/mnist-supernet/predictor.pt", spellcheck: "false" }),
+      "Needed by the evaluations predictor and predictor+verify."),
     h("datalist", { id: "predictor-paths" }, options(files.predictors)),
+    field("Space", "space",
+      h("select", { id: "f-space", name: "space" },
+        h("option", { value: "" }, "the supernet's own"), spaceNames.map((n) => h("option", { value: n }, n))),
+      "Checked against the supernet's; it also limits the devices below to those that can cost it."),
     field("Evaluation", "evaluation",
       h("select", { id: "f-evaluation", name: "evaluation" },
         ["predictor", "supernet", "predictor+verify"].map((v) => h("option", { value: v }, v))),
@@ -76,6 +107,7 @@ function devicesSection(devices) {
   return h("section", { class: "card span2 section", "data-field": "targets" },
     h("h2", {}, "Devices and limits"),
     h("p", { class: "muted small" }, "Tick the devices to search for. A limit is an upper bound on that metric; leave it empty for none."),
+    h("p", { class: "muted small", id: "devices-hidden", hidden: true }),
     h("div", { class: "devices" }, devices.map(deviceBox)));
 }
 
@@ -88,7 +120,7 @@ function deviceBox(hw) {
   const option = ([name, choices]) => field(name, `targets.${hw.name}.${name}`,
     h("select", { id: id(name), "data-device": hw.name, "data-option": name },
       h("option", { value: "" }, "default"), choices.map((c) => h("option", { value: c }, c))));
-  return h("div", { class: "device", "data-field": `targets.${hw.name}` },
+  return h("div", { class: "device", "data-field": `targets.${hw.name}`, "data-name": hw.name },
     h("label", {},
       h("input", { type: "checkbox", name: "device", value: hw.name }),
       h("strong", {}, hw.name), h("span", { class: "kind" }, hw.kind)),
@@ -104,6 +136,46 @@ function toggleDevice(box) {
   const device = box.closest(".device");
   device.classList.toggle("on", box.checked);
   $(".device-settings", device).hidden = !box.checked;
+}
+
+/** A known supernet picked: its path, its space and the predictor fitted on it. */
+function pickKnown(form, files, path) {
+  const known = files.supernets.find((s) => s.path === path);
+  if (!known) return;
+  form.elements.supernet.value = known.path;
+  form.elements.space.value = known.space || "";
+  const predictor = files.predictors.filter((p) => p.supernet_id === known.id).pop();
+  if (predictor) form.elements.predictor.value = predictor.path;
+}
+
+/** The space whose devices are offered: the one chosen, else that of a known supernet file. */
+function chosenSpace(form) {
+  const path = form.elements.supernet.value.trim();
+  return form.elements.space.value || form.files?.supernets.find((s) => s.path === path)?.space || "";
+}
+
+const costErrors = new Map(); // space -> {device: why it cannot cost it}: GET /hardware?space=
+
+/** Hide the devices that cannot cost the chosen space (GET /hardware?space=, the check a
+    launch makes); a ticked one stays, and the launch names its problem. */
+async function filterDevices(form) {
+  const space = chosenSpace(form);
+  if (space && !costErrors.has(space)) {
+    const answer = await api(`/hardware?${new URLSearchParams({ space })}`);
+    costErrors.set(space, Object.fromEntries(answer.items.filter((d) => d.cost_error).map((d) => [d.name, d.cost_error])));
+  }
+  if (space !== chosenSpace(form)) return; // changed meanwhile: that call filters
+  const cannot = space ? costErrors.get(space) : {};
+  for (const box of form.querySelectorAll(".device")) {
+    box.hidden = box.dataset.name in cannot && !$("input[name=device]", box).checked;
+  }
+  const note = $("#devices-hidden", form);
+  const names = Object.keys(cannot);
+  note.hidden = Boolean(space) && names.length === 0;
+  note.title = Object.values(cannot).join("\n");
+  note.textContent = space
+    ? `Not offered, as they cannot cost ${space}: ${names.join(", ")}.`
+    : "Every device is offered: pick a space, or a known supernet, to see only those that can cost it.";
 }
 
 /** The quality metrics of the supernet named in the form, with their goals, as GET /families
@@ -132,6 +204,7 @@ function renderObjectives(form, devices, quality) {
     if (!form.querySelector(`input[name=device][value="${hw.name}"]`).checked) continue;
     for (const m of hw.metrics) if (!NETWORK_METRICS.includes(m)) metrics[`${hw.name}.${m}`] = "minimize";
   }
+  for (const o of form.wanted || []) metrics[o.metric] ??= o.goal; // a clone's, even if unknown here
   fill(box, Object.entries(metrics).map(([metric, goal]) => {
     const before = chosen.get(metric);
     const select = h("select", { "aria-label": `goal of ${metric}` },
@@ -141,6 +214,39 @@ function renderObjectives(form, devices, quality) {
   }));
 }
 
+// ----- a clone's config into the form, the form as a config ------------------------------------
+
+/** Fill the form with a stored search's config (GET /searches/ID's `config`). */
+function prefill(form, config, refreshObjectives) {
+  const set = (name, value) => { if (value !== undefined && value !== null) form.elements[name].value = value; };
+  const { algorithm = {}, targets = {}, objectives = [], ...top } = config;
+  for (const name of ["name", "supernet", "predictor", "space", "evaluation", "workers"]) set(name, top[name]);
+  if (form.elements.known) form.elements.known.value = top.supernet || ""; // "" unless known
+  for (const name of ["sampler", "population", "generations", "seed"]) set(name, algorithm[name]);
+  const shown = new Set(["name", "supernet", "predictor", "space", "evaluation", "workers", "algorithm", "targets", "objectives"]);
+  form.extra = Object.fromEntries(Object.entries(top).filter(([k, v]) => !shown.has(k) && v !== null));
+  form.extraAlgorithm = Object.fromEntries(Object.entries(algorithm)
+    .filter(([k, v]) => !["sampler", "population", "generations", "seed"].includes(k) && v !== null));
+  for (const [device, target] of Object.entries(targets)) {
+    const box = form.querySelector(`input[name=device][value="${CSS.escape(device)}"]`);
+    if (!box) continue; // no longer registered: the launch names it
+    box.checked = true;
+    toggleDevice(box);
+    const values = { ...target.limits, ...target.options, batch: target.batch };
+    for (const input of box.closest(".device").querySelectorAll("[data-device]")) {
+      const key = input.dataset.limit || input.dataset.option || "batch";
+      if (values[key] !== undefined) input.value = values[key];
+    }
+  }
+  form.wanted = objectives;
+  refreshObjectives();
+  for (const o of objectives) {
+    const row = form.querySelector(`.objective[data-metric="${CSS.escape(o.metric)}"]`);
+    $("input", row).checked = true;
+    $("select", row).value = o.goal;
+  }
+}
+
 /** The form as a search config (the format of experiments/search_*.yaml). Empty fields are left
     out, so the server's defaults apply; values are not checked here: the server says what is
     wrong, field by field. */
@@ -148,12 +254,15 @@ function formConfig(form) {
   const value = (name) => form.elements[name].value.trim();
   const number = (text) => (text === "" ? undefined : Number(text));
   const config = {
+    ...form.extra,
     name: value("name") || undefined,
     supernet: value("supernet"),
     predictor: value("predictor") || undefined,
+    space: value("space") || undefined,
     evaluation: value("evaluation"),
     workers: number(value("workers")),
     algorithm: {
+      ...form.extraAlgorithm,
       sampler: value("sampler"),
       population: number(value("population")),
       generations: number(value("generations")),
@@ -173,72 +282,67 @@ function formConfig(form) {
   }
   const objectives = [...form.querySelectorAll(".objective")].filter((row) => $("input", row).checked)
     .map((row) => ({ metric: row.dataset.metric, goal: $("select", row).value }));
+  // a clone's objectives keep their order (the first is the plot's y axis, the best's key)
+  const rank = (o) => { const i = (form.wanted || []).findIndex((w) => w.metric === o.metric); return i < 0 ? Infinity : i; };
+  objectives.sort((a, b) => rank(a) - rank(b));
   if (objectives.length) config.objectives = objectives;
   return config;
 }
 
-async function submitForm(form) {
-  const button = $("#launch-button", form);
-  clearFieldErrors(form);
-  button.disabled = true;
-  $("#form-state", form).textContent = "Validating and recording the search…";
+// ----- the YAML pane ----------------------------------------------------------------------------
+
+function yamlPane(where) {
+  const pane = h("section", { class: "card yaml-pane", id: "yaml-pane", hidden: true },
+    h("h2", {}, "Search config"),
+    h("p", { class: "muted small" },
+      "Paste a config as ", h("code", {}, "nas search launch"), " reads it (YAML or JSON; see experiments/search_*.yaml). ",
+      `A relative path is read from the server's working folder, ${where}.`),
+    h("div", { class: "field", "data-field": "" },
+      h("textarea", { id: "f-yaml", rows: 18, spellcheck: "false", "aria-label": "search config as YAML",
+        placeholder: "supernet: runs/mnist-supernet\npredictor: runs/mnist-supernet\ntargets:\n  stm32f746: {peak_sram_kb: 320}" })),
+    h("div", { class: "error-box", id: "yaml-error", hidden: true }),
+    h("div", { class: "form-actions" },
+      h("button", { class: "primary", type: "button", id: "yaml-launch" }, "Launch search"),
+      h("button", { type: "button", id: "yaml-check" }, "Check"),
+      h("span", { class: "muted small", id: "yaml-state" })));
+  $("#yaml-launch", pane).addEventListener("click", () => launch(pane, $("#f-yaml", pane).value));
+  $("#yaml-check", pane).addEventListener("click", () => launch(pane, $("#f-yaml", pane).value, true));
+  return pane;
+}
+
+/** "Form" and "Paste YAML": the same config either way; the YAML box starts from the form's
+    config (as JSON, which YAML reads). */
+function modeTabs(form, pane) {
+  const tab = (id, label, yaml) => h("button", { type: "button", id, class: "tab", "aria-pressed": String(!yaml),
+    onclick: () => {
+      form.hidden = yaml;
+      pane.hidden = !yaml;
+      for (const b of document.querySelectorAll(".mode-tabs .tab")) b.setAttribute("aria-pressed", String(b.id === id));
+      const text = $("#f-yaml", pane);
+      if (yaml && !text.value.trim()) text.value = JSON.stringify(formConfig(form), null, 2);
+    } }, label);
+  return h("div", { class: "mode-tabs", role: "group", "aria-label": "how to give the config" },
+    tab("mode-form", "Form", false), tab("mode-yaml", "Paste YAML", true));
+}
+
+// ----- launching ------------------------------------------------------------------------------
+
+/** POST the config (an object, or YAML text) to /searches, or to /searches/check for a dry
+    run; every problem the server names is shown beside its field. */
+async function launch(root, config, dryRun = false) {
+  const state = $("#form-state, #yaml-state", root);
+  const buttons = root.querySelectorAll("button");
+  clearProblems(root);
+  for (const b of buttons) b.disabled = true;
+  state.textContent = dryRun ? "Checking the config…" : "Checking and recording the search…";
   try {
-    const created = await api("/searches", { method: "POST", body: formConfig(form) });
-    location.hash = `#/searches/${created.id}`;
+    const answer = await api(dryRun ? "/searches/check" : "/searches", { method: "POST", body: config });
+    if (dryRun) state.textContent = "The config is valid: nothing was launched.";
+    else location.hash = `#/searches/${answer.id}`;
   } catch (err) {
-    showFormError(form, err);
+    state.textContent = "";
+    showProblems(root, err);
   } finally {
-    button.disabled = false;
-    $("#form-state", form).textContent = "";
+    for (const b of buttons) b.disabled = false;
   }
-}
-
-/** The server's message, one problem a line. nas/config.py writes "invalid search config
-    <source>: FIELD: message", or a header line then "  FIELD: message" per problem. A line
-    that names no field comes back with field null. */
-function parseFieldErrors(detail) {
-  const text = detail.replace(/^invalid search config [^:\n]*:\s*/, "");
-  return text.split("\n").map((line) => line.trim()).filter(Boolean).map((line) => {
-    const match = /^([A-Za-z_][\w-]*(?:\.[\w-]+)*):\s*(.*)$/.exec(line);
-    return match ? { field: match[1], message: match[2] } : { field: null, message: line };
-  });
-}
-
-/** The element for a config field: the field itself, or the nearest enclosing one that the
-    form has ("targets.stm32f746.foo_kb" -> the stm32f746 box; "objectives.0.metric" -> the
-    objectives section). */
-function findField(form, path) {
-  const parts = path.split(".");
-  for (let n = parts.length; n > 0; n--) {
-    const el = form.querySelector(`[data-field="${CSS.escape(parts.slice(0, n).join("."))}"]`);
-    if (el) return el;
-  }
-  return null;
-}
-
-function showFormError(form, err) {
-  const general = $("#form-error", form);
-  const unplaced = [];
-  let first = null;
-  const problems = err.status === 422 || err.status === 400 ? parseFieldErrors(err.detail) : [];
-  for (const { field: name, message } of problems) {
-    const el = name && findField(form, name);
-    if (!el) { unplaced.push(name ? `${name}: ${message}` : message); continue; }
-    el.classList.add("invalid");
-    // a containing box gets the full path, so the user sees which of its settings is meant
-    const shown = el.dataset.field === name ? message : `${name.slice(el.dataset.field.length + 1)}: ${message}`;
-    el.append(h("p", { class: "field-error" }, shown));
-    first ??= el;
-  }
-  if (!problems.length) unplaced.push(err.message);
-  general.hidden = unplaced.length === 0;
-  general.textContent = unplaced.join("\n");
-  (first || general).scrollIntoView({ block: "center", behavior: "smooth" });
-  $("input, select", first || form)?.focus({ preventScroll: true });
-}
-
-function clearFieldErrors(form) {
-  for (const el of form.querySelectorAll(".field-error")) el.remove();
-  for (const el of form.querySelectorAll(".invalid")) el.classList.remove("invalid");
-  $("#form-error", form).hidden = true;
 }

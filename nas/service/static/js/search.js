@@ -55,15 +55,50 @@ function searchSkeleton(s) {
   return dom;
 }
 
+/** Cancel asks first, in the header itself ("Cancel search? [Yes, cancel] [Keep running]");
+    a cancelled or failed search can be resumed, and any search cloned into the form. */
+function headerActions(s, action) {
+  const status = s.info.status;
+  const button = (id, label, onclick, cls) => h("button", { type: "button", id, class: cls, onclick }, label);
+  const confirm = (on) => { s.confirmCancel = on; renderHeader(s); };
+  const actions = [];
+  if (status === "running" && s.confirmCancel) {
+    actions.push(h("span", { class: "confirm", role: "group", "aria-label": "confirm cancel" },
+      h("span", {}, "Cancel search? It stops after its current generation."),
+      button("cancel-yes", "Yes, cancel", () => { s.confirmCancel = false; action("cancel"); }, "danger"),
+      button("cancel-no", "Keep running", () => confirm(false))));
+  } else if (status === "running") {
+    actions.push(button("cancel-button", "Cancel", () => confirm(true)));
+  }
+  if (status === "cancelled" || status === "failed") {
+    actions.push(button("resume-button", "Resume", () => action("resume"), "primary"));
+  }
+  actions.push(h("a", { class: "button", id: "clone-button", href: `#/new/clone/${s.id}`, title: "A new search, from this one's config" }, "Clone"));
+  return actions;
+}
+
+/** After POST /resume: the row changes when the worker takes the search (it starts a process
+    first); then this page is routed to again, which polls it again (polling stopped when the
+    search finished). */
+async function resumed(s) {
+  const before = { status: s.info.status, message: s.info.message };
+  s.info.status = "resuming";
+  renderHeader(s);
+  for (let waited = 0; waited < 120_000 && !s.view.dead; waited += 500) {
+    await new Promise((done) => setTimeout(done, 500));
+    const info = await api(`/searches/${s.id}`);
+    if (info.status !== before.status || info.message !== before.message) break;
+  }
+  if (!s.view.dead) window.dispatchEvent(new HashChangeEvent("hashchange"));
+}
+
 function renderHeader(s) {
   const info = s.info;
-  const running = info.status === "running";
   const action = async (what) => {
     try {
       const answer = await api(`/searches/${s.id}/${what}`, { method: "POST" });
       clearError(`action-${s.id}`);
-      // polling stopped when it failed: route to this page again, which starts it again
-      if (what === "resume") return window.dispatchEvent(new HashChangeEvent("hashchange"));
+      if (what === "resume") return await resumed(s);
       s.info.status = answer.status; // "cancelling" at once, not after the next data refresh
       renderHeader(s);
     } catch (err) { showError(err, `action-${s.id}`); }
@@ -75,8 +110,7 @@ function renderHeader(s) {
       h("span", { id: "search-status" }, statusBadge(info.status)),
       progress(info.generations, true),
       h("span", { class: "grow" }),
-      running && h("button", { type: "button", onclick: () => action("cancel") }, "Cancel"),
-      info.status === "failed" && h("button", { type: "button", onclick: () => action("resume") }, "Resume"),
+      headerActions(s, action),
       s.dom.csv),
     h("div", { class: "stats" },
       stat("Space", info.space),
