@@ -12,6 +12,7 @@ export function closePanel() {
   if (panelView) panelView.dead = true;
   panelView = null;
   $("#panel").hidden = true;
+  document.body.classList.remove("panel-open");
 }
 
 /** Show candidate `number` of search `s` (its id, info and limits) in the panel. */
@@ -21,6 +22,7 @@ export async function openCandidate(s, number) {
   panelView = pv;
   const panel = $("#panel");
   panel.hidden = false;
+  document.body.classList.add("panel-open"); // on a wide screen the page makes room for it
   fill(panel, panelHead(`Candidate ${number}`), h("p", { class: "muted" }, "Loading…"));
   try {
     const [c, spaceInfo, family] = await Promise.all(
