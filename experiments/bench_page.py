@@ -10,6 +10,7 @@ Prints one JSON object per figure:
   page_limit_front_ms       the same, until the front re-filtered by the server is drawn and
                             counted (the front request is debounced by the page)
   page_elements             elements in the whole page with the scatter drawn (goal <= 3000)
+  page_front_table_elements elements of the front's table (its paging is another part's work)
   page_plot_elements        elements inside the scatter's card
   api_front_bytes / api_front_ms
                             GET /searches/{id}/pareto with the search's own limits as `where`
@@ -253,6 +254,11 @@ def page_figures(server: Server, search_id: int, label: str, static: Path | None
             "elements",
             **context,
         )
+        table = page.evaluate(
+            "(document.querySelector('.front-table') || {querySelectorAll: () => []})"
+            ".querySelectorAll('*').length"
+        )
+        emit("page_front_table_elements", table, "elements", **context)
         plot_elements = page.evaluate(
             "(document.querySelector('.plot-box')?.closest('.card') || document)"
             ".querySelectorAll('*').length"

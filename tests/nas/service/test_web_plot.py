@@ -18,7 +18,7 @@ pytestmark = needs_browser
 
 OBJECTIVES = ["top1", "stm32f746.latency_ms", "h100-sxm.latency_ms"]
 LIMIT = "stm32f746.peak_sram_kb"
-DIMMED = "#dfe3e8"  # plot.js's colour of a candidate beyond a tightened limit
+DIMMED = "#cfdcf3"  # plot.js's colour of a candidate beyond a tightened limit
 # a few dozen elements of the scatter's own: never one per point
 MAX_PLOT_ELEMENTS = 150
 

@@ -50,7 +50,11 @@ export function fmtMetric(metric, value) {
     (the axis title has it), as many decimals as the step needs. */
 export function fmtTick(metric, value, step) {
   const name = base(metric);
-  const decimals = (scaled) => Math.max(0, -Math.floor(Math.log10(scaled) + 1e-9));
+  // as many decimals as the step has: 2.5 -> 1, 0.05 -> 2, 20 -> 0
+  const decimals = (scaled) => {
+    for (let d = 0; d < 12; d++) if (Math.abs(scaled * 10 ** d - Math.round(scaled * 10 ** d)) < 1e-6) return d;
+    return 12;
+  };
   if (PERCENT.has(name)) return `${(value * 100).toFixed(decimals(step * 100))}%`;
   if (COUNTS[name]) {
     const size = Math.max(Math.abs(value), Math.abs(step));

@@ -15,7 +15,7 @@ export { hideTooltip };
 
 const HEIGHT = 420;
 const PAD = { left: 74, right: 18, top: 16, bottom: 46 };
-const COLOURS = { infeasible: "#c3c8d0", dimmed: "#dfe3e8", feasible: "#3b82f6", front: "#dc2626", limit: "#d97706" };
+const COLOURS = { infeasible: "#c3c8d0", dimmed: "#cfdcf3", feasible: "#3b82f6", front: "#dc2626", limit: "#d97706" };
 // viridis, sampled: a colour scale readable in grey and by most colour-blind readers
 const RAMP = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"];
 const BINS = 24;
@@ -77,11 +77,12 @@ export async function loadPoints(s, fresh = false) {
   const p = plotState(s);
   const seq = (p.seq = (p.seq || 0) + 1); // a newer request wins: quick changes cannot mix
   try {
-    await ensureColumns(s, [s.x, s.y, colourMetric(s)], fresh);
+    // afresh, the two axes first: the scatter shows sooner, its colours follow
+    await ensureColumns(s, fresh ? [s.x, s.y] : [s.x, s.y, colourMetric(s)], fresh);
     if (seq !== p.seq || s.view.dead) return;
     clearError(`points-${s.id}`);
     drawPlot(s);
-    const more = [...s.limits.map((l) => l.metric), ...(s.info.objectives || []).map((o) => o.metric)];
+    const more = [colourMetric(s), ...s.limits.map((l) => l.metric), ...(s.info.objectives || []).map((o) => o.metric)];
     if ((await ensureColumns(s, more)) && seq === p.seq && !s.view.dead) drawPlot(s); // counts with every limit
   } catch (err) { showError(err, `points-${s.id}`); }
 }
@@ -173,7 +174,7 @@ export function drawPlot(s) {
   }
   const dom = plotDom(s);
   const xs = p.columns.get(s.x), ys = p.columns.get(s.y);
-  const colour = colourMetric(s), cs = colour ? p.columns.get(colour) : null;
+  const cs = p.columns.get(colourMetric(s)) || null, colour = cs ? colourMetric(s) : "";
   const { layer, front } = classify(s, p);
   const width = dom.box.clientWidth || 760;
   p.width = width;
