@@ -152,8 +152,8 @@ function whereConditions(s) {
 }
 
 async function refreshData(s) {
-  if (!s.metricsLoaded) await loadMetricNames(s);
-  await Promise.all([refreshPoints(s), refreshFront(s)]);
+  // the axis choices, the points and the front at once: the first paint waits for the points only
+  await Promise.all([!s.metricsLoaded && loadMetricNames(s), refreshPoints(s), refreshFront(s)]);
 }
 
 /** All candidates' values of the metrics shown, afresh: something new was stored. */
