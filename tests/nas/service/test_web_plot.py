@@ -192,4 +192,5 @@ def test_the_keyboard_moves_a_cursor_between_points_and_opens_one(server, page, 
     expect(page.locator("#panel h2")).to_have_text(f"Candidate {number}")
     candidate = api.get(f"/searches/{search_id}/candidates/{number}").json()
     assert f"top1 {candidate['top1']:.2%}" in seen[-1]
+    expect(page.locator("#panel")).to_contain_text(f"top1 (predicted){candidate['top1']:.2%}")
     screenshot(page, "plot-keyboard-panel")

@@ -3,6 +3,7 @@
 
 import { NETWORK_METRICS, api, familyOfSpace, spaces } from "./api.js";
 import { $, fill, fmt, fmtBytes, h, kvTable } from "./dom.js";
+import { fmtMetric } from "./format.js";
 
 const EXPORT_POLL_MS = 1000;
 
@@ -67,10 +68,10 @@ function qualityRows(s, c, quality) {
   const measuredAll = s.info.evaluation === "supernet";
   const rows = [];
   for (const [metric, value] of Object.entries(quality)) {
-    rows.push([`${metric} (${measuredAll ? "measured" : "predicted"})`, fmt(value)]);
+    rows.push([`${metric} (${measuredAll ? "measured" : "predicted"})`, fmtMetric(metric, value)]);
     if (measuredAll) continue;
     const measured = c.measured?.[metric];
-    rows.push([`${metric} measured`, measured === null || measured === undefined ? "not measured" : fmt(measured)]);
+    rows.push([`${metric} measured`, measured === null || measured === undefined ? "not measured" : fmtMetric(metric, measured)]);
   }
   return rows;
 }
