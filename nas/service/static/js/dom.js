@@ -1,6 +1,8 @@
 /* DOM helpers and formatting: building elements, numbers as people read them, the errors
    shown at the top of the page. Nothing here knows the API. */
 
+import { fmtMetric } from "./format.js";
+
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 /** h("div", {class: "x", onclick: f}, child, "text"): an element; "svg:" makes an SVG one.
@@ -83,7 +85,7 @@ export function progress(generations, large = false) {
 }
 
 export function bestText(best) {
-  const parts = Object.entries(best || {}).map(([k, v]) => `${k} ${fmt(v)}`);
+  const parts = Object.entries(best || {}).map(([k, v]) => `${k} ${fmtMetric(k, v)}`);
   return parts.length ? parts.join(" · ") : "—";
 }
 

@@ -3,6 +3,7 @@
 
 import { NETWORK_METRICS, api, familyOfSpace, spaces } from "./api.js";
 import { $, fill, fmt, fmtBytes, h, kvTable } from "./dom.js";
+import { fmtMetric } from "./format.js";
 
 const EXPORT_POLL_MS = 1000;
 
@@ -12,6 +13,7 @@ export function closePanel() {
   if (panelView) panelView.dead = true;
   panelView = null;
   $("#panel").hidden = true;
+  document.body.classList.remove("panel-open");
 }
 
 /** Show candidate `number` of search `s` (its id, info and limits) in the panel. */
@@ -21,6 +23,7 @@ export async function openCandidate(s, number) {
   panelView = pv;
   const panel = $("#panel");
   panel.hidden = false;
+  document.body.classList.add("panel-open"); // on a wide screen the page makes room for it
   fill(panel, panelHead(`Candidate ${number}`), h("p", { class: "muted" }, "Loading…"));
   try {
     const [c, spaceInfo, family] = await Promise.all(
@@ -65,10 +68,10 @@ function qualityRows(s, c, quality) {
   const measuredAll = s.info.evaluation === "supernet";
   const rows = [];
   for (const [metric, value] of Object.entries(quality)) {
-    rows.push([`${metric} (${measuredAll ? "measured" : "predicted"})`, fmt(value)]);
+    rows.push([`${metric} (${measuredAll ? "measured" : "predicted"})`, fmtMetric(metric, value)]);
     if (measuredAll) continue;
     const measured = c.measured?.[metric];
-    rows.push([`${metric} measured`, measured === null || measured === undefined ? "not measured" : fmt(measured)]);
+    rows.push([`${metric} measured`, measured === null || measured === undefined ? "not measured" : fmtMetric(metric, measured)]);
   }
   return rows;
 }

@@ -5,7 +5,7 @@
 import { NETWORK_METRICS, api, familyOfSpace } from "./api.js";
 import { $, bestText, clearError, clickable, debounce, fill, fmt, h, progress, showError, statusBadge } from "./dom.js";
 import { openCandidate } from "./panel.js";
-import { drawPlot } from "./plot.js";
+import { drawPlot, limitsChanged, loadPoints, renderPlotTools } from "./plot.js";
 import { mount, poll } from "./view.js";
 
 export async function renderSearch(view, idText) {
@@ -131,19 +131,8 @@ function setupPlot(s) {
   s.metrics = [...new Set([...objectives, ...s.limits.map((l) => l.metric)])];
   s.y = objectives[0] || null; // quality, by default up the y axis, against the first cost
   s.x = objectives[1] || objectives[0] || null;
-  renderAxisTools(s);
+  renderPlotTools(s);
   renderFilters(s);
-}
-
-function renderAxisTools(s) {
-  const select = (axis) => h("select", { id: `axis-${axis}`, onchange: (e) => { s[axis] = e.target.value; refreshPoints(s); } },
-    s.metrics.map((m) => h("option", { value: m, selected: m === s[axis] }, m)));
-  fill(s.dom.tools,
-    h("label", {}, "x", select("x")), h("label", {}, "y", select("y")),
-    h("div", { class: "legend" },
-      h("span", {}, h("i", { class: "swatch infeasible" }), "infeasible"),
-      h("span", {}, h("i", { class: "swatch feasible" }), "feasible"),
-      h("span", {}, h("i", { class: "swatch front" }), "Pareto front")));
 }
 
 /** Every metric the candidates report (quality, macs, params, each device's metrics): the
@@ -159,13 +148,14 @@ async function loadMetricNames(s) {
   const isMetric = (k) => quality.includes(k) || NETWORK_METRICS.includes(k) || k.includes(".");
   const names = Object.keys(row).filter((k) => isMetric(k) && (typeof row[k] === "number" || row[k] === null));
   s.metrics = [...new Set([...s.metrics, ...names])];
-  renderAxisTools(s);
+  renderPlotTools(s);
 }
 
 function renderFilters(s) {
   const fields = s.limits.map(({ metric, limit }) => {
     const input = h("input", { type: "number", step: "any", value: limit, "data-metric": metric, id: `where-${metric}` });
     input.addEventListener("input", debounce(() => refreshFront(s), 350));
+    input.addEventListener("input", () => limitsChanged(s)); // dims and counts at once
     return h("div", { class: "filter" },
       h("label", { for: input.id }, metric),
       h("div", { class: "input-line" }, h("span", { class: "muted" }, "≤"), input),
@@ -196,23 +186,13 @@ function whereConditions(s) {
 }
 
 async function refreshData(s) {
-  if (!s.metricsLoaded) await loadMetricNames(s);
-  await Promise.all([refreshPoints(s), refreshFront(s)]);
+  // the axis choices, the points and the front at once: the first paint waits for the points only
+  await Promise.all([!s.metricsLoaded && loadMetricNames(s), refreshPoints(s), refreshFront(s)]);
 }
 
-/** All candidates' values of the two axis metrics (for the grey and blue points). Responses
-    that arrive after a newer request are dropped, so a quick change of axis cannot mix them. */
+/** All candidates' values of the metrics shown, afresh: something new was stored. */
 async function refreshPoints(s) {
-  if (!s.x || !s.y) return;
-  const seq = ++s.seq.points;
-  const query = new URLSearchParams([["metric", s.x], ["metric", s.y]]);
-  try {
-    const points = await api(`/searches/${s.id}/points?${query}`);
-    if (seq !== s.seq.points || s.view.dead) return;
-    s.points = points;
-    clearError(`points-${s.id}`);
-    drawPlot(s);
-  } catch (err) { showError(err, `points-${s.id}`); }
+  await loadPoints(s, true);
 }
 
 /** The front under the limit fields' conditions, from GET /pareto: the server filters it. */
