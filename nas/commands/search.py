@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import typer
@@ -119,8 +120,7 @@ def list_searches(db: str | None = db_option(), as_json: bool = typer.Option(Fal
         table.add_column(col)
     for r in rows:
         metric = (r["objectives"] or [{"metric": ACCURACY}])[0]["metric"]
-        best = r["best"].get(metric)
-        shown = f"{best:.2%}" if metric == ACCURACY else f"{best:.4g}"
+        best = r["best"].get(metric)  # None: infeasible, or no candidate yet
         table.add_row(
             str(r["id"]),
             escape(r["name"]),
@@ -128,7 +128,7 @@ def list_searches(db: str | None = db_option(), as_json: bool = typer.Option(Fal
             r["generations"],
             str(r["candidates"]),
             str(r["feasible"]),
-            "-" if best is None else f"{metric} {shown}",
+            "-" if best is None else f"{metric} {_fmt(metric, best)}",
             str(r["seconds"]),
         )
     console.print(table)
@@ -161,12 +161,17 @@ def pareto_command(
     measured: bool = typer.Option(False, "--measured", help="Rank by supernet-measured top1."),
     db: str | None = db_option(),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+    top: int | None = typer.Option(
+        None, "--top", min=1, help="Table: only the first N rows of the front, in its order."
+    ),
 ) -> None:
     """The non-dominated feasible candidates of a search."""
     fmt = "json" if as_json else fmt
     with user_errors():
         if fmt not in ("table", "json", "csv"):
             raise QueryError(f"--format must be table, json or csv, not {fmt!r}")
+        if top is not None and fmt != "table":
+            raise QueryError(f"--top shortens the table only, not --format {fmt}")
         if plot_path:
             plot_path = plot_file(plot_path)  # refuse a bad suffix before computing anything
         front = core.query_front(search_id, target, where, measured, db)
@@ -184,10 +189,19 @@ def pareto_command(
         )
         for col in cols:
             table.add_column(col, justify="left" if col == "arch_id" else "right")
-        for c in front.front:
+        shown = front.front if top is None else front.front[:top]
+        for c in shown:
             row = c.to_dict()
             table.add_row(*[_fmt(col, row.get(col)) for col in cols])
         console.print(table)
+        if len(shown) < len(front.front):  # where the rest is: the same query, as CSV
+            options = [f"--target {shlex.quote(target)}"] if target else []
+            options += [f"--where {shlex.quote(w)}" for w in where]
+            console.print(
+                f"... and {len(front.front) - len(shown)} more; all {len(front.front)}: "
+                f"nas pareto {search_id} {escape(' '.join([*options, '--format csv']))}",
+                soft_wrap=True,
+            )
     if plot_path and fmt == "table":
         console.print(f"plot: {escape(str(plot_path))}", soft_wrap=True)
 

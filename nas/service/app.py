@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
 from nas import __version__
 from nas.pareto import FrontCache
-from nas.service.http import MAX_BODY_BYTES, RequestError, install_error_handling
+from nas.service.http import BEARER, MAX_BODY_BYTES, RequestError, install_error_handling
 from nas.service.jobs import JobRunner
 from nas.service.routes import ROUTERS
 from nas.store import Store
@@ -68,4 +69,21 @@ def create_app(
     install_error_handling(app)
     for router in ROUTERS:
         app.include_router(router)
+    if private_reads:
+        _declare_token_on_reads(app)
     return app
+
+
+def _declare_token_on_reads(app: FastAPI) -> None:
+    """With private reads every operation needs the token: the OpenAPI document says so (the
+    mutations declare it through their dependency, nas.service.http.BEARER)."""
+    openapi = app.openapi
+
+    def with_token_on_reads() -> dict[str, Any]:
+        schema = openapi()  # built once, then cached by FastAPI: setdefault keeps it as is
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                operation.setdefault("security", [{BEARER.scheme_name: []}])
+        return schema
+
+    app.openapi = with_token_on_reads  # type: ignore[method-assign]

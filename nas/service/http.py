@@ -22,14 +22,16 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from nas.errors import NotFoundError, UserError
 from nas.pareto import FrontCache
 from nas.service.jobs import JobRunner
 from nas.service.schemas import ErrorModel
-from nas.store import Store
+from nas.store import Store, safe_url
 
 MAX_BODY_BYTES = 1 << 20  # a search config is a few kB; refuse anything near this
 MAX_ID = 2**63 - 1  # the largest integer SQL stores: a larger one is a 422, not a driver error
@@ -40,9 +42,11 @@ log = logging.getLogger(__name__)
 class RequestError(UserError):
     """A request the API cannot take (a malformed body, too large, no token)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(
+        self, message: str, status: int = 400, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.headers = status, headers
 
 
 # ----- the app's state, as dependencies -------------------------------------------------------
@@ -79,13 +83,20 @@ Id = Annotated[int, PathParam(ge=0, le=MAX_ID)]
 Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
 
 
+NO_TOKEN = "a bearer token is required (Authorization: Bearer ...)"
+WRONG_TOKEN = "the bearer token does not match the server's token"
+
+
 def require_token(request: Request) -> None:
-    """Mutating routes: `Authorization: Bearer <token>` when the server has a token."""
+    """Mutating routes: `Authorization: Bearer <token>` when the server has a token. A 401
+    says whether no bearer token came or a wrong one did (never echoing what came)."""
     token: str | None = request.app.state.token
     if token is None:
         return
     given = request.headers.get("authorization", "")
     scheme, _, value = given.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise RequestError(NO_TOKEN, 401, {"WWW-Authenticate": "Bearer"})
     # bytes: compare_digest refuses a str with non-ASCII characters (a 500, not a 401).
     # Starlette decodes a header's bytes as Latin-1: encoding it back gives the bytes sent,
     # which a client such as curl sends as UTF-8, the encoding of the token compared
@@ -93,17 +104,28 @@ def require_token(request: Request) -> None:
         given_token = value.strip().encode("latin-1")
     except UnicodeEncodeError:  # not decoded from bytes: no token could have been sent
         given_token = b""
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given_token, token.encode()):
-        raise RequestError("a bearer token is required (Authorization: Bearer ...)", 401)
+    if not hmac.compare_digest(given_token, token.encode()):
+        raise RequestError(WRONG_TOKEN, 401, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+# declares the bearer scheme in the OpenAPI document (so /docs offers "Authorize"); it
+# checks nothing itself (auto_error=False): require_token does, with its own messages
+BEARER = HTTPBearer(
+    auto_error=False,
+    description="`nas serve`'s token (`--token-file` or $NAS_API_TOKEN): needed by every "
+    "mutation, and by reads too on a server started with `--private-reads`",
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
 
 
 async def read_access(request: Request) -> None:
-    """Reads: open, unless the server was started with private reads."""
+    """Reads: open, unless the server was started with private reads (whose OpenAPI
+    document then declares the bearer scheme on reads too: nas.service.app)."""
     if request.app.state.private_reads:
         require_token(request)
 
 
-async def write_access(request: Request) -> None:
+async def write_access(request: Request, _: BearerDep) -> None:
     """Mutations: the token, when the server has one (require_token, on the event loop)."""
     require_token(request)
 
@@ -119,14 +141,14 @@ def _error(description: str) -> dict[str, Any]:
 
 
 READ_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: _error("A bearer token is required (a server with private reads)"),
+    401: _error("No bearer token, or a wrong one (a server with private reads)"),
     404: _error("No such search, candidate, export or device"),
     422: _error("A bad parameter or query, named in `detail` (and `fields`)"),
 }
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     **READ_ERRORS,
     400: _error("A malformed body"),
-    401: _error("A bearer token is required"),
+    401: _error("No bearer token, or a wrong one"),
     413: _error(f"A body over {MAX_BODY_BYTES} bytes"),
 }
 
@@ -204,12 +226,55 @@ def json_response(data: Any, status_code: int = 200) -> Response:
 # ----- errors as JSON -------------------------------------------------------------------------
 
 
+def _for_clients(app: FastAPI, message: str) -> str:
+    """A core message as a client may read it: without the server's database URL (which the
+    CLI's messages name, as the user chose it) or its data folder's path."""
+    store: Store = app.state.store
+    database = safe_url(store.url)
+    replacements = [
+        (f"database {database}", "the server's database"),  # "cannot write database URL"
+        (f" in {database}", ""),  # "no search with id 4 in URL"
+        (database, "the server's database"),
+    ]
+    paths = {"database file": store.sqlite_path, "data folder": app.state.data_dir}
+    path_texts = [  # absolute paths only: a relative one ("data") is also a common word
+        (text, f"the server's {name}")
+        for name, path in paths.items()
+        if path is not None
+        for text in {str(Path(path).resolve()), str(path)}  # as resolved, and as given
+        if Path(text).is_absolute()
+    ]
+    # a longer path first: the database file may lie in the data folder
+    replacements += sorted(path_texts, key=lambda pair: -len(pair[0]))
+    for server_text, shown in replacements:
+        message = message.replace(server_text, shown)
+    return message
+
+
 def _user_error(request: Request, err: UserError) -> JSONResponse:
     status = getattr(err, "status", None) or (404 if isinstance(err, NotFoundError) else 422)
-    body = {"error": type(err).__name__, "detail": str(err)}
+    body = {"error": type(err).__name__, "detail": _for_clients(request.app, str(err))}
     if getattr(err, "problems", None):  # a search config's: every problem beside its field
-        body["problems"] = err.problems
-    return JSONResponse(body, status_code=status)
+        body["problems"] = [
+            {**problem, "message": _for_clients(request.app, problem["message"])}
+            for problem in err.problems
+        ]
+    return JSONResponse(body, status_code=status, headers=getattr(err, "headers", None))
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path (Starlette's 405 names only those of the
+    first route that matched the path, and a path may have a route per method): each
+    method asked of the app's routes, as the router itself would match it."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    )
 
 
 def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -218,7 +283,12 @@ def _http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
     detail = (
         f"no route {request.method} {request.url.path}" if err.status_code == 404 else err.detail
     )
-    return JSONResponse({"error": name, "detail": detail}, status_code=err.status_code)
+    headers = dict(err.headers or {})
+    if err.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+    return JSONResponse(
+        {"error": name, "detail": detail}, status_code=err.status_code, headers=headers or None
+    )
 
 
 def _validation_error(request: Request, err: RequestValidationError) -> JSONResponse:

@@ -226,7 +226,11 @@ class HardwareSummary(BaseModel):
     description: str
     metrics: list[str]
     options: dict[str, list[Any]] = Field(description="option -> allowed values (default first)")
-    source: str
+    source: str = Field(
+        description="the profile file: latency_models/profiles/NAME.yaml for a shipped one, "
+        "the file name alone for one of the server's own profile folder",
+        examples=["latency_models/profiles/h100-sxm.yaml", "my-board.yaml"],
+    )
 
 
 class SpaceSummary(BaseModel):

@@ -115,25 +115,31 @@ def get_search(search_id: Id, db: StoreDep) -> dict[str, Any]:
     return core.get_search(search_id, db)
 
 
+# a search not in a state for what was asked (finished, or a live driver holds it): one
+# status, 409, for cancel and resume alike
+def _not_now(description: str) -> dict[int | str, dict[str, Any]]:
+    return {**WRITE_ERRORS, 409: {"model": schemas.ErrorModel, "description": description}}
+
+
 @router.post(
     "/{search_id}/cancel",
     dependencies=WRITE,
     response_model=schemas.SearchStatus,
-    responses=WRITE_ERRORS,
+    responses=_not_now("Finished already"),
 )
 def cancel(search_id: Id, db: StoreDep) -> dict[str, Any]:
     """Ask a running search to stop after its current generation."""
-    return {"id": search_id, "status": core.cancel(search_id, db)}
+    try:
+        return {"id": search_id, "status": core.cancel(search_id, db)}
+    except SearchError as err:
+        raise RequestError(str(err), 409) from None
 
 
 @router.post(
     "/{search_id}/resume",
     dependencies=WRITE,
     response_model=schemas.SearchStatus,
-    responses={
-        **WRITE_ERRORS,
-        409: {"model": schemas.ErrorModel, "description": "Finished, or a live driver has it"},
-    },
+    responses=_not_now("Finished, or a live driver has it"),
 )
 def resume(search_id: Id, db: StoreDep, jobs: JobsDep) -> dict[str, Any]:
     """Start a worker on an unfinished search whose driver died."""
