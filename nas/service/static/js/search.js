@@ -48,7 +48,7 @@ function searchSkeleton(s) {
     state: h("div", { class: "search-state", id: "search-state", hidden: true }),
     filters: h("div", { class: "filters" }),
     count: h("div", { class: "count-line muted" }),
-    table: h("div", { class: "front-box" }), // a page of the front, and its pager
+    table: h("div", { class: "front-box" }, h("p", { class: "muted" }, "Loading the front…")), // then a page of it, and its pager
     csv: h("a", { class: "button", href: `/searches/${s.id}/pareto?format=csv`, download: `search-${s.id}-front.csv` }, "Front as CSV"),
   };
   dom.root = h("div", {}, dom.head,
