@@ -10,6 +10,7 @@ server while the search's rows are unchanged.
 - front: the algorithm (`non_dominated`), pure numpy
 - conditions: `--where` filters and the resolution of metric names against the devices
 - queries: the SQL side: candidates, their metric columns, `pareto_front`
+- pages: a front sorted and cut to one page (a table's)
 - output: JSON and CSV text, the table's columns
 - plot: the matplotlib figure (imported only when drawn)
 - cache: `FrontCache`, a server's recent fronts
@@ -19,6 +20,7 @@ from nas.pareto.cache import FrontCache
 from nas.pareto.conditions import NETWORK_LEVEL, OPERATORS, Condition, parse_conditions
 from nas.pareto.front import non_dominated
 from nas.pareto.output import columns_of, to_csv, to_json
+from nas.pareto.pages import FrontPage, front_page
 from nas.pareto.plot import DEFAULT_PLOT_SUFFIX, PLOT_SUFFIXES, plot, plot_axes, plot_file
 from nas.pareto.queries import (
     CandidateRow,
@@ -40,9 +42,11 @@ __all__ = [
     "Condition",
     "Front",
     "FrontCache",
+    "FrontPage",
     "candidate_points",
     "columns_of",
     "count_candidates",
+    "front_page",
     "load_candidates",
     "load_config",
     "non_dominated",

@@ -7,7 +7,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from nas.pareto.queries import Front, pareto_front
+from nas.pareto.conditions import beyond_limits, parse_conditions
+from nas.pareto.queries import Front, load_config, pareto_front
 from nas.store import Store
 
 
@@ -20,7 +21,8 @@ class FrontCache:
     A finished search's fronts hold for good. A running search stores a generation every
     fraction of a second, so its front is computed again at most every `refresh_seconds`
     (what a page polling the search sees, at most that much behind the database).
-    Concurrent requests for one front wait for one computation of it."""
+    Concurrent requests for one front wait for one computation of it. A front is kept under
+    its conditions as computed (`beyond_limits`), not as spelled."""
 
     def __init__(self, size: int = 64, refresh_seconds: float = 1.0) -> None:
         self.size, self.refresh_seconds = size, refresh_seconds
@@ -38,7 +40,8 @@ class FrontCache:
         where: Sequence[str] = (),
         measured: bool = False,
     ) -> Front:
-        key = (store.url, search_id, target, tuple(where), measured)
+        key = (store.url, search_id, target, _condition_key(store, search_id, target, where))
+        key += (measured,)
         # one computation per front at a time: the requests waiting here then find it kept
         with self._computing[hash(key) % len(self._computing)]:
             version = _data_version(store, search_id)
@@ -62,6 +65,15 @@ class FrontCache:
             return True
         still_running = version[1] == kept_version[1] == "running"
         return still_running and time.monotonic() - computed_at < self.refresh_seconds
+
+
+def _condition_key(store: Store, search_id: int, target: str | None, where: Sequence[str]) -> tuple:
+    """The conditions as the front is computed with them: resolved, and without those the
+    search's own limits imply, so the page's request with its search's limits as `where`
+    finds the plain front kept. Parsed values, not text: `str(Condition)` rounds them."""
+    config = load_config(store, search_id)
+    conditions = beyond_limits(parse_conditions(where, config, target), config)
+    return tuple((c.metric, c.op, c.value) for c in conditions)
 
 
 def _data_version(store: Store, search_id: int) -> tuple:

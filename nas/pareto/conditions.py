@@ -55,6 +55,29 @@ def parse_conditions(
     return conditions
 
 
+def beyond_limits(conditions: Sequence[Condition], config: SearchConfig) -> list[Condition]:
+    """The conditions a feasible candidate can fail, each once. A front holds feasible
+    candidates only, and a feasible one meets every limit of its search (`m <= limit`, a
+    limit > 0): so `m<=v` with v >= that limit, or `m<v` with v > it, filters nothing and is
+    dropped. The web page sends the search's own limits as conditions; dropped, its front
+    is the plain one, which a server keeps (`FrontCache`)."""
+    limits = {
+        f"{device}.{name}": value
+        for device, target in config.targets.items()
+        for name, value in target.limits.items()
+        if value > 0  # a limit is > 0 (checked at launch): never assume more than that
+    }
+    kept: list[Condition] = []
+    for cond in conditions:
+        limit = limits.get(cond.metric)
+        implied = limit is not None and (
+            (cond.op == "<=" and cond.value >= limit) or (cond.op == "<" and cond.value > limit)
+        )
+        if not implied and cond not in kept:
+            kept.append(cond)
+    return kept
+
+
 def check_target(config: SearchConfig, target: str | None) -> None:
     """A `--target` must be one of the search's devices."""
     if target is not None and target not in config.targets:

@@ -1,4 +1,5 @@
-"""A front as JSON and CSV text (each made once per front), and the columns of its table."""
+"""A front as JSON and CSV text (the whole front's made once per front), and the columns of its
+table."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import io
 import json
 
 from nas.config import NETWORK_METRICS, SearchConfig
-from nas.pareto.queries import Front
+from nas.pareto.pages import FrontPage, front_page
+from nas.pareto.queries import CandidateRow, Front
 
 
 def columns_of(front: Front, config: SearchConfig | None = None) -> list[str]:
@@ -23,27 +25,46 @@ def columns_of(front: Front, config: SearchConfig | None = None) -> list[str]:
     return ["candidate", "arch_id", *metrics, *shown, *network]
 
 
-def to_json(front: Front) -> str:
+def to_json(front: Front, page: FrontPage | None = None) -> str:
+    """The front as `nas pareto --json` prints it: `front` holds `page`'s rows (default:
+    the whole front, in its order), `total` counts the whole front's."""
+    if page is not None:
+        return _json(front, page)
     if "json" not in front.rendered:
-        front.rendered["json"] = json.dumps(
-            {
-                "search": front.search_id,
-                "objectives": [o.model_dump() for o in front.objectives],
-                "where": [str(c) for c in front.conditions],
-                "front": [c.to_dict() for c in front.front],
-            }
-        )
+        front.rendered["json"] = _json(front, front_page(front))
     return front.rendered["json"]
 
 
-def to_csv(front: Front) -> str:
+def _json(front: Front, page: FrontPage) -> str:
+    return json.dumps(
+        {
+            "search": front.search_id,
+            "objectives": [o.model_dump() for o in front.objectives],
+            "where": [str(c) for c in front.conditions],
+            "total": page.total,
+            "offset": page.offset,
+            "sort": page.sort,
+            "order": page.order,
+            "front": [c.to_dict() for c in page.rows],
+        }
+    )
+
+
+def to_csv(front: Front, page: FrontPage | None = None) -> str:
+    """A row per candidate of `page` (default: the whole front), every metric a column."""
+    if page is not None:
+        return _csv(front, page.rows)
     if "csv" not in front.rendered:
-        buffer = io.StringIO()
-        cols = columns_of(front)
-        writer = csv.writer(buffer)
-        writer.writerow([*cols, "top1_measured", "arch"])
-        for c in front.front:
-            row = c.to_dict()
-            writer.writerow([row.get(k) for k in cols] + [c.top1_measured, json.dumps(c.arch)])
-        front.rendered["csv"] = buffer.getvalue()
+        front.rendered["csv"] = _csv(front, front.front)
     return front.rendered["csv"]
+
+
+def _csv(front: Front, rows: list[CandidateRow]) -> str:
+    buffer = io.StringIO()
+    cols = columns_of(front)
+    writer = csv.writer(buffer)
+    writer.writerow([*cols, "top1_measured", "arch"])
+    for c in rows:
+        row = c.to_dict()
+        writer.writerow([row.get(k) for k in cols] + [c.top1_measured, json.dumps(c.arch)])
+    return buffer.getvalue()

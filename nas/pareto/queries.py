@@ -31,6 +31,7 @@ from nas.pareto.conditions import (
     OPERATORS,
     Condition,
     _resolve_metric,
+    beyond_limits,
     check_target,
     parse_conditions,
 )
@@ -238,13 +239,14 @@ def pareto_front(
     """The non-dominated feasible candidates (one per arch), best quality first.
 
     `measured=True` ranks by the supernet-measured quality where a candidate has one
-    (predictor+verify searches measure their final front).
+    (predictor+verify searches measure their final front). Conditions every feasible
+    candidate meets (the search's own limits, or looser) are dropped (`beyond_limits`).
 
     Only the objectives and the filtered metrics of the feasible candidates are read, as
     columns; whole rows are loaded for the front alone."""
     config = load_config(store, search_id)
     objectives = objectives_for(config, target)
-    conditions = parse_conditions(where, config, target)
+    conditions = beyond_limits(parse_conditions(where, config, target), config)
     names = [o.metric for o in objectives]
     overrides = {  # quality measured with the supernet is stored beside the searched value
         o.metric: o.metric + MEASURED_SUFFIX

@@ -8,7 +8,7 @@ allows extra keys. Numbers keep their JSON type (`Number`: an int stays an int).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
@@ -172,8 +172,15 @@ class Front(BaseModel):
 
     search: int
     objectives: list[Objective]
-    where: list[str] = Field(description="the filters applied")
-    front: list[CandidateRow]
+    where: list[str] = Field(
+        description="the filters applied (beyond the search's own limits, which every "
+        "feasible candidate meets)"
+    )
+    total: int = Field(description="rows on the whole front")
+    offset: int = Field(description="where `front` starts in the sorted front")
+    sort: str | None = Field(description="what `front` is sorted by (null: the front's order)")
+    order: Literal["asc", "desc"] | None
+    front: list[CandidateRow] = Field(description="the page's rows (default: the whole front)")
 
 
 # ----- exports --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 
 from nas import core
 from nas.errors import SearchError
-from nas.pareto import to_csv, to_json
+from nas.pareto import front_page, to_csv, to_json
 from nas.service import schemas
 from nas.service.http import (
     READ,
@@ -172,12 +172,24 @@ def pareto(
     where: list[str] = Query(default=[]),
     measured: bool = False,
     format: str = Query("json", pattern="^(json|csv)$"),
+    sort: str | None = Query(
+        None, description="a metric (as in `where`), or candidate, generation, arch_id"
+    ),
+    order: str | None = Query(
+        None, pattern="^(asc|desc)$", description="default: best first for an objective"
+    ),
+    offset: Offset = 0,
+    limit: int | None = Query(None, ge=1, le=100_000, description="default: every row"),
 ) -> Response:
-    """The non-dominated feasible candidates, filtered by `where` (e.g. `top1>=0.7`)."""
+    """The non-dominated feasible candidates, filtered by `where` (e.g. `top1>=0.7`); sorted
+    by `sort` and cut to `offset`..`offset+limit` (a table's page; `total` counts them all).
+    Without these, the whole front, best quality first, as `nas pareto --json` prints it."""
     front = core.query_front(search_id, target, where, measured, db, fronts)
+    paged = sort is not None or offset or limit is not None
+    page = front_page(front, sort, order, offset, limit, target) if paged else None
     if format == "csv":
-        return PlainTextResponse(to_csv(front), media_type="text/csv")
-    return Response(to_json(front), media_type="application/json")  # as `nas pareto --json`
+        return PlainTextResponse(to_csv(front, page), media_type="text/csv")
+    return Response(to_json(front, page), media_type="application/json")
 
 
 @router.get(

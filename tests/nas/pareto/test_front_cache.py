@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from nas.pareto import FrontCache, cache, to_json
+from nas.pareto import FrontCache, cache, pareto_front, to_json
 from nas.search import launch, resume_search
 from nas.store import Search, Store, lease
 
@@ -71,4 +71,32 @@ def test_concurrent_requests_for_one_front_compute_it_once(search_config, counte
     for thread in threads:
         thread.join()
     assert len(counted) == 1 and all(f is fronts[0] for f in fronts)
+    store.dispose()
+
+
+def test_the_searchs_own_limits_as_conditions_are_served_from_the_kept_front(
+    search_config, counted
+):
+    """The web page sends the search's limits as `where`: dropped before the key is formed
+    (as are looser ones, of the same metric and direction), so that front is the plain one
+    and computed once; a condition a feasible candidate can fail is a front of its own."""
+    store = Store(search_config().config.database)
+    search_id = launch(search_config(), store, progress=False).run().search_id
+    fronts = FrontCache()
+    plain = fronts.front(store, search_id)
+    own = ["stm32f746.peak_sram_kb<=12", "flash_kb<=600", "h100-sxm.latency_ms<=0.7"]
+    looser = ["peak_sram_kb<=12.5", "stm32f746.flash_kb<601", "flash_kb<=600"]
+    assert fronts.front(store, search_id, where=own) is plain
+    assert fronts.front(store, search_id, where=looser) is plain
+    assert len(counted) == 1
+    assert to_json(pareto_front(store, search_id, where=own)) == to_json(plain)  # no cache
+
+    # `<` the limit itself rejects a candidate at the limit; `>=` any value can reject one
+    fronts.front(store, search_id, where=["peak_sram_kb<12"])
+    fronts.front(store, search_id, where=["peak_sram_kb>=12"])
+    assert len(counted) == 3
+    tighter = fronts.front(store, search_id, where=["flash_kb<=600", "peak_sram_kb<=9"])
+    assert len(counted) == 4 and [str(c) for c in tighter.conditions] == [
+        "stm32f746.peak_sram_kb<=9"
+    ]
     store.dispose()

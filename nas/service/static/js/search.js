@@ -1,9 +1,12 @@
 /* One search's page: its header (status, progress, actions), the scatter with its axis
-   choices, the limit fields that re-filter the front, and the front as a table. It polls
-   GET /searches/ID until the search is finished, and redraws when something was stored. */
+   choices, the limit fields that re-filter the front, and the front as a table (front.js).
+   It polls GET /searches/ID until the search is finished, and redraws when something was
+   stored. While the points or the front load, the plot says so; a search with nothing to
+   plot says why (no candidates yet, infeasible, failed, cancelled). */
 
 import { NETWORK_METRICS, api, familyOfSpace } from "./api.js";
-import { $, bestText, clearError, clickable, debounce, fill, fmt, h, progress, showError, statusBadge } from "./dom.js";
+import { $, bestText, clearError, debounce, fill, fmt, h, progress, showError, statusBadge } from "./dom.js";
+import { emptyTable, refreshTable, renderFrontTable, tableState } from "./front.js";
 import { openCandidate } from "./panel.js";
 import { drawPlot, limitsChanged, loadPoints, renderPlotTools } from "./plot.js";
 import { mount, poll } from "./view.js";
@@ -13,8 +16,10 @@ export async function renderSearch(view, idText) {
   const s = {
     id, view, info: null, metrics: [], limits: [], x: null, y: null,
     points: null, front: null, picked: null, stamp: null, seq: { points: 0, front: 0 },
+    table: tableState(), state: null, loading: 0,
   };
   s.pick = (number) => pick(s, number); // what a click on a point or a row of the front does
+  s.where = () => whereConditions(s);
   s.dom = searchSkeleton(s);
   mount(s.dom.root);
   poll(view, `search-${id}`, async () => {
@@ -27,9 +32,10 @@ export async function renderSearch(view, idText) {
     const stamp = `${info.generations}|${info.status}|${info.candidates}`;
     if (stamp !== s.stamp) {
       s.stamp = stamp;
-      await refreshData(s);
+      await plotLoading(s, refreshData(s));
     }
     renderHeader(s); // after the data, so a status shown is one the plot already reflects
+    renderState(s);
     return !info.finished; // every summary says whether its search can still change
   });
 }
@@ -39,15 +45,18 @@ function searchSkeleton(s) {
     head: h("section", { class: "card", id: "search-head" }, h("p", { class: "muted" }, "Loading…")),
     tools: h("div", { class: "plot-tools" }),
     plot: h("div", { class: "plot-box" }),
+    state: h("div", { class: "search-state", id: "search-state", hidden: true }),
     filters: h("div", { class: "filters" }),
     count: h("div", { class: "count-line muted" }),
-    table: h("div", { class: "table-wrap tall" }), // a large front scrolls inside its card
+    table: h("div", { class: "front-box" }, h("p", { class: "muted" }, "Loading the front…")), // then a page of it, and its pager
     csv: h("a", { class: "button", href: `/searches/${s.id}/pareto?format=csv`, download: `search-${s.id}-front.csv` }, "Front as CSV"),
   };
   dom.root = h("div", {}, dom.head,
     h("section", { class: "card" },
       h("div", { class: "row" },
-        h("div", { class: "grow" }, dom.tools, dom.plot),
+        h("div", { class: "grow" }, dom.tools, dom.state,
+          dom.stage = h("div", { class: "plot-stage loading" }, dom.plot, // loading until the first data
+            h("div", { class: "loading-note plot-loading", role: "status" }, h("i", { class: "spinner" }), "Loading candidates…"))),
         h("div", { class: "filters-wrap" }, dom.filters, dom.count))),
     h("section", { class: "card" },
       h("div", { class: "card-head" }, h("h2", {}, "Pareto front"), h("span", { class: "muted small" }, "Click a row for the candidate")),
@@ -154,7 +163,7 @@ async function loadMetricNames(s) {
 function renderFilters(s) {
   const fields = s.limits.map(({ metric, limit }) => {
     const input = h("input", { type: "number", step: "any", value: limit, "data-metric": metric, id: `where-${metric}` });
-    input.addEventListener("input", debounce(() => refreshFront(s), 350));
+    input.addEventListener("input", debounce(() => refilter(s), 350));
     input.addEventListener("input", () => limitsChanged(s)); // dims and counts at once
     return h("div", { class: "filter" },
       h("label", { for: input.id }, metric),
@@ -175,7 +184,73 @@ function resetFilters(s) {
   for (const input of s.dom.filters.querySelectorAll("input[data-metric]")) {
     input.value = s.limits.find((l) => l.metric === input.dataset.metric).limit;
   }
-  refreshFront(s);
+  refilter(s);
+}
+
+/** The front again under the limit fields, from the table's first page. */
+function refilter(s) {
+  s.table.offset = 0;
+  plotLoading(s, refreshFront(s));
+}
+
+/** The plot's loading note, shown (after a short delay, by the style) while `work` runs. */
+async function plotLoading(s, work) {
+  s.loading++;
+  s.dom.stage.classList.add("loading");
+  try {
+    return await work;
+  } finally {
+    if (--s.loading === 0) s.dom.stage.classList.remove("loading");
+  }
+}
+
+/** What the search's state means for this page, where the plot and the front alone would
+    not say it: `title` and `text` above the plot, `table` in place of an empty front. */
+function stateOf(info) {
+  const n = info.candidates;
+  const stored = n === 1 ? "the 1 candidate stored" : `the ${n} candidates stored`;
+  if (info.status === "infeasible") {
+    return {
+      kind: "infeasible", title: "No feasible candidate",
+      text: n
+        ? `The search ended without a candidate that meets every limit, so it has no Pareto front: the plot shows ${stored}, all infeasible.`
+        : "The search ended before evaluating any candidate: no arch can meet its limits (the message above says which).",
+      table: n ? "No feasible candidate: none of this search's candidates meets every limit."
+        : "No feasible candidate: the search ended without evaluating any.",
+    };
+  }
+  if (info.status === "failed") {
+    return {
+      kind: "failed", title: "The search failed",
+      text: n ? `The plot and the front show ${stored} before it failed.` : "It failed before any candidate was stored.",
+      table: n ? null : "No candidates: the search failed before its first generation was stored.",
+    };
+  }
+  if (info.status === "cancelled") {
+    return {
+      kind: "cancelled", title: "The search was cancelled",
+      text: n ? `The plot and the front show ${stored} before it was cancelled.` : "It was cancelled before any candidate was stored.",
+      table: n ? null : "No candidates: the search was cancelled before its first generation was stored.",
+    };
+  }
+  if (!n) {
+    return {
+      kind: "waiting", title: "No candidates yet",
+      text: "The first generation is being evaluated; its candidates appear here when it is stored.",
+      table: "No candidates yet: the first generation is being evaluated.",
+    };
+  }
+  if (!info.feasible) return { kind: "none-feasible", table: "No feasible candidate yet: none of the candidates stored so far meets every limit." };
+  return null;
+}
+
+/** The state's note above the plot, and the plot itself only when there is something to plot. */
+function renderState(s) {
+  const state = s.state;
+  s.dom.state.hidden = !state?.title;
+  s.dom.state.className = `search-state${state ? ` state-${state.kind}` : ""}`;
+  if (state?.title) fill(s.dom.state, h("strong", {}, state.title), " ", h("span", {}, state.text));
+  s.dom.stage.hidden = !s.info.candidates;
 }
 
 /** The --where conditions of the limit fields ("stm32f746.peak_sram_kb<=8"); empty: none. */
@@ -186,6 +261,7 @@ function whereConditions(s) {
 }
 
 async function refreshData(s) {
+  s.state = stateOf(s.info); // before the table, whose empty text it names
   // the axis choices, the points and the front at once: the first paint waits for the points only
   await Promise.all([!s.metricsLoaded && loadMetricNames(s), refreshPoints(s), refreshFront(s)]);
 }
@@ -195,26 +271,27 @@ async function refreshPoints(s) {
   await loadPoints(s, true);
 }
 
-/** The front under the limit fields' conditions, from GET /pareto: the server filters it. */
+/** The front under the limit fields' conditions, from GET /pareto: the server filters it
+    (conditions equal to the search's own limits cost nothing: it keeps that front). The
+    whole front for the plot, and the table's page beside it. */
 async function refreshFront(s) {
   const seq = ++s.seq.front;
   if (!s.info.candidates) { // nothing stored yet (and GET /pareto answers 500 for that)
     s.front = { front: [], objectives: s.info.objectives };
     drawPlot(s);
-    renderFrontTable(s);
+    emptyTable(s);
     return;
   }
   const query = new URLSearchParams(whereConditions(s).map((w) => ["where", w]));
   const error = $("#where-error", s.dom.filters);
   try {
-    const front = await api(`/searches/${s.id}/pareto?${query}`);
+    const [front] = await Promise.all([api(`/searches/${s.id}/pareto?${query}`), refreshTable(s)]);
     if (seq !== s.seq.front || s.view.dead) return;
     s.front = front;
     query.set("format", "csv"); // the CSV is the front shown, limits included
     s.dom.csv.href = `/searches/${s.id}/pareto?${query}`;
     error.hidden = true;
     drawPlot(s);
-    renderFrontTable(s);
   } catch (err) {
     if (seq !== s.seq.front) return;
     error.textContent = err.message; // a bad condition is shown beside the limits
@@ -222,34 +299,10 @@ async function refreshFront(s) {
   }
 }
 
-// ----- the front as a table ------------------------------------------------------------------
-
-function renderFrontTable(s) {
-  const objectives = s.front.objectives || s.info.objectives || [];
-  const names = objectives.map((o) => o.metric);
-  const limited = s.limits.map((l) => l.metric).filter((m) => !names.includes(m));
-  const arrow = { maximize: " ↑", minimize: " ↓" };
-  const rows = s.front.front.map((row) => h("tr", {
-    class: `clickable${row.candidate === s.picked ? " selected" : ""}`, "data-candidate": row.candidate,
-    ...clickable(() => s.pick(row.candidate)),
-  },
-  h("td", {}, row.candidate), h("td", { class: "num" }, row.generation),
-  names.map((m) => h("td", { class: "num" }, fmt(row[m]))),
-  limited.map((m) => h("td", { class: "num muted" }, fmt(row[m]))),
-  h("td", { class: "mono muted" }, row.arch_id)));
-  fill(s.dom.table, rows.length
-    ? h("table", { class: "table front-table" },
-      h("thead", {}, h("tr", {}, h("th", {}, "Candidate"), h("th", { class: "num" }, "Gen"),
-        objectives.map((o) => h("th", { class: "num" }, o.metric + (arrow[o.goal] || ""))),
-        limited.map((m) => h("th", { class: "num" }, m)), h("th", {}, "Arch id"))),
-      h("tbody", {}, rows))
-    : h("p", { class: "muted" }, "No feasible candidate under these limits."));
-}
-
 /** Mark a candidate in the plot and the table, and show it in the panel. */
 function pick(s, number) {
   s.picked = number;
   drawPlot(s);
-  if (s.front) renderFrontTable(s);
+  renderFrontTable(s);
   openCandidate(s, number);
 }
