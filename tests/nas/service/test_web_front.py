@@ -121,7 +121,7 @@ def test_an_infeasible_search_with_no_candidate_says_so(server, page, launched):
     expect(page.locator(".empty-front")).to_have_text(
         "No feasible candidate: the search ended without evaluating any."
     )
-    expect(page.locator(".plot-stage")).to_be_hidden()  # nothing to plot
+    expect(page.locator(".plot-area")).to_be_hidden()  # nothing to plot
     screenshot(page, "front-infeasible")
 
 
@@ -144,7 +144,7 @@ def test_a_cancelled_search_says_what_its_page_shows(cancelled, server, page):
     state = page.locator("#search-state")
     expect(state).to_contain_text("The search was cancelled")
     expect(state).to_contain_text("candidates stored before it was cancelled")
-    expect(page.locator(".plot-stage")).to_be_visible()  # what it stored is plotted
+    expect(page.locator(".plot-area")).to_be_visible()  # what it stored is plotted
     expect(page.locator(".front-table tbody tr").first).to_be_visible()
     expect(page.locator(".plot-loading")).to_be_hidden()
     screenshot(page, "front-cancelled")

@@ -346,7 +346,6 @@ export function renderPlotTools(s) {
   }, options(colourMetric(s), "none"));
   fill(s.dom.tools, h("label", {}, "x", axis("x")), h("label", {}, "y", axis("y")),
     h("label", {}, "colour", colour));
-  if (!p.paints) fill(s.dom.plot, h("p", { class: "plot-empty muted" }, "Loading the candidates…"));
 }
 
 function renderLegend(s, p, { colour, c0, c1 }) {

@@ -55,7 +55,7 @@ function searchSkeleton(s) {
     h("section", { class: "card" },
       h("div", { class: "row" },
         h("div", { class: "grow" }, dom.tools, dom.state,
-          dom.stage = h("div", { class: "plot-stage loading" }, dom.plot, // loading until the first data
+          dom.stage = h("div", { class: "plot-area loading" }, dom.plot, // loading until the first data
             h("div", { class: "loading-note plot-loading", role: "status" }, h("i", { class: "spinner" }), "Loading candidates…"))),
         h("div", { class: "filters-wrap" }, dom.filters, dom.count))),
     h("section", { class: "card" },
