@@ -2,7 +2,7 @@
    choices, the limit fields that re-filter the front, and the front as a table. It polls
    GET /searches/ID until the search is finished, and redraws when something was stored. */
 
-import { NETWORK_METRICS, api, familyOfSpace } from "./api.js";
+import { NETWORK_METRICS, api, downloadLink, familyOfSpace } from "./api.js";
 import { $, bestText, clearError, clickable, debounce, fill, fmt, h, progress, showError, statusBadge } from "./dom.js";
 import { openCandidate } from "./panel.js";
 import { drawPlot } from "./plot.js";
@@ -42,7 +42,9 @@ function searchSkeleton(s) {
     filters: h("div", { class: "filters" }),
     count: h("div", { class: "count-line muted" }),
     table: h("div", { class: "table-wrap tall" }), // a large front scrolls inside its card
-    csv: h("a", { class: "button", href: `/searches/${s.id}/pareto?format=csv`, download: `search-${s.id}-front.csv` }, "Front as CSV"),
+    // fetched with the token (private reads), never a plain link
+    csv: downloadLink({ class: "button", href: `/searches/${s.id}/pareto?format=csv`, download: `search-${s.id}-front.csv` },
+      "Front as CSV", (err) => showError(err, `csv-${s.id}`)),
   };
   dom.root = h("div", {}, dom.head,
     h("section", { class: "card" },
