@@ -11,10 +11,12 @@
      view.js    views (a route's lifetime) and polling
      list.js    the list of searches           form.js   the launch form
      search.js  one search's page              plot.js   its scatter
-     panel.js   the candidate panel and its export box */
+     panel.js   the candidate panel and its export box
+     exports.js every export, whichever door made it */
 
 import { getToken, setToken } from "./api.js";
 import { $, h } from "./dom.js";
+import { renderExports } from "./exports.js";
 import { renderForm } from "./form.js";
 import { renderList } from "./list.js";
 import { closePanel } from "./panel.js";
@@ -24,6 +26,7 @@ import { mount, newView } from "./view.js";
 
 const ROUTES = [
   [/^#\/new$/, renderForm, "new"],
+  [/^#\/exports$/, renderExports, "exports"],
   [/^#\/searches\/(\d+)$/, renderSearch, null],
   [/^/, renderList, "list"],
 ];
