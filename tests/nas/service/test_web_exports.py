@@ -59,6 +59,7 @@ def test_an_export_with_a_chosen_format_downloads_and_the_exports_page_lists_bot
     page.click("#export-button")
     # while it runs: its phase and time, polled from GET /exports/ID
     expect(page.locator("#panel .export-phase")).to_contain_text("Export #2: ")
+    screenshot(page, "export-running")
     link = page.locator('#panel a[data-format="torchscript"]')
     expect(link).to_be_visible(timeout=60_000)
     expect(page.locator("#panel .export-status")).to_contain_text("completed in")
