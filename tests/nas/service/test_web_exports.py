@@ -59,7 +59,14 @@ def test_an_export_with_a_chosen_format_downloads_and_the_exports_page_lists_bot
     page.click("#export-button")
     # while it runs: its phase and time, polled from GET /exports/ID
     expect(page.locator("#panel .export-phase")).to_contain_text("Export #2: ")
-    screenshot(page, "export-running")
+    # a worker's phase, unless the export ends between two polls (then nothing to show)
+    page.wait_for_function(
+        """() => /loading|writing/.test(document.querySelector("#panel .export-phase")?.textContent)
+            || /completed/.test(document.querySelector("#panel .export-status").textContent)""",
+        timeout=60_000,
+    )
+    if page.locator("#panel .export-phase").count():
+        screenshot(page, "export-running")
     link = page.locator('#panel a[data-format="torchscript"]')
     expect(link).to_be_visible(timeout=60_000)
     expect(page.locator("#panel .export-status")).to_contain_text("completed in")
