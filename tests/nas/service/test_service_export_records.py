@@ -11,6 +11,7 @@ from datetime import datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 from typer.testing import CliRunner
 
 from nas.cli import app as cli
@@ -42,6 +43,14 @@ def test_a_cli_export_is_listed_and_served_by_the_api_with_its_files(searched, t
         assert hashlib.sha256(download.content).hexdigest() == entry["sha256"]
     listed = client.get("/exports").json()
     assert listed["total"] == 1 and listed["items"][0]["files"] == info["files"]
+
+    # a row of an older database (before migration 0007) lists the files its card names
+    with store.session() as s:
+        kept = s.get(Export, 1).files
+        s.execute(update(Export).values(files=None))
+    assert client.get("/exports/1").json()["files"] == info["files"]
+    with store.session() as s:
+        s.execute(update(Export).values(files=kept))
 
     # another export into the same folder (as a rerun of the demo) replaces the file: the
     # first export's file is no longer its own, and is not served as if it were
