@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Sequence
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -192,10 +193,16 @@ def _summary(row: Export, trial: int) -> dict[str, Any]:
         "formats": list(row.formats),
         "created_at": lease.iso(created),
         "finished_at": lease.iso(finished),
-        # from queued (an API export) or started (a CLI export) to finished, or to now
-        "seconds": round(((finished or now()) - created).total_seconds(), 3) if created else None,
+        "seconds": _seconds(row.status, created, finished),
         "files": _files(row),
     }
+
+
+def _seconds(status: str, created: datetime | None, finished: datetime | None) -> float | None:
+    """From queued (an API export) or started (a CLI export) to finished, or to now while it
+    runs; None for an ended row that recorded no end (an export from before migration 0005)."""
+    end = now() if status in EXPORT_UNFINISHED else finished
+    return round((end - created).total_seconds(), 3) if created and end else None
 
 
 def _files_of_card(card: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:

@@ -127,3 +127,43 @@ def test_downloads_carry_the_token_under_private_reads(
     )
     screenshot(page, "exports-private")
     assert not [url for url in urls if PRIVATE_TOKEN in url]  # never in a URL
+
+
+def test_the_exports_page_pages_and_shows_why_an_export_failed(
+    server, page, search_config, tmp_path
+):
+    """30 exports (recorded as failed jobs, straight into SQL: no worker needed to list
+    them): the page shows the newest 25, then the other 5, each failure with its message."""
+    from sqlalchemy import select
+
+    from nas.store import Candidate, Export
+
+    url = f"sqlite:///{tmp_path / 'web.db'}"
+    config = search_config(database=url, algorithm={"population": 8, "generations": 1, "seed": 2})
+    store = Store(url)
+    search_id = launch_search(config, store, progress=False).search_id
+    with store.session() as s:
+        candidate = s.scalars(select(Candidate).where(Candidate.search_id == search_id)).first()
+        for number in range(30):
+            s.add(
+                Export(
+                    search_id=search_id,
+                    candidate_id=candidate.id,
+                    formats=["onnx"],
+                    out_dir=str(tmp_path / "exports" / str(number)),
+                    card={},
+                    status="failed",
+                    message=f"failure number {number}",
+                )
+            )
+    page.goto(f"{server}/#/exports")
+    rows = page.locator("table.exports tbody tr")
+    expect(rows).to_have_count(25)
+    expect(page.locator(".pager")).to_contain_text("1–25 of 30")
+    expect(rows.first).to_contain_text("failure number 29")  # newest first
+    screenshot(page, "exports-paged")
+    page.click(".pager button:has-text('Older')")
+    expect(rows).to_have_count(5)
+    expect(page.locator(".pager")).to_contain_text("26–30 of 30")
+    expect(rows.last).to_contain_text("failure number 0")
+    expect(page.locator(".pager button:has-text('Older')")).to_be_disabled()

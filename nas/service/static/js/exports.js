@@ -56,7 +56,7 @@ function exportRow(e) {
     } }, `candidate ${e.candidate}`)),
     h("td", { class: "small formats" }, e.formats.join(", ")),
     h("td", { class: "num" }, e.files.length ? fmtBytes(bytes) : "—"),
-    h("td", { class: "num" }, e.finished ? seconds(e.seconds) : "—"),
+    h("td", { class: "num" }, (e.finished && seconds(e.seconds)) || "—"),
     h("td", { class: "muted small" }, (e.created_at || "").replace("T", " ").slice(0, 19)),
     h("td", { class: "files-cell" }, e.files.length ? exportFiles(e) : h("span", { class: "muted" }, "—")));
 }
