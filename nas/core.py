@@ -394,6 +394,14 @@ def default_formats(search_id: int, db: Database = None) -> list[str]:
     return _export_formats(open_store(db, create=False), search_id, None, None)[0]
 
 
+def export_formats(search_id: int, db: Database = None) -> dict[str, Any]:
+    """What an export of the search can write (nas.export.format_choices): its family's
+    formats with labels, the defaults, and the quantizations that apply."""
+    store = open_store(db, create=False)
+    config = load_config(store, search_id)
+    return exports.format_choices(config, exports.search_family(store, search_id))
+
+
 def finetune(
     search_id: int,
     candidate: int,
@@ -475,8 +483,8 @@ def export_file(export_id: int, name: str, db: Database = None) -> Path:
 def list_exports(
     db: Database = None, search_id: int | None = None, offset: int = 0, limit: int | None = None
 ) -> dict[str, Any]:
-    """A page of exports (of one search, with `search_id`), newest first, without file
-    lists (`limit` None: all of them from `offset` on)."""
+    """A page of exports (of one search, with `search_id`), newest first, whichever door
+    made them, with their files (`limit` None: all of them from `offset` on)."""
     store = open_store(db, create=False)
     items, total = exports.list_exports(store, search_id, offset, limit)
     return page(items, total, offset)

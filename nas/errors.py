@@ -31,6 +31,13 @@ class NotFoundError(UserError, LookupError):
         return str(self.args[0]) if self.args else ""
 
 
+class GoneError(NotFoundError):
+    """Something that was there and is no more: an export's file deleted, moved or replaced
+    since the export wrote it. The HTTP API answers 410."""
+
+    status = 410
+
+
 class QueryError(UserError, ValueError):
     """A Pareto query that cannot be run (an unknown metric, a malformed filter)."""
 
@@ -70,6 +77,7 @@ def os_reason(err: OSError) -> str:
 
 __all__ = [
     "ExportError",
+    "GoneError",
     "LeaseError",
     "LeaseLost",
     "NotFoundError",

@@ -29,6 +29,7 @@ from nas.export.formats import (
     FORMATS,
     PRECISION_FORMATS,
     default_formats,
+    format_choices,
     parse_formats,
     resolve_formats,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "export_file",
     "export_info",
     "finetuned_weights",
+    "format_choices",
     "list_exports",
     "load_candidate",
     "parse_formats",

@@ -38,6 +38,20 @@ FILE_NAMES = {
     "tflite_int8": "model.int8.tflite",  # full-integer: TFLite Micro on MCUs, phones' NPUs
     "c_array": "model_data.cc",  # the int8 flatbuffer as C++ data, with a TFLM harness
 }
+# what each format is for, in the words a door offers it with
+FORMAT_LABELS = {
+    "torchscript": "TorchScript",
+    "onnx": "ONNX (fp32)",
+    "state_dict": "PyTorch state_dict",
+    "pt2": "torch.export (.pt2)",
+    "onnx_fp16": "ONNX fp16 (GPU runtimes)",
+    "onnx_bf16": "ONNX bf16 (GPU runtimes)",
+    "onnx_int8": "ONNX int8 (top-1 measured)",
+    "tflite": "TFLite (LiteRT, phones)",
+    "tflite_int8": "TFLite int8 (TFLite Micro, NPUs)",
+    "c_array": "C array for TFLite Micro (MCUs)",
+}
+INT8_FORMATS = ("onnx_int8", "tflite_int8", "c_array")
 # the other files of a format written as several, by their names in the card's `files`
 COMPANION_FILES = {"c_array": {"c_array_header": "model_data.h", "c_array_main": "main.cc"}}
 # a format made from another format's file, which is then written too
@@ -112,3 +126,41 @@ def parse_formats(text: str | Sequence[str]) -> list[str]:
         raise ExportError(f"unknown export format {bad or text!r}; allowed: {', '.join(FORMATS)}")
     with_sources = [source for f in formats for source in (MADE_FROM.get(f), f) if source]
     return list(dict.fromkeys(with_sources))
+
+
+def format_choices(config: Any, family: ModelFamily) -> dict[str, Any]:
+    """What an export of this search can be asked for, for a door to offer (GET
+    /searches/ID/export-formats): each format the search's family can be written in, with
+    its label and file, whether the search's defaults write it, and whether this server
+    can write it now (a TFLite format needs the converter's environment); and the
+    quantizations that apply (`resolve_formats`' `quantize`)."""
+    from nas.export.tflite import converter_python
+
+    defaults, skipped = default_formats(config, family)
+    try:
+        converter_python()
+        no_tflite = None
+    except ExportError:  # its message names server paths: say what is missing instead
+        no_tflite = "needs the TFLite converter's environment on the server (make tflite-env)"
+    choices = []
+    for fmt in FORMATS:
+        if fmt in INT8_FORMATS and not family.quantizes_int8:
+            continue  # the family has no labelled images to calibrate on (default_formats)
+        needs_tflite = fmt in TFLITE_FORMATS or MADE_FROM.get(fmt) in TFLITE_FORMATS
+        unavailable = no_tflite if needs_tflite else None
+        choices.append(
+            {
+                "name": fmt,
+                "label": FORMAT_LABELS[fmt],
+                "file": FILE_NAMES[fmt],
+                "default": fmt in defaults,
+                "available": unavailable is None,
+                "unavailable": unavailable,
+            }
+        )
+    return {
+        "formats": choices,
+        "default": defaults,
+        "skipped": skipped,
+        "quantize": list(QUANTIZATIONS) if family.quantizes_int8 else [],
+    }

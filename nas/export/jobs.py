@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Sequence
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from nas.errors import LeaseLost, NotFoundError, UserError
+from nas.errors import GoneError, LeaseLost, NotFoundError, UserError
 from nas.export.formats import parse_formats
 from nas.export.run import CARD_NAME, STAGING_MARK, export_candidate, staging_folders
 from nas.store import Candidate, Export, Store, lease
@@ -136,11 +137,26 @@ def run_export_job(store: Store, export_id: int) -> str:
         remove_abandoned_staging(store, out_dir)
     except OSError as err:  # a folder that cannot be listed or removed does not stop the export
         log.warning("export %d: cannot remove abandoned staging folders: %s", export_id, err)
-    renew = partial(lease.renew, store, Export, export_id, driver, f"export {export_id}")
+    what = f"export {export_id}"
+    renew = partial(lease.renew, store, Export, export_id, driver, what)
+
+    def set_phase(text: str) -> None:  # what GET /exports/ID shows while it runs
+        with store.session() as s:
+            lease.hold(s, Export, export_id, driver, what, phase=text[:200])
+
     try:
-        with lease.heartbeat(renew, f"export {export_id}"):
+        with lease.heartbeat(renew, what):
             # force: a worker that died may have left some of the files
-            export_candidate(store, search_id, trial, formats, out_dir, True, (export_id, driver))
+            export_candidate(
+                store,
+                search_id,
+                trial,
+                formats,
+                out_dir,
+                True,
+                (export_id, driver),
+                phase=set_phase,
+            )
     except LeaseLost as err:
         log.warning("%s", err)
         with store.session() as s:
@@ -157,6 +173,7 @@ def run_export_job(store: Store, export_id: int) -> str:
                 f"export {export_id}",
                 status=FAILED,
                 message=message,
+                phase="",
                 finished_at=now(),
             )
         return FAILED
@@ -164,6 +181,7 @@ def run_export_job(store: Store, export_id: int) -> str:
 
 
 def _summary(row: Export, trial: int) -> dict[str, Any]:
+    created, finished = lease.aware(row.created_at), lease.aware(row.finished_at)
     return {
         "id": row.id,
         "search": row.search_id,
@@ -171,17 +189,61 @@ def _summary(row: Export, trial: int) -> dict[str, Any]:
         "status": row.status,
         "finished": row.status not in EXPORT_UNFINISHED,
         "message": row.message,
+        "phase": row.phase,
         "formats": list(row.formats),
-        "created_at": lease.iso(row.created_at),
-        "finished_at": lease.iso(row.finished_at),
+        "created_at": lease.iso(created),
+        "finished_at": lease.iso(finished),
+        "seconds": _seconds(row.status, created, finished),
+        "files": _files(row),
     }
+
+
+def _seconds(status: str, created: datetime | None, finished: datetime | None) -> float | None:
+    """From queued (an API export) or started (a CLI export) to finished, or to now while it
+    runs; None for an ended row that recorded no end (an export from before migration 0005)."""
+    end = now() if status in EXPORT_UNFINISHED else finished
+    return round((end - created).total_seconds(), 3) if created and end else None
+
+
+def _files_of_card(card: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
+    """The files of an export recorded before migration 0007 (no `files`), as its card names
+    them: their bytes and SHA-256 read from the folder where the files are still there."""
+    entries = [*card.get("files", {}).items(), ("card", {"path": CARD_NAME})]
+    files = []
+    for fmt, entry in entries:
+        path = out_dir / entry["path"]
+        there = path.is_file()
+        files.append(
+            {
+                "name": path.name,
+                "format": fmt,
+                "bytes": path.stat().st_size if there else None,
+                "sha256": entry.get("sha256") or (file_sha256(path) if there else None),
+            }
+        )
+    return files
+
+
+def _files(row: Export) -> list[dict[str, Any]]:
+    """A completed export's files as recorded, each with `available`: still in its folder
+    with the bytes recorded (a download checks its SHA-256 too, see `export_file`)."""
+    if row.status != COMPLETED:
+        return []
+    out_dir = Path(row.out_dir)
+    recorded = row.files if row.files is not None else _files_of_card(row.card, out_dir)
+    files = []
+    for entry in recorded:
+        path = out_dir / entry["name"]
+        there = path.is_file() and entry["bytes"] in (None, path.stat().st_size)
+        files.append({**entry, "available": there})
+    return files
 
 
 def list_exports(
     store: Store, search_id: int | None = None, offset: int = 0, limit: int | None = None
 ) -> tuple[list[dict[str, Any]], int]:
-    """A page of exports (of one search, with `search_id`), newest first: status, not cards
-    or files; and how many there are in all."""
+    """A page of exports (of one search, with `search_id`), newest first: status, phase and
+    files, not cards; and how many there are in all."""
     query = select(Export, Candidate.trial).join(Candidate, Candidate.id == Export.candidate_id)
     count = select(func.count()).select_from(Export)
     with store.session() as s:
@@ -194,38 +256,34 @@ def list_exports(
 
 
 def export_info(store: Store, export_id: int) -> dict[str, Any]:
-    """An export as JSON-able data: its status, model card and files (name, format, bytes,
-    SHA-256). Only the files named by the card are listed, the card itself included."""
+    """An export as JSON-able data: its status, phase, model card and files (name, format,
+    bytes, SHA-256, whether it is still there), as recorded when it completed."""
     with store.session() as s:
         row = _export_row(s, export_id)
         trial = s.scalar(select(Candidate.trial).where(Candidate.id == row.candidate_id))
-        info = {**_summary(row, trial), "card": row.card or None}
-        out_dir = Path(row.out_dir)
-    files = []
-    if info["status"] == COMPLETED:
-        recorded = info["card"]["files"]  # format -> the file's name and SHA-256 when written
-        for fmt, entry in [*recorded.items(), ("card", {"path": CARD_NAME})]:
-            path = out_dir / entry["path"]
-            if path.is_file():
-                files.append(
-                    {
-                        "name": path.name,
-                        "format": fmt,
-                        "bytes": path.stat().st_size,
-                        "sha256": entry.get("sha256") or file_sha256(path),
-                    }
-                )
-    info["files"] = files
-    info["out_dir"] = str(out_dir)
-    return info
+        return {**_summary(row, trial), "card": row.card or None, "out_dir": row.out_dir}
 
 
 def export_file(store: Store, export_id: int, name: str) -> Path:
     """The path of one file of a completed export, by its name in the export's own file
-    list (`export_info`): any other name, `../` included, is NotFoundError."""
+    list (`export_info`): any other name, `../` included, is NotFoundError; a file deleted,
+    moved or replaced (its SHA-256 differs) since the export wrote it is GoneError."""
     info = export_info(store, export_id)
     for entry in info["files"]:
-        if entry["name"] == name:
-            return Path(info["out_dir"]) / entry["name"]
+        if entry["name"] != name:
+            continue
+        path = Path(info["out_dir"]) / entry["name"]
+        if not path.is_file():
+            raise GoneError(
+                f"export {export_id}'s file {name!r} was deleted or moved since the export "
+                "wrote it; export the candidate again"
+            )
+        if not entry["available"] or (entry["sha256"] and file_sha256(path) != entry["sha256"]):
+            raise GoneError(
+                f"export {export_id}'s file {name!r} was replaced since the export wrote it "
+                "(its bytes differ; another export to the same folder?); export the "
+                "candidate again"
+            )
+        return path
     known = [entry["name"] for entry in info["files"]]
     raise NotFoundError(f"export {export_id} has no file {name!r}; its files: {known}")

@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from nas.store import Export, Store, lease
 from nas.store.lease import now
 from nas.store.status import COMPLETED
 from supernet.errors import CheckpointError
+from supernet.io import file_sha256
 from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,23 @@ def _move_into_place(staging: Path, out: Path) -> None:
     os.replace(staging, out)  # POSIX rename replaces an empty folder in the same step
 
 
+def recorded_files(card: dict[str, Any], folder: Path) -> list[dict[str, Any]]:
+    """Each file of an export in `folder` as the store records it: its name, format (the
+    card's name for it; "card" for the card), bytes and SHA-256. Written by every door, so
+    that any export's files can be listed, served, and told apart from files that replaced
+    them since."""
+    entries = [*card["files"].items(), ("card", {"path": CARD_NAME})]
+    return [
+        {
+            "name": entry["path"],
+            "format": fmt,
+            "bytes": (folder / entry["path"]).stat().st_size,
+            "sha256": entry.get("sha256") or file_sha256(folder / entry["path"]),
+        }
+        for fmt, entry in entries
+    ]
+
+
 def filesystem_error(err: OSError, out: Path, staging: Path | None = None) -> ExportError:
     """An OSError met while writing an export to `out` (a full disk, a read-only mount, no
     permission, a quota) as one line naming the cause and the path: the file it was writing
@@ -153,6 +171,7 @@ def export_candidate(
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
     weights: str | Path | None = None,
     skipped: dict[str, str] | None = None,
+    phase: Callable[[str], None] = lambda _: None,
 ) -> ExportResult:
     """Write candidate `candidate` (its number in `nas pareto`) of search `search_id`.
 
@@ -165,13 +184,17 @@ def export_candidate(
     if the worker still holds its lease. `weights`: a file of fine-tuned weights for this
     candidate (`nas finetune`) instead of the supernet's.
     `formats`: as `resolve_formats` chose them; `skipped`: the defaults it left out, and why
-    (written in the card)."""
+    (written in the card); `phase`: told what is being done before each step.
+    Either way the row records the files written (`recorded_files`), and a new row's times
+    are when this export started and ended."""
+    started = now()
     formats = parse_formats(formats)
     out = Path(out_dir or f"runs/exports/search{search_id}-candidate{candidate}")
     try:
         check_out_dir(out, force)  # before any work: a bad --out must not cost an evaluation
     except OSError as err:  # a folder that cannot be read
         raise filesystem_error(err, out) from None
+    phase("loading the candidate")
     found = load_candidate(store, search_id, candidate, "export")
     opened, arch = found.opened, found.arch
     # the values the search recorded: quality (and "<metric>_measured" where verified),
@@ -197,10 +220,12 @@ def export_candidate(
         staging.chmod(0o777 & ~umask)  # as a folder made with mkdir would be, not mkdtemp's 0700
         for_mcu = bool(mcu_targets(found.config))
         files, checks = write_model_files(
-            model, arch, formats, staging, calibration_images, for_mcu
+            model, arch, formats, staging, calibration_images, for_mcu, phase
         )
+        phase("writing the model card")
         card = model_card(search_id, candidate, found, model, files, checks, skipped, finetuned)
         (staging / CARD_NAME).write_text(json.dumps(card, indent=2))
+        written = recorded_files(card, staging)
         _move_into_place(staging, out)
     except BaseException as err:
         if staging is not None:
@@ -218,7 +243,9 @@ def export_candidate(
                 # absolute: a server or CLI started in another folder must find the files
                 out_dir=str(out.resolve()),
                 card=card,
+                files=written,
                 status=COMPLETED,
+                created_at=started,
                 finished_at=now(),
             )
             s.add(record)
@@ -228,7 +255,16 @@ def export_candidate(
             export_id, driver = job
             what = f"export {export_id}"
             lease.hold(
-                s, Export, export_id, driver, what, status=COMPLETED, card=card, finished_at=now()
+                s,
+                Export,
+                export_id,
+                driver,
+                what,
+                status=COMPLETED,
+                card=card,
+                files=written,
+                phase="",
+                finished_at=now(),
             )
     log.info(
         "exported search %d candidate %d to %s (%s)", search_id, candidate, out, ", ".join(formats)

@@ -65,24 +65,31 @@ def write_model_files(
     folder: Path,
     calibration_images: int,
     for_mcu: bool = False,
+    phase: Callable[[str], None] = lambda _: None,
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """Write each format (and the family's extra files) into `folder`, each checked in the
     runtime that loads it against torch. Returns the files and what the checks found (the
     card's `onnx_check`, `pt2_check`, `fp16_check`, `bf16_check`, `quantization`, `tflite`
     and `c_array`). `for_mcu`: the search targets a microcontroller, so the int8 flatbuffer
     must be integer end to end and run in TFLite Micro (`write_tflite`); so must the one a
-    C array is made from, whatever the targets: it goes to a board."""
+    C array is made from, whatever the targets: it goes to a board. `phase` is told what
+    is being done before each step ("writing onnx"), for a running export to show."""
     files: dict[str, Path] = {}
     checks: dict[str, Any] = {}
     fp32_onnx: Path | None = None
     if {"onnx", "onnx_fp16", "onnx_int8"} & set(formats):
         # the fp32 file the 16-bit and int8 files are made from (kept only if asked for)
         fp32_onnx = folder / FILE_NAMES["onnx"]
+        phase("writing onnx")
         checks["onnx_check"] = write_onnx(model, fp32_onnx)
     for fmt in formats:
         path = folder / FILE_NAMES[fmt]
         if fmt in TFLITE_FORMATS or fmt == "c_array":
             continue  # below: the flatbuffers, converted from the .pt2 file, then the C array
+        if fmt != "onnx":  # written above
+            phase(
+                "writing onnx_int8, measuring its top-1" if fmt == "onnx_int8" else f"writing {fmt}"
+            )
         if fmt == "torchscript":
             _save_through_python(path, torch.jit.save, torch.jit.script(model.module))
         elif fmt == "state_dict":
@@ -111,10 +118,12 @@ def write_model_files(
         fp32_onnx.unlink()
     if TFLITE_FORMATS & set(formats):
         to_board = for_mcu or "c_array" in formats
+        phase("converting to TFLite" + (", checking in TFLite Micro" if to_board else ""))
         files.update(
             _write_tflite_files(model, formats, folder, files, checks, calibration_images, to_board)
         )
     if "c_array" in formats:  # parse_formats put tflite_int8 in formats, so TFLM has run it
+        phase("writing c_array")
         written, checks["c_array"] = write_c_array(
             files["tflite_int8"], folder, checks["tflite"]["tflm"]
         )

@@ -186,8 +186,20 @@ class Front(BaseModel):
 # ----- exports --------------------------------------------------------------------------------
 
 
+class ExportFile(BaseModel):
+    name: str
+    format: str = Field(examples=["onnx", "card"])
+    bytes: int | None = Field(description="as written (None: an old export whose file is gone)")
+    sha256: str | None
+    available: bool = Field(
+        description="still in its folder as written; false: deleted, moved or replaced since"
+    )
+    url: str = Field(description="where to download it")
+
+
 class ExportSummary(BaseModel):
-    """An export job: its candidate, formats and status."""
+    """An export, made by any door (a job of this API or `nas export`): its candidate,
+    formats, status, phase while it runs, time taken and files (once completed)."""
 
     id: int
     search: int
@@ -195,24 +207,37 @@ class ExportSummary(BaseModel):
     status: str = Field(examples=["queued", "running", "completed", "failed"])
     finished: bool
     message: str | None
+    phase: str = Field(examples=["writing onnx", "measuring int8 top-1"])
     formats: list[str]
     created_at: Timestamp
     finished_at: Timestamp | None
-
-
-class ExportFile(BaseModel):
-    name: str
-    format: str
-    bytes: int
-    sha256: str
-    url: str = Field(description="where to download it")
+    seconds: float | None = Field(description="from queued or started to finished (or now)")
+    files: list[ExportFile]
 
 
 class ExportInfo(ExportSummary):
     """An export with its model card and files (once completed)."""
 
     card: dict[str, Any] | None
-    files: list[ExportFile]
+
+
+class ExportFormat(BaseModel):
+    name: str = Field(examples=["onnx_int8"])
+    label: str
+    file: str = Field(examples=["model.int8.onnx"])
+    default: bool = Field(description="written when an export names no formats")
+    available: bool
+    unavailable: str | None = Field(description="why this server cannot write it now")
+
+
+class ExportFormats(BaseModel):
+    """What an export of a search can write: its family's formats, the defaults (with the
+    defaults left out and why) and the quantizations that apply."""
+
+    formats: list[ExportFormat]
+    default: list[str]
+    skipped: dict[str, str]
+    quantize: list[str]
 
 
 class ExportQueued(ExportInfo):

@@ -150,7 +150,13 @@ class Export(Base):
     # lease_until, as a search's), so that a restarted server runs it again, and only once
     status: Mapped[str] = mapped_column(String(20), default="completed", index=True)
     message: Mapped[str] = mapped_column(Text, default="")
+    # what a running export's worker does now ("writing onnx"); "" when not running
+    phase: Mapped[str] = mapped_column(String(200), default="")
+    # each file written (name, format, bytes, sha256) in out_dir, recorded on completion by
+    # every door; None on rows older than migration 0007 (their card names the files)
+    files: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     driver: Mapped[str] = mapped_column(String(200), default="")
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # when the export started (a CLI export) or was queued (an API export)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

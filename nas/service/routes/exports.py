@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
@@ -47,12 +48,15 @@ _EXPORT_BODY = {
 }
 
 
-def _export_json(export_id: int, db: Store) -> dict[str, Any]:
-    info = core.get_export(export_id, db)
-    info.pop("out_dir")  # a server path: files are downloaded by name
+def _with_urls(info: dict[str, Any]) -> dict[str, Any]:
+    info.pop("out_dir", None)  # a server path: files are downloaded by name
     for entry in info["files"]:
-        entry["url"] = f"/exports/{export_id}/files/{entry['name']}"
+        entry["url"] = f"/exports/{info['id']}/files/{quote(entry['name'])}"
     return info
+
+
+def _export_json(export_id: int, db: Store) -> dict[str, Any]:
+    return _with_urls(core.get_export(export_id, db))
 
 
 @router.post(
@@ -91,6 +95,18 @@ async def export(
 
 
 @router.get(
+    "/searches/{search_id}/export-formats",
+    dependencies=READ,
+    response_model=schemas.ExportFormats,
+    responses=READ_ERRORS,
+)
+def export_formats(search_id: Id, db: StoreDep) -> dict[str, Any]:
+    """The formats an export of this search can be asked for (its model family's), which
+    of them it writes by default, and the quantizations that apply."""
+    return core.export_formats(search_id, db)
+
+
+@router.get(
     "/exports",
     dependencies=READ,
     response_model=schemas.Page[schemas.ExportSummary],
@@ -102,8 +118,11 @@ def exports(
     offset: Offset = 0,
     limit: int = Query(50, ge=1, le=500),
 ) -> dict[str, Any]:
-    """A page of exports (of one search, with `search`), newest first."""
-    return core.list_exports(db, search, offset, limit)
+    """A page of exports (of one search, with `search`), newest first, whichever door made
+    them (this API's jobs and `nas export`), with their files."""
+    page = core.list_exports(db, search, offset, limit)
+    page["items"] = [_with_urls(item) for item in page["items"]]
+    return page
 
 
 @router.get(
@@ -123,6 +142,10 @@ def export_one(export_id: Id, db: StoreDep) -> dict[str, Any]:
     responses={
         **READ_ERRORS,
         200: {"description": "The file", "content": {"application/octet-stream": {}}},
+        410: {
+            "model": schemas.ErrorModel,
+            "description": "The file was deleted, moved or replaced since the export wrote it",
+        },
     },
 )
 def export_download(export_id: Id, name: str, db: StoreDep) -> FileResponse:

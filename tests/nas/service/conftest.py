@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -14,10 +15,9 @@ from nas.store import Store
 from tests.nas.service.web import CHROMIUM, CHROMIUM_ARGS, sync_playwright
 
 
-@pytest.fixture
-def server(tmp_path):
-    """`nas serve`'s app on a fresh SQLite file, in uvicorn on a free port (a thread)."""
-    app = create_app(Store(f"sqlite:///{tmp_path / 'web.db'}"), tmp_path / "data", supervise=True)
+@contextlib.contextmanager
+def serving(app):
+    """`app` in uvicorn on a free port (a thread); yields its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -34,6 +34,27 @@ def server(tmp_path):
     thread.join(timeout=15)
     app.state.jobs.stop(terminate_workers=True)  # any worker still running is ours
     sock.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`nas serve`'s app on a fresh SQLite file, in uvicorn on a free port (a thread)."""
+    app = create_app(Store(f"sqlite:///{tmp_path / 'web.db'}"), tmp_path / "data", supervise=True)
+    with serving(app) as url:
+        yield url
+
+
+PRIVATE_TOKEN = "web-private-token"
+
+
+@pytest.fixture
+def private_server(tmp_path):
+    """The same app as `server` (the same SQLite file), started as `nas serve
+    --private-reads` with the token PRIVATE_TOKEN: every route, reads too, needs it."""
+    store = Store(f"sqlite:///{tmp_path / 'web.db'}")
+    app = create_app(store, tmp_path / "data", PRIVATE_TOKEN, private_reads=True, supervise=True)
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture

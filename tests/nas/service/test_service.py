@@ -603,6 +603,7 @@ def test_private_reads_need_the_token_on_every_read(searched, tmp_path):
         f"/searches/{search_id}/candidates/0",
         f"/searches/{search_id}/points",
         f"/searches/{search_id}/events",
+        f"/searches/{search_id}/export-formats",
         "/exports",
         "/exports/1",
         "/hardware",

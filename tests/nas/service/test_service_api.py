@@ -182,6 +182,7 @@ def test_responses_validate_against_their_models(searched):
         (f"{url}/points", schemas.Points),
         (f"{url}/points?metric=macs&metric=params", schemas.Points),
         (f"{url}/pareto", schemas.Front),
+        (f"{url}/export-formats", schemas.ExportFormats),
         ("/exports", schemas.Page[schemas.ExportSummary]),
         (f"/exports/{export_id}", schemas.ExportInfo),
         ("/hardware", schemas.Items[schemas.HardwareSummary]),

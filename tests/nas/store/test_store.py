@@ -18,7 +18,7 @@ from nas.search import COMPLETED, launch_search, resume_search
 from nas.store import Export, Search, Store, StoreError, alembic_config
 from tests.conftest import POSTGRES, needs_postgres
 
-HEAD = "0006"
+HEAD = "0007"
 
 
 def test_new_database_gets_the_schema(tmp_path):

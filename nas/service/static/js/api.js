@@ -28,14 +28,32 @@ export function setToken(value) {
   else localStorage.removeItem(TOKEN_KEY);
 }
 
+function authHeaders(headers = {}) {
+  const token = getToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return headers;
+}
+
+/** The ApiError of a failed response, with the server's own message. */
+function failure(response, text) {
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  let detail = (data && data.detail) || text || response.statusText;
+  if (Array.isArray(detail)) { // FastAPI's own errors, for a bad query parameter
+    detail = detail.map((d) => `${(d.loc || []).join(".")}: ${d.msg}`).join("\n");
+  }
+  if (response.status === 401) {
+    detail = `Not authorised (401): ${detail}. Enter the server's token in the "API token" field at the top right.`;
+  }
+  return new ApiError(response.status, String(detail), data?.problems || null);
+}
+
 /** fetch a JSON route. The token (if any) goes with every request: mutating routes need it,
     and so do reads on a server started with private reads. Errors become ApiError with the
     server's own message, which names the field or id. */
 export async function api(path, { method = "GET", body } = {}) {
-  const headers = { Accept: "application/json" };
-  const token = getToken();
-  if (token) headers.Authorization = `Bearer ${token}`;
-  const text = typeof body === "string";
+  const headers = authHeaders({ Accept: "application/json" });
+  const text = typeof body === "string"; // a pasted YAML config
   if (body !== undefined) headers["Content-Type"] = text ? "application/yaml" : "application/json";
   let response;
   try {
@@ -44,17 +62,51 @@ export async function api(path, { method = "GET", body } = {}) {
     throw new ApiError(0, `${method} ${path}: the server cannot be reached (${err.message})`);
   }
   const answer = await response.text();
-  let data = null;
-  try { data = answer ? JSON.parse(answer) : null; } catch { data = null; }
-  if (response.ok) return data;
-  let detail = (data && data.detail) || answer || response.statusText;
-  if (Array.isArray(detail)) { // FastAPI's own errors, for a bad query parameter
-    detail = detail.map((d) => `${(d.loc || []).join(".")}: ${d.msg}`).join("\n");
+  if (!response.ok) throw failure(response, answer);
+  try { return answer ? JSON.parse(answer) : null; } catch { return null; }
+}
+
+/** Save the file at `path` as `filename`. Fetched with the token in its Authorization header
+    (a server with private reads answers a plain link 401, which the browser reports as a
+    cancelled download), into a Blob saved through an object URL on a temporary <a download>.
+    The token never goes into a URL, where logs would keep it. */
+export async function download(path, filename) {
+  let response;
+  try {
+    response = await fetch(path, { headers: authHeaders() });
+  } catch (err) {
+    throw new ApiError(0, `GET ${path}: the server cannot be reached (${err.message})`);
   }
-  if (response.status === 401) {
-    detail = `Not authorised (401): ${detail}. Enter the server's token in the "API token" field at the top right.`;
-  }
-  throw new ApiError(response.status, String(detail), data?.problems || null);
+  if (!response.ok) throw failure(response, await response.text());
+  const url = URL.createObjectURL(await response.blob());
+  const save = document.createElement("a");
+  save.href = url;
+  save.download = filename;
+  document.body.append(save);
+  save.click();
+  save.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000); // the browser has taken the bytes by then
+}
+
+/** A link that downloads through `download`: its href stays the file's own route (shown on
+    hover, and what "save link as" takes where reads are public); a click fetches with the
+    token. `onError` is told of a failure (a 401, a file deleted since: 410). */
+export function downloadLink(attrs, text, onError) {
+  const link = document.createElement("a");
+  for (const [key, value] of Object.entries(attrs)) if (value !== undefined && value !== null) link.setAttribute(key, value);
+  link.textContent = text;
+  link.addEventListener("click", async (event) => {
+    event.preventDefault();
+    link.classList.add("downloading");
+    try {
+      await download(link.getAttribute("href"), link.getAttribute("download") || "");
+    } catch (err) {
+      onError(err);
+    } finally {
+      link.classList.remove("downloading");
+    }
+  });
+  return link;
 }
 
 /** A GET whose answer never changes: asked once, kept; asked again after a failure. */

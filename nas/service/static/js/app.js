@@ -12,10 +12,12 @@
      list.js    the list of searches           form.js   the launch form (form-errors.js:
                                                 its problems beside their fields)
      search.js  one search's page              plot.js   its scatter
-     panel.js   the candidate panel and its export box */
+     panel.js   the candidate panel and its export box
+     exports.js every export, whichever door made it */
 
 import { getToken, setToken } from "./api.js";
 import { $, h } from "./dom.js";
+import { renderExports } from "./exports.js";
 import { renderForm } from "./form.js";
 import { renderList } from "./list.js";
 import { closePanel } from "./panel.js";
@@ -26,6 +28,7 @@ import { mount, newView } from "./view.js";
 const ROUTES = [
   [/^#\/new$/, renderForm, "new"],
   [/^#\/new\/clone\/(\d+)$/, renderForm, "new"], // the form, from a search's config
+  [/^#\/exports$/, renderExports, "exports"],
   [/^#\/searches\/(\d+)$/, renderSearch, null],
   [/^/, renderList, "list"],
 ];

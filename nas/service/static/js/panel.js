@@ -1,8 +1,8 @@
 /* The candidate panel: one candidate's tags, its export box, quality, cost on the search's
    devices and on every other one, and its arch drawn as blocks. */
 
-import { NETWORK_METRICS, api, familyOfSpace, spaces } from "./api.js";
-import { $, fill, fmt, fmtBytes, h, kvTable } from "./dom.js";
+import { NETWORK_METRICS, api, downloadLink, familyOfSpace, spaces } from "./api.js";
+import { $, fill, fmt, fmtBytes, h, kvTable, showError } from "./dom.js";
 import { fmtMetric } from "./format.js";
 
 const EXPORT_POLL_MS = 1000;
@@ -172,31 +172,69 @@ function drawGan(arch, space) {
 
 // ----- export --------------------------------------------------------------------------------
 
+/** The export dialog: the formats this search's family can be written in and the
+    quantizations that apply (GET /searches/ID/export-formats), then the export's progress. */
 function exportBox(s, c, pv) {
-  const status = h("div", { class: "export-status muted small" }, "An ONNX model and its model card.");
-  const button = h("button", { class: "primary", type: "button", id: "export-button" }, "Export ONNX");
-  button.addEventListener("click", () => runExport(s, c.candidate, button, status, pv));
-  return h("div", {}, button, status);
+  const box = h("div", { class: "export-box" }, h("p", { class: "muted small" }, "Loading the export formats…"));
+  api(`/searches/${s.id}/export-formats`)
+    .then((offer) => { if (!pv.dead) fill(box, exportForm(s, c, offer, pv)); })
+    .catch((err) => { if (!pv.dead) fill(box, h("div", { class: "error-box" }, err.message)); });
+  return box;
 }
 
-/** POST the export (it runs as a job, 202), then poll GET /exports/ID until it is finished:
-    completed (links to its files), or not (its status and message). */
-async function runExport(s, number, button, status, pv) {
+function exportForm(s, c, offer, pv) {
+  const formats = offer.formats.map((f) => h("label", {
+    class: f.available ? "format" : "format unavailable",
+    title: f.unavailable || `${f.file}${f.default ? " (in this search's default export)" : ""}`,
+  }, h("input", {
+    type: "checkbox", name: "export-format", value: f.name, disabled: !f.available,
+    checked: f.name === "onnx" && f.available, // one quick file; the defaults are a click away
+  }), f.label));
+  const checkboxes = () => formats.map((label) => label.querySelector("input"));
+  const useDefaults = h("button", { type: "button", class: "link small", onclick: () => {
+    for (const box of checkboxes()) box.checked = !box.disabled && offer.default.includes(box.value);
+  } }, "the search's defaults");
+  const quantize = offer.quantize.length > 0 && h("label", { class: "export-quantize small" }, "Quantize",
+    h("select", { id: "export-quantize" }, h("option", { value: "" }, "no"),
+      offer.quantize.map((q) => h("option", { value: q }, `${q} (adds ONNX ${q}, its top-1 measured)`))));
+  const status = h("div", { class: "export-status muted small" }, "The files, each checked in its runtime, and a model card.");
+  const button = h("button", { class: "primary", type: "button", id: "export-button" }, "Export");
+  button.addEventListener("click", () => {
+    const chosen = checkboxes().filter((box) => box.checked).map((box) => box.value);
+    const q = quantize ? quantize.querySelector("select").value : "";
+    if (!chosen.length && !q) {
+      status.className = "export-status error-box";
+      status.textContent = "Pick at least one format.";
+      return;
+    }
+    runExport(s, c.candidate, { formats: chosen.length ? chosen : ["onnx"], ...(q && { quantize: q }) }, button, status, pv);
+  });
+  return [
+    h("div", { class: "formats" }, formats),
+    quantize,
+    h("div", { class: "export-actions" }, button, h("span", { class: "muted small" }, "or choose ", useDefaults)),
+    status,
+  ];
+}
+
+/** POST the export (it runs as a job, 202), then poll GET /exports/ID until it is finished,
+    showing its phase and time taken: completed (links to its files), or not (its message). */
+async function runExport(s, number, body, button, status, pv) {
   button.disabled = true;
   status.className = "export-status muted small";
   status.textContent = "Queuing the export…";
   try {
-    const job = await api(`/searches/${s.id}/candidates/${number}/export`, { method: "POST", body: { formats: ["onnx"] } });
-    status.textContent = `Export #${job.id}: ${job.status}…`;
+    const job = await api(`/searches/${s.id}/candidates/${number}/export`, { method: "POST", body });
     let info = await api(`/exports/${job.id}`); // GET adds each file's download url
     while (!pv.dead && !info.finished) {
-      status.textContent = `Export #${info.id}: ${info.status}…`;
+      fill(status, h("span", { class: "export-phase" }, exportProgress(info)));
       await new Promise((resolve) => setTimeout(resolve, EXPORT_POLL_MS));
       info = await api(`/exports/${job.id}`);
     }
     if (pv.dead) return;
     if (info.status !== "completed") throw new Error(`Export #${info.id} ${info.status}: ${info.message || "no message"}`);
-    fill(status, `Export #${info.id} completed.`, exportFiles(info));
+    fill(status, `Export #${info.id} completed in ${seconds(info.seconds)}. `,
+      h("a", { href: "#/exports" }, "All exports"), exportFiles(info));
   } catch (err) {
     if (pv.dead) return;
     status.className = "export-status error-box";
@@ -206,9 +244,23 @@ async function runExport(s, number, button, status, pv) {
   }
 }
 
-function exportFiles(info) {
+/** "Export #3: running · writing onnx · 12 s" */
+export function exportProgress(info) {
+  return [`Export #${info.id}: ${info.status}`, info.phase, seconds(info.seconds)].filter(Boolean).join(" · ");
+}
+
+export function seconds(value) {
+  if (value === null || value === undefined) return "";
+  return value < 60 ? `${value.toFixed(value < 10 ? 1 : 0)} s` : `${Math.floor(value / 60)} min ${Math.round(value % 60)} s`;
+}
+
+/** An export's files as links that download with the token (api.js `download`); a file
+    deleted or replaced since the export is named, not linked. */
+export function exportFiles(info) {
   return h("ul", { class: "files" }, (info.files || []).map((f) => h("li", {},
-    h("a", { href: f.url || `/exports/${info.id}/files/${encodeURIComponent(f.name)}`, download: f.name, "data-format": f.format || "" }, f.name),
-    h("span", { class: "muted small" }, f.bytes !== undefined ? fmtBytes(f.bytes) : ""),
+    f.available
+      ? downloadLink({ href: f.url, download: f.name, "data-format": f.format }, f.name, (err) => showError(err, `download-${f.url}`))
+      : h("span", { class: "gone", title: "deleted, moved or replaced since the export wrote it" }, f.name),
+    h("span", { class: "muted small" }, f.bytes !== null && f.bytes !== undefined ? fmtBytes(f.bytes) : ""),
     f.sha256 && h("span", { class: "mono", title: `sha256 ${f.sha256}` }, f.sha256.slice(0, 12)))));
 }

@@ -4,7 +4,7 @@
    stored. While the points or the front load, the plot says so; a search with nothing to
    plot says why (no candidates yet, infeasible, failed, cancelled). */
 
-import { NETWORK_METRICS, api, familyOfSpace } from "./api.js";
+import { NETWORK_METRICS, api, downloadLink, familyOfSpace } from "./api.js";
 import { $, bestText, clearError, debounce, fill, fmt, h, progress, showError, statusBadge } from "./dom.js";
 import { emptyTable, refreshTable, renderFrontTable, tableState } from "./front.js";
 import { openCandidate } from "./panel.js";
@@ -49,7 +49,9 @@ function searchSkeleton(s) {
     filters: h("div", { class: "filters" }),
     count: h("div", { class: "count-line muted" }),
     table: h("div", { class: "front-box" }, h("p", { class: "muted" }, "Loading the front…")), // then a page of it, and its pager
-    csv: h("a", { class: "button", href: `/searches/${s.id}/pareto?format=csv`, download: `search-${s.id}-front.csv` }, "Front as CSV"),
+    // fetched with the token (private reads), never a plain link
+    csv: downloadLink({ class: "button", href: `/searches/${s.id}/pareto?format=csv`, download: `search-${s.id}-front.csv` },
+      "Front as CSV", (err) => showError(err, `csv-${s.id}`)),
   };
   dom.root = h("div", {}, dom.head,
     h("section", { class: "card" },
