@@ -24,8 +24,13 @@ from sqlalchemy import func, select
 
 import latency_models as lm
 from nas import export as exports
+from nas.catalog import family_kind
+from nas.catalog import get_hardware as get_hardware  # the doors' API: re-exported
+from nas.catalog import list_families as list_families
+from nas.catalog import list_hardware as list_hardware
+from nas.catalog import list_spaces as list_spaces
 from nas.config import NETWORK_METRICS, SearchConfig
-from nas.domain import cost_problem, search_domain
+from nas.domain import search_domain
 from nas.errors import NotFoundError, UserError
 from nas.export import ExportResult, export_candidate
 from nas.finetune import FinetuneOutcome, finetune_candidate
@@ -47,11 +52,9 @@ from nas.search import Outcome, cancel_search, check_resumable, launch_search, r
 from nas.search import record as record_search
 from nas.store import DEFAULT_URL, Predictor, Search, Store, Supernet, lease
 from nas.store.status import SEARCH_UNFINISHED
-from supernet.family import families, family_of_space
 from supernet.io import merge_overrides
 from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
 from supernet.space import get_space
-from supernet.space import list_spaces as space_names
 
 DATABASE_ENV = "NAS_DATABASE_URL"
 
@@ -306,7 +309,7 @@ def list_supernets(db: Database = None) -> dict[str, list[dict[str, Any]]]:
                 "sha256": r.sha256,
                 "path": r.path,
                 "space": r.space,
-                "family": _family_kind(r.space),
+                "family": family_kind(r.space),
             }
             for r in s.scalars(select(Supernet).order_by(Supernet.id))
         ]
@@ -316,33 +319,6 @@ def list_supernets(db: Database = None) -> dict[str, list[dict[str, Any]]]:
         ]
     # a relative path in a config is read from the working folder: a form says which
     return {"supernets": nets, "predictors": predictors, "working_folder": str(Path.cwd())}
-
-
-def get_hardware(name: str) -> dict[str, Any]:
-    """One registered device profile, as `list_hardware` gives each; NotFoundError for a
-    name that is not registered (a path to a profile file is not looked up here)."""
-    if name not in lm.list_hardware():
-        raise NotFoundError(f"unknown hardware {name!r}; see GET /hardware")
-    return lm.load_hardware(name).summary()
-
-
-def _family_kind(space_name: str) -> str | None:
-    """The model family of a space by its name (None: a space this version does not know)."""
-    try:
-        return family_of_space(get_space(space_name)).kind
-    except (UserError, TypeError):
-        return None
-
-
-def list_families() -> list[dict[str, Any]]:
-    """The model families: kind, file name, quality metrics with their goals (the first is
-    the primary one), whether a predictor stands in for measuring, whether int8 ships."""
-    return [family.summary() for family in families()]
-
-
-def list_spaces() -> list[dict[str, Any]]:
-    """The preset search spaces: name, model family, genes and their choices, size."""
-    return [{**get_space(name).describe(), "family": _family_kind(name)} for name in space_names()]
 
 
 def export(
@@ -488,16 +464,3 @@ def list_exports(
     store = open_store(db, create=False)
     items, total = exports.list_exports(store, search_id, offset, limit)
     return page(items, total, offset)
-
-
-def list_hardware(space: str | None = None) -> list[dict[str, Any]]:
-    """Every registered device profile as `nas hardware show --json` prints one: name, kind,
-    description, metrics, options, source and the model's key parameters. The one shape of
-    the device list, for `nas hardware list --json` and GET /hardware alike. With `space`,
-    each says `cost_error`: why it cannot cost that space (None: it can)."""
-    searched = get_space(space) if space is not None else None
-    models = {name: lm.load_hardware(name) for name in lm.list_hardware()}
-    return [
-        {**hw.summary(), **({"cost_error": cost_problem(searched, name, hw)} if searched else {})}
-        for name, hw in models.items()
-    ]

@@ -1,0 +1,54 @@
+"""The catalog the doors list: device profiles (with whether each can cost a space), model
+families and preset search spaces. Part of the core's API: nas.core re-exports these, and
+the doors call them there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import latency_models as lm
+from nas.domain import cost_problem
+from nas.errors import NotFoundError, UserError
+from supernet.family import families, family_of_space
+from supernet.space import get_space
+from supernet.space import list_spaces as space_names
+
+
+def list_hardware(space: str | None = None) -> list[dict[str, Any]]:
+    """Every registered device profile as `nas hardware show --json` prints one: name, kind,
+    description, metrics, options, source and the model's key parameters. The one shape of
+    the device list, for `nas hardware list --json` and GET /hardware alike. With `space`,
+    each says `cost_error`: why it cannot cost that space (None: it can)."""
+    searched = get_space(space) if space is not None else None
+    models = {name: lm.load_hardware(name) for name in lm.list_hardware()}
+    return [
+        {**hw.summary(), **({"cost_error": cost_problem(searched, name, hw)} if searched else {})}
+        for name, hw in models.items()
+    ]
+
+
+def get_hardware(name: str) -> dict[str, Any]:
+    """One registered device profile, as `list_hardware` gives each; NotFoundError for a
+    name that is not registered (a path to a profile file is not looked up here)."""
+    if name not in lm.list_hardware():
+        raise NotFoundError(f"unknown hardware {name!r}; see GET /hardware")
+    return lm.load_hardware(name).summary()
+
+
+def family_kind(space_name: str) -> str | None:
+    """The model family of a space by its name (None: a space this version does not know)."""
+    try:
+        return family_of_space(get_space(space_name)).kind
+    except (UserError, TypeError):
+        return None
+
+
+def list_families() -> list[dict[str, Any]]:
+    """The model families: kind, file name, quality metrics with their goals (the first is
+    the primary one), whether a predictor stands in for measuring, whether int8 ships."""
+    return [family.summary() for family in families()]
+
+
+def list_spaces() -> list[dict[str, Any]]:
+    """The preset search spaces: name, model family, genes and their choices, size."""
+    return [{**get_space(name).describe(), "family": family_kind(name)} for name in space_names()]
