@@ -87,6 +87,12 @@ def test_the_front_table_is_paged_and_sorted_on_the_server(server, page, launche
     arch_id = page.locator(".front-table tbody tr").first.locator(".arch-id")
     expect(arch_id).to_have_text(first["arch_id"])  # whole, and on hover
     expect(arch_id).to_have_attribute("title", first["arch_id"])
+    # top1 as the CLI's table prints it
+    headers = page.locator(".front-table thead th").evaluate_all(
+        "t => t.map(e => e.querySelector('button')?.dataset.sort)"
+    )
+    top1 = page.locator(".front-table tbody tr").first.locator("td").nth(headers.index("top1"))
+    expect(top1).to_have_text(f"{first['top1']:.2%}")
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     copy = page.locator(".front-table tbody tr").first.locator("button.copy")
     copy.click()

@@ -63,3 +63,6 @@ export function fmtTick(metric, value, step) {
   }
   return String(+value.toFixed(decimals(step)));
 }
+
+/** Whether the CLI prints `metric` as a percentage (top1). */
+export const isPercent = (metric) => PERCENT.has(base(metric));

@@ -5,6 +5,11 @@
 
 import { api } from "./api.js";
 import { clickable, fill, fmt, h, showError } from "./dom.js";
+import { fmtMetric, isPercent } from "./format.js";
+
+/** A cell as the CLI's table prints it: top1 as 97.50%, the rest to 4 significant digits
+    (their units are in the column's metric name). */
+const fmtCell = (metric, value) => (isPercent(metric) ? fmtMetric(metric, value) : fmt(value));
 
 export const PAGE_SIZES = [10, 25, 50, 100];
 
@@ -82,8 +87,8 @@ export function renderFrontTable(s) {
     ...clickable(() => s.pick(row.candidate)),
   },
   h("td", {}, row.candidate), h("td", { class: "num" }, row.generation),
-  names.map((m) => h("td", { class: "num" }, fmt(row[m]))),
-  limited.map((m) => h("td", { class: "num muted" }, fmt(row[m]))),
+  names.map((m) => h("td", { class: "num" }, fmtCell(m, row[m]))),
+  limited.map((m) => h("td", { class: "num muted" }, fmtCell(m, row[m]))),
   archIdCell(row.arch_id)));
   fill(s.dom.table,
     page.total > 0 && pager(s, page),
