@@ -241,7 +241,13 @@ def first_load(page, url: str) -> dict[str, int]:
     }
 
 
-def page_figures(server: Server, search_id: int, label: str, static: Path | None) -> None:
+def page_figures(
+    server: Server,
+    search_id: int,
+    label: str,
+    static: Path | None,
+    screenshot: Path | None = None,
+) -> None:
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium")
@@ -342,6 +348,11 @@ def page_figures(server: Server, search_id: int, label: str, static: Path | None
         )
         if errors:
             emit("page_errors", len(errors), "errors", first=errors[0], **context)
+        if screenshot is not None:  # the page as the README shows it, the limit tightened
+            page.wait_for_function("!document.querySelector('.plot-area.loading')")
+            page.wait_for_timeout(1000)  # the loading note fades out
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(screenshot))
         browser.close()
 
 
@@ -362,13 +373,16 @@ def main() -> None:
         default=None,
         help="another version's nas/service/static, timed on the same search",
     )
+    parser.add_argument(
+        "--screenshot", type=Path, default=None, help="save the canvas page's viewport as PNG"
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     search_id = prepare(args.workdir, args.supernet.resolve(), args.population, args.generations)
     server = Server(args.workdir)
     try:
         api_figures(server, search_id)
-        page_figures(server, search_id, "canvas", None)
+        page_figures(server, search_id, "canvas", None, args.screenshot)
         if args.old_static is not None:
             page_figures(server, search_id, "old", args.old_static.resolve())
     finally:

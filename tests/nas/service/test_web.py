@@ -78,6 +78,16 @@ def test_a_search_launched_from_the_page_is_plotted_filtered_and_exported(
     page.click(f'.front-table tbody tr[data-candidate="{first}"]')
     expect(page.locator("#panel h2")).to_have_text(f"Candidate {first}")
     expect(page.locator("#panel .block").first).to_be_visible()
+    # a device whose model cannot cost the space is named once, not given a row of its own
+    uncosted = [
+        name
+        for name, device in api.get(f"/searches/{search_id}/candidates/{first}")
+        .json()["devices"]
+        .items()
+        if device.get("error")
+    ]
+    assert uncosted  # note10's tables cover another space
+    expect(page.locator("#panel .uncosted")).to_contain_text(", ".join(sorted(uncosted)))
     screenshot(page, "panel")
     export_polls = requests_to(page, r"/exports/\d+")
     page.click("#export-button")

@@ -95,7 +95,9 @@ function groupMetrics(c, qualityMetrics) {
 function costOnDevices(s, c, stored) {
   const all = c.devices || Object.fromEntries(Object.keys(stored).map((d) => [d, { target: true, costs: {} }]));
   const targets = Object.entries(all).filter(([, d]) => d.target);
-  const others = Object.entries(all).filter(([, d]) => !d.target);
+  const others = Object.entries(all).filter(([, d]) => !d.target && !d.error);
+  // devices whose model cannot cost this space are named once, not given rows of their own
+  const uncosted = Object.entries(all).filter(([, d]) => !d.target && d.error);
   const setting = (d) => [d.batch > 1 && `batch ${d.batch}`, ...Object.values(d.options || {})].filter(Boolean).join(" · ");
   return [
     targets.map(([name, d]) => h("div", { class: "device-cost" },
@@ -103,9 +105,9 @@ function costOnDevices(s, c, stored) {
       kvTable(Object.entries({ ...d.costs, ...stored[name] }).map(([k, v]) => [k, limitText(s, `${name}.${k}`, v)])))),
     others.length > 0 && h("div", { class: "device-cost" },
       h("div", { class: "name" }, "other devices ", h("span", { class: "muted small" }, "(batch 1, default options)")),
-      kvTable(others.map(([name, d]) => [name, d.error
-        ? h("span", { class: "muted", title: d.error }, "cannot cost this space")
-        : Object.entries(d.costs || {}).map(([k, v]) => h("div", {}, `${k} ${fmt(v)}`))]))),
+      kvTable(others.map(([name, d]) => [name, Object.entries(d.costs || {}).map(([k, v]) => h("div", {}, `${k} ${fmt(v)}`))]))),
+    uncosted.length > 0 && h("p", { class: "muted small uncosted" }, "Cannot cost this space: ",
+      uncosted.map(([name, d], i) => [i ? ", " : "", h("span", { title: d.error }, name)])),
   ];
 }
 
