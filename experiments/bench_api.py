@@ -30,12 +30,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -44,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from serve_process import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
@@ -134,43 +131,7 @@ def prepare(workdir: Path, candidates: int) -> int:
     return done
 
 
-class Server:
-    """A `nas serve` process on a free port."""
-
-    def __init__(self, workdir: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = (workdir / "server.log").open("ab")
-        env = {**os.environ, "NAS_API_TOKEN": TOKEN, "RAY_USAGE_STATS_ENABLED": "0"}
-        command = [sys.executable, "-m", "nas", "serve", "--port", str(port)]
-        self.proc = subprocess.Popen(
-            [*command, "--db", f"sqlite:///{workdir / 'api.db'}", "--data-dir", str(workdir)],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,  # its search workers join its process group
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/searches", timeout=5).status_code == 200:
-                    return
-            if self.proc.poll() is not None:
-                raise SystemExit(f"nas serve exited with {self.proc.returncode}; see server.log")
-            time.sleep(0.2)
-        raise SystemExit("nas serve did not answer in 60 s; see server.log")
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=30)
-        self.log.close()
-
-
-def run_search(server: Server, workdir: Path, name: str, population: int, generations: int):
+def run_search(server: ServeProcess, workdir: Path, name: str, population: int, generations: int):
     """POST a search and wait for it; returns (its id, wall seconds from its row: created
     to finished, which includes starting its worker process)."""
     config = search_config(workdir, name, population, generations)
@@ -192,7 +153,7 @@ def run_search(server: Server, workdir: Path, name: str, population: int, genera
 class Clients:
     """`n` threads polling progress and querying fronts until stopped."""
 
-    def __init__(self, server: Server, n: int, stored: int, think: float) -> None:
+    def __init__(self, server: ServeProcess, n: int, stored: int, think: float) -> None:
         self.server, self.stored, self.think = server, stored, think
         self.running: int | None = None
         self.stop = threading.Event()
@@ -266,7 +227,7 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     stored = prepare(args.workdir, args.candidates)
     shutil.rmtree(args.workdir / "logs", ignore_errors=True)
-    server = Server(args.workdir)
+    server = ServeProcess(args.workdir, "api.db", TOKEN)
     try:
         cold = []
         for query in FRONT_QUERIES:

@@ -38,12 +38,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,6 +47,7 @@ from typing import Any
 
 import httpx
 import yaml
+from serve_process import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SUPERNET = ROOT / "runs" / "mnist-supernet-quick" / "supernet.pt"
@@ -115,44 +112,6 @@ def prepare(workdir: Path, supernet: Path, population: int, generations: int) ->
     return done
 
 
-class Server:
-    """A `nas serve` process on a free port, over WORKDIR/page.db."""
-
-    def __init__(self, workdir: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = (workdir / "server.log").open("ab")
-        command = [sys.executable, "-m", "nas", "serve", "--port", str(port)]
-        command += ["--db", f"sqlite:///{workdir / 'page.db'}", "--data-dir", str(workdir)]
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
-        env.pop("NAS_API_TOKEN", None)  # reads and writes open: the page sends no token
-        self.proc = subprocess.Popen(
-            command,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/searches", timeout=5).status_code == 200:
-                    return
-            if self.proc.poll() is not None:
-                raise SystemExit(f"nas serve exited with {self.proc.returncode}; see server.log")
-            time.sleep(0.2)
-        raise SystemExit("nas serve did not answer in 60 s; see server.log")
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=30)
-        self.log.close()
-
-
 def time_get(url: str, params: list[tuple[str, str]]) -> tuple[float, int]:
     started = time.perf_counter()
     response = httpx.get(url, params=params, timeout=120)
@@ -160,7 +119,7 @@ def time_get(url: str, params: list[tuple[str, str]]) -> tuple[float, int]:
     return (time.perf_counter() - started) * 1000, len(response.content)
 
 
-def api_figures(server: Server, search_id: int) -> None:
+def api_figures(server: ServeProcess, search_id: int) -> None:
     """The front request the page makes (the search's own limits as `where`), and the plain
     front, first (nothing cached) and again; the points request of the page's first paint."""
     info = httpx.get(f"{server.url}/searches/{search_id}", timeout=30).json()
@@ -242,7 +201,7 @@ def first_load(page, url: str) -> dict[str, int]:
 
 
 def page_figures(
-    server: Server,
+    server: ServeProcess,
     search_id: int,
     label: str,
     static: Path | None,
@@ -379,7 +338,7 @@ def main() -> None:
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     search_id = prepare(args.workdir, args.supernet.resolve(), args.population, args.generations)
-    server = Server(args.workdir)
+    server = ServeProcess(args.workdir, "page.db", None)
     try:
         api_figures(server, search_id)
         page_figures(server, search_id, "canvas", None, args.screenshot)
