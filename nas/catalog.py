@@ -4,13 +4,14 @@ the doors call them there."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import latency_models as lm
 from nas.domain import cost_problem
 from nas.errors import NotFoundError, UserError
 from supernet.family import families, family_of_space
-from supernet.space import get_space
+from supernet.space import SearchSpace, get_space
 from supernet.space import list_spaces as space_names
 
 
@@ -41,6 +42,13 @@ def family_kind(space_name: str) -> str | None:
         return family_of_space(get_space(space_name)).kind
     except (UserError, TypeError):
         return None
+
+
+def search_space(space_name: str, config: Mapping[str, Any]) -> SearchSpace:
+    """The space of a stored search: rebuilt from the definition its checked config holds
+    (a space that is not a preset: no YAML file needed), else found by its name."""
+    stored = config.get("space")
+    return get_space(stored if isinstance(stored, dict) else space_name)
 
 
 def list_families() -> list[dict[str, Any]]:

@@ -47,6 +47,16 @@ class UnknownSpaceError(UserError, KeyError):
         return str(self.args[0])
 
 
+class SpaceDefinitionError(UserError, ValueError):
+    """A search space given as data (a YAML file or a mapping) that cannot be built: one line
+    naming where it came from, the field path (`stages[2].stride`), the value and what is
+    allowed or why it cannot build."""
+
+    def __init__(self, source: str, field: str, reason: str) -> None:
+        self.source, self.field, self.reason = source, field, reason
+        super().__init__(f"invalid search space {source}: {field}: {reason}")
+
+
 class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be loaded into the requested supernet (names the first bad key)."""
 
@@ -69,6 +79,7 @@ __all__ = [
     "DatasetError",
     "InvalidArchError",
     "PredictorMismatchError",
+    "SpaceDefinitionError",
     "UnknownSpaceError",
     "UserError",
     "format_choices",

@@ -40,7 +40,7 @@ from supernet.io import (
     resolve_artifact_path,
 )
 from supernet.run import ResumableRun, TrainResult
-from supernet.space import Arch, SearchSpace, get_space
+from supernet.space import Arch, SearchSpace, get_space, saved_space
 
 Metrics = dict[str, float]
 
@@ -411,10 +411,10 @@ def open_artifact(path: str | os.PathLike, expected_sha256: str | None = None) -
         ) from None
     artifact.check_sha256(expected_sha256, "trained file")
     family = next(f for f in _FAMILIES if f.file_format == artifact.format)
-    return OpenedArtifact(artifact, family, get_space(artifact.data["space"]))
+    return OpenedArtifact(artifact, family, saved_space(artifact.data))
 
 
-def build(space: SearchSpace | str) -> nn.Module:
+def build(space: SearchSpace | str | dict) -> nn.Module:
     """The elastic supernet of a space: `net.set_active(arch)`, `net(x)`, `net.extract(arch)`."""
-    space = get_space(space) if isinstance(space, str) else space
+    space = get_space(space)
     return family_of_space(space).build(space)

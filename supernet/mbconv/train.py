@@ -78,7 +78,9 @@ class PhaseConfig(BaseModel):
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    space: str
+    # a preset name, a path to a YAML file defining a space, or that definition as a mapping
+    # (supernet.get_space); checked as the run starts, before any training step
+    space: str | dict[str, Any]
     data: DatasetConfig = DatasetConfig()
     # once-for-all transfer: start from an official once-for-all MobileNetV3 checkpoint or a
     # trained supernet.pt of the same space (supernet.mbconv.transfer); None: from scratch
