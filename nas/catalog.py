@@ -57,6 +57,15 @@ def list_families() -> list[dict[str, Any]]:
     return [family.summary() for family in families()]
 
 
+def describe_space(space: SearchSpace) -> dict[str, Any]:
+    """A space as the doors show it: name, model family, genes and their choices, size."""
+    try:
+        kind: str | None = family_of_space(space).kind
+    except TypeError:
+        kind = None
+    return {**space.describe(), "family": kind}
+
+
 def list_spaces() -> list[dict[str, Any]]:
-    """The preset search spaces: name, model family, genes and their choices, size."""
-    return [{**get_space(name).describe(), "family": family_kind(name)} for name in space_names()]
+    """The preset search spaces, each as `describe_space` gives it."""
+    return [describe_space(get_space(name)) for name in space_names()]

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 import latency_models as lm
 from nas import export as exports
-from nas.catalog import family_kind, search_space
+from nas.catalog import describe_space, family_kind, search_space
 from nas.catalog import get_hardware as get_hardware  # the doors' API: re-exported
 from nas.catalog import list_families as list_families
 from nas.catalog import list_hardware as list_hardware
@@ -229,6 +229,10 @@ def get_search(search_id: int, db: Database = None) -> dict[str, Any]:
         row = store.search(s, search_id)
         info, config = search_summary(row), dict(row.config)
     info["domain"] = _domain_of(info["space"], config, list(info["targets"] or {}))
+    try:  # what the page draws archs with: a space that is not a preset is in no listing
+        info["space_info"] = describe_space(search_space(info["space"], config))
+    except UserError:
+        info["space_info"] = None
     info["config"] = {k: v for k, v in config.items() if k != "database"}  # the server's own
     return info
 

@@ -316,8 +316,9 @@ class Finetuning(ABC):
         """Fine-tuned weights of `arch_id` from the supernet of `supernet_sha256`."""
 
     @abstractmethod
-    def source_space(self, source: str | os.PathLike) -> str:
-        """The space of trained weights a supernet is transferred from."""
+    def source_space(self, source: str | os.PathLike) -> str | dict[str, Any]:
+        """The space of trained weights a supernet is transferred from: a preset's name,
+        or the definition of a space that is not one (what `get_space` takes)."""
 
     @abstractmethod
     def transfer_phases(self, space: SearchSpace, epochs: int, lr: float) -> list[dict]:

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
-import yaml
 
 from nas import core
 from nas.export import export_candidate
@@ -19,57 +18,12 @@ from nas.store import Store
 from supernet.family import open_artifact
 from supernet.io import read_checkpoint
 from supernet.mbconv.checkpoint import load_supernet
-from supernet.mbconv.train import TrainConfig, train_supernet
 from supernet.space import get_space
-
-# Two narrow stages for 28x28 digits: a few seconds to train on a CPU.
-USER_SPACE = {
-    "name": "digits-mbconv",
-    "description": "a test space for 28x28 digits",
-    "in_channels": 1,
-    "num_classes": 10,
-    "stem_width": 8,
-    "stem_stride": 2,
-    "stem_act": "h_swish",
-    "first_block_width": 8,
-    "first_block_act": "relu",
-    "stages": [
-        {"width": 16, "depths": [1, 2], "stride": 2, "act": "relu"},
-        {"width": 24, "depths": [1, 2], "stride": 2, "act": "h_swish", "se": True},
-    ],
-    "head": "mbv3",
-    "head_widths": [48, 64],
-    "head_act": "h_swish",
-    "kernel_sizes": [3, 5],
-    "expand_ratios": [3, 4],
-    "resolutions": [16, 20, 28],
-    "width_mults": [0.75, 1.0],
-}
+from tests.conftest import USER_SPACE
 
 
-@pytest.fixture(scope="module")
-def user_supernet(tmp_path_factory):
-    """A supernet trained for two steps on a space read from a YAML file, which is then
-    deleted: (the trained file's path, the space as the file defined it)."""
-    folder = tmp_path_factory.mktemp("user-space")
-    space_file = folder / "digits.yaml"
-    space_file.write_text(yaml.safe_dump(USER_SPACE))
-    space = get_space(str(space_file))
-    config = TrainConfig(
-        space=str(space_file),
-        data={"kind": "mnist", "limit": 32},
-        out_dir=str(folder / "run"),
-        batch_size=16,
-        bn_recalibration_images=16,
-        phases=[{"name": "kernel", "epochs": 1, "lr": 0.05, "ks": [3, 5]}],
-    )
-    path = train_supernet(config, progress=False).path
-    space_file.unlink()
-    return path, space
-
-
-def test_the_trained_file_carries_its_space(user_supernet):
-    path, space = user_supernet
+def test_the_trained_file_carries_its_space(user_space_supernet):
+    path, space = user_space_supernet
     data = read_checkpoint(path, "nas-supernet/1")
     assert data["space"] == space.name and space.name.startswith("digits-mbconv@")
     assert data["space_definition"] == space.definition()
@@ -80,8 +34,8 @@ def test_the_trained_file_carries_its_space(user_supernet):
     assert open_artifact(path).space.definition_hash == space.definition_hash
 
 
-def test_a_search_and_an_export_without_the_space_file(user_supernet, tmp_path):
-    path, space = user_supernet
+def test_a_search_and_an_export_without_the_space_file(user_space_supernet, tmp_path):
+    path, space = user_space_supernet
     database = f"sqlite:///{tmp_path / 'nas.db'}"
     checked = check_search_config(
         {
@@ -102,7 +56,9 @@ def test_a_search_and_an_export_without_the_space_file(user_supernet, tmp_path):
     assert space.validate(best.arch) == best.arch
 
     # the core's views of the stored search rebuild the space from the row
-    assert core.get_search(search_id, db=database)["space"] == space.name
+    info = core.get_search(search_id, db=database)
+    assert info["space"] == space.name and info["space_info"]["family"] == "classifier"
+    assert info["space_info"]["size"] == space.size() and "unknown" not in str(info["domain"])
     assert "stm32f746" in core.get_candidate(search_id, best.trial, db=database)["devices"]
 
     result = export_candidate(store, search_id, best.trial, "onnx", tmp_path / "out")
@@ -116,10 +72,10 @@ def test_a_search_and_an_export_without_the_space_file(user_supernet, tmp_path):
     assert logits.shape == (2, 10)
 
 
-def test_a_search_config_naming_another_space_is_refused(user_supernet, tmp_path):
+def test_a_search_config_naming_another_space_is_refused(user_space_supernet, tmp_path):
     from nas.errors import SearchConfigError
 
-    path, _ = user_supernet
+    path, _ = user_space_supernet
     other = {**USER_SPACE, "resolutions": [16, 28]}
     with pytest.raises(SearchConfigError, match=r"space: 'digits-mbconv@\w+' is not the space"):
         check_search_config(
@@ -131,3 +87,30 @@ def test_a_search_config_naming_another_space_is_refused(user_supernet, tmp_path
                 "database": f"sqlite:///{tmp_path / 'nas.db'}",
             }
         )
+
+
+def test_a_predictor_and_a_transfer_without_the_space_file(user_space_supernet, tmp_path):
+    from typer.testing import CliRunner
+
+    from nas.cli import app
+    from supernet.mbconv.predictor import fit_predictor, load_predictor, measure_archs
+    from tests.supernet.test_transfer import image_folder
+
+    path, space = user_space_supernet
+    trained = load_supernet(path)
+    measured = measure_archs(trained, 12, seed=0, progress=False)
+    fitted = fit_predictor(trained.space, measured, trained.sha256, held_out=2, epochs=5)
+    saved = fitted.save(tmp_path / "predictor.pt")
+    assert load_predictor(saved, path).space.definition_hash == space.definition_hash
+
+    # once-for-all transfer to 3 classes: the space is rebuilt from the trained file
+    folder = image_folder(tmp_path / "grey", classes=3, per_class=6, rgb=False, size=16)
+    args = ["supernet", "finetune", "--from", str(path), "--data", f"imagefolder:{folder}"]
+    args += ["--image-size", "16", "--batch-size", "9"]
+    args += ["--out", str(tmp_path / "run"), "--no-progress", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    transferred = load_supernet(tmp_path / "run" / "supernet.pt").space
+    assert transferred.name.startswith("digits-mbconv@") and transferred.name != space.name
+    assert (transferred.config.in_channels, transferred.config.num_classes) == (1, 3)
+    assert transferred.config.stages == space.config.stages
