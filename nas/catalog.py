@@ -36,10 +36,11 @@ def get_hardware(name: str) -> dict[str, Any]:
     return lm.load_hardware(name).summary()
 
 
-def family_kind(space_name: str) -> str | None:
-    """The model family of a space by its name (None: a space this version does not know)."""
+def family_kind(space: str | SearchSpace) -> str | None:
+    """The model family of a space, or of a space by its name (None: a space this version
+    does not know)."""
     try:
-        return family_of_space(get_space(space_name)).kind
+        return family_of_space(get_space(space)).kind
     except (UserError, TypeError):
         return None
 

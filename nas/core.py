@@ -305,6 +305,17 @@ def list_candidates(
     return page([r.to_dict() for r in rows], total, offset)
 
 
+def _family_of_data_space(session: Any, row: Supernet) -> str | None:
+    """The family of a supernet whose space was defined as data (no name finds it): from the
+    definition a search on the file stored (None: no search has one)."""
+    query = select(Search.config).where(Search.supernet_id == row.id).limit(1)
+    config = session.scalar(query)
+    try:
+        return family_kind(search_space(row.space, config)) if config else None
+    except UserError:
+        return None
+
+
 def list_supernets(db: Database = None) -> dict[str, list[dict[str, Any]]]:
     """The trained files searches have used, by SHA-256: supernets and predictors."""
     with open_store(db, create=False).session() as s:
@@ -314,7 +325,7 @@ def list_supernets(db: Database = None) -> dict[str, list[dict[str, Any]]]:
                 "sha256": r.sha256,
                 "path": r.path,
                 "space": r.space,
-                "family": family_kind(r.space),
+                "family": family_kind(r.space) or _family_of_data_space(s, r),
             }
             for r in s.scalars(select(Supernet).order_by(Supernet.id))
         ]

@@ -41,7 +41,13 @@ class InvalidArchError(UserError, ValueError):
 class UnknownSpaceError(UserError, KeyError):
     def __init__(self, name: str, available: list[str]) -> None:
         self.name, self.available = name, available
-        super().__init__(f"unknown search space {name!r}; available: {', '.join(available)}")
+        message = f"unknown search space {name!r}; available: {', '.join(available)}"
+        if "@" in name:  # the name of a space built from data: only its definition rebuilds it
+            message += (
+                " (a space defined as data is found by its YAML file or mapping, or rebuilt "
+                "from a trained file that stores it, not by its name)"
+            )
+        super().__init__(message)
 
     def __str__(self) -> str:  # KeyError would otherwise print the message in quotes
         return str(self.args[0])

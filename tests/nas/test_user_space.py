@@ -60,6 +60,8 @@ def test_a_search_and_an_export_without_the_space_file(user_space_supernet, tmp_
     assert info["space"] == space.name and info["space_info"]["family"] == "classifier"
     assert info["space_info"]["size"] == space.size() and "unknown" not in str(info["domain"])
     assert "stm32f746" in core.get_candidate(search_id, best.trial, db=database)["devices"]
+    (listed,) = core.list_supernets(db=database)["supernets"]
+    assert listed["space"] == space.name and listed["family"] == "classifier"
 
     result = export_candidate(store, search_id, best.trial, "onnx", tmp_path / "out")
     card = json.loads((tmp_path / "out" / "model_card.json").read_text())
@@ -70,6 +72,14 @@ def test_a_search_and_an_export_without_the_space_file(user_space_supernet, tmp_
     session = ort.InferenceSession(str(tmp_path / "out" / "model.onnx"))
     (logits,) = session.run(None, {"input": np.zeros((2, 1, r, r), np.float32)})
     assert logits.shape == (2, 10)
+
+
+def test_a_data_space_name_alone_says_how_to_find_it(user_space_supernet):
+    from supernet.errors import UnknownSpaceError
+
+    _, space = user_space_supernet
+    with pytest.raises(UnknownSpaceError, match="defined as data is found by its YAML file"):
+        get_space(space.name)
 
 
 def test_a_search_config_naming_another_space_is_refused(user_space_supernet, tmp_path):
