@@ -262,7 +262,7 @@ class Trainer(ResumableRun):
         super().__init__(config, progress)
         base = get_space(config.space)
         if not isinstance(base, MBConvSpace):
-            raise ConfigError(f"space {config.space!r} cannot be trained by this trainer")
+            raise ConfigError(f"space {base.name!r} cannot be trained by this trainer")
         self.data: Dataset = load_dataset(config.data)
         # retarget the space to the data (e.g. ofa-mbv3 on CIFAR-10: 3 channels, 10 classes)
         self.base_space = base
