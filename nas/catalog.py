@@ -4,13 +4,14 @@ the doors call them there."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import latency_models as lm
 from nas.domain import cost_problem
 from nas.errors import NotFoundError, UserError
 from supernet.family import families, family_of_space
-from supernet.space import get_space
+from supernet.space import SearchSpace, get_space
 from supernet.space import list_spaces as space_names
 
 
@@ -35,12 +36,20 @@ def get_hardware(name: str) -> dict[str, Any]:
     return lm.load_hardware(name).summary()
 
 
-def family_kind(space_name: str) -> str | None:
-    """The model family of a space by its name (None: a space this version does not know)."""
+def family_kind(space: str | SearchSpace) -> str | None:
+    """The model family of a space, or of a space by its name (None: a space this version
+    does not know)."""
     try:
-        return family_of_space(get_space(space_name)).kind
+        return family_of_space(get_space(space)).kind
     except (UserError, TypeError):
         return None
+
+
+def search_space(space_name: str, config: Mapping[str, Any]) -> SearchSpace:
+    """The space of a stored search: rebuilt from the definition its checked config holds
+    (a space that is not a preset: no YAML file needed), else found by its name."""
+    stored = config.get("space")
+    return get_space(stored if isinstance(stored, dict) else space_name)
 
 
 def list_families() -> list[dict[str, Any]]:
@@ -49,6 +58,15 @@ def list_families() -> list[dict[str, Any]]:
     return [family.summary() for family in families()]
 
 
+def describe_space(space: SearchSpace) -> dict[str, Any]:
+    """A space as the doors show it: name, model family, genes and their choices, size."""
+    try:
+        kind: str | None = family_of_space(space).kind
+    except TypeError:
+        kind = None
+    return {**space.describe(), "family": kind}
+
+
 def list_spaces() -> list[dict[str, Any]]:
-    """The preset search spaces: name, model family, genes and their choices, size."""
-    return [{**get_space(name).describe(), "family": family_kind(name)} for name in space_names()]
+    """The preset search spaces, each as `describe_space` gives it."""
+    return [describe_space(get_space(name)) for name in space_names()]

@@ -113,7 +113,10 @@ class SearchConfig(BaseModel):
     name: str = "search"
     supernet: str
     predictor: str | None = None
-    space: str | None = None  # must match the supernet's; for documentation and checking
+    # must build the supernet's network (a preset name, a YAML file or a mapping); for
+    # documentation and checking. A checked config holds the definition of a space that is
+    # not a preset, so the search row rebuilds its space without any file.
+    space: str | dict[str, Any] | None = None
     objectives: list[Objective] = Field(default_factory=list)
     targets: dict[str, Target] = Field(min_length=1)
     algorithm: Algorithm = Algorithm()

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 import latency_models as lm
 from nas import export as exports
-from nas.catalog import family_kind
+from nas.catalog import describe_space, family_kind, search_space
 from nas.catalog import get_hardware as get_hardware  # the doors' API: re-exported
 from nas.catalog import list_families as list_families
 from nas.catalog import list_hardware as list_hardware
@@ -54,7 +54,6 @@ from nas.store import DEFAULT_URL, Predictor, Search, Store, Supernet, lease
 from nas.store.status import SEARCH_UNFINISHED
 from supernet.io import merge_overrides
 from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
-from supernet.space import get_space
 
 DATABASE_ENV = "NAS_DATABASE_URL"
 
@@ -229,17 +228,23 @@ def get_search(search_id: int, db: Database = None) -> dict[str, Any]:
     with store.session() as s:
         row = store.search(s, search_id)
         info, config = search_summary(row), dict(row.config)
-    info["domain"] = _domain_of(info["space"], list(info["targets"] or {}))
+    info["domain"] = _domain_of(info["space"], config, list(info["targets"] or {}))
+    try:  # what the page draws archs with: a space that is not a preset is in no listing
+        info["space_info"] = describe_space(search_space(info["space"], config))
+    except UserError:
+        info["space_info"] = None
     info["config"] = {k: v for k, v in config.items() if k != "database"}  # the server's own
     return info
 
 
-def _domain_of(space_name: str, devices: list[str]) -> dict[str, Any] | str | None:
+def _domain_of(
+    space_name: str, config: dict[str, Any], devices: list[str]
+) -> dict[str, Any] | str | None:
     """The restriction of nas.domain, recomputed from the search's space and devices
     (None: the whole space); a description of why when a device can no longer be loaded."""
     try:
         hardware = {name: lm.load_hardware(name) for name in devices}
-        domain = search_domain(get_space(space_name), hardware)
+        domain = search_domain(search_space(space_name, config), hardware)
     except UserError as err:
         return f"unknown ({err})"
     return domain.to_dict() if domain else None
@@ -300,6 +305,17 @@ def list_candidates(
     return page([r.to_dict() for r in rows], total, offset)
 
 
+def _family_of_data_space(session: Any, row: Supernet) -> str | None:
+    """The family of a supernet whose space was defined as data (no name finds it): from the
+    definition a search on the file stored (None: no search has one)."""
+    query = select(Search.config).where(Search.supernet_id == row.id).limit(1)
+    config = session.scalar(query)
+    try:
+        return family_kind(search_space(row.space, config)) if config else None
+    except UserError:
+        return None
+
+
 def list_supernets(db: Database = None) -> dict[str, list[dict[str, Any]]]:
     """The trained files searches have used, by SHA-256: supernets and predictors."""
     with open_store(db, create=False).session() as s:
@@ -309,7 +325,7 @@ def list_supernets(db: Database = None) -> dict[str, list[dict[str, Any]]]:
                 "sha256": r.sha256,
                 "path": r.path,
                 "space": r.space,
-                "family": family_kind(r.space),
+                "family": family_kind(r.space) or _family_of_data_space(s, r),
             }
             for r in s.scalars(select(Supernet).order_by(Supernet.id))
         ]
@@ -402,12 +418,13 @@ def get_candidate(search_id: int, number: int, db: Database = None) -> dict[str,
     store = open_store(db, create=False)
     with store.session() as s:
         row = store.search(s, search_id)
-        space_name, targets = row.space, dict(row.config.get("targets") or {})
+        space_name, config = row.space, dict(row.config)
+        targets = dict(config.get("targets") or {})
     found = load_candidates(store, search_id, trials=[number])
     if not found:
         raise NotFoundError(f"search {search_id} has no candidate {number}")
     candidate = found[0]
-    space = get_space(space_name)
+    space = search_space(space_name, config)
     spec = space.to_spec(space.validate(candidate.arch))  # an SQL row: an edge
     devices: dict[str, dict[str, Any]] = {}
     for name in lm.list_hardware():

@@ -38,6 +38,7 @@ from nas.errors import SearchConfigError, UserError
 from supernet.errors import CheckpointError
 from supernet.family import OpenedArtifact, open_artifact
 from supernet.io import merge_overrides, read_yaml_mapping, resolve_artifact_path
+from supernet.space import get_space, same_space, space_reference
 
 __all__ = [
     "CheckedSearch",
@@ -103,10 +104,8 @@ def check_search_config(
         problems.raise_any()
     assert opened is not None and config is not None  # raise_any raised otherwise
     family = opened.family
-    if config.space and config.space != opened.space.name:
-        problems.add(
-            "space", f"{config.space!r} is not the space of {opened.path}, {opened.space.name!r}"
-        )
+    if config.space:
+        _check_space(config.space, opened, problems)
     metrics = set(NETWORK_METRICS) | set(family.quality_metrics)
     metrics.update(
         f"{device}.{m}"
@@ -146,11 +145,14 @@ def check_search_config(
     if "predictor" not in problems.fields():
         _check_predicted_quality(config, family.quality_metrics, predictor, problems)
     problems.raise_any()
+    reference = space_reference(opened.space)
     checked = config.model_copy(
         update={
             "supernet": str(opened.path),  # a run folder stands for its trained file
             "predictor": str(predictor_path) if predictor_path else None,
             "objectives": config.objectives or default_objectives(config, family.quality_metrics),
+            # a space that is not a preset: its definition, so the stored search rebuilds it
+            "space": reference if isinstance(reference, dict) else config.space,
         }
     )
     resolved = [
@@ -159,6 +161,25 @@ def check_search_config(
     ]
     quality = measured_quality(checked, family.quality_metrics)
     return CheckedSearch(checked, SearchResources(opened, predictor, resolved, domain, quality))
+
+
+def _check_space(
+    given: str | dict[str, Any], opened: OpenedArtifact, problems: ConfigProblems
+) -> None:
+    """The config's `space` builds the trained file's network: the same name, or the same
+    definition hash (a YAML file or mapping need not repeat the name)."""
+    try:
+        space = get_space(given)
+    except UserError as err:
+        problems.add("space", str(err))
+        return
+    if space.name == opened.space.name or same_space(space, opened.space):
+        return
+    problems.add(
+        "space",
+        f"{space.name!r} is not the space of {opened.path}, {opened.space.name!r} "
+        "(their definitions differ)",
+    )
 
 
 def load_search_config(path: str | Path, **overrides: Any) -> CheckedSearch:

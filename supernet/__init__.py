@@ -3,8 +3,15 @@
 from latency_models.families import make_divisible
 from supernet import presets as _presets  # noqa: F401  (registers the named spaces)
 from supernet.anycost import family as _anycost_family  # noqa: F401  (registers the family)
-from supernet.errors import CheckpointError, InvalidArchError, UnknownSpaceError, UserError
+from supernet.errors import (
+    CheckpointError,
+    InvalidArchError,
+    SpaceDefinitionError,
+    UnknownSpaceError,
+    UserError,
+)
 from supernet.family import ModelFamily, OpenedArtifact, build, open_artifact
+from supernet.mbconv import definition as _mbconv_definition  # noqa: F401  (spaces as data)
 from supernet.mbconv import family as _mbconv_family  # noqa: F401  (registers the family)
 from supernet.mbconv.ofa_import import load_ofa_checkpoint
 from supernet.space import Arch, SearchSpace, get_space, list_spaces
@@ -16,6 +23,7 @@ __all__ = [
     "ModelFamily",
     "OpenedArtifact",
     "SearchSpace",
+    "SpaceDefinitionError",
     "UnknownSpaceError",
     "UserError",
     "build",

@@ -41,10 +41,26 @@ class InvalidArchError(UserError, ValueError):
 class UnknownSpaceError(UserError, KeyError):
     def __init__(self, name: str, available: list[str]) -> None:
         self.name, self.available = name, available
-        super().__init__(f"unknown search space {name!r}; available: {', '.join(available)}")
+        message = f"unknown search space {name!r}; available: {', '.join(available)}"
+        if "@" in name:  # the name of a space built from data: only its definition rebuilds it
+            message += (
+                " (a space defined as data is found by its YAML file or mapping, or rebuilt "
+                "from a trained file that stores it, not by its name)"
+            )
+        super().__init__(message)
 
     def __str__(self) -> str:  # KeyError would otherwise print the message in quotes
         return str(self.args[0])
+
+
+class SpaceDefinitionError(UserError, ValueError):
+    """A search space given as data (a YAML file or a mapping) that cannot be built: one line
+    naming where it came from, the field path (`stages[2].stride`), the value and what is
+    allowed or why it cannot build."""
+
+    def __init__(self, source: str, field: str, reason: str) -> None:
+        self.source, self.field, self.reason = source, field, reason
+        super().__init__(f"invalid search space {source}: {field}: {reason}")
 
 
 class CheckpointError(UserError, ValueError):
@@ -69,6 +85,7 @@ __all__ = [
     "DatasetError",
     "InvalidArchError",
     "PredictorMismatchError",
+    "SpaceDefinitionError",
     "UnknownSpaceError",
     "UserError",
     "format_choices",

@@ -40,7 +40,7 @@ from supernet.io import (
     resolve_artifact_path,
 )
 from supernet.run import ResumableRun, TrainResult
-from supernet.space import Arch, SearchSpace, get_space
+from supernet.space import Arch, SearchSpace, get_space, saved_space
 
 Metrics = dict[str, float]
 
@@ -316,8 +316,9 @@ class Finetuning(ABC):
         """Fine-tuned weights of `arch_id` from the supernet of `supernet_sha256`."""
 
     @abstractmethod
-    def source_space(self, source: str | os.PathLike) -> str:
-        """The space of trained weights a supernet is transferred from."""
+    def source_space(self, source: str | os.PathLike) -> str | dict[str, Any]:
+        """The space of trained weights a supernet is transferred from: a preset's name,
+        or the definition of a space that is not one (what `get_space` takes)."""
 
     @abstractmethod
     def transfer_phases(self, space: SearchSpace, epochs: int, lr: float) -> list[dict]:
@@ -411,10 +412,10 @@ def open_artifact(path: str | os.PathLike, expected_sha256: str | None = None) -
         ) from None
     artifact.check_sha256(expected_sha256, "trained file")
     family = next(f for f in _FAMILIES if f.file_format == artifact.format)
-    return OpenedArtifact(artifact, family, get_space(artifact.data["space"]))
+    return OpenedArtifact(artifact, family, saved_space(artifact.data))
 
 
-def build(space: SearchSpace | str) -> nn.Module:
+def build(space: SearchSpace | str | dict) -> nn.Module:
     """The elastic supernet of a space: `net.set_active(arch)`, `net(x)`, `net.extract(arch)`."""
-    space = get_space(space) if isinstance(space, str) else space
+    space = get_space(space)
     return family_of_space(space).build(space)

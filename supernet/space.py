@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -15,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from latency_models import NetworkSpec, SpecBatch
-from supernet.errors import InvalidArchError, UnknownSpaceError
+from supernet.errors import InvalidArchError, SpaceDefinitionError, UnknownSpaceError
 
 Arch = dict[str, Any]
 RngLike = np.random.Generator | int | None
@@ -551,6 +552,20 @@ class SearchSpace(ABC):
         """The same genes for inputs with `channels` channels and `classes` classes."""
         raise NotImplementedError(f"space {self.name!r} has no variants")
 
+    # ----- the space as data ------------------------------------------------------------
+
+    def definition(self) -> dict[str, Any]:
+        """The space's full definition as JSON-able data, in canonical form (every field
+        set, choice lists sorted): `get_space(definition)` builds the same space. Saved in
+        trained files so that they describe their own space."""
+        raise NotImplementedError(f"space {self.name!r} cannot be written as data")
+
+    @property
+    def definition_hash(self) -> str:
+        """The SHA-256 of the definition's network fields: equal for spaces that build the
+        same network, whatever their name or description."""
+        return definition_hash(self.definition())
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
@@ -572,12 +587,166 @@ def list_spaces() -> list[str]:
     return sorted(_REGISTRY)
 
 
+# ----- spaces given as data: a YAML file or a mapping, optionally over a preset ----------------
+
+# Fields of a definition that name or describe a space without changing its network.
+LABEL_FIELDS = ("name", "description", "reference")
+DEFAULT_KIND = "mbconv"
+SpaceSpec = str | os.PathLike | Mapping[str, Any] | SearchSpace
+DefinitionParser = Callable[[Mapping[str, Any], str], SearchSpace]
+_KINDS: dict[str, DefinitionParser] = {}
+
+
+def register_space_kind(kind: str) -> Callable[[DefinitionParser], DefinitionParser]:
+    """Register the parser of one kind of space definition (`kind:` in the data)."""
+
+    def decorator(parser: DefinitionParser) -> DefinitionParser:
+        if kind in _KINDS:
+            raise ValueError(f"space kind {kind!r} is registered twice")
+        _KINDS[kind] = parser
+        return parser
+
+    return decorator
+
+
+def definition_hash(definition: Mapping[str, Any]) -> str:
+    """SHA-256 of a canonical definition's JSON without its labels (`LABEL_FIELDS`)."""
+    network = {k: v for k, v in definition.items() if k not in LABEL_FIELDS}
+    text = json.dumps(network, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.endswith((".yaml", ".yml")) or "/" in spec or os.sep in spec
+
+
+def space_from_file(path: str | os.PathLike) -> SearchSpace:
+    """A space defined in a YAML file (see `space_from_definition`)."""
+    import yaml  # here: most processes never read a space file
+
+    source = str(path)
+    try:
+        text = open(path, encoding="utf-8").read()  # noqa: SIM115 (closed on return)
+    except FileNotFoundError:
+        raise SpaceDefinitionError(source, "<file>", "file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpaceDefinitionError(source, "<file>", f"cannot read it ({err})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        reason = " ".join(str(err).split())  # one line
+        raise SpaceDefinitionError(source, "<file>", f"not valid YAML: {reason}") from None
+    except RecursionError:
+        raise SpaceDefinitionError(source, "<file>", "nested too deeply") from None
+    return space_from_definition(raw, source)
+
+
+def space_from_definition(raw: Any, source: str = "<mapping>") -> SearchSpace:
+    """A space from its definition as data: every field of its kind's config, or `base: <a
+    preset name>` and the fields that differ from that preset. SpaceDefinitionError (one
+    line: the field path, the value, what is allowed) for anything that cannot build."""
+    if not isinstance(raw, Mapping):
+        raise SpaceDefinitionError(
+            source, "<root>", f"expected a mapping of fields, got {type(raw).__name__}"
+        )
+    definition = dict(raw)
+    if "base" in definition:
+        base = definition.pop("base")
+        if not isinstance(base, str) or _looks_like_path(base):
+            raise SpaceDefinitionError(
+                source, "base", f"{str(base)[:80]!r} is not a preset name; allowed: {list_spaces()}"
+            )
+        try:
+            base_space = get_space(base)
+        except UnknownSpaceError:
+            raise SpaceDefinitionError(
+                source, "base", f"unknown preset {base[:80]!r}; allowed: {list_spaces()}"
+            ) from None
+        try:
+            inherited = base_space.definition()
+        except NotImplementedError as err:
+            raise SpaceDefinitionError(source, "base", str(err)) from None
+        definition = {**inherited, **definition}
+    kind = definition.get("kind", DEFAULT_KIND)
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise SpaceDefinitionError(
+            source, "kind", f"{str(kind)[:80]!r} is not a kind of space; allowed: {sorted(_KINDS)}"
+        )
+    return _KINDS[kind](definition, source)
+
+
+def data_space_name(label: str, digest: str) -> str:
+    """The name of a space built from data: its label where that names a preset (or a
+    preset's variant) with the same network, so presets keep their names when rebuilt from
+    a trained file; else the label and the hash, `my-space@1a2b3c4d`, so that two spaces
+    that share a label but not a network never share a name (arch trust goes by name)."""
+    match = _VARIANT.match(label)
+    if match and match["base"] in _REGISTRY:
+        try:
+            if get_space(label).definition_hash == digest:
+                return label
+        except (UnknownSpaceError, NotImplementedError):
+            pass
+    return f"{label}@{digest[:8]}"
+
+
+def space_reference(space: SearchSpace) -> str | dict[str, Any]:
+    """What a record (a search row, a trained file) keeps to find `space` again: its name
+    where the registry rebuilds it from that, else its full definition."""
+    if "@" not in space.name:
+        return space.name
+    return space.definition()
+
+
+def saved_space(data: Mapping[str, Any]) -> SearchSpace:
+    """The space of a saved file's dict (a trained supernet, a predictor): rebuilt from its
+    stored definition where it has one (the space need not be registered, nor its YAML
+    file present), else by its name (files written before spaces were data)."""
+    definition = data.get("space_definition")
+    if definition is None:
+        return get_space(data["space"])
+    space = space_from_definition(definition, f"stored in the file (space {data['space']!r})")
+    expected = data.get("space_hash")
+    if expected is not None and expected != space.definition_hash:
+        raise SpaceDefinitionError(
+            f"stored in the file (space {data['space']!r})",
+            "space_hash",
+            f"{expected[:12]}... does not match its definition's {space.definition_hash[:12]}...",
+        )
+    return space
+
+
+def space_record(space: SearchSpace) -> dict[str, Any]:
+    """The fields a saved file keeps about its space: its name, and where the space can be
+    written as data, its definition and that definition's hash (see `saved_space`)."""
+    try:
+        definition = space.definition()
+    except NotImplementedError:
+        return {"space": space.name}
+    return {
+        "space": space.name,
+        "space_definition": definition,
+        "space_hash": definition_hash(definition),
+    }
+
+
+def same_space(a: SearchSpace, b: SearchSpace) -> bool:
+    """Whether two spaces build the same network: equal definition hashes where both can be
+    written as data, else equal names."""
+    try:
+        return a.definition_hash == b.definition_hash
+    except NotImplementedError:
+        return a.name == b.name
+
+
 _VARIANT = re.compile(r"^(?P<base>[^\[\]]+?)(?:\[(?P<args>[^\[\]]*)\])?$")
 VARIANT_KEYS = ("channels", "classes")
 
 
-def get_space(name: str) -> SearchSpace:
-    """A named preset, e.g. "ofa-mbv3-w1.2" (see `list_spaces()`).
+def get_space(name: SpaceSpec) -> SearchSpace:
+    """The one way to get a space: a named preset, e.g. "ofa-mbv3-w1.2" (see
+    `list_spaces()`); a path to a YAML file defining one; or that definition as a mapping
+    (see `space_from_definition`: every field, or a `base` preset and the fields that differ).
 
     A preset retargeted to other data keeps its genes and changes only its input channels and
     classes: "ofa-mbv3-w1.0[channels=3,classes=10]". That string is the variant's own name, so
@@ -585,6 +754,17 @@ def get_space(name: str) -> SearchSpace:
     """
     if isinstance(name, SearchSpace):
         return name
+    if isinstance(name, Mapping):
+        return space_from_definition(name, "<mapping>")
+    if isinstance(name, os.PathLike) or (isinstance(name, str) and _looks_like_path(name)):
+        return space_from_file(name)
+    if not isinstance(name, str):
+        raise SpaceDefinitionError(
+            "<space>",
+            "space",
+            f"expected a preset name, a path to a YAML file or a mapping, got "
+            f"{type(name).__name__}",
+        )
     match = _VARIANT.match(name.strip())
     base = match["base"] if match else name
     try:

@@ -55,6 +55,56 @@ def tiny_supernet(tmp_path_factory) -> TrainedSupernet:
     return load_supernet(train_supernet(config, progress=False).path)
 
 
+# A space of a user's own, for 28x28 digits: two narrow stages, a few seconds to train.
+USER_SPACE = {
+    "name": "digits-mbconv",
+    "description": "a test space for 28x28 digits",
+    "in_channels": 1,
+    "num_classes": 10,
+    "stem_width": 8,
+    "stem_stride": 2,
+    "stem_act": "h_swish",
+    "first_block_width": 8,
+    "first_block_act": "relu",
+    "stages": [
+        {"width": 16, "depths": [1, 2], "stride": 2, "act": "relu"},
+        {"width": 24, "depths": [1, 2], "stride": 2, "act": "h_swish", "se": True},
+    ],
+    "head": "mbv3",
+    "head_widths": [48, 64],
+    "head_act": "h_swish",
+    "kernel_sizes": [3, 5],
+    "expand_ratios": [3, 4],
+    "resolutions": [16, 20, 28],
+    "width_mults": [0.75, 1.0],
+}
+
+
+@pytest.fixture(scope="session")
+def user_space_supernet(tmp_path_factory):
+    """A supernet trained for two steps on USER_SPACE read from a YAML file, which is then
+    deleted: (the trained file's path, the space as the file defined it)."""
+    import yaml
+
+    from supernet.space import get_space
+
+    folder = tmp_path_factory.mktemp("user-space")
+    space_file = folder / "digits.yaml"
+    space_file.write_text(yaml.safe_dump(USER_SPACE))
+    space = get_space(str(space_file))
+    config = TrainConfig(
+        space=str(space_file),
+        data={"kind": "mnist", "limit": 32},
+        out_dir=str(folder / "run"),
+        batch_size=16,
+        bn_recalibration_images=16,
+        phases=[{"name": "kernel", "epochs": 1, "lr": 0.05, "ks": [3, 5]}],
+    )
+    path = train_supernet(config, progress=False).path
+    space_file.unlink()
+    return path, space
+
+
 @pytest.fixture(scope="session")
 def tiny_predictor(tiny_supernet) -> str:
     """An accuracy predictor fitted on 30 archs measured with the tiny supernet."""

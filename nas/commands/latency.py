@@ -37,7 +37,12 @@ app = typer.Typer(
 )
 console = wide_console()
 
-SPACE_OPTION = typer.Option(..., "--space", "-s", help="A preset name (see `nas space list`).")
+SPACE_OPTION = typer.Option(
+    ...,
+    "--space",
+    "-s",
+    help="A preset name (see `nas space list`) or a YAML file defining a space.",
+)
 HARDWARE_OPTION = typer.Option(
     ..., "--hardware", "-H", help="A profile name (see `nas hardware list`) or a YAML path."
 )
@@ -263,7 +268,10 @@ def build_lut(
 def validate(
     hardware: list[str] = HARDWARE_OPTION,
     space: str | None = typer.Option(
-        None, "--space", "-s", help="A preset name (not needed with --measurements)."
+        None,
+        "--space",
+        "-s",
+        help="A preset name or a space YAML file (not needed with --measurements).",
     ),
     n: int = typer.Option(50, "--n", "-n", min=2, help="How many random subnets."),
     seed: int = typer.Option(2, "--seed", help="Seed of the validation subnets."),

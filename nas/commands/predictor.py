@@ -16,7 +16,7 @@ from nas.workers import measurement_pool
 from supernet.errors import ConfigError
 from supernet.family import TrainedModel, family_of_kind
 from supernet.io import resolve_artifact_path
-from supernet.space import Arch, get_space
+from supernet.space import Arch
 
 app = typer.Typer(
     help="Accuracy predictors: fit on supernet measurements, predict archs.", no_args_is_help=True
@@ -162,7 +162,7 @@ def predict(
     """Predicted top-1 of archs (JSON lines)."""
     with user_errors():
         model = PREDICTORS.load(predictor, checkpoint)
-        space = get_space(model.space.name)
+        space = model.space
         archs = [parse_arch(space, a) for a in arch]
         values = model.predict(archs)
     for a, v in zip(archs, values, strict=True):

@@ -17,7 +17,12 @@ app = typer.Typer(
 )
 console = wide_console()
 
-SPACE_OPTION = typer.Option(..., "--space", "-s", help="A preset name (see `nas space list`).")
+SPACE_OPTION = typer.Option(
+    ...,
+    "--space",
+    "-s",
+    help="A preset name (see `nas space list`) or a YAML file defining a space.",
+)
 
 
 def parse_arch(space: SearchSpace, text: str) -> Arch:

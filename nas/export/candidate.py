@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from nas.catalog import search_space
 from nas.errors import ExportError, NotFoundError
 from nas.pareto import load_config
 from nas.store import Candidate, Metric, Store
@@ -19,7 +20,7 @@ from supernet.family import (
     family_of_space,
     open_artifact,
 )
-from supernet.space import Arch, get_space
+from supernet.space import Arch
 
 
 @dataclass
@@ -93,5 +94,6 @@ def finetuned_weights(path: str | Path, opened: OpenedArtifact, arch_id: str) ->
 def search_family(store: Store, search_id: int) -> ModelFamily:
     """The model family of a search's trained file, known from its space (no file read)."""
     with store.session() as s:
-        space = store.search(s, search_id).space
-    return family_of_space(get_space(space))
+        row = store.search(s, search_id)
+        space = search_space(row.space, row.config)
+    return family_of_space(space)

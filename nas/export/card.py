@@ -20,6 +20,7 @@ from nas.export.quantize import (
 )
 from supernet.family import ExportableModel
 from supernet.io import file_sha256
+from supernet.space import SearchSpace, space_reference
 
 
 def _versions() -> dict[str, str]:
@@ -169,6 +170,8 @@ def model_card(
     card = {
         "search": {"id": search_id, "name": config.name, "candidate": candidate},
         "space": model.space,
+        # a space that is not a preset: its definition, which get_space rebuilds it from
+        **_space_definition(opened.space),
         "kind": opened.family.kind,
         "arch": dict(arch),
         "arch_id": found.arch_id,
@@ -198,9 +201,15 @@ def model_card(
         "deployment": deployment,
         # what a user must know before flashing the files (`nas export` prints each)
         "warnings": warnings,
-        "rebuild": "supernet.build(supernet.get_space(card['space'])).extract(card['arch']) "
+        "rebuild": "supernet.build(supernet.get_space(card.get('space_definition') or "
+        "card['space'])).extract(card['arch']) "
         "then load_state_dict(torch.load(model.state_dict.pt)['state_dict'])",
         "versions": _versions(),
         "created_at": datetime.now(UTC).isoformat(),
     }
     return card
+
+
+def _space_definition(space: SearchSpace) -> dict[str, Any]:
+    reference = space_reference(space)
+    return {"space_definition": reference} if isinstance(reference, dict) else {}

@@ -109,6 +109,11 @@ class SearchInfo(SearchSummary):
         description="the config as checked at launch (files as absolute paths, the default "
         "objectives filled in; without its database): launching it again repeats the search",
     )
+    space_info: SpaceSummary | None = Field(
+        None,
+        description="its space as GET /spaces lists a preset; also for a space defined as "
+        "data (rebuilt from the definition the search stored); None: it cannot be rebuilt",
+    )
 
 
 class CheckedConfig(BaseModel):

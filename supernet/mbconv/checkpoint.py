@@ -1,7 +1,8 @@
 """Trained-supernet files: written atomically, read with clear errors, identified by hash.
 
-- `supernet.pt`: the trained weights with what is needed to use them (space name, dataset
-  config, normalisation, training summary). Searches and predictors refer to it by SHA-256.
+- `supernet.pt`: the trained weights with what is needed to use them (the space's name, full
+  definition and its hash, so no YAML file or registered preset is needed to rebuild it;
+  dataset config, normalisation, training summary). Searches and predictors refer to it by SHA-256.
 - `checkpoint.pt`: the full training state for `--resume` (see supernet.mbconv.train).
 """
 
@@ -24,7 +25,7 @@ from supernet.mbconv.evaluate import SupernetEvaluator, top1_of
 from supernet.mbconv.family import SUPERNET_FORMAT
 from supernet.mbconv.space import MBConvSpace
 from supernet.mbconv.supernet import MBConvSupernet
-from supernet.space import Arch, SearchSpace, get_space
+from supernet.space import Arch, SearchSpace, saved_space, space_record
 
 
 @dataclass(kw_only=True)
@@ -139,7 +140,7 @@ def save_supernet(
     save_atomic(
         {
             "format": SUPERNET_FORMAT,
-            "space": space.name,
+            **space_record(space),  # its name, definition and hash: the file describes its space
             "dataset": dataset_config.model_dump(),
             "normalization": {"mean": list(dataset.mean), "std": list(dataset.std)},
             "classes": list(dataset.classes),
@@ -154,7 +155,7 @@ def save_supernet(
 def supernet_from_artifact(artifact: Artifact) -> TrainedSupernet:
     """The trained supernet held by an artifact already read, in eval mode."""
     data = artifact.data
-    space = get_space(data["space"])
+    space = saved_space(data)
     if not isinstance(space, MBConvSpace):
         raise CheckpointError(f"{artifact.path} names space {space.name!r}, not an MBConv space")
     net = MBConvSupernet(space)

@@ -146,7 +146,7 @@ class SubnetFinetuning(Finetuning):
 
         return load_finetuned(path, supernet_sha256, arch_id)
 
-    def source_space(self, source: str | os.PathLike) -> str:
+    def source_space(self, source: str | os.PathLike) -> str | dict[str, Any]:
         from supernet.mbconv.transfer import infer_space
 
         return infer_space(source)

@@ -40,7 +40,7 @@ from supernet.io import Artifact, file_sha256, read_artifact, resolve_artifact_p
 from supernet.mbconv.checkpoint import TrainedSupernet
 from supernet.mbconv.evaluate import EvalResult
 from supernet.mbconv.family import CLASSIFIER
-from supernet.space import Arch, SearchSpace, as_rng, get_space
+from supernet.space import Arch, SearchSpace, as_rng, saved_space, space_record
 
 log = logging.getLogger(__name__)
 PREDICTOR_FORMAT = "nas-accuracy-predictor/1"
@@ -219,7 +219,7 @@ class AccuracyPredictor:
         save_atomic(
             {
                 "format": PREDICTOR_FORMAT,
-                "space": self.space.name,
+                **space_record(self.space),  # rebuilt from the file, as a supernet.pt's
                 "encoding_size": self.space.encoding_size,
                 "checkpoint_sha256": self.checkpoint_sha256,
                 "kind": self.kind,
@@ -246,7 +246,7 @@ def load_predictor(
     artifact = read_artifact(resolve_artifact_path(path, PREDICTOR_FILE_NAMES), PREDICTOR_FORMAT)
     artifact.check_sha256(expected_sha256, "predictor")
     path, data = artifact.path, artifact.data
-    space = get_space(data["space"])
+    space = saved_space(data)
     if data["encoding_size"] != space.encoding_size:
         raise PredictorMismatchError(
             f"predictor {path} encodes {data['encoding_size']} features but space "

@@ -126,10 +126,62 @@ class MBConvSpace(SearchSpace):
         classes = c.num_classes if classes is None else classes
         if (channels, classes) == (c.in_channels, c.num_classes):
             return self
+        if "@" in self.name:  # a space from data: another network, so another hash and name
+            from supernet.space import space_from_definition
+
+            changed = {**self.definition(), "in_channels": channels, "num_classes": classes}
+            return space_from_definition(changed, f"{self.label} for the data")  # type: ignore[return-value]
         name = f"{base}[channels={channels},classes={classes}]"
         return MBConvSpace(
             dataclasses.replace(c, name=name, in_channels=channels, num_classes=classes)
         )
+
+    @property
+    def label(self) -> str:
+        """The name without the definition hash a space from data carries (`my-space`)."""
+        return self.name.split("@", 1)[0]
+
+    def definition(self) -> dict[str, Any]:
+        """Every field of the config as JSON-able data, choice lists sorted (see
+        supernet.mbconv.definition for the schema and its checks)."""
+        c = self.config
+
+        def choices(values: Sequence[Any], kind: type = int) -> list[Any]:
+            return sorted({kind(v) for v in values})
+
+        return {
+            "kind": "mbconv",
+            "name": self.label,
+            "description": c.description,
+            "reference": c.reference,
+            "in_channels": c.in_channels,
+            "num_classes": c.num_classes,
+            "stem_width": c.stem_width,
+            "stem_stride": c.stem_stride,
+            "stem_act": c.stem_act,
+            "first_block_width": c.first_block_width,
+            "first_block_act": c.first_block_act,
+            "stages": [
+                {
+                    "width": s.width,
+                    "depths": choices(s.depths),
+                    "stride": s.stride,
+                    "act": s.act,
+                    "se": bool(s.se),
+                }
+                for s in c.stages
+            ],
+            "head": c.head,
+            "head_widths": list(c.head_widths),
+            "head_act": c.head_act,
+            "kernel_sizes": choices(c.kernel_sizes),
+            "expand_ratios": choices(c.expand_ratios),
+            "resolutions": choices(c.resolutions),
+            "width_mults": choices(c.width_mults, float),
+            "dropout": float(c.dropout),
+            "bn_momentum": float(c.bn_momentum),
+            "bn_eps": float(c.bn_eps),
+        }
 
     # ----- the arch layout ------------------------------------------------------------------
 

@@ -78,7 +78,9 @@ class PhaseConfig(BaseModel):
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    space: str
+    # a preset name, a path to a YAML file defining a space, or that definition as a mapping
+    # (supernet.get_space); checked as the run starts, before any training step
+    space: str | dict[str, Any]
     data: DatasetConfig = DatasetConfig()
     # once-for-all transfer: start from an official once-for-all MobileNetV3 checkpoint or a
     # trained supernet.pt of the same space (supernet.mbconv.transfer); None: from scratch
@@ -260,7 +262,7 @@ class Trainer(ResumableRun):
         super().__init__(config, progress)
         base = get_space(config.space)
         if not isinstance(base, MBConvSpace):
-            raise ConfigError(f"space {config.space!r} cannot be trained by this trainer")
+            raise ConfigError(f"space {base.name!r} cannot be trained by this trainer")
         self.data: Dataset = load_dataset(config.data)
         # retarget the space to the data (e.g. ofa-mbv3 on CIFAR-10: 3 channels, 10 classes)
         self.base_space = base

@@ -23,7 +23,7 @@ from supernet.errors import CheckpointError
 from supernet.io import file_sha256, read_artifact
 from supernet.mbconv.family import SUPERNET_FORMAT
 from supernet.mbconv.ofa_import import load_ofa_checkpoint
-from supernet.space import SearchSpace
+from supernet.space import SearchSpace, saved_space, space_reference
 
 CLASSIFIER_PREFIX = "classifier."
 OFA_SPACES = ("ofa-mbv3-w1.0", "ofa-mbv3-w1.2")
@@ -97,14 +97,18 @@ def transfer_weights(
     }
 
 
-def infer_space(source: str | os.PathLike) -> str:
-    """The base space a source belongs to: a supernet.pt's own, or the once-for-all
-    MobileNetV3 space whose tensor shapes the file fits (w1.0, then w1.2)."""
+def infer_space(source: str | os.PathLike) -> str | dict[str, Any]:
+    """The base space a source belongs to: a supernet.pt's own (its preset's name, or the
+    definition it stores of a space that is not a preset), or the once-for-all MobileNetV3
+    space whose tensor shapes the file fits (w1.0, then w1.2)."""
     path = os.fspath(source)
     try:
-        return str(read_artifact(path, SUPERNET_FORMAT).data["space"]).split("[", 1)[0]
+        data = read_artifact(path, SUPERNET_FORMAT).data
     except CheckpointError:
         pass
+    else:
+        reference = space_reference(saved_space(data))
+        return reference if isinstance(reference, dict) else reference.split("[", 1)[0]
     problems = []
     for name in OFA_SPACES:
         try:

@@ -105,7 +105,12 @@ def test_predictor_for_another_space_is_refused(tmp_path):
     import torch
 
     data = torch.load(path, weights_only=True)
-    data["space"] = "mcu-mbv2"
+    data["space"] = "mcu-mbv2"  # a file of the time a predictor stored only its space's name
+    del data["space_definition"], data["space_hash"]
+    torch.save(data, path)
+    with pytest.raises(PredictorMismatchError, match="encodes 141 features"):
+        load_predictor(path)
+    data["space_definition"] = supernet.get_space("mcu-mbv2").definition()  # a newer file
     torch.save(data, path)
     with pytest.raises(PredictorMismatchError, match="encodes 141 features"):
         load_predictor(path)

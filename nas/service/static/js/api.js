@@ -125,9 +125,14 @@ export const spaces = cached("/spaces", (r) => Object.fromEntries(r.items.map((s
     goals (the first is the primary one). */
 export const families = cached("/families", (r) => r.items);
 
-/** The model family of a space (null when the server names none). */
-export async function familyOfSpace(spaceName) {
-  const [spaceInfo, familyList] = await Promise.all([spaces(), families()]);
-  const kind = spaceInfo[spaceName]?.family;
-  return familyList.find((f) => f.kind === kind) || null;
+/** The space of a search (`info`: GET /searches/{id}): the description the search carries,
+    since a space defined as data is in no listing; else the preset of that name. */
+export async function spaceOfSearch(info) {
+  return info.space_info || (await spaces())[info.space] || null;
+}
+
+/** The model family of a search's space (null when the server names none). */
+export async function familyOfSearch(info) {
+  const [space, familyList] = await Promise.all([spaceOfSearch(info), families()]);
+  return familyList.find((f) => f.kind === space?.family) || null;
 }

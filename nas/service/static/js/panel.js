@@ -1,7 +1,7 @@
 /* The candidate panel: one candidate's tags, its export box, quality, cost on the search's
    devices and on every other one, and its arch drawn as blocks. */
 
-import { NETWORK_METRICS, api, downloadLink, familyOfSpace, spaces } from "./api.js";
+import { NETWORK_METRICS, api, downloadLink, familyOfSearch, spaceOfSearch } from "./api.js";
 import { $, fill, fmt, fmtBytes, h, kvTable, showError } from "./dom.js";
 import { fmtMetric } from "./format.js";
 
@@ -26,10 +26,10 @@ export async function openCandidate(s, number) {
   document.body.classList.add("panel-open"); // on a wide screen the page makes room for it
   fill(panel, panelHead(`Candidate ${number}`), h("p", { class: "muted" }, "Loading…"));
   try {
-    const [c, spaceInfo, family] = await Promise.all(
-      [api(`/searches/${s.id}/candidates/${number}`), spaces(), familyOfSpace(s.info.space)]);
+    const [c, space, family] = await Promise.all(
+      [api(`/searches/${s.id}/candidates/${number}`), spaceOfSearch(s.info), familyOfSearch(s.info)]);
     if (pv.dead) return;
-    fill(panel, candidateView(s, c, spaceInfo[s.info.space], family, pv));
+    fill(panel, candidateView(s, c, space, family, pv));
   } catch (err) {
     if (!pv.dead) panel.append(h("div", { class: "error-box" }, err.message));
   }

@@ -4,7 +4,7 @@
    stored. While the points or the front load, the plot says so; a search with nothing to
    plot says why (no candidates yet, infeasible, failed, cancelled). */
 
-import { NETWORK_METRICS, api, downloadLink, familyOfSpace } from "./api.js";
+import { NETWORK_METRICS, api, downloadLink, familyOfSearch } from "./api.js";
 import { $, bestText, clearError, debounce, fill, fmt, h, progress, showError, statusBadge } from "./dom.js";
 import { emptyTable, refreshTable, renderFrontTable, tableState } from "./front.js";
 import { openCandidate } from "./panel.js";
@@ -151,7 +151,7 @@ function setupPlot(s) {
     other keys (candidate, generation, ...) are told apart by the family's quality metrics
     (GET /families), the network's metrics and the "device.metric" names. */
 async function loadMetricNames(s) {
-  const [page, family] = await Promise.all([api(`/searches/${s.id}/candidates?limit=1`), familyOfSpace(s.info.space)]);
+  const [page, family] = await Promise.all([api(`/searches/${s.id}/candidates?limit=1`), familyOfSearch(s.info)]);
   const row = page.items[0];
   if (!row) return;
   s.metricsLoaded = true;

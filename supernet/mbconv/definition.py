@@ -1,0 +1,335 @@
+"""An MBConv space as data: the schema of its definition, checked field by field.
+
+A definition holds every field of `MBConvSpaceConfig` (stages as mappings of width, depths,
+stride, act and se). `get_space` reads one from a YAML file or a mapping, after applying a
+`base` preset when there is one (supernet.space.space_from_definition). Each check raises a
+one-line SpaceDefinitionError naming the field path (`stages[2].stride`), the value and what
+is allowed, and a space that could not train is refused here, never in the middle of
+training: a stride on a map already 1x1 at the smallest resolution, a width that
+`make_divisible` lifts far above what was asked, a depth above what a stage may hold, a
+supernet too large to hold in memory.
+
+    kind: mbconv            # optional: the only kind of this module
+    base: mcu-mbv2          # optional: a preset; the fields below replace its own
+    name: cifar-mbconv
+    resolutions: [24, 28, 32]
+    width_mults: [0.5, 0.75, 1.0]
+    stages:
+      - {width: 24, depths: [1, 2], stride: 2, act: relu6, se: false}
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
+
+from latency_models.families import make_divisible
+from supernet.errors import SpaceDefinitionError
+from supernet.io import short_repr
+from supernet.mbconv.space import CHANNEL_DIVISOR, MBConvSpace, MBConvSpaceConfig, StageConfig
+from supernet.space import (
+    LABEL_FIELDS,
+    data_space_name,
+    definition_hash,
+    register_space_kind,
+)
+
+ACTIVATIONS = ("h_swish", "relu", "relu6")  # those the blocks and the cost models both know
+HEADS = {"mbv3": 2, "mbv2": 1}  # head -> how many head widths it takes
+STRIDES = (1, 2)
+MAX_STAGES = 12
+MAX_STAGE_DEPTH = 12  # blocks one stage may hold: its largest depth choice
+MAX_CHANNELS = 8192  # a width times the largest width multiplier
+MAX_EXPAND = 12
+MAX_KERNEL = 15
+MAX_RESOLUTION = 2048
+MAX_IN_CHANNELS = 64
+MAX_CLASSES = 100_000
+MAX_WIDTH_MULT = 4.0
+MAX_PARAMS = 1_000_000_000  # the largest subnet (= the supernet's weights): 4 GB in float32
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-\[\]=,]{0,79}$")
+STAGE_FIELDS = ("width", "depths", "stride", "act", "se")
+FIELDS = (
+    "kind",
+    *LABEL_FIELDS,
+    "in_channels",
+    "num_classes",
+    "stem_width",
+    "stem_stride",
+    "stem_act",
+    "first_block_width",
+    "first_block_act",
+    "stages",
+    "head",
+    "head_widths",
+    "head_act",
+    "kernel_sizes",
+    "expand_ratios",
+    "resolutions",
+    "width_mults",
+    "dropout",
+    "bn_momentum",
+    "bn_eps",
+)
+# Fields a definition may leave out, with the value it then has.
+DEFAULTS: dict[str, Any] = {
+    "kind": "mbconv",
+    "name": "custom",
+    "description": "",
+    "reference": "",
+    "width_mults": [1.0],
+    "dropout": 0.1,
+    "bn_momentum": 0.1,
+    "bn_eps": 1e-5,
+}
+STAGE_DEFAULTS: dict[str, Any] = {"se": False}
+
+
+class _Checker:
+    """Reads one definition; each method returns the checked value or raises, naming the
+    field path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, reason: str) -> NoReturn:
+        raise SpaceDefinitionError(self.source, path, reason)
+
+    def fields(self, path: str, raw: Any, allowed: Sequence[str], defaults: dict) -> dict:
+        where = path or "<root>"
+        if not isinstance(raw, Mapping):
+            self.fail(where, f"expected a mapping, got {type(raw).__name__} {short_repr(raw)}")
+        for key in raw:
+            if key not in allowed:
+                self.fail(
+                    f"{path}.{key}" if path else str(key)[:80],
+                    f"unknown field; allowed: {', '.join(allowed)}",
+                )
+        out = {**defaults, **raw}
+        for key in allowed:
+            if key not in out:
+                self.fail(f"{path}.{key}" if path else key, "missing field")
+        return out
+
+    def integer(self, path: str, value: Any, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(path, f"{short_repr(value)} is not an integer; allowed: {low}..{high}")
+        if not low <= value <= high:
+            self.fail(path, f"{short_repr(value)} is out of range; allowed: {low}..{high}")
+        return value
+
+    def number(self, path: str, value: Any, low: float, high: float, low_open: bool) -> float:
+        bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(path, f"{short_repr(value)} is not a number; allowed: {bounds}")
+        inside = (low < value if low_open else low <= value) and value <= high
+        if not (math.isfinite(value) and inside):
+            self.fail(path, f"{short_repr(value)} is out of range; allowed: {bounds}")
+        return float(value)
+
+    def one_of(self, path: str, value: Any, allowed: Sequence[Any]) -> Any:
+        if isinstance(value, bool) or not isinstance(value, str) or value not in allowed:
+            self.fail(path, f"{short_repr(value)} is not allowed; allowed: {list(allowed)}")
+        return value
+
+    def flag(self, path: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            self.fail(path, f"{short_repr(value)} is not a boolean; allowed: true, false")
+        return value
+
+    def text(self, path: str, value: Any, limit: int = 1000) -> str:
+        if not isinstance(value, str) or len(value) > limit:
+            self.fail(path, f"{short_repr(value)} is not a text of at most {limit} characters")
+        return value
+
+    def items(self, path: str, value: Any, check: Callable[[str, Any], Any]) -> list[Any]:
+        """A non-empty list, each item checked (`path[i]`)."""
+        if not isinstance(value, list | tuple):
+            self.fail(path, f"expected a list, got {type(value).__name__} {short_repr(value)}")
+        if not value:
+            self.fail(path, "the list is empty; give at least one value")
+        return [check(f"{path}[{i}]", v) for i, v in enumerate(value)]
+
+    def choices(self, path: str, value: Any, check: Callable[[str, Any], Any]) -> list[Any]:
+        """A choice list: order and repeats do not change the space, so sorted and unique."""
+        return sorted(set(self.items(path, value, check)))
+
+
+def parse_definition(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The canonical definition of `raw` (defaults filled, choice lists sorted and unique,
+    widths as given), or SpaceDefinitionError; the structural checks that need the whole
+    definition are in `check_buildable`."""
+    c = _Checker(source)
+    d = c.fields("", raw, FIELDS, DEFAULTS)
+    name = d["name"]
+    if not isinstance(name, str) or not NAME.match(name):
+        c.fail(
+            "name",
+            f"{short_repr(name)} is not a name: letters, digits and . _ - [ ] = , "
+            "(at most 80, no '@')",
+        )
+
+    def channels(path: str, value: Any) -> int:
+        return c.integer(path, value, 1, MAX_CHANNELS)
+
+    def activation(path: str, value: Any) -> str:
+        return c.one_of(path, value, ACTIVATIONS)
+
+    def stage(path: str, value: Any) -> dict[str, Any]:
+        s = c.fields(path, value, STAGE_FIELDS, STAGE_DEFAULTS)
+        depths = c.choices(
+            f"{path}.depths", s["depths"], lambda p, v: c.integer(p, v, 1, MAX_STAGE_DEPTH)
+        )
+        return {
+            "width": channels(f"{path}.width", s["width"]),
+            "depths": depths,
+            "stride": c.integer(f"{path}.stride", s["stride"], min(STRIDES), max(STRIDES)),
+            "act": activation(f"{path}.act", s["act"]),
+            "se": c.flag(f"{path}.se", s["se"]),
+        }
+
+    head = c.one_of("head", d["head"], tuple(HEADS))
+    head_widths = c.items("head_widths", d["head_widths"], channels)
+    if len(head_widths) != HEADS[head]:
+        parts = "final expand, feature mix" if head == "mbv3" else "last conv"
+        c.fail(
+            "head_widths",
+            f"{short_repr(d['head_widths'])} has {len(head_widths)} widths; head {head!r} "
+            f"takes {HEADS[head]} ({parts})",
+        )
+    stages = c.items("stages", d["stages"], stage)
+    if len(stages) > MAX_STAGES:
+        c.fail("stages", f"{len(stages)} stages; allowed: 1..{MAX_STAGES}")
+
+    def kernel(path: str, value: Any) -> int:
+        k = c.integer(path, value, 1, MAX_KERNEL)
+        if k % 2 == 0:
+            c.fail(path, f"{k} is even; a kernel size is odd (1, 3, 5, ..., {MAX_KERNEL})")
+        return k
+
+    expand_ratios = c.choices(
+        "expand_ratios", d["expand_ratios"], lambda p, v: c.integer(p, v, 1, MAX_EXPAND)
+    )
+    if 1 in expand_ratios and len(expand_ratios) > 1:
+        c.fail(
+            "expand_ratios",
+            f"{expand_ratios}: 1 (no expansion conv) is allowed only as the sole choice, "
+            "since a block either has an expansion conv or not",
+        )
+    return {
+        "kind": "mbconv",
+        "name": name,
+        "description": c.text("description", d["description"]),
+        "reference": c.text("reference", d["reference"]),
+        "in_channels": c.integer("in_channels", d["in_channels"], 1, MAX_IN_CHANNELS),
+        "num_classes": c.integer("num_classes", d["num_classes"], 1, MAX_CLASSES),
+        "stem_width": channels("stem_width", d["stem_width"]),
+        "stem_stride": c.integer("stem_stride", d["stem_stride"], min(STRIDES), max(STRIDES)),
+        "stem_act": activation("stem_act", d["stem_act"]),
+        "first_block_width": channels("first_block_width", d["first_block_width"]),
+        "first_block_act": activation("first_block_act", d["first_block_act"]),
+        "stages": stages,
+        "head": head,
+        "head_widths": head_widths,
+        "head_act": activation("head_act", d["head_act"]),
+        "kernel_sizes": c.choices("kernel_sizes", d["kernel_sizes"], kernel),
+        "expand_ratios": expand_ratios,
+        "resolutions": c.choices(
+            "resolutions", d["resolutions"], lambda p, v: c.integer(p, v, 1, MAX_RESOLUTION)
+        ),
+        "width_mults": c.choices(
+            "width_mults",
+            d["width_mults"],
+            lambda p, v: c.number(p, v, 0.0, MAX_WIDTH_MULT, low_open=True),
+        ),
+        "dropout": c.number("dropout", d["dropout"], 0.0, 0.99, low_open=False),
+        "bn_momentum": c.number("bn_momentum", d["bn_momentum"], 0.0, 1.0, low_open=True),
+        "bn_eps": c.number("bn_eps", d["bn_eps"], 0.0, 0.1, low_open=True),
+    }
+
+
+def check_buildable(d: dict[str, Any], source: str) -> None:
+    """The checks across fields: every width survives `make_divisible` at every width
+    multiplier and stays under MAX_CHANNELS, and no stride acts on a map already 1x1 at the
+    smallest resolution."""
+    c = _Checker(source)
+    widths = [("stem_width", d["stem_width"]), ("first_block_width", d["first_block_width"])]
+    widths += [(f"stages[{i}].width", s["width"]) for i, s in enumerate(d["stages"])]
+    widths += [(f"head_widths[{i}]", w) for i, w in enumerate(d["head_widths"])]
+    low, high = min(d["width_mults"]), max(d["width_mults"])
+    for path, width in widths:
+        if width * low < CHANNEL_DIVISOR / 2:
+            rounded = make_divisible(width * low, CHANNEL_DIVISOR)
+            c.fail(
+                path,
+                f"{width} at width multiplier {low:g} is {width * low:g} channels, which "
+                f"make_divisible lifts to {rounded}: the width is lost; allowed: at least "
+                f"{math.ceil(CHANNEL_DIVISOR / 2 / low)} at this multiplier",
+            )
+        if make_divisible(width * high, CHANNEL_DIVISOR) > MAX_CHANNELS:
+            c.fail(
+                path,
+                f"{width} at width multiplier {high:g} is over {MAX_CHANNELS} channels; "
+                f"allowed: at most {int(MAX_CHANNELS / high)} at this multiplier",
+            )
+    smallest = min(d["resolutions"])
+    size, trail = smallest, [smallest]
+    strided = [("stem_stride", d["stem_stride"])]
+    strided += [(f"stages[{i}].stride", s["stride"]) for i, s in enumerate(d["stages"])]
+    for path, stride in strided:
+        if stride > 1 and size < stride:
+            shrink = " -> ".join(str(s) for s in trail)
+            c.fail(
+                path,
+                f"{stride} makes the feature map vanish at the smallest resolution "
+                f"{smallest}: it is already {size}x{size} there ({shrink}); use stride 1 "
+                f"or resolutions of at least {smallest * stride}",
+            )
+        size = -(-size // stride)  # "same" padding: ceil(size / stride)
+        trail.append(size)
+
+
+@register_space_kind("mbconv")
+def mbconv_space_from_definition(raw: Mapping[str, Any], source: str) -> MBConvSpace:
+    """An MBConvSpace from its definition (see the module docstring)."""
+    d = parse_definition(raw, source)
+    check_buildable(d, source)
+    digest = definition_hash(d)
+    config = MBConvSpaceConfig(
+        name=data_space_name(d["name"], digest),
+        head=d["head"],
+        in_channels=d["in_channels"],
+        num_classes=d["num_classes"],
+        stem_width=d["stem_width"],
+        stem_stride=d["stem_stride"],
+        stem_act=d["stem_act"],
+        first_block_width=d["first_block_width"],
+        first_block_act=d["first_block_act"],
+        stages=tuple(
+            StageConfig(s["width"], tuple(s["depths"]), s["stride"], s["act"], s["se"])
+            for s in d["stages"]
+        ),
+        head_widths=tuple(d["head_widths"]),
+        head_act=d["head_act"],
+        kernel_sizes=tuple(d["kernel_sizes"]),
+        expand_ratios=tuple(d["expand_ratios"]),
+        resolutions=tuple(d["resolutions"]),
+        width_mults=tuple(d["width_mults"]),
+        dropout=d["dropout"],
+        bn_momentum=d["bn_momentum"],
+        bn_eps=d["bn_eps"],
+        description=d["description"],
+        reference=d["reference"],
+    )
+    space = MBConvSpace(config)
+    params = space.to_spec(space.largest()).params
+    if params > MAX_PARAMS:
+        raise SpaceDefinitionError(
+            source,
+            "<space>",
+            f"its largest subnet has {params / 1e6:,.0f}M parameters; allowed: at most "
+            f"{MAX_PARAMS / 1e6:,.0f}M (narrow the widths, expand ratios or depths)",
+        )
+    return space
