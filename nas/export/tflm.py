@@ -32,7 +32,7 @@ WORKER = Path(__file__).with_name("tflm_worker.py")
 TIMEOUT_S = 1800  # reference kernels: 20-100 ms per inference on 2 cores, over a split
 ALLOWED_LSB = 1  # two runtimes' int8 kernels may round a requantization differently
 # One requantization rounded otherwise can grow by a layer's gain on its way to the output
-# (2 LSB on 0.4% of one demo subnet's logits), so beyond ALLOWED_LSB is a warning; a file
+# (2 LSB on 0.04% of one demo subnet's logits), so beyond ALLOWED_LSB is a warning; a file
 # whose classes differ is run differently, and fails
 MIN_SAME_CLASS = 0.99
 
