@@ -273,7 +273,12 @@ def test_supernet_train_step_reaches_shared_weights():
 
 
 def test_build_rejects_unknown_space_type():
-    with pytest.raises(TypeError, match=r"no supernet .* is defined for spaces of type int"):
+    from supernet.errors import SpaceDefinitionError
+
+    with pytest.raises(
+        SpaceDefinitionError,
+        match=r"space: expected a preset name, a path to a YAML file or a mapping, got int",
+    ):
         supernet.build(42)
 
 
