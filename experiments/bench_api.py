@@ -32,7 +32,6 @@ import contextlib
 import json
 import shutil
 import statistics
-import sys
 import threading
 import time
 from datetime import datetime
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from serve_process import ServeProcess
+from service_bench import ServeProcess, stored_search
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
@@ -83,11 +82,7 @@ def search_config(workdir: Path, name: str, population: int, generations: int) -
 def prepare(workdir: Path, candidates: int) -> int:
     """A trained supernet and predictor, and a completed search of `candidates` stored in
     WORKDIR/api.db; returns the search's id (reused when it is already there)."""
-    from sqlalchemy import select
 
-    from nas.resources import check_search_config
-    from nas.search import launch_search
-    from nas.store import Search, Store
     from supernet.mbconv.checkpoint import load_supernet
     from supernet.mbconv.predictor import fit_predictor, measure_archs
     from supernet.mbconv.train import TrainConfig, train_supernet
@@ -106,29 +101,12 @@ def prepare(workdir: Path, candidates: int) -> int:
         measured = measure_archs(trained, 40, seed=0, progress=False)
         predictor = fit_predictor(trained.space, measured, trained.sha256, held_out=5, epochs=20)
         predictor.save(out / "predictor.pt")
-    url = f"sqlite:///{workdir / 'api.db'}"
-    store = Store(url)
     name = f"stored-{candidates}"
-    with store.session() as s:
-        done = s.scalars(
-            select(Search.id).where(Search.name == name, Search.status == "completed")
-        ).first()
-    if done is None:
-        population = 100
-        raw = {
-            **search_config(workdir, name, population, candidates // population),
-            "database": url,
-        }
-        started = time.perf_counter()
-        outcome = launch_search(check_search_config(raw, "bench"), store, progress=True)
-        print(
-            f"stored search {outcome.search_id}: {outcome.candidates} candidates in "
-            f"{time.perf_counter() - started:.0f} s",
-            file=sys.stderr,
-        )
-        done = outcome.search_id
-    store.dispose()
-    return done
+    population = 100
+    url = f"sqlite:///{workdir / 'api.db'}"
+    return stored_search(
+        url, name, lambda: search_config(workdir, name, population, candidates // population)
+    )
 
 
 def run_search(server: ServeProcess, workdir: Path, name: str, population: int, generations: int):

@@ -40,14 +40,13 @@ import contextlib
 import json
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
-from serve_process import ServeProcess
+from service_bench import ServeProcess, stored_search
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SUPERNET = ROOT / "runs" / "mnist-supernet-quick" / "supernet.pt"
@@ -69,11 +68,6 @@ def prepare(workdir: Path, supernet: Path, population: int, generations: int) ->
     """A completed predictor search of population x generations candidates in
     WORKDIR/page.db, with search_mnist.yaml's objectives and targets; returns its id
     (reused when it is already there)."""
-    from sqlalchemy import select
-
-    from nas.resources import check_search_config
-    from nas.search import launch_search
-    from nas.store import Search, Store
 
     predictor = supernet.parent / "predictor.pt"
     for path in (supernet, predictor):
@@ -82,34 +76,15 @@ def prepare(workdir: Path, supernet: Path, population: int, generations: int) ->
                 f"{path} does not exist: `make demo-quick` trains the quick demo supernet and "
                 "its predictor (or pass --supernet PATH, with predictor.pt beside it)"
             )
-    url = f"sqlite:///{workdir / 'page.db'}"
-    store = Store(url)
-    name = f"page-{population}x{generations}"
-    with store.session() as s:
-        done = s.scalars(
-            select(Search.id).where(Search.name == name, Search.status == "completed")
-        ).first()
-    if done is None:
+
+    def config() -> dict[str, Any]:
         raw = yaml.safe_load((ROOT / "experiments" / "search_mnist.yaml").read_text())
-        raw.update(
-            name=name,
-            supernet=str(supernet),
-            predictor=str(predictor),
-            evaluation="predictor",
-            database=url,
-            workers=0,
-        )
+        raw.update(supernet=str(supernet), predictor=str(predictor), evaluation="predictor")
         raw["algorithm"].update(population=population, generations=generations)
-        started = time.perf_counter()
-        outcome = launch_search(check_search_config(raw, "bench"), store, progress=True)
-        print(
-            f"stored search {outcome.search_id}: {outcome.candidates} candidates in "
-            f"{time.perf_counter() - started:.0f} s",
-            file=sys.stderr,
-        )
-        done = outcome.search_id
-    store.dispose()
-    return done
+        return {**raw, "workers": 0}
+
+    url = f"sqlite:///{workdir / 'page.db'}"
+    return stored_search(url, f"page-{population}x{generations}", config)
 
 
 def time_get(url: str, params: list[tuple[str, str]]) -> tuple[float, int]:

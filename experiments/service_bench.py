@@ -1,6 +1,7 @@
-"""`nas serve` in a process of its own, on a free port, for the benches that time the
-service from outside (bench_api.py, bench_page.py): started, waited for, stopped with its
-search workers (they join its process group)."""
+"""What the benches that time the service from outside share (bench_api.py, bench_page.py):
+a stored search they reuse between runs, and `nas serve` in a process of its own, on a free
+port, started, waited for, and stopped with its search workers (they join its process
+group)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,42 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
+from sqlalchemy import select
+
+from nas.resources import check_search_config
+from nas.search import launch_search
+from nas.store import Search, Store
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def stored_search(url: str, name: str, config: Callable[[], dict[str, Any]]) -> int:
+    """The id of the completed search `name` in the database at `url`; when there is none, the
+    search `config()` gives is run here first (in-process, its progress on stderr)."""
+    store = Store(url)
+    try:
+        with store.session() as s:
+            done = s.scalars(
+                select(Search.id).where(Search.name == name, Search.status == "completed")
+            ).first()
+        if done is not None:
+            return done
+        started = time.perf_counter()
+        raw = {**config(), "name": name, "database": url}
+        outcome = launch_search(check_search_config(raw, "bench"), store, progress=True)
+        print(
+            f"stored search {outcome.search_id}: {outcome.candidates} candidates in "
+            f"{time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+        )
+        return outcome.search_id
+    finally:
+        store.dispose()
 
 
 class ServeProcess:
