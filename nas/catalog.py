@@ -1,10 +1,12 @@
 """The catalog the doors list: device profiles (with whether each can cost a space), model
-families and preset search spaces. Part of the core's API: nas.core re-exports these, and
-the doors call them there."""
+families, the preset search spaces and a user's own (YAML files in $NAS_SPACE_DIR). Part of
+the core's API: nas.core re-exports these, and the doors call them there."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import latency_models as lm
@@ -67,6 +69,52 @@ def describe_space(space: SearchSpace) -> dict[str, Any]:
     return {**space.describe(), "family": kind}
 
 
-def list_spaces() -> list[dict[str, Any]]:
-    """The preset search spaces, each as `describe_space` gives it."""
-    return [describe_space(get_space(name)) for name in space_names()]
+SPACE_DIR_ENV = "NAS_SPACE_DIR"  # a folder of a user's space files (*.yaml, *.yml)
+
+
+def user_space_files() -> list[Path]:
+    """The space files in $NAS_SPACE_DIR, by name (none when it is unset)."""
+    folder = os.environ.get(SPACE_DIR_ENV)
+    if not folder:
+        return []
+    if not Path(folder).is_dir():
+        raise UserError(f"${SPACE_DIR_ENV} names {folder!r}, which is not a folder")
+    return sorted(p for p in Path(folder).iterdir() if p.suffix in (".yaml", ".yml"))
+
+
+def list_spaces(user: bool = False) -> list[dict[str, Any]]:
+    """The preset search spaces, each as `describe_space` gives it (`source`: "preset"); with
+    `user`, then each file in $NAS_SPACE_DIR (`source`: its path), or, for a file that does
+    not define a space, its path and `error` (one bad file hides none of the others)."""
+    spaces = [{**describe_space(get_space(name)), "source": "preset"} for name in space_names()]
+    for path in user_space_files() if user else []:
+        try:
+            spaces.append({**describe_space(get_space(path)), "source": str(path)})
+        except UserError as err:
+            spaces.append({"name": path.stem, "source": str(path), "error": str(err)})
+    return spaces
+
+
+def space_extremes(space: SearchSpace, mcu: str) -> dict[str, Any]:
+    """The smallest and largest subnets of a space: arch id, resolution, MACs and params, and
+    what the MCU profile `mcu` predicts for each (peak SRAM, flash, latency; its `error`
+    where its model cannot cost the space)."""
+    hw = lm.load_hardware(mcu)
+    problem = cost_problem(space, mcu, hw)
+    out: dict[str, Any] = {}
+    for which in ("smallest", "largest"):
+        arch = getattr(space, which)()
+        spec = space.to_spec(arch, batch=1)
+        entry: dict[str, Any] = {
+            "arch_id": space.arch_id(arch),
+            "r": arch.get("r"),
+            "macs": spec.macs,
+            "params": spec.params,
+        }
+        if problem:
+            entry[mcu] = {"error": problem}
+        else:
+            costs = hw.predict(spec)
+            entry[mcu] = {m: costs[m] for m in ("peak_sram_kb", "flash_kb", "latency_ms")}
+        out[which] = entry
+    return out

@@ -29,6 +29,7 @@ from nas.catalog import get_hardware as get_hardware  # the doors' API: re-expor
 from nas.catalog import list_families as list_families
 from nas.catalog import list_hardware as list_hardware
 from nas.catalog import list_spaces as list_spaces
+from nas.catalog import space_extremes as space_extremes
 from nas.config import NETWORK_METRICS, SearchConfig
 from nas.domain import search_domain
 from nas.errors import NotFoundError, UserError

@@ -1,4 +1,6 @@
-"""`nas space`: list the presets, sample archs, describe one arch layer by layer."""
+"""`nas space`: list the presets and a user's spaces, check a space file, sample archs,
+describe a space (its size and its smallest and largest subnets) or one arch layer by
+layer."""
 
 from __future__ import annotations
 
@@ -8,12 +10,15 @@ import typer
 from rich.table import Table
 
 import supernet
+from nas import core
 from nas.commands import user_errors, wide_console
 from supernet import Arch, SearchSpace
 from supernet.errors import InvalidArchError
 
 app = typer.Typer(
-    help="Search spaces: list presets, sample archs, describe an arch.", no_args_is_help=True
+    help="Search spaces: list presets and yours, check a space file, sample archs, describe a "
+    "space or an arch.",
+    no_args_is_help=True,
 )
 console = wide_console()
 
@@ -35,22 +40,72 @@ def parse_arch(space: SearchSpace, text: str) -> Arch:
     return space.from_json(text)
 
 
+MCU_OPTION = typer.Option(
+    "stm32f746", "--mcu", help="The MCU profile that costs the smallest and largest subnets."
+)
+
+
 @app.command("list")
 def list_spaces(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List the search-space presets with their genes and sizes."""
-    infos = [supernet.get_space(name).describe() for name in supernet.list_spaces()]
+    """List the search-space presets, then the space files in $NAS_SPACE_DIR, with their
+    genes and sizes (a file that does not define a space: its problem)."""
+    with user_errors():
+        infos = core.list_spaces(user=True)
     if as_json:
         typer.echo(json.dumps(infos, indent=2))
         return
     table = Table(title="search spaces")
-    for col in ("name", "genes", "networks", "description"):
+    for col in ("name", "source", "genes", "networks", "description"):
         table.add_column(col)
     for info in infos:
+        if "error" in info:
+            table.add_row(info["name"], info["source"], "", "", f"[red]{info['error']}[/red]")
+            continue
         genes = ", ".join(_gene_text(k, v) for k, v in info["genes"].items())
-        table.add_row(info["name"], genes, f"{info['size']:.2e}", info["description"])
+        table.add_row(
+            info["name"], info["source"], genes, f"{info['size']:.2e}", info["description"]
+        )
     console.print(table)
+
+
+@app.command("validate")
+def validate(
+    file: str = typer.Argument(..., help="A YAML file defining a space (or a preset's name)."),
+    mcu: str = MCU_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """Check a space file: its problem in one line (exit 2), or its size and its smallest and
+    largest subnets."""
+    _print_space(file, mcu, as_json)
+
+
+def _print_space(name: str, mcu: str, as_json: bool) -> None:
+    with user_errors():
+        space = supernet.get_space(name)
+        info = core.describe_space(space)
+        extremes = core.space_extremes(space, mcu)
+    if as_json:
+        typer.echo(json.dumps({**info, "hash": space.definition_hash, **extremes}))
+        return
+    console.print(f"{info['name']}: {info['description']}", soft_wrap=True)
+    console.print(f"{info['size']:.3g} networks; definition hash {space.definition_hash}")
+    genes = ", ".join(_gene_text(k, v) for k, v in info["genes"].items())
+    console.print(f"genes: {genes}", soft_wrap=True)
+    for which, entry in extremes.items():
+        costs = entry[mcu]
+        on_mcu = (
+            costs["error"]
+            if "error" in costs
+            else f"peak SRAM {costs['peak_sram_kb']:.1f} kB, flash {costs['flash_kb']:.1f} kB, "
+            f"latency {costs['latency_ms']:.1f} ms"
+        )
+        console.print(
+            f"{which}: r={entry['r']}, {entry['macs'] / 1e6:.2f} M MACs, "
+            f"{entry['params'] / 1e6:.3f} M params; on {mcu}: {on_mcu}",
+            soft_wrap=True,
+        )
 
 
 def _gene_text(key: str, gene: dict) -> str:
@@ -80,13 +135,21 @@ def sample(
 @app.command("describe")
 def describe(
     space: str = SPACE_OPTION,
-    arch: str = typer.Option(
-        ..., "--arch", "-a", help="Arch JSON, @file.json, or the words largest / smallest."
+    arch: str | None = typer.Option(
+        None,
+        "--arch",
+        "-a",
+        help="Arch JSON, @file.json, or the words largest / smallest; without it, the space.",
     ),
     batch: int = typer.Option(1, "--batch", min=1, help="Batch size recorded in the spec."),
+    mcu: str = MCU_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the NetworkSpec as JSON."),
 ) -> None:
-    """Print an arch's layers with shapes, MACs and params, and the totals."""
+    """Print an arch's layers with shapes, MACs and params, and the totals; without --arch,
+    the space: its size and its smallest and largest subnets, costed on --mcu."""
+    if arch is None:
+        _print_space(space, mcu, as_json)
+        return
     with user_errors():
         s = supernet.get_space(space)
         try:

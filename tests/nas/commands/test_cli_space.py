@@ -1,0 +1,67 @@
+"""`nas space validate`, `nas space describe` without an arch, and `nas space list` with the
+space files of $NAS_SPACE_DIR."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import latency_models as lm
+import supernet
+from nas.cli import app
+
+runner = CliRunner()
+SPACES = Path(__file__).resolve().parents[3] / "experiments" / "spaces"
+
+
+def test_validate_prints_the_size_and_the_extremes_costed_on_an_mcu():
+    path = SPACES / "mcu-256k.yaml"
+    result = runner.invoke(app, ["space", "validate", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    space = supernet.get_space(path)
+    assert info["name"] == space.name and info["hash"] == space.definition_hash
+    hw = lm.load_hardware("stm32f746")
+    for which in ("smallest", "largest"):
+        arch = getattr(space, which)()
+        spec = space.to_spec(arch, batch=1)
+        assert info[which]["macs"] == spec.macs and info[which]["r"] == arch["r"]
+        assert info[which]["stm32f746"]["peak_sram_kb"] == pytest.approx(
+            hw.predict(spec)["peak_sram_kb"]
+        )
+    text = runner.invoke(app, ["space", "validate", str(path), "--mcu", "stm32h743"]).output
+    assert "networks; definition hash" in text and "on stm32h743: peak SRAM" in text
+    # describe without --arch describes the space the same way
+    described = runner.invoke(app, ["space", "describe", "--space", str(path), "--json"])
+    assert json.loads(described.output) == info
+
+
+def test_validate_gives_a_bad_files_problem_in_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: mcu-mbv2\nresolutions: [64, 80]\nwidth_mults: [0]\n")
+    result = runner.invoke(app, ["space", "validate", str(bad)])
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"error: invalid search space {bad}: width_mults")
+
+
+def test_list_shows_the_space_files_of_nas_space_dir(tmp_path, monkeypatch):
+    presets = json.loads(runner.invoke(app, ["space", "list", "--json"]).output)
+    assert {s["source"] for s in presets} == {"preset"}
+    shutil.copy(SPACES / "cifar-mbconv.yaml", tmp_path)
+    (tmp_path / "broken.yaml").write_text("stages: [")
+    (tmp_path / "notes.txt").write_text("not a space file")
+    monkeypatch.setenv("NAS_SPACE_DIR", str(tmp_path))
+    listed = json.loads(runner.invoke(app, ["space", "list", "--json"]).output)
+    assert listed[: len(presets)] == presets
+    mine = {Path(s["source"]).name: s for s in listed[len(presets) :]}
+    assert set(mine) == {"broken.yaml", "cifar-mbconv.yaml"}
+    assert mine["cifar-mbconv.yaml"]["name"].startswith("cifar-mbconv@")
+    assert "invalid search space" in mine["broken.yaml"]["error"]
+    monkeypatch.setenv("NAS_SPACE_DIR", str(tmp_path / "missing"))
+    result = runner.invoke(app, ["space", "list"])
+    assert result.exit_code == 2 and "which is not a folder" in result.output
