@@ -62,11 +62,7 @@ def list_families() -> list[dict[str, Any]]:
 
 def describe_space(space: SearchSpace) -> dict[str, Any]:
     """A space as the doors show it: name, model family, genes and their choices, size."""
-    try:
-        kind: str | None = family_of_space(space).kind
-    except TypeError:
-        kind = None
-    return {**space.describe(), "family": kind}
+    return {**space.describe(), "family": family_kind(space)}
 
 
 SPACE_DIR_ENV = "NAS_SPACE_DIR"  # a folder of a user's space files (*.yaml, *.yml)
