@@ -58,9 +58,17 @@ class SpaceDefinitionError(UserError, ValueError):
     naming where it came from, the field path (`stages[2].stride`), the value and what is
     allowed or why it cannot build."""
 
-    def __init__(self, source: str, field: str, reason: str) -> None:
+    def __init__(
+        self, source: str, field: str, reason: str, more: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         self.source, self.field, self.reason = source, field, reason
-        super().__init__(f"invalid search space {source}: {field}: {reason}")
+        # Every problem the checker found, the first one included: `nas space validate`
+        # lists them all, so a user fixes a file in one pass.
+        self.problems: tuple[tuple[str, str], ...] = ((field, reason), *more)
+        listed = "; ".join(f"{f}: {r}" for f, r in self.problems[:3])
+        if len(self.problems) > 3:  # the one line stays readable; validate prints them all
+            listed += f"; and {len(self.problems) - 3} more problems"
+        super().__init__(f"invalid search space {source}: {listed}")
 
 
 class CheckpointError(UserError, ValueError):

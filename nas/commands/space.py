@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 import supernet
 from nas import core
-from nas.commands import user_errors, wide_console
+from nas.commands import stderr, user_errors, wide_console
 from supernet import Arch, SearchSpace
-from supernet.errors import InvalidArchError
+from supernet.errors import InvalidArchError, SpaceDefinitionError
 
 app = typer.Typer(
     help="Search spaces: list presets and yours, check a space file, sample archs, describe a "
@@ -76,8 +77,26 @@ def validate(
     mcu: str = MCU_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
-    """Check a space file: its problem in one line (exit 2), or its size and its smallest and
-    largest subnets."""
+    """Check a space file: every problem found, one per line (exit 2), or its size and its
+    smallest and largest subnets."""
+    try:
+        supernet.get_space(file)
+    except SpaceDefinitionError as err:
+        if as_json:
+            problems = [{"field": field, "reason": reason} for field, reason in err.problems]
+            typer.echo(json.dumps({"source": err.source, "problems": problems}))
+        else:
+            stderr.print(
+                f"[bold red]error:[/] invalid search space {escape(err.source)}: "
+                f"{len(err.problems)} problem{'s' if len(err.problems) > 1 else ''}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            for field, reason in err.problems:
+                stderr.print(
+                    f"  {escape(field)}: {escape(reason)}", highlight=False, soft_wrap=True
+                )
+        raise typer.Exit(code=2) from None
     _print_space(file, mcu, as_json)
 
 

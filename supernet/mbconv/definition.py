@@ -3,11 +3,12 @@
 A definition holds every field of `MBConvSpaceConfig` (stages as mappings of width, depths,
 stride, act and se). `get_space` reads one from a YAML file or a mapping, after applying a
 `base` preset when there is one (supernet.space.space_from_definition). Each check raises a
-one-line SpaceDefinitionError naming the field path (`stages[2].stride`), the value and what
-is allowed, and a space that could not train is refused here, never in the middle of
-training: a stride on a map already 1x1 at the smallest resolution, a width that
-`make_divisible` lifts far above what was asked, a depth above what a stage may hold, a
-supernet too large to hold in memory.
+SpaceDefinitionError naming the field path (`stages[2].stride`), the value and what is
+allowed; the checker goes on past a bad field, so the error carries every problem it found
+(`problems`) and a user fixes a file in one pass. A space that could not train is refused
+here, never in the middle of training: a stride on a map already 1x1 at the smallest
+resolution, a width that `make_divisible` lifts far above what was asked, a depth above what
+a stage may hold, a supernet too large to hold in memory.
 
     kind: mbconv            # optional: the only kind of this module
     base: mcu-mbv2          # optional: a preset; the fields below replace its own
@@ -23,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from latency_models.families import make_divisible
 from supernet.errors import SpaceDefinitionError
@@ -85,33 +86,53 @@ DEFAULTS: dict[str, Any] = {
     "bn_eps": 1e-5,
 }
 STAGE_DEFAULTS: dict[str, Any] = {"se": False}
+T = TypeVar("T")
 
 
 class _Checker:
     """Reads one definition; each method returns the checked value or raises, naming the
-    field path."""
+    field path. `gather` runs one field's check and notes its problem instead, so the other
+    fields are still checked; `raise_problems` then raises them all at once."""
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.problems: list[tuple[str, str]] = []
 
     def fail(self, path: str, reason: str) -> NoReturn:
         raise SpaceDefinitionError(self.source, path, reason)
 
+    def gather(self, check: Callable[[], T]) -> T | None:
+        """The checked value, or None after noting its problems."""
+        try:
+            return check()
+        except SpaceDefinitionError as err:
+            self.problems.extend(err.problems)
+            return None
+
+    def raise_problems(self) -> None:
+        if self.problems:
+            (field, reason), *more = self.problems
+            raise SpaceDefinitionError(self.source, field, reason, tuple(more))
+
     def fields(self, path: str, raw: Any, allowed: Sequence[str], defaults: dict) -> dict:
+        """The mapping with its defaults filled; every unknown or missing field is noted, and
+        a missing one is left out."""
         where = path or "<root>"
         if not isinstance(raw, Mapping):
             self.fail(where, f"expected a mapping, got {type(raw).__name__} {short_repr(raw)}")
         for key in raw:
             if key not in allowed:
-                self.fail(
-                    f"{path}.{key}" if path else str(key)[:80],
-                    f"unknown field; allowed: {', '.join(allowed)}",
+                self.problems.append(
+                    (
+                        f"{path}.{key}" if path else str(key)[:80],
+                        f"unknown field; allowed: {', '.join(allowed)}",
+                    )
                 )
         out = {**defaults, **raw}
         for key in allowed:
             if key not in out:
-                self.fail(f"{path}.{key}" if path else key, "missing field")
-        return out
+                self.problems.append((f"{path}.{key}" if path else key, "missing field"))
+        return {key: out[key] for key in allowed if key in out}
 
     def integer(self, path: str, value: Any, low: int, high: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -145,12 +166,26 @@ class _Checker:
         return value
 
     def items(self, path: str, value: Any, check: Callable[[str, Any], Any]) -> list[Any]:
-        """A non-empty list, each item checked (`path[i]`)."""
+        """A non-empty list, each item checked (`path[i]`); every bad item is noted before
+        the list is refused."""
         if not isinstance(value, list | tuple):
             self.fail(path, f"expected a list, got {type(value).__name__} {short_repr(value)}")
         if not value:
             self.fail(path, "the list is empty; give at least one value")
-        return [check(f"{path}[{i}]", v) for i, v in enumerate(value)]
+        before = len(self.problems)
+        checked = [
+            self.gather(lambda i=i, v=v: check(f"{path}[{i}]", v)) for i, v in enumerate(value)
+        ]
+        if len(self.problems) > before:
+            self.raise_noted_since(before)
+        return checked
+
+    def raise_noted_since(self, before: int) -> NoReturn:
+        """Raises the problems noted since `before` (taking them off the list, since the
+        caller's `gather` notes them again)."""
+        (field, reason), *more = self.problems[before:]
+        del self.problems[before:]
+        raise SpaceDefinitionError(self.source, field, reason, tuple(more))
 
     def choices(self, path: str, value: Any, check: Callable[[str, Any], Any]) -> list[Any]:
         """A choice list: order and repeats do not change the space, so sorted and unique."""
@@ -159,17 +194,23 @@ class _Checker:
 
 def parse_definition(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
     """The canonical definition of `raw` (defaults filled, choice lists sorted and unique,
-    widths as given), or SpaceDefinitionError; the structural checks that need the whole
-    definition are in `check_buildable`."""
+    widths as given), or SpaceDefinitionError with every problem found; the structural
+    checks that need the whole definition are in `check_buildable`."""
     c = _Checker(source)
     d = c.fields("", raw, FIELDS, DEFAULTS)
-    name = d["name"]
-    if not isinstance(name, str) or not NAME.match(name):
-        c.fail(
-            "name",
-            f"{short_repr(name)} is not a name: letters, digits and . _ - [ ] = , "
-            "(at most 80, no '@')",
-        )
+
+    def field(name: str, check: Callable[[str, Any], T]) -> T | None:
+        """The checked field, or None where it is missing or bad (its problem noted)."""
+        return c.gather(lambda: check(name, d[name])) if name in d else None
+
+    def name_text(path: str, value: Any) -> str:
+        if not isinstance(value, str) or not NAME.match(value):
+            c.fail(
+                path,
+                f"{short_repr(value)} is not a name: letters, digits and . _ - [ ] = , "
+                "(at most 80, no '@')",
+            )
+        return value
 
     def channels(path: str, value: Any) -> int:
         return c.integer(path, value, 1, MAX_CHANNELS)
@@ -177,31 +218,21 @@ def parse_definition(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
     def activation(path: str, value: Any) -> str:
         return c.one_of(path, value, ACTIVATIONS)
 
+    def stride(path: str, value: Any) -> int:
+        return c.integer(path, value, min(STRIDES), max(STRIDES))
+
+    def depths(path: str, value: Any) -> list[int]:
+        return c.choices(path, value, lambda p, v: c.integer(p, v, 1, MAX_STAGE_DEPTH))
+
     def stage(path: str, value: Any) -> dict[str, Any]:
         s = c.fields(path, value, STAGE_FIELDS, STAGE_DEFAULTS)
-        depths = c.choices(
-            f"{path}.depths", s["depths"], lambda p, v: c.integer(p, v, 1, MAX_STAGE_DEPTH)
-        )
-        return {
-            "width": channels(f"{path}.width", s["width"]),
-            "depths": depths,
-            "stride": c.integer(f"{path}.stride", s["stride"], min(STRIDES), max(STRIDES)),
-            "act": activation(f"{path}.act", s["act"]),
-            "se": c.flag(f"{path}.se", s["se"]),
-        }
+        checks = {"width": channels, "depths": depths, "stride": stride, "act": activation}
+        checks["se"] = c.flag
 
-    head = c.one_of("head", d["head"], tuple(HEADS))
-    head_widths = c.items("head_widths", d["head_widths"], channels)
-    if len(head_widths) != HEADS[head]:
-        parts = "final expand, feature mix" if head == "mbv3" else "last conv"
-        c.fail(
-            "head_widths",
-            f"{short_repr(d['head_widths'])} has {len(head_widths)} widths; head {head!r} "
-            f"takes {HEADS[head]} ({parts})",
-        )
-    stages = c.items("stages", d["stages"], stage)
-    if len(stages) > MAX_STAGES:
-        c.fail("stages", f"{len(stages)} stages; allowed: 1..{MAX_STAGES}")
+        def part(key: str) -> Any:
+            return c.gather(lambda: checks[key](f"{path}.{key}", s[key])) if key in s else None
+
+        return {key: part(key) for key in STAGE_FIELDS}
 
     def kernel(path: str, value: Any) -> int:
         k = c.integer(path, value, 1, MAX_KERNEL)
@@ -209,51 +240,70 @@ def parse_definition(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
             c.fail(path, f"{k} is even; a kernel size is odd (1, 3, 5, ..., {MAX_KERNEL})")
         return k
 
-    expand_ratios = c.choices(
-        "expand_ratios", d["expand_ratios"], lambda p, v: c.integer(p, v, 1, MAX_EXPAND)
-    )
-    if 1 in expand_ratios and len(expand_ratios) > 1:
-        c.fail(
-            "expand_ratios",
-            f"{expand_ratios}: 1 (no expansion conv) is allowed only as the sole choice, "
-            "since a block either has an expansion conv or not",
+    def expand_ratios(path: str, value: Any) -> list[int]:
+        ratios = c.choices(path, value, lambda p, v: c.integer(p, v, 1, MAX_EXPAND))
+        if 1 in ratios and len(ratios) > 1:
+            c.fail(
+                path,
+                f"{ratios}: 1 (no expansion conv) is allowed only as the sole choice, "
+                "since a block either has an expansion conv or not",
+            )
+        return ratios
+
+    head = field("head", lambda p, v: c.one_of(p, v, tuple(HEADS)))
+    head_widths = field("head_widths", lambda p, v: c.items(p, v, channels))
+    if head is not None and head_widths is not None and len(head_widths) != HEADS[head]:
+        parts = "final expand, feature mix" if head == "mbv3" else "last conv"
+        c.problems.append(
+            (
+                "head_widths",
+                f"{short_repr(d['head_widths'])} has {len(head_widths)} widths; head "
+                f"{head!r} takes {HEADS[head]} ({parts})",
+            )
         )
-    return {
+    stages = field("stages", lambda p, v: c.items(p, v, stage))
+    if stages is not None and len(stages) > MAX_STAGES:
+        c.problems.append(("stages", f"{len(stages)} stages; allowed: 1..{MAX_STAGES}"))
+    definition = {
         "kind": "mbconv",
-        "name": name,
-        "description": c.text("description", d["description"]),
-        "reference": c.text("reference", d["reference"]),
-        "in_channels": c.integer("in_channels", d["in_channels"], 1, MAX_IN_CHANNELS),
-        "num_classes": c.integer("num_classes", d["num_classes"], 1, MAX_CLASSES),
-        "stem_width": channels("stem_width", d["stem_width"]),
-        "stem_stride": c.integer("stem_stride", d["stem_stride"], min(STRIDES), max(STRIDES)),
-        "stem_act": activation("stem_act", d["stem_act"]),
-        "first_block_width": channels("first_block_width", d["first_block_width"]),
-        "first_block_act": activation("first_block_act", d["first_block_act"]),
+        "name": field("name", name_text),
+        "description": field("description", c.text),
+        "reference": field("reference", c.text),
+        "in_channels": field("in_channels", lambda p, v: c.integer(p, v, 1, MAX_IN_CHANNELS)),
+        "num_classes": field("num_classes", lambda p, v: c.integer(p, v, 1, MAX_CLASSES)),
+        "stem_width": field("stem_width", channels),
+        "stem_stride": field("stem_stride", stride),
+        "stem_act": field("stem_act", activation),
+        "first_block_width": field("first_block_width", channels),
+        "first_block_act": field("first_block_act", activation),
         "stages": stages,
         "head": head,
         "head_widths": head_widths,
-        "head_act": activation("head_act", d["head_act"]),
-        "kernel_sizes": c.choices("kernel_sizes", d["kernel_sizes"], kernel),
-        "expand_ratios": expand_ratios,
-        "resolutions": c.choices(
-            "resolutions", d["resolutions"], lambda p, v: c.integer(p, v, 1, MAX_RESOLUTION)
+        "head_act": field("head_act", activation),
+        "kernel_sizes": field("kernel_sizes", lambda p, v: c.choices(p, v, kernel)),
+        "expand_ratios": field("expand_ratios", expand_ratios),
+        "resolutions": field(
+            "resolutions",
+            lambda p, v: c.choices(p, v, lambda q, w: c.integer(q, w, 1, MAX_RESOLUTION)),
         ),
-        "width_mults": c.choices(
+        "width_mults": field(
             "width_mults",
-            d["width_mults"],
-            lambda p, v: c.number(p, v, 0.0, MAX_WIDTH_MULT, low_open=True),
+            lambda p, v: c.choices(
+                p, v, lambda q, w: c.number(q, w, 0.0, MAX_WIDTH_MULT, low_open=True)
+            ),
         ),
-        "dropout": c.number("dropout", d["dropout"], 0.0, 0.99, low_open=False),
-        "bn_momentum": c.number("bn_momentum", d["bn_momentum"], 0.0, 1.0, low_open=True),
-        "bn_eps": c.number("bn_eps", d["bn_eps"], 0.0, 0.1, low_open=True),
+        "dropout": field("dropout", lambda p, v: c.number(p, v, 0.0, 0.99, low_open=False)),
+        "bn_momentum": field("bn_momentum", lambda p, v: c.number(p, v, 0.0, 1.0, low_open=True)),
+        "bn_eps": field("bn_eps", lambda p, v: c.number(p, v, 0.0, 0.1, low_open=True)),
     }
+    c.raise_problems()
+    return definition
 
 
 def check_buildable(d: dict[str, Any], source: str) -> None:
-    """The checks across fields: every width survives `make_divisible` at every width
-    multiplier and stays under MAX_CHANNELS, and no stride acts on a map already 1x1 at the
-    smallest resolution."""
+    """The checks across fields, each problem noted: every width survives `make_divisible`
+    at every width multiplier and stays under MAX_CHANNELS, and no stride acts on a map
+    already 1x1 at the smallest resolution."""
     c = _Checker(source)
     widths = [("stem_width", d["stem_width"]), ("first_block_width", d["first_block_width"])]
     widths += [(f"stages[{i}].width", s["width"]) for i, s in enumerate(d["stages"])]
@@ -262,17 +312,21 @@ def check_buildable(d: dict[str, Any], source: str) -> None:
     for path, width in widths:
         if width * low < CHANNEL_DIVISOR / 2:
             rounded = make_divisible(width * low, CHANNEL_DIVISOR)
-            c.fail(
-                path,
-                f"{width} at width multiplier {low:g} is {width * low:g} channels, which "
-                f"make_divisible lifts to {rounded}: the width is lost; allowed: at least "
-                f"{math.ceil(CHANNEL_DIVISOR / 2 / low)} at this multiplier",
+            c.problems.append(
+                (
+                    path,
+                    f"{width} at width multiplier {low:g} is {width * low:g} channels, which "
+                    f"make_divisible lifts to {rounded}: the width is lost; allowed: at least "
+                    f"{math.ceil(CHANNEL_DIVISOR / 2 / low)} at this multiplier",
+                )
             )
         if make_divisible(width * high, CHANNEL_DIVISOR) > MAX_CHANNELS:
-            c.fail(
-                path,
-                f"{width} at width multiplier {high:g} is over {MAX_CHANNELS} channels; "
-                f"allowed: at most {int(MAX_CHANNELS / high)} at this multiplier",
+            c.problems.append(
+                (
+                    path,
+                    f"{width} at width multiplier {high:g} is over {MAX_CHANNELS} channels; "
+                    f"allowed: at most {int(MAX_CHANNELS / high)} at this multiplier",
+                )
             )
     smallest = min(d["resolutions"])
     size, trail = smallest, [smallest]
@@ -281,14 +335,19 @@ def check_buildable(d: dict[str, Any], source: str) -> None:
     for path, stride in strided:
         if stride > 1 and size < stride:
             shrink = " -> ".join(str(s) for s in trail)
-            c.fail(
-                path,
-                f"{stride} makes the feature map vanish at the smallest resolution "
-                f"{smallest}: it is already {size}x{size} there ({shrink}); use stride 1 "
-                f"or resolutions of at least {smallest * stride}",
+            # Only the first: every later stride fails on the same 1x1 map, for one cause.
+            c.problems.append(
+                (
+                    path,
+                    f"{stride} makes the feature map vanish at the smallest resolution "
+                    f"{smallest}: it is already {size}x{size} there ({shrink}); use stride 1 "
+                    f"or resolutions of at least {smallest * stride}",
+                )
             )
+            break
         size = -(-size // stride)  # "same" padding: ceil(size / stride)
         trail.append(size)
+    c.raise_problems()
 
 
 @register_space_kind("mbconv")

@@ -40,13 +40,36 @@ def test_validate_prints_the_size_and_the_extremes_costed_on_an_mcu():
     assert json.loads(described.output) == info
 
 
-def test_validate_gives_a_bad_files_problem_in_one_line(tmp_path):
+def test_validate_lists_every_problem_of_a_bad_file(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("base: mcu-mbv2\nresolutions: [64, 80]\nwidth_mults: [0]\n")
+    bad.write_text(
+        "base: mcu-mbv2\nresolutions: [64, 80]\nwidth_mults: [0]\nkernel_sizes: [3, 4]\n"
+        "stages:\n  - {width: 16, depths: [1, 20], stride: 3, act: gelu}\n"
+        "  - {width: 24, depths: [2], stride: 2, act: relu6, colour: red}\n"
+    )
     result = runner.invoke(app, ["space", "validate", str(bad)])
     assert result.exit_code == 2
-    (line,) = result.output.strip().splitlines()
-    assert line.startswith(f"error: invalid search space {bad}: width_mults")
+    header, *lines = result.output.strip().splitlines()
+    assert header == f"error: invalid search space {bad}: 6 problems"
+    fields = [line.split(":")[0].strip() for line in lines]
+    assert fields == [
+        "stages[0].depths[1]",
+        "stages[0].stride",
+        "stages[0].act",
+        "stages[1].colour",
+        "kernel_sizes[1]",
+        "width_mults[0]",
+    ]
+    as_json = json.loads(runner.invoke(app, ["space", "validate", str(bad), "--json"]).output)
+    assert [p["field"] for p in as_json["problems"]] == fields
+    # the one-line error of any other command names the first three, and how many more
+    with pytest.raises(supernet.SpaceDefinitionError) as caught:
+        supernet.get_space(str(bad))
+    assert "\n" not in str(caught.value) and str(caught.value).endswith("and 3 more problems")
+    # once the fields are right, a cross-field problem is found (the same file, fixed)
+    bad.write_text("base: mcu-mbv2\nresolutions: [64, 80]\nwidth_mults: [0.1]\n")
+    result = runner.invoke(app, ["space", "validate", str(bad)])
+    assert result.exit_code == 2 and "make_divisible lifts" in result.output
 
 
 def test_list_shows_the_space_files_of_nas_space_dir(tmp_path, monkeypatch):
