@@ -5,6 +5,7 @@ A device model is built from a profile (a YAML mapping). It sees only NetworkSpe
     cost  = model.predict(spec, **options)       # {"latency_ms": ..., "macs": ..., ...}
     costs = model.predict_many(specs, **options)  # one such dict per spec
     cols  = model.predict_arrays(specs)           # {"latency_ms": np.ndarray, ...}, fastest
+    cost  = model.predict(spec, coverage=0.9)     # + latency_ms_low, latency_ms_high, ...
 
 Subclasses implement `_columns`, which costs a whole SpecBatch at once with numpy.
 """
@@ -23,6 +24,7 @@ import numpy as np
 from latency_models.arrays import SpecBatch
 from latency_models.errors import HardwareError, OptionError, ProfileError
 from latency_models.spec import NetworkSpec
+from latency_models.uncertainty import Residuals, bound_keys, check_coverage, read_uncertainty
 
 _MISSING: Any = object()
 
@@ -144,12 +146,19 @@ class CostModel(ABC):
 
     kind: ClassVar[str]
     description_of_kind: ClassVar[str]
+    # Metrics that are definitional for this kind (a memory plan, a flash image): their
+    # intervals have zero width. MACs and params are exact everywhere and carry no bounds.
+    exact_metrics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str, profile: Mapping[str, Any], source: str) -> None:
         self.name, self.profile, self.source = name, dict(profile), source
         self.files: list[Path] = [Path(source)]  # what it was read from (tables add theirs)
         reader = Reader(profile, source)
         self.description = reader.string("description", "")
+        # metric -> residuals of rows the model did not fit (latency_models.uncertainty)
+        self.uncertainty: dict[str, Residuals] = read_uncertainty(
+            profile.get("uncertainty"), source
+        )
 
     # ----- what the device reports -----------------------------------------------------------
 
@@ -180,23 +189,32 @@ class CostModel(ABC):
 
     # ----- prediction ------------------------------------------------------------------------
 
-    def predict(self, spec: NetworkSpec, **options: Any) -> dict[str, float | int]:
-        return self.predict_many([spec], **options)[0]
+    def predict(
+        self, spec: NetworkSpec, coverage: float | None = None, **options: Any
+    ) -> dict[str, float | int]:
+        return self.predict_many([spec], coverage, **options)[0]
 
     def predict_many(
-        self, specs: Sequence[NetworkSpec], **options: Any
+        self, specs: Sequence[NetworkSpec], coverage: float | None = None, **options: Any
     ) -> list[dict[str, float | int]]:
-        columns = self.predict_arrays(specs, **options)
+        columns = self.predict_arrays(specs, coverage, **options)
         names = list(columns)
         values = [columns[n].tolist() for n in names]
         return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
 
     def predict_arrays(
-        self, specs: Sequence[NetworkSpec] | SpecBatch, **options: Any
+        self,
+        specs: Sequence[NetworkSpec] | SpecBatch,
+        coverage: float | None = None,
+        **options: Any,
     ) -> dict[str, np.ndarray]:
         """Every metric as one array over `specs` (no per-spec dicts: the fastest form).
         `specs` may be a SpecBatch already built (a space assembles a generation's without
-        any NetworkSpec: SearchSpace.spec_batch)."""
+        any NetworkSpec: SearchSpace.spec_batch).
+
+        With a `coverage` (0.9: a 90% interval), each predicted metric whose uncertainty
+        the profile states also gets `METRIC_low` and `METRIC_high`; a metric without one
+        gets no bounds (see `interval_metrics`)."""
         opts = self.check_options(options)
         batch = specs if isinstance(specs, SpecBatch) else SpecBatch.of(_as_specs(specs))
         columns = self._columns(batch, opts)
@@ -204,7 +222,28 @@ class CostModel(ABC):
         out["macs"] = batch.macs
         out["params"] = batch.params
         out.update(columns)
+        if coverage is not None:
+            coverage = check_coverage(self.name, coverage)
+            for metric in [m for m in out if m not in ("macs", "params")]:
+                residuals = self.residuals(metric, batch, opts)
+                if residuals is not None:
+                    low, high = bound_keys(metric)
+                    out[low], out[high] = residuals.bounds(out[metric], coverage)
         return out
+
+    def residuals(
+        self, metric: str, batch: SpecBatch, options: Mapping[str, Any]
+    ) -> Residuals | None:
+        """The residuals that bound `metric` for this batch and these options, or None when
+        the profile states none. Kinds whose error depends on the setting (a GPU at batch 1
+        against batch 64) pick among theirs here."""
+        if metric in self.exact_metrics:
+            return Residuals.exact(f"{metric} is definitional on {self.kind} devices")
+        return self.uncertainty.get(metric)
+
+    def interval_metrics(self) -> tuple[str, ...]:
+        """The metrics a prediction can bound (those with stated residuals, or exact)."""
+        return tuple(m for m in self.metrics if m in self.exact_metrics or m in self.uncertainty)
 
     def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         allowed = self.options()

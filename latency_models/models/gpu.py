@@ -97,6 +97,7 @@ FIELDS = (
     "runtime",
     "runtimes",
     "calibration",
+    "uncertainty",  # residuals behind prediction intervals (latency_models.uncertainty)
     # a profile of one runtime (older profiles): these three instead of `runtimes`
     "kernel_launch_us",
     "network_overhead_us",

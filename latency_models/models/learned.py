@@ -32,7 +32,17 @@ FEATURES: tuple[str, ...] = (
     "resolution",
     "blocks",
 )
-FIELDS = ("name", "kind", "description", "reference", "target", "features", "model", "trained_on")
+FIELDS = (
+    "name",
+    "kind",
+    "description",
+    "reference",
+    "target",
+    "features",
+    "model",
+    "trained_on",
+    "uncertainty",
+)
 MODEL_FIELDS = ("type", "init", "learning_rate", "max_depth", "trees")
 
 

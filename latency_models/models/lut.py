@@ -270,6 +270,7 @@ class LUTModel(BlockTableModel):
         "tables",
         "calibration",
         "covers",
+        "uncertainty",
     )
 
     def __init__(self, name: str, profile: Mapping[str, Any], source: str) -> None:

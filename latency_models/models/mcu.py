@@ -98,6 +98,7 @@ FIELDS = (
     "kernel_buffers",
     "calibration",
     "tflm",
+    "uncertainty",
 )
 QUANT_FIELDS = ("activation_bytes", "weight_bytes", "bias_bytes", "scale_bytes_per_channel")
 # What each peak-SRAM metric counts (the module docstring has the per-layer table).

@@ -48,6 +48,7 @@ class MeasuredModel(BlockTableModel):
         "measurement",
         "calibration",
         "tables",
+        "uncertainty",
     )
 
     def __init__(self, name: str, profile: Mapping[str, Any], source: str) -> None:
