@@ -230,9 +230,7 @@ def train_distributed(
         raise DistributedTrainingError(f"distributed training in {out} failed: {err}") from err
     finally:
         if started_ray:
-            import ray
-
-            ray.shutdown()
+            started_ray.stop()
     if not checked.artifact_path.exists():
         raise DistributedTrainingError(f"training ended without {checked.artifact_path}")
     return checked._completed()

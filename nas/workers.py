@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,26 +83,46 @@ class _Actor:
         return ray.get_runtime_context().get_node_id(), os.getpid()
 
 
-def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
+@dataclass(frozen=True)
+class StartedRay:
+    """A local Ray this process started: `stop` shuts it down and removes its temp dir
+    (a few MB of logs and sockets each run would otherwise leave in /tmp)."""
+
+    temp_dir: str | None  # None: joined a cluster, whose files are the cluster's
+
+    def stop(self) -> None:
+        import ray
+
+        ray.shutdown()
+        if self.temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def start_ray(address: str | None, num_cpus: int | None = None) -> StartedRay | None:
     """Connect to `address` (a cluster from `ray start --head`) or start a local Ray.
 
-    Returns True when this call started Ray (and so should shut it down)."""
+    Returns the Ray this call started or joined (to `stop` when done), or None when Ray was
+    already running: then it is the caller's, and never stopped here."""
     import ray
 
     if ray.is_initialized():
-        return False
+        return None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    temp_dir = None
     try:
         if address:
             ray.init(address=address, **kwargs)
         else:
             # a short temp dir of its own: Ray's socket paths must stay under 107 bytes
-            ray.init(num_cpus=num_cpus, _temp_dir=tempfile.mkdtemp(prefix="ray-"), **kwargs)
+            temp_dir = tempfile.mkdtemp(prefix="ray-")
+            ray.init(num_cpus=num_cpus, _temp_dir=temp_dir, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
+        if temp_dir:
+            shutil.rmtree(temp_dir, ignore_errors=True)
         where = address or "a local instance"
         raise WorkerError(f"cannot start or join Ray at {where}: {err}") from None
-    return True
+    return StartedRay(temp_dir)
 
 
 class RayPool(EvaluatorPool):
@@ -115,7 +137,7 @@ class RayPool(EvaluatorPool):
 
         if workers < 1:
             raise ValueError("a Ray pool needs at least one worker")
-        self.owns_ray = start_ray(address)
+        self.started_ray = start_ray(address)
         self.spec, self.max_retries = spec, max_retries
         self._remote = ray.remote(num_cpus=1, max_restarts=0)(_Actor)
         self.actors = [self._new_actor() for _ in range(workers)]
@@ -207,8 +229,8 @@ class RayPool(EvaluatorPool):
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []
-        if self.owns_ray:
-            ray.shutdown()
+        if self.started_ray:
+            self.started_ray.stop()
 
 
 def measurement_pool(

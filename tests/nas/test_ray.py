@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from nas.evaluation import CandidateEvaluator, evaluator_spec
 from nas.search import COMPLETED, launch_search
 from nas.store import Store
-from nas.workers import LocalPool, RayPool
+from nas.workers import LocalPool, RayPool, start_ray
 
 ray = pytest.importorskip("ray")
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -19,15 +18,12 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray for this module (2 CPUs, no dashboard, a short temp dir of its own)."""
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        _temp_dir=tempfile.mkdtemp(prefix="ray-"),
-    )
-    yield
-    ray.shutdown()
+    """One local Ray for this module (2 CPUs, no dashboard, a short temp dir of its own,
+    removed when it stops); the two-node test swaps it for a cluster and starts it again."""
+    session = {"ray": start_ray(None, num_cpus=2)}
+    assert session["ray"] is not None, "another module left Ray running"
+    yield session
+    session["ray"].stop()
 
 
 def _rows(store, search_id):
@@ -69,7 +65,8 @@ def test_dead_actor_work_is_retried(local_ray, search_config):
 def test_two_node_cluster_runs_a_search(local_ray, search_config, tmp_path):
     from ray.cluster_utils import Cluster
 
-    ray.shutdown()  # the cluster brings its own head node
+    local_ray["ray"].stop()  # the cluster brings its own head node
+    assert not os.path.exists(local_ray["ray"].temp_dir)  # no logs and sockets left in /tmp
     cluster = Cluster(
         initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
     )
@@ -91,12 +88,7 @@ def test_two_node_cluster_runs_a_search(local_ray, search_config, tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            _temp_dir=tempfile.mkdtemp(prefix="ray-"),
-        )
+        local_ray["ray"] = start_ray(None, num_cpus=2)
 
 
 def served_on_the_cluster(address: str, search_config, tmp_path) -> None:

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from typer.testing import CliRunner
 
 from nas.cli import app
 from nas.training import DistributedTrainingError, train_distributed
+from nas.workers import start_ray
 from supernet.distributed import Ranks
 from supernet.errors import ConfigError
 from supernet.mbconv.checkpoint import load_supernet
@@ -38,15 +38,12 @@ ELASTIC = {"name": "elastic", "epochs": 1, "lr": 0.05, "ks": [3, 5], "e": [3, 4]
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    """One local Ray for this module (2 CPUs, no dashboard, a short temp dir of its own)."""
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        _temp_dir=tempfile.mkdtemp(prefix="ray-"),
-    )
+    """One local Ray for this module (2 CPUs, no dashboard, a short temp dir of its own,
+    removed when it stops)."""
+    started = start_ray(None, num_cpus=2)
     yield
-    ray.shutdown()
+    if started:
+        started.stop()
 
 
 def config(out, **overrides) -> TrainConfig:
