@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from nas.errors import GoneError, LeaseLost, NotFoundError, UserError
 from nas.export.formats import parse_formats
 from nas.export.run import CARD_NAME, STAGING_MARK, export_candidate, staging_folders
-from nas.store import Candidate, Export, Store, lease
+from nas.store import Candidate, Export, Search, Store, lease
 from nas.store.lease import now
 from nas.store.status import COMPLETED, EXPORT_UNFINISHED, FAILED, QUEUED, RUNNING
 from supernet.io import file_sha256
@@ -180,11 +180,12 @@ def run_export_job(store: Store, export_id: int) -> str:
     return COMPLETED
 
 
-def _summary(row: Export, trial: int) -> dict[str, Any]:
+def _summary(row: Export, trial: int, search_name: str) -> dict[str, Any]:
     created, finished = lease.aware(row.created_at), lease.aware(row.finished_at)
     return {
         "id": row.id,
         "search": row.search_id,
+        "search_name": search_name,
         "candidate": trial,
         "status": row.status,
         "finished": row.status not in EXPORT_UNFINISHED,
@@ -244,7 +245,11 @@ def list_exports(
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of exports (of one search, with `search_id`), newest first: status, phase and
     files, not cards; and how many there are in all."""
-    query = select(Export, Candidate.trial).join(Candidate, Candidate.id == Export.candidate_id)
+    query = (
+        select(Export, Candidate.trial, Search.name)
+        .join(Candidate, Candidate.id == Export.candidate_id)
+        .join(Search, Search.id == Export.search_id)
+    )
     count = select(func.count()).select_from(Export)
     with store.session() as s:
         if search_id is not None:
@@ -252,7 +257,7 @@ def list_exports(
             query = query.where(Export.search_id == search_id)
             count = count.where(Export.search_id == search_id)
         rows = s.execute(query.order_by(Export.id.desc()).offset(offset).limit(limit))
-        return [_summary(row, trial) for row, trial in rows], s.scalar(count) or 0
+        return [_summary(*row) for row in rows], s.scalar(count) or 0
 
 
 def export_info(store: Store, export_id: int) -> dict[str, Any]:
@@ -261,7 +266,8 @@ def export_info(store: Store, export_id: int) -> dict[str, Any]:
     with store.session() as s:
         row = _export_row(s, export_id)
         trial = s.scalar(select(Candidate.trial).where(Candidate.id == row.candidate_id))
-        return {**_summary(row, trial), "card": row.card or None, "out_dir": row.out_dir}
+        name = s.scalar(select(Search.name).where(Search.id == row.search_id))
+        return {**_summary(row, trial, name), "card": row.card or None, "out_dir": row.out_dir}
 
 
 def export_file(store: Store, export_id: int, name: str) -> Path:

@@ -208,6 +208,7 @@ class ExportSummary(BaseModel):
 
     id: int
     search: int
+    search_name: str = Field(description="the search's name, as launched")
     candidate: int
     status: str = Field(examples=["queued", "running", "completed", "failed"])
     finished: bool

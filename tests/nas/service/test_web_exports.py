@@ -77,6 +77,7 @@ def test_an_export_with_a_chosen_format_downloads_and_the_exports_page_lists_bot
     shape = httpx.get(f"{server}/exports/2").json()["card"]["input"]["shape"]
     assert model(torch.rand(2, *shape[1:])).shape[0] == 2
 
+    name = page.request.get(f"{server}/searches/{search_id}").json()["name"]
     page.click('nav a[data-nav="exports"]')
     rows = page.locator("table.exports tbody tr")
     expect(rows).to_have_count(2)
@@ -86,6 +87,8 @@ def test_an_export_with_a_chosen_format_downloads_and_the_exports_page_lists_bot
     for row in (page_row, cli_row):
         expect(row.locator(".status")).to_have_text("completed")
         expect(row.locator(f'a[href="#/searches/{search_id}"]').first).to_be_visible()
+        # the search by the name it was launched with, and its number
+        expect(row.locator(".export-search")).to_have_text(f"{name} #{search_id}")
     screenshot(page, "exports-page")
     with page.expect_download() as download:
         cli_row.locator('a[data-format="state_dict"]').click()

@@ -49,7 +49,8 @@ function exportRow(e) {
     h("td", {}, statusBadge(e.status),
       !e.finished && h("div", { class: "muted small export-phase" }, exportProgress(e)),
       e.status === "failed" && h("div", { class: "small message" }, e.message)),
-    h("td", {}, h("a", { href: `#/searches/${e.search}` }, `search #${e.search}`)),
+    h("td", {}, h("a", { href: `#/searches/${e.search}`, class: "export-search" }, e.search_name,
+      h("span", { class: "muted small" }, ` #${e.search}`))),
     h("td", {}, h("a", { href: `#/searches/${e.search}`, class: "candidate-link", onclick: (event) => {
       event.preventDefault();
       openExported(e).catch((err) => showError(err, `open-${e.search}`));
