@@ -30,6 +30,8 @@ from latency_models.keys import KEY_FORMATS, BlockSig, rescale
 from latency_models.spec import NetworkSpec
 
 Table = dict[str, float]
+# what a table's calibration fits: scale, overhead_ms, per_block_ms, per_layer_ms
+TABLE_FIT_PARAMETERS = 4
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -225,9 +227,7 @@ class BlockTableModel(CostModel):
         if "latency_ms" not in measured or not len(specs):
             raise HardwareError("calibrating a table profile needs measured latency_ms values")
         y = np.asarray(measured["latency_ms"], float)
-        sums = self._block_sums(SpecBatch.of(specs))
-        blocks = np.array([len(s.arrays.block_keys) for s in specs], float)
-        layers = np.array([len(s.layers) for s in specs], float)
+        sums, blocks, layers = self._fit_columns(specs)
         before = self.predict_arrays(specs)["latency_ms"]
         scale, overhead, per_block, per_layer = fit_scale_overhead(sums, blocks, layers, y)
         profile = dict(self.profile)
@@ -240,6 +240,25 @@ class BlockTableModel(CostModel):
         return Fit(
             profile, {"latency_ms_mape": mape(before, y)}, {"latency_ms_mape": mape(after, y)}
         )
+
+    def _fit_columns(self, specs: Sequence[NetworkSpec]) -> tuple[np.ndarray, ...]:
+        """Per spec: the table sum, blocks and layers, which the calibration weighs."""
+        sums = self._block_sums(SpecBatch.of(specs))
+        blocks = np.array([len(s.arrays.block_keys) for s in specs], float)
+        layers = np.array([len(s.layers) for s in specs], float)
+        return sums, blocks, layers
+
+    def leave_one_out(self, specs: Sequence[NetworkSpec], measured: np.ndarray) -> np.ndarray:
+        """Each spec's latency as a calibration (`fit`) on the other specs predicts it: the
+        out-of-sample residuals of a calibration, at the cost of n tiny least squares."""
+        sums, blocks, layers = self._fit_columns(specs)
+        y = np.asarray(measured, float)
+        out = np.empty(len(y))
+        for i in range(len(y)):
+            keep = np.arange(len(y)) != i
+            coef = fit_scale_overhead(sums[keep], blocks[keep], layers[keep], y[keep])
+            out[i] = np.dot(coef, [sums[i], 1.0, blocks[i], layers[i]])
+        return out
 
 
 def fit_scale_overhead(
