@@ -4,6 +4,7 @@ memory metrics, and the coverage of the shipped GPU intervals on their held-out 
 from __future__ import annotations
 
 import importlib.util
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 import latency_models as lm
+import supernet
 from latency_models.errors import ProfileError
 from latency_models.models.gpu import batch_range
 from latency_models.uncertainty import Residuals, read_uncertainty
@@ -121,3 +123,45 @@ def test_mcu_leave_one_out_residuals_are_out_of_sample():
     in_sample = lm.load_hardware("stm32h743").predict_many([lm.reference_spec(n) for n in networks])
     in_sample_error = np.abs(np.log(measured / [c["latency_ms"] for c in in_sample]))
     assert np.mean(np.abs(np.log(measured / predicted))) > np.mean(in_sample_error)
+
+
+def test_the_mobile_table_bounds_each_network_by_its_blocks_spread(tmp_path):
+    hw = lm.load_hardware("note10")
+    assert hw.interval_metrics() == ("latency_ms",)
+    space = supernet.get_space("ofa-mbv3-w1.2")
+    small = space.to_spec({**space.smallest(), "r": 160})
+    large = space.to_spec({**space.largest(), "r": 208})  # r=208: interpolated variances
+    out = hw.predict_arrays([small, large], coverage=0.9)
+    half = out["latency_ms_high"] - out["latency_ms"]
+    assert np.all(out["latency_ms_low"] < out["latency_ms"]) and np.all(half > 0)
+    assert np.allclose(out["latency_ms"] - out["latency_ms_low"], half)  # normal: symmetric
+    assert half[1] > half[0]  # more blocks, more variance
+    assert np.all(half / out["latency_ms"] < 0.05)  # run-to-run noise only: narrow
+    # the variances are the tables' std squared, summed: check one network by hand
+    first = yaml.safe_load((lm.PROFILE_DIR / "note10" / "160_lookup_table.yaml").read_text())
+    keys = [hw.key_of(sig, i == 0) for i, sig in enumerate(small.arrays.blocks)]
+    sd = math.sqrt(sum(first[k]["std"] ** 2 for k in keys))
+    assert half[0] == pytest.approx(1.6449 * sd, rel=1e-3)
+    # residuals the profile states replace the spread
+    profile = yaml.safe_load(lm.hardware_path("note10").read_text())
+    profile["tables"] = {r: str(lm.PROFILE_DIR / t) for r, t in profile["tables"].items()}
+    profile["uncertainty"] = {"latency_ms": {"log_ratios": [-0.2, 0.0, 0.2], "rows": "x"}}
+    path = tmp_path / "note10-checked.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    checked = lm.load_hardware(path).predict(small, coverage=0.9)
+    assert checked["latency_ms_high"] / checked["latency_ms"] > 1.2
+
+
+def test_a_learned_profile_states_cross_validated_residuals():
+    from latency_models.models.learned import train
+
+    rng = np.random.default_rng(3)
+    specs = [lm.reference_spec(n, batch=int(b)) for n in ("resnet50", "mobilenetv2_100")
+             for b in rng.integers(1, 64, 12)]  # fmt: skip
+    measured = [s.macs * s.batch * 1e-8 * rng.lognormal(0, 0.05) for s in specs]
+    profile = train(specs, measured, name="tiny-gbdt", trees=20)
+    hw = lm.from_profile(profile, "tiny-gbdt.yaml")
+    residuals = hw.uncertainty["latency_ms"]
+    assert len(residuals.log_ratios) == len(specs) and "5-fold" in residuals.rows
+    cost = hw.predict(specs[0], coverage=0.9)
+    assert cost["latency_ms_low"] < cost["latency_ms_high"]
