@@ -16,7 +16,7 @@ import numpy as np
 import latency_models as lm
 from latency_models.errors import HardwareError
 from latency_models.hardware import read_yaml, user_profile_dir
-from latency_models.models.lut import BlockTableModel
+from latency_models.models.lut import TABLE_FIT_PARAMETERS, BlockTableModel
 from latency_models.torch.measure import Timing, device_name, measure_block_table
 from latency_models.uncertainty import MIN_T_ROWS, Residuals
 from nas.profiling.measurements import _torch_version, check_statistic
@@ -122,7 +122,7 @@ def build_lut(
             model, s, timing, batch, rounds, statistic, calibrate_n, calibration_seed,
             resolutions, progress,
         )  # fmt: skip
-        if len(residuals.log_ratios) >= MIN_T_ROWS:  # fewer say nothing about a spread
+        if residuals is not None:
             profile["uncertainty"] = {"latency_ms": residuals.to_profile()}
     profile["measurement"]["seconds"] = round((datetime.datetime.now() - start).total_seconds())
     lm.dump_profile(profile, path)
@@ -142,10 +142,11 @@ def _calibrate_table(
     seed: int,
     resolutions: Sequence[int] | None,
     progress: bool,
-) -> tuple[dict[str, Any], Residuals]:
+) -> tuple[dict[str, Any], Residuals | None]:
     """The calibration of a block table, fitted on `n` subnets timed end to end, and its
     leave-one-out residuals (each subnet against a calibration on the others: rows the
-    calibration that predicts them did not fit, for the profile's prediction intervals)."""
+    calibration that predicts them did not fit, for the profile's prediction intervals; None
+    for too few subnets to leave one out)."""
     archs = sample_archs(space, n, seed, resolutions=resolutions)
     description = f"timing {n} calibration subnets"
     (results,) = time_archs(space, archs, timing, batch, rounds, description, 1, progress)
@@ -153,12 +154,14 @@ def _calibrate_table(
     specs = [space.to_spec(a, batch=batch) for a in archs]
     fit = model.fit(specs, {"latency_ms": measured})
     assert isinstance(model, BlockTableModel)
-    residuals = Residuals.of(
-        model.leave_one_out(specs, measured),
-        measured,
-        f"leave-one-out: each of the {n} calibration subnets ({space.name}, seed {seed}) "
-        "against a calibration on the others",
-    )
+    residuals = None
+    if n > max(MIN_T_ROWS, TABLE_FIT_PARAMETERS):  # each left out: a calibration on the others
+        residuals = Residuals.of(
+            model.leave_one_out(specs, measured),
+            measured,
+            f"leave-one-out: each of the {n} calibration subnets ({space.name}, seed {seed}) "
+            "against a calibration on the others",
+        )
     calibration = dict(fit.profile["calibration"])
     calibration.update(
         space=space.name,
