@@ -36,6 +36,7 @@ def test_calibrate_recovers_a_uniformly_slower_device(tmp_path):
     assert cal["rows"] == len(NETWORKS) and cal["measurements"] == [str(csv)]
     assert cal["mape_before"]["latency_ms_mape"] == pytest.approx(0.3333, abs=1e-4)
     assert held_out_ratio(fitted, result.model) == pytest.approx([1.5, 1.5], rel=0.1)
+    assert result.model.uncertainty and not fitted.uncertainty  # the base's residuals are stale
 
 
 def test_calibrate_names_the_profile_and_fits_every_filled_metric(tmp_path):
