@@ -52,8 +52,9 @@ import numpy as np
 
 from latency_models.arrays import CLASS_CODES, LAYER_CLASSES, OP_CODES, SpecBatch
 from latency_models.base import CostModel, Fit, Reader, mape
-from latency_models.errors import HardwareError, OptionError
+from latency_models.errors import HardwareError, OptionError, ProfileError
 from latency_models.spec import NetworkSpec
+from latency_models.uncertainty import Residuals
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +104,23 @@ FIELDS = (
     "network_overhead_us",
     "fuse_bn_act",
 )
+# A GPU's error depends on the batch (at batch 1 the host's costs set the pace, and they
+# belong to the harness more than to the GPU), so its `uncertainty` block may hold residuals
+# per batch range, under `METRIC@RANGE` (`latency_ms@batch1`); a plain `latency_ms` serves
+# every batch whose range has none of its own. Ranges: name -> (lowest, highest batch).
+BATCH_RANGES = {"batch1": (1, 1), "batch2-31": (2, 31), "batch32+": (32, 1 << 30)}
 _TENSOR = np.array([c in TENSOR_CLASSES for c in LAYER_CLASSES])
 _WEIGHTED = CLASS_CODES["linear"]  # classes up to linear carry weights (conv, ..., linear)
+
+
+def batch_range(batch: int) -> str:
+    """The name of the BATCH_RANGES entry that holds `batch`."""
+    return next(name for name, (low, high) in BATCH_RANGES.items() if low <= batch <= high)
+
+
+def uncertainty_key(metric: str, batch_range_name: str) -> str:
+    """The `uncertainty` entry of a metric's residuals in one batch range."""
+    return f"{metric}@{batch_range_name}"
 
 
 @dataclass(frozen=True)
@@ -189,6 +205,16 @@ class GPUModel(CostModel):
             choices=list(self.runtimes),
         )
         r.mapping("calibration", {})
+        self._check_uncertainty_keys()
+
+    def _check_uncertainty_keys(self) -> None:
+        allowed = [
+            *self.metrics[:1],
+            *(uncertainty_key(m, b) for m in self.metrics[:1] for b in BATCH_RANGES),
+        ]
+        for key in self.uncertainty:
+            if key not in allowed:
+                raise ProfileError(self.source, f"uncertainty.{key}", "unknown entry", allowed)
 
     def _read_runtimes(self, r: Reader) -> dict[str, Runtime]:
         legacy = [
@@ -232,6 +258,29 @@ class GPUModel(CostModel):
     @property
     def metrics(self) -> tuple[str, ...]:
         return ("latency_ms", "macs", "params")
+
+    def residuals(
+        self, metric: str, batch: SpecBatch, options: Mapping[str, Any]
+    ) -> Residuals | None:
+        """The residuals of the batch's range (BATCH_RANGES), else the profile's plain set.
+        Networks of several ranges in one call share the pooled residuals of their ranges."""
+        chosen = []
+        for size in np.unique(batch.batch):
+            key = uncertainty_key(metric, batch_range(int(size)))
+            residuals = self.uncertainty.get(key) or self.uncertainty.get(metric)
+            if residuals is None:
+                return None
+            if residuals not in chosen:
+                chosen.append(residuals)
+        if len(chosen) == 1:
+            return chosen[0]
+        pooled = tuple(sorted(v for r in chosen for v in r.log_ratios))
+        fitted = max(r.fitted_parameters for r in chosen)
+        return Residuals(pooled, "; ".join(r.rows for r in chosen), fitted)
+
+    def interval_metrics(self) -> tuple[str, ...]:
+        stated = {key.split("@")[0] for key in self.uncertainty}
+        return tuple(m for m in self.metrics if m in stated)
 
     def options(self) -> dict[str, tuple[Any, ...]]:
         precisions = tuple(p for p in self.peak_tflops if p != self.default_precision)

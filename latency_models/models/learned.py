@@ -20,6 +20,7 @@ from latency_models.base import CostModel, Fit, Reader, mape
 from latency_models.errors import HardwareError
 from latency_models.spec import NetworkSpec
 from latency_models.trees import TreeEnsemble, ensemble_of, fit_gbdt
+from latency_models.uncertainty import Residuals
 
 _MAC_CLASSES = ("conv", "pointwise", "depthwise", "grouped", "linear")
 FEATURES: tuple[str, ...] = (
@@ -43,6 +44,7 @@ FIELDS = (
     "trained_on",
     "uncertainty",
 )
+CV_FOLDS = 5  # the folds of the cross-validation that gives a trained profile its residuals
 MODEL_FIELDS = ("type", "init", "learning_rate", "max_depth", "trees")
 
 
@@ -158,13 +160,27 @@ def train(
     seed: int = 0,
     description: str = "",
     trained_on: Mapping[str, Any] | None = None,
+    folds: int = CV_FOLDS,
 ) -> dict[str, Any]:
-    """Train gradient-boosted trees on measured latencies; returns a `learned` profile."""
+    """Train gradient-boosted trees on measured latencies; returns a `learned` profile, whose
+    `uncertainty` holds the `folds`-fold cross-validated residuals: each row predicted by
+    trees trained, with the same settings, on the other folds (rows those trees never saw)."""
     if len(specs) < 10:
         raise HardwareError(f"training needs at least 10 measured networks, got {len(specs)}")
     y = np.log(np.asarray(latency_ms, float))
     x = features(specs)
     model = fit_gbdt(x, y, trees, max_depth, learning_rate, seed)
+    fold = np.random.default_rng(seed).permutation(len(y)) % folds
+    held_out = np.empty(len(y))
+    for k in range(folds):
+        others = fit_gbdt(x[fold != k], y[fold != k], trees, max_depth, learning_rate, seed)
+        held_out[fold == k] = ensemble_of(others, len(FEATURES)).predict(x[fold == k])
+    residuals = Residuals.of(
+        np.exp(held_out),
+        np.exp(y),
+        f"{folds}-fold cross-validation: each of the {len(y)} training rows predicted by trees "
+        "trained on the other folds",
+    )
     fitted = np.exp(ensemble_of(model, len(FEATURES)).predict(x))
     info = {
         "rows": len(specs),
@@ -179,4 +195,5 @@ def train(
         "features": list(FEATURES),
         "model": {"type": "gbdt", **model},
         "trained_on": info,
+        "uncertainty": {"latency_ms": residuals.to_profile()},
     }

@@ -11,13 +11,25 @@ error that lists the nearest keys; it is never read as zero.
 All table models share: the block signature cache, the error for missing keys, and the fit of
 `latency = scale x sum + overhead_ms + per_block_ms x blocks + per_layer_ms x layers` to
 measurements (all zero but the scale unless calibrated).
+
+Intervals of a `lut` whose entries carry their measured run-to-run spread (`spread_field:
+std`: once-for-all's Note10 tables give count, mean and std per block) and whose profile
+states no residuals: a network's variance is the sum of its blocks' variances (blocks timed
+apart, so their noise is independent; interpolated like the means), scaled as the means are,
+and the interval is the normal one around the prediction. It covers how one run of the
+network varies if the sum of blocks were its latency; it does not cover how far the sum of
+blocks is from the network timed end to end (no end-to-end measurement of that device is
+shipped to take residuals from). A profile's `uncertainty.latency_ms` replaces it.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -28,8 +40,11 @@ from latency_models.base import CostModel, Fit, Reader, mape
 from latency_models.errors import HardwareError, MissingEntryError, UnsupportedSpecError
 from latency_models.keys import KEY_FORMATS, BlockSig, rescale
 from latency_models.spec import NetworkSpec
+from latency_models.uncertainty import DEFAULT_COVERAGE, Residuals
 
 Table = dict[str, float]
+# what a table's calibration fits: scale, overhead_ms, per_block_ms, per_layer_ms
+TABLE_FIT_PARAMETERS = 4
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -225,9 +240,7 @@ class BlockTableModel(CostModel):
         if "latency_ms" not in measured or not len(specs):
             raise HardwareError("calibrating a table profile needs measured latency_ms values")
         y = np.asarray(measured["latency_ms"], float)
-        sums = self._block_sums(SpecBatch.of(specs))
-        blocks = np.array([len(s.arrays.block_keys) for s in specs], float)
-        layers = np.array([len(s.layers) for s in specs], float)
+        sums, blocks, layers = self._fit_columns(specs)
         before = self.predict_arrays(specs)["latency_ms"]
         scale, overhead, per_block, per_layer = fit_scale_overhead(sums, blocks, layers, y)
         profile = dict(self.profile)
@@ -240,6 +253,25 @@ class BlockTableModel(CostModel):
         return Fit(
             profile, {"latency_ms_mape": mape(before, y)}, {"latency_ms_mape": mape(after, y)}
         )
+
+    def _fit_columns(self, specs: Sequence[NetworkSpec]) -> tuple[np.ndarray, ...]:
+        """Per spec: the table sum, blocks and layers, which the calibration weighs."""
+        sums = self._block_sums(SpecBatch.of(specs))
+        blocks = np.array([len(s.arrays.block_keys) for s in specs], float)
+        layers = np.array([len(s.layers) for s in specs], float)
+        return sums, blocks, layers
+
+    def leave_one_out(self, specs: Sequence[NetworkSpec], measured: np.ndarray) -> np.ndarray:
+        """Each spec's latency as a calibration (`fit`) on the other specs predicts it: the
+        out-of-sample residuals of a calibration, at the cost of n tiny least squares."""
+        sums, blocks, layers = self._fit_columns(specs)
+        y = np.asarray(measured, float)
+        out = np.empty(len(y))
+        for i in range(len(y)):
+            keep = np.arange(len(y)) != i
+            coef = fit_scale_overhead(sums[keep], blocks[keep], layers[keep], y[keep])
+            out[i] = np.dot(coef, [sums[i], 1.0, blocks[i], layers[i]])
+        return out
 
 
 def fit_scale_overhead(
@@ -254,6 +286,27 @@ def fit_scale_overhead(
     lower, upper = [1e-3, 0.0, 0.0, 0.0], [np.inf] * 4
     coef = lsq_linear(a, np.ones_like(measured), bounds=(lower, upper)).x
     return tuple(float(f"{c:.5g}") for c in coef)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class BlockSpread(Residuals):
+    """Per network, the standard deviation (ms) of its summed blocks' run-to-run noise: a
+    normal interval around each prediction (see the module docstring)."""
+
+    sd: tuple[float, ...] = ()
+
+    @property
+    def is_exact(self) -> bool:
+        return False
+
+    def factors(self, coverage: float = DEFAULT_COVERAGE) -> tuple[float, float]:
+        raise TypeError("a block spread's width differs per network: use bounds()")
+
+    def bounds(
+        self, predicted: np.ndarray, coverage: float = DEFAULT_COVERAGE
+    ) -> tuple[np.ndarray, np.ndarray]:
+        half = NormalDist().inv_cdf(0.5 + coverage / 2) * np.asarray(self.sd)
+        return np.maximum(predicted - half, 0.0), predicted + half
 
 
 class LUTModel(BlockTableModel):
@@ -271,6 +324,7 @@ class LUTModel(BlockTableModel):
         "calibration",
         "covers",
         "uncertainty",
+        "spread_field",
     )
 
     def __init__(self, name: str, profile: Mapping[str, Any], source: str) -> None:
@@ -286,6 +340,32 @@ class LUTModel(BlockTableModel):
         # per resolution: entries of the first block, of the others (see BlockTableModel)
         self._exact: dict[int, tuple[dict, dict]] = {r: ({}, {}) for r in self.tables}
         self._between: dict[int, tuple[dict, dict]] = {}
+        # the same tables holding each entry's variance, summed as the means are
+        self._variances: LUTModel | None = None
+        spread_field = r.string("spread_field", "")
+        if spread_field:
+            spreads = self._read_tables(r, "input resolutions (integers)", spread_field)
+            if set(spreads) != set(self.tables):
+                raise r.error("spread_field", "every table needs its spread")
+            self._variances = copy.copy(self)
+            self._variances.tables = {
+                res: {k: v * v for k, v in table.items()} for res, table in spreads.items()
+            }
+            self._variances._exact = {res: ({}, {}) for res in self.tables}
+            self._variances._between = {}
+
+    def residuals(
+        self, metric: str, batch: SpecBatch, options: Mapping[str, Any]
+    ) -> Residuals | None:
+        stated = super().residuals(metric, batch, options)
+        if stated is not None or metric != "latency_ms" or self._variances is None:
+            return stated
+        sd = self.scale * np.sqrt(self._variances._block_sums(batch))
+        return BlockSpread((), "run-to-run spread of the measured blocks", sd=tuple(sd))
+
+    def interval_metrics(self) -> tuple[str, ...]:
+        spread = ("latency_ms",) if self._variances is not None else ()
+        return tuple(dict.fromkeys((*super().interval_metrics(), *spread)))
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -73,11 +73,14 @@ from latency_models.arrays import ACT_CODES, CLASS_CODES, LAYER_CLASSES, OP_CODE
 from latency_models.base import CostModel, Fit, Reader, mape
 from latency_models.errors import HardwareError
 from latency_models.spec import NetworkSpec
+from latency_models.uncertainty import Residuals
 
 MAC_CLASSES = ("conv", "pointwise", "depthwise", "grouped", "linear")
 # "output": per output element of a conv/linear layer (requantisation and store);
 # "pool" per input element, "elementwise" per output element of adds, multiplies, activations.
 ELEMENT_CLASSES = ("output", "pool", "elementwise")
+# what `fit` fits to latency: cycles per MAC and per element of each class
+LATENCY_FIT_PARAMETERS = len(MAC_CLASSES) + len(ELEMENT_CLASSES)
 FIELDS = (
     "name",
     "kind",
@@ -151,6 +154,9 @@ _CONST_OPERAND_OPS[OP_CODES["global_avgpool"]] = True
 class MCUModel(CostModel):
     kind = "mcu"
     description_of_kind = "microcontroller: int8 SRAM/flash accounting, cycles per MAC"
+    # the memory plan and the flash image are what the model defines them to be (a runtime's
+    # plan, computed): zero-width intervals; latency takes the profile's stated residuals
+    exact_metrics = ("peak_sram_kb", "peak_sram_layerwise_kb", "peak_sram_act_kb", "flash_kb")
 
     def __init__(self, name: str, profile: Mapping[str, Any], source: str) -> None:
         super().__init__(name, profile, source)
@@ -197,6 +203,15 @@ class MCUModel(CostModel):
             "peak_sram_act_kb",
             "flash_kb",
         )
+
+    def residuals(
+        self, metric: str, batch: SpecBatch, options: Mapping[str, Any]
+    ) -> Residuals | None:
+        """TinyEngine's memory plan and flash image are computed exactly; TFLM's arena and
+        flatbuffer are predicted from fitted struct sizes, so they are not exact there."""
+        if options.get("runtime") == "tflm" and metric in self.exact_metrics:
+            return self.uncertainty.get(metric)
+        return super().residuals(metric, batch, options)
 
     def options(self) -> dict[str, tuple[Any, ...]]:
         # the model costs int8 weights and activations (TinyEngine / CMSIS-NN kernels); a

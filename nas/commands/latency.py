@@ -27,6 +27,7 @@ from rich.table import Table
 
 import latency_models as lm
 import supernet
+from latency_models.uncertainty import DEFAULT_COVERAGE, bound_keys
 from nas import profiling
 from nas.commands import user_errors, wide_console
 from nas.commands.space import parse_arch
@@ -81,28 +82,45 @@ def predict(
         None, "--runtime", help="GPU runtime: eager (default), compiled, tensorrt."
     ),
     layout: str | None = typer.Option(None, "--layout", help="GPU layout: nhwc or nchw."),
+    coverage: float = typer.Option(
+        DEFAULT_COVERAGE,
+        "--coverage",
+        help="Coverage of the prediction intervals (0.9: 90%), where a profile states its "
+        "residuals; JSON adds METRIC_low and METRIC_high.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
 ) -> None:
-    """Predict an arch's costs on one or more devices."""
+    """Predict an arch's costs on one or more devices, with prediction intervals."""
     with user_errors():
         s = supernet.get_space(space)
         parsed = parse_arch(s, arch)
         spec = s.to_spec(parsed, batch=batch)
         given = {"precision": precision, "runtime": runtime, "layout": layout}
         options = {k: v for k, v in given.items() if v is not None}
-        costs = [(h, lm.load_hardware(h).predict(spec, **options)) for h in hardware]
+        costs = [(h, lm.load_hardware(h).predict(spec, coverage, **options)) for h in hardware]
     if as_json:
         for name, cost in costs:
             typer.echo(_json({"hardware": name, **cost}))
         return
     table = Table(title=f"{s.name} arch {s.arch_id(parsed)} (batch {batch})")
-    metrics = [m for m in dict.fromkeys(k for _, c in costs for k in c)]
+    bounds = {key for _, c in costs for m in c for key in bound_keys(m) if key in c}
+    metrics = [m for m in dict.fromkeys(k for _, c in costs for k in c) if m not in bounds]
     table.add_column("hardware")
     for m in metrics:
         table.add_column(m, justify="right")
     for name, cost in costs:
-        table.add_row(name, *(_fmt(cost.get(m)) for m in metrics))
+        table.add_row(name, *(_with_interval(cost, m, coverage) for m in metrics))
     console.print(table)
+
+
+def _with_interval(cost: dict[str, Any], metric: str, coverage: float) -> str:
+    """`1.93 (90%: 1.71-2.20)` where the prediction has bounds, else the value alone."""
+    low, high = (cost.get(k) for k in bound_keys(metric))
+    if low is None or high is None:
+        return _fmt(cost.get(metric))
+    if low == high:
+        return f"{_fmt(cost[metric])} (exact)"
+    return f"{_fmt(cost[metric])} ({coverage:.0%}: {_fmt(low)}–{_fmt(high)})"
 
 
 def _fmt(value: Any) -> str:

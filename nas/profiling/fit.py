@@ -13,6 +13,9 @@ from typing import Any
 import latency_models as lm
 from latency_models.errors import MeasurementError
 from latency_models.models.learned import train
+from latency_models.models.lut import TABLE_FIT_PARAMETERS
+from latency_models.models.mcu import LATENCY_FIT_PARAMETERS
+from latency_models.uncertainty import Residuals
 from nas.profiling.measurements import Measurements, load_measurements, require_rows
 from nas.profiling.validation import HardwareLike, Validation
 
@@ -44,6 +47,8 @@ def calibrate(
     fit = model.fit(data.specs, data.metrics, **_fit_options(model, data))
     profile = dict(fit.profile)
     profile["name"] = name or out.stem
+    # the base's residuals are not the refitted profile's: check it with `nas latency validate`
+    profile.pop("uncertainty", None)
     calibration = dict(profile.get("calibration") or {})
     calibration.update(
         measurements=[str(p) for p in measurements],
@@ -135,13 +140,38 @@ def adapt(
         "mape_after": round(fit.after["latency_ms_mape"], 4),
         "date": datetime.date.today().isoformat(),
     }
+    measured = data.metrics["latency_ms"]
+    predicted = data.predict(lm.from_profile(profile, str(out)))
+    # the base's residuals (per batch range, of other rows) are not this device's: its
+    # intervals come from the adaptation's own, in-sample residuals, taken with n - p degrees
+    # of freedom, so that 10-20 rows give honestly wide intervals
+    profile.pop("uncertainty", None)
+    fitted = _fitted_parameters(model, kwargs)
+    if fitted is not None and len(measured) > fitted + 1:
+        residuals = Residuals.of(
+            predicted,
+            measured,
+            f"in-sample: the {len(measured)} rows the adaptation fitted {fitted} parameters on",
+            fitted_parameters=fitted,
+        )
+        profile["uncertainty"] = {"latency_ms": residuals.to_profile()}
     lm.dump_profile(profile, out)
     adapted = lm.load_hardware(str(out))  # the written file must load
-    measured = data.metrics["latency_ms"]
     before = Validation(model.name, data.predict(model), measured, data.macs()).figures()
-    after = Validation(adapted.name, data.predict(adapted), measured, data.macs()).figures()
+    after = Validation(adapted.name, predicted, measured, data.macs()).figures()
     log.info("adapted %s on %d measurements: wrote %s", model.name, len(data.specs), out)
     return AdaptResult(model, fit, len(data.specs), out, before, after)
+
+
+def _fitted_parameters(model: lm.CostModel, fit_options: dict[str, Any]) -> int | None:
+    """How many parameters an adaptation fits to latency (None: a kind it cannot count)."""
+    if model.kind == "gpu":
+        return len(fit_options["free"])
+    if model.kind == "mcu":
+        return LATENCY_FIT_PARAMETERS
+    if model.kind in ("lut", "measured"):
+        return TABLE_FIT_PARAMETERS
+    return None
 
 
 # ----- fit a learned model ----------------------------------------------------------------------

@@ -16,8 +16,9 @@ import numpy as np
 import latency_models as lm
 from latency_models.errors import HardwareError
 from latency_models.hardware import read_yaml, user_profile_dir
-from latency_models.models.lut import BlockTableModel
+from latency_models.models.lut import TABLE_FIT_PARAMETERS, BlockTableModel
 from latency_models.torch.measure import Timing, device_name, measure_block_table
+from latency_models.uncertainty import MIN_T_ROWS, Residuals
 from nas.profiling.measurements import _torch_version, check_statistic
 from nas.profiling.timing import _space, progress_bar, sample_archs, time_archs
 from supernet import SearchSpace
@@ -115,11 +116,14 @@ def build_lut(
         "date": start.date().isoformat(),
     }
     model = lm.from_profile(profile, str(path))
+    profile.pop("uncertainty", None)  # residuals of the tables as they were
     if calibrate_n:
-        profile["calibration"] = _calibrate_table(
+        profile["calibration"], residuals = _calibrate_table(
             model, s, timing, batch, rounds, statistic, calibrate_n, calibration_seed,
             resolutions, progress,
         )  # fmt: skip
+        if residuals is not None:
+            profile["uncertainty"] = {"latency_ms": residuals.to_profile()}
     profile["measurement"]["seconds"] = round((datetime.datetime.now() - start).total_seconds())
     lm.dump_profile(profile, path)
     lm.load_hardware(str(path))
@@ -138,13 +142,26 @@ def _calibrate_table(
     seed: int,
     resolutions: Sequence[int] | None,
     progress: bool,
-) -> dict[str, Any]:
-    """The calibration of a block table, fitted on `n` subnets timed end to end."""
+) -> tuple[dict[str, Any], Residuals | None]:
+    """The calibration of a block table, fitted on `n` subnets timed end to end, and its
+    leave-one-out residuals (each subnet against a calibration on the others: rows the
+    calibration that predicts them did not fit, for the profile's prediction intervals; None
+    for too few subnets to leave one out)."""
     archs = sample_archs(space, n, seed, resolutions=resolutions)
     description = f"timing {n} calibration subnets"
     (results,) = time_archs(space, archs, timing, batch, rounds, description, 1, progress)
     measured = np.array([r.stat(statistic) for r in results])
-    fit = model.fit([space.to_spec(a, batch=batch) for a in archs], {"latency_ms": measured})
+    specs = [space.to_spec(a, batch=batch) for a in archs]
+    fit = model.fit(specs, {"latency_ms": measured})
+    assert isinstance(model, BlockTableModel)
+    residuals = None
+    if n > max(MIN_T_ROWS, TABLE_FIT_PARAMETERS):  # each left out: a calibration on the others
+        residuals = Residuals.of(
+            model.leave_one_out(specs, measured),
+            measured,
+            f"leave-one-out: each of the {n} calibration subnets ({space.name}, seed {seed}) "
+            "against a calibration on the others",
+        )
     calibration = dict(fit.profile["calibration"])
     calibration.update(
         space=space.name,
@@ -157,7 +174,7 @@ def _calibrate_table(
         arch_ids=[space.arch_id(a) for a in archs],
         archs=[space.to_json(a) for a in archs],
     )
-    return calibration
+    return calibration, residuals
 
 
 def _base_profile(path: Path, name: str, merge: bool) -> dict[str, Any]:

@@ -55,6 +55,22 @@ def test_predict_table_and_json():
     assert costs[0]["hardware"] == "stm32h743" and costs[1]["latency_ms"] > 0
 
 
+def test_predict_prints_intervals_and_json_carries_the_bounds():
+    args = ("latency", "predict", "-H", "stm32h743", "-H", "v100-sxm2", "-s", "mcu-mbv2",
+            "-a", "smallest", "--batch", "64")  # fmt: skip
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert "(90%: " in result.output and "(exact)" in result.output
+    mcu, gpu = (json.loads(line) for line in run(*args, "--json").output.splitlines())
+    assert mcu["peak_sram_kb_low"] == mcu["peak_sram_kb"] == mcu["peak_sram_kb_high"]
+    assert gpu["latency_ms_low"] < gpu["latency_ms"] < gpu["latency_ms_high"]
+    half = json.loads(run(*args, "--json", "--coverage", "0.5").output.splitlines()[1])
+    assert gpu["latency_ms_low"] <= half["latency_ms_low"] < half["latency_ms_high"]
+    assert half["latency_ms_high"] <= gpu["latency_ms_high"]
+    result = run(*args, "--coverage", "1.5")
+    assert result.exit_code == 2 and "coverage" in result.output
+
+
 def test_predict_errors_exit_2():
     result = run("latency", "predict", "-H", "a100-sxm", "-s", "mcu-mbv2", "-a", "smallest",
                  "--precision", "fp8")  # fmt: skip

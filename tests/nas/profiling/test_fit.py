@@ -3,6 +3,8 @@ factor: a device of known speed."""
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 
 import latency_models as lm
@@ -34,6 +36,7 @@ def test_calibrate_recovers_a_uniformly_slower_device(tmp_path):
     assert cal["rows"] == len(NETWORKS) and cal["measurements"] == [str(csv)]
     assert cal["mape_before"]["latency_ms_mape"] == pytest.approx(0.3333, abs=1e-4)
     assert held_out_ratio(fitted, result.model) == pytest.approx([1.5, 1.5], rel=0.1)
+    assert result.model.uncertainty and not fitted.uncertainty  # the base's residuals are stale
 
 
 def test_calibrate_names_the_profile_and_fits_every_filled_metric(tmp_path):
@@ -113,3 +116,27 @@ def test_fit_learned_writes_a_learned_profile(tmp_path):
     assert trained_on["statistic"] == ["min"] and trained_on["measurements"] == [str(csv)]
     assert trained_on["spaces"] == sorted(NETWORKS) and trained_on["arch_ids"] == []
     assert result.profile["description"].endswith(f"on {len(NETWORKS)} measured subnets (A100)")
+
+
+def test_adapt_states_in_sample_residuals_and_fewer_rows_widen_them(tmp_path):
+    """Real public rows of an RTX 3090 (timm, eager AMP) adapt the RTX 4090's profile."""
+    public = lm.PROFILE_DIR / "gpu" / "public" / "timm-rtx3090.csv"
+    rows = [
+        r
+        for r in csv.DictReader(public.read_text().splitlines())
+        if r["framework"] == "pytorch-2.4.0-cu124-amp" and r["precision"] == "fp16"
+    ]
+    firsts = list({r["network"]: r for r in rows}.values())[:20]
+    widths = {}
+    for n in (10, 20):
+        path = write_rows(tmp_path / f"few-{n}.csv", firsts[:n])
+        profiling.adapt("rtx4090", [path], tmp_path / f"adapted-{n}.yaml")
+        adapted = lm.load_hardware(str(tmp_path / f"adapted-{n}.yaml"))
+        residuals = adapted.uncertainty["latency_ms"]
+        assert set(adapted.uncertainty) == {"latency_ms"}  # the base's batch ranges are gone
+        assert len(residuals.log_ratios) == n and residuals.fitted_parameters == 7
+        cost = adapted.predict(lm.reference_spec("resnet50", batch=256), coverage=0.9)
+        assert cost["latency_ms_low"] < cost["latency_ms"] < cost["latency_ms_high"]
+        low, high = residuals.factors(0.9)
+        widths[n] = high / low
+    assert widths[10] > widths[20]

@@ -8,6 +8,7 @@ import re
 import pytest
 
 import latency_models as lm
+import supernet
 from nas import profiling
 from nas.profiling.tables import _base_profile
 
@@ -51,7 +52,7 @@ def test_a_new_table_starts_empty_and_merging_keeps_only_measured_profiles(tmp_p
 def test_build_lut_times_every_block_then_calibrates_then_merges(tmp_path):
     out = tmp_path / "lut.yaml"
     result = profiling.build_lut(
-        "mnist-mbv3", resolutions=[12], calibrate_n=2, out=out, name="tiny", **FAST
+        "mnist-mbv3", resolutions=[12], calibrate_n=5, out=out, name="tiny", **FAST
     )
     assert result.path == out and result.space == "mnist-mbv3" and result.batch == 1
     assert result.blocks > 0 and result.entries == result.blocks
@@ -60,10 +61,17 @@ def test_build_lut_times_every_block_then_calibrates_then_merges(tmp_path):
     assert len(hw.tables[1]) == result.blocks and all(v > 0 for v in hw.tables[1].values())
     assert hw.measurement["repeats"] == 2 and hw.measurement["spaces"] == ["mnist-mbv3"]
     cal = result.calibration
-    assert cal["n"] == 2 and cal["space"] == "mnist-mbv3" and cal["resolutions"] == [12]
-    assert len(cal["arch_ids"]) == 2 and len(cal["archs"]) == 2
+    assert cal["n"] == 5 and cal["space"] == "mnist-mbv3" and cal["resolutions"] == [12]
+    assert len(cal["arch_ids"]) == 5 and len(cal["archs"]) == 5
     assert cal["scale"] > 0 and 0 <= cal["mape_calibrated"] < 1  # in-sample: timing noise only
+    # each calibration subnet against a calibration on the others: the intervals' residuals
+    residuals = hw.uncertainty["latency_ms"]
+    assert len(residuals.log_ratios) == 5 and "leave-one-out" in residuals.rows
+    space = supernet.get_space("mnist-mbv3")
+    cost = hw.predict(space.to_spec(space.from_json(cal["archs"][0])), coverage=0.9)
+    assert cost["latency_ms_low"] < cost["latency_ms_high"]
 
     again = profiling.build_lut("mnist-mbv3", resolutions=[16], calibrate_n=0, out=out, **FAST)
     assert again.entries > result.entries  # the r=12 entries are kept beside the r=16 ones
     assert set(hw.tables[1]) < set(lm.load_hardware(str(out)).tables[1])
+    assert not lm.load_hardware(str(out)).uncertainty  # not calibrated again: no residuals
