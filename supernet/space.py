@@ -554,6 +554,11 @@ class SearchSpace(ABC):
 
     # ----- the space as data ------------------------------------------------------------
 
+    @property
+    def label(self) -> str:
+        """The name without the definition hash a space from data carries (`my-space`)."""
+        return self.name.split("@", 1)[0]
+
     def definition(self) -> dict[str, Any]:
         """The space's full definition as JSON-able data, in canonical form (every field
         set, choice lists sorted): `get_space(definition)` builds the same space. Saved in
