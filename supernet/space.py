@@ -677,7 +677,19 @@ def space_from_definition(raw: Any, source: str = "<mapping>") -> SearchSpace:
         raise SpaceDefinitionError(
             source, "kind", f"{str(kind)[:80]!r} is not a kind of space; allowed: {sorted(_KINDS)}"
         )
-    return _KINDS[kind](definition, source)
+    try:
+        return _KINDS[kind](definition, source)
+    except SpaceDefinitionError as err:
+        unknown = [f for f, reason in err.problems if reason.startswith("unknown field")]
+        if "kind" in definition or not any(f.isidentifier() for f in unknown):
+            raise
+        # Fields of another kind, read as the default kind's: say so first.
+        raise SpaceDefinitionError(
+            source,
+            "kind",
+            f"not given, so {DEFAULT_KIND!r} was assumed; allowed: {sorted(_KINDS)}",
+            err.problems,
+        ) from None
 
 
 def data_space_name(label: str, digest: str) -> str:

@@ -15,6 +15,8 @@ import yaml
 from typer.testing import CliRunner
 
 import supernet
+from nas import core
+from nas.catalog import search_space
 from nas.cli import app
 from supernet.anycost.evaluate import load_gan
 from supernet.anycost.generator import AnycostGenerator
@@ -167,6 +169,11 @@ ERRORS = [
     ({**GAN, "name": "a@b"}, r"name: 'a@b' is not a name"),
     ({**GAN, "kind": "anycost-gan"}, r"kind: 'anycost-gan' is not a kind of space"),
     (
+        {k: v for k, v in GAN.items() if k != "kind"},
+        r"kind: not given, so 'mbconv' was assumed; allowed: \['anycost_gan', 'mbconv'\]; "
+        r"image_channels: unknown field",
+    ),
+    (
         {**GAN, "image_size": 64, "widths": dict.fromkeys((4, 8, 16, 32, 64), 4096)}
         | {"resolutions": [64]},
         r"<space>: its largest subnet has [\d,]+M parameters; allowed: at most 1,000M",
@@ -312,7 +319,7 @@ def test_a_gan_trained_on_a_space_file_reloads_without_it(tmp_path):
         out_dir=str(tmp_path / "run"),
         data={"kind": "mnist", "limit": 16},
         batch_size=8,
-        threads=2,
+        threads=1,  # 2 torch threads and numpy's FID eigh fight over 2 cores: twice the time
         feature_net_epochs=1,
         stage1_epochs=1,
         stage2_epochs=0,  # the shortest run that writes gan.pt: two steps
@@ -333,3 +340,15 @@ def test_a_gan_trained_on_a_space_file_reloads_without_it(tmp_path):
     with torch.no_grad():
         trained.generator.set_active(arch)
         assert trained.generator(torch.randn(2, 16), random_noise=False).shape == (2, 1, 8, 8)
+    # a search on it stores the definition, and its row rebuilds the space through JSON
+    checked = core.check(
+        {
+            "supernet": str(result.path),
+            "objectives": [{"metric": "fid", "goal": "minimize"}],
+            "targets": {"stm32h743": {"limits": {"peak_sram_kb": 256}}},
+            "evaluation": "supernet",
+        }
+    )
+    stored = json.loads(json.dumps(checked.config.model_dump(mode="json")))
+    assert stored["space"]["kind"] == "anycost_gan"
+    assert search_space(trained_space.name, stored).name == trained_space.name
