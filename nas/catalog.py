@@ -92,9 +92,10 @@ def list_spaces(user: bool = False) -> list[dict[str, Any]]:
 
 
 def space_extremes(space: SearchSpace, mcu: str) -> dict[str, Any]:
-    """The smallest and largest subnets of a space: arch id, resolution, MACs and params, and
-    what the MCU profile `mcu` predicts for each (peak SRAM, flash, latency; its `error`
-    where its model cannot cost the space)."""
+    """The smallest and largest subnets of a space: arch id, resolution (`r`: the input's
+    of a classifier, the output's of a generator), MACs and params, and what the MCU
+    profile `mcu` predicts for each (peak SRAM, flash, latency; its `error` where its model
+    cannot cost the space)."""
     hw = lm.load_hardware(mcu)
     problem = cost_problem(space, mcu, hw)
     out: dict[str, Any] = {}
@@ -103,7 +104,7 @@ def space_extremes(space: SearchSpace, mcu: str) -> dict[str, Any]:
         spec = space.to_spec(arch, batch=1)
         entry: dict[str, Any] = {
             "arch_id": space.arch_id(arch),
-            "r": arch.get("r"),
+            "r": arch[space.resolution_gene],
             "macs": spec.macs,
             "params": spec.params,
         }

@@ -2,6 +2,7 @@
 
 from latency_models.families import make_divisible
 from supernet import presets as _presets  # noqa: F401  (registers the named spaces)
+from supernet.anycost import definition as _anycost_definition  # noqa: F401  (spaces as data)
 from supernet.anycost import family as _anycost_family  # noqa: F401  (registers the family)
 from supernet.errors import (
     CheckpointError,

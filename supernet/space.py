@@ -554,6 +554,11 @@ class SearchSpace(ABC):
 
     # ----- the space as data ------------------------------------------------------------
 
+    @property
+    def label(self) -> str:
+        """The name without the definition hash a space from data carries (`my-space`)."""
+        return self.name.split("@", 1)[0]
+
     def definition(self) -> dict[str, Any]:
         """The space's full definition as JSON-able data, in canonical form (every field
         set, choice lists sorted): `get_space(definition)` builds the same space. Saved in
@@ -672,7 +677,19 @@ def space_from_definition(raw: Any, source: str = "<mapping>") -> SearchSpace:
         raise SpaceDefinitionError(
             source, "kind", f"{str(kind)[:80]!r} is not a kind of space; allowed: {sorted(_KINDS)}"
         )
-    return _KINDS[kind](definition, source)
+    try:
+        return _KINDS[kind](definition, source)
+    except SpaceDefinitionError as err:
+        unknown = [f for f, reason in err.problems if reason.startswith("unknown field")]
+        if "kind" in definition or not any(f.isidentifier() for f in unknown):
+            raise
+        # Fields of another kind, read as the default kind's: say so first.
+        raise SpaceDefinitionError(
+            source,
+            "kind",
+            f"not given, so {DEFAULT_KIND!r} was assumed; allowed: {sorted(_KINDS)}",
+            err.problems,
+        ) from None
 
 
 def data_space_name(label: str, digest: str) -> str:

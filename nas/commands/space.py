@@ -121,7 +121,7 @@ def _print_space(name: str, mcu: str, as_json: bool) -> None:
             f"latency {costs['latency_ms']:.1f} ms"
         )
         console.print(
-            f"{which}: r={entry['r']}, {entry['macs'] / 1e6:.2f} M MACs, "
+            f"{which}: {space.resolution_gene}={entry['r']}, {entry['macs'] / 1e6:.2f} M MACs, "
             f"{entry['params'] / 1e6:.3f} M params; on {mcu}: {on_mcu}",
             soft_wrap=True,
         )

@@ -43,7 +43,7 @@ from supernet.data import Dataset, DatasetConfig, resize
 from supernet.errors import CheckpointError
 from supernet.family import ExportableModel, TrainedModel
 from supernet.io import Artifact, file_sha256, read_artifact, resolve_artifact_path
-from supernet.space import Arch, get_space
+from supernet.space import Arch, saved_space
 
 
 @dataclass(frozen=True)
@@ -267,7 +267,7 @@ def gan_from_artifact(artifact: Artifact) -> TrainedGan:
     """The trained generator held by an artifact already read, with the feature net it was
     measured with (`feature_net.pt` beside it, checked by hash)."""
     data, path = artifact.data, artifact.path
-    space = get_space(data["space"])
+    space = saved_space(data)  # from its stored definition where it has one: no YAML needed
     if not isinstance(space, AnycostGANSpace):
         raise CheckpointError(f"{path} names space {space.name!r}, which is not a GAN space")
     generator = AnycostGenerator(space)

@@ -143,6 +143,25 @@ class AnycostGANSpace(SearchSpace):
             "size": self.size(),
         }
 
+    def definition(self) -> dict[str, Any]:
+        """Every field of the config as JSON-able data, choice lists sorted, widths by
+        resolution (see supernet.anycost.definition for the schema and its checks)."""
+        c = self.config
+        return {
+            "kind": "anycost_gan",
+            "name": self.label,
+            "description": c.description,
+            "reference": c.reference,
+            "image_channels": c.image_channels,
+            "image_size": c.image_size,
+            "z_dim": c.z_dim,
+            "w_dim": c.w_dim,
+            "mapping_layers": c.mapping_layers,
+            "widths": {int(r): int(w) for r, w in sorted(c.widths.items())},
+            "ratios": sorted({float(r) for r in c.ratios}),
+            "resolutions": sorted({int(r) for r in c.resolutions}),
+        }
+
     def to_spec(self, arch: Arch, batch: int = 1) -> NetworkSpec:
         """The sub-generator from latent to image, as the extracted generator computes it.
 

@@ -59,7 +59,7 @@ from supernet.io import (
     save_atomic,
 )
 from supernet.run import ResumableRun, Rngs, TrainResult
-from supernet.space import Arch, get_space
+from supernet.space import Arch, get_space, space_record
 
 log = logging.getLogger(__name__)
 STATE_FORMAT = "nas-gan-train-state/1"
@@ -68,7 +68,9 @@ STATE_FORMAT = "nas-gan-train-state/1"
 class GanTrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    space: str = "anycost-gan-mnist"
+    # a preset name, a path to a YAML file defining a space, or that definition as a mapping
+    # (supernet.get_space); checked as the run starts, before any training step
+    space: str | dict[str, Any] = "anycost-gan-mnist"
     data: DatasetConfig = DatasetConfig()
     out_dir: str = "runs/mnist-gan"
     seed: int = 0
@@ -108,7 +110,7 @@ class GanTrainer(ResumableRun):
         super().__init__(config, progress)
         space = get_space(config.space)
         if not isinstance(space, AnycostGANSpace):
-            raise ConfigError(f"space {config.space!r} is not a GAN space")
+            raise ConfigError(f"space {space.name!r} is not a GAN space")
         self.space = space
         self.feature_path = self.out_dir / "feature_net.pt"
         self.data: Dataset = load_dataset(config.data)
@@ -381,7 +383,7 @@ class GanTrainer(ResumableRun):
         save_atomic(
             {
                 "format": GAN_FORMAT,
-                "space": self.space.name,
+                **space_record(self.space),  # its name, definition and hash: no YAML needed
                 "dataset": self.config.data.model_dump(),
                 "generator": self.g_ema.state_dict(),
                 "feature_net_sha256": file_sha256(self.feature_path),

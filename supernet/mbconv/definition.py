@@ -22,12 +22,11 @@ a stage may hold, a supernet too large to hold in memory.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from latency_models.families import make_divisible
-from supernet.errors import SpaceDefinitionError
+from supernet.definition import DefinitionChecker, T, check_params
 from supernet.io import short_repr
 from supernet.mbconv.space import CHANNEL_DIVISOR, MBConvSpace, MBConvSpaceConfig, StageConfig
 from supernet.space import (
@@ -49,8 +48,6 @@ MAX_RESOLUTION = 2048
 MAX_IN_CHANNELS = 64
 MAX_CLASSES = 100_000
 MAX_WIDTH_MULT = 4.0
-MAX_PARAMS = 1_000_000_000  # the largest subnet (= the supernet's weights): 4 GB in float32
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-\[\]=,]{0,79}$")
 STAGE_FIELDS = ("width", "depths", "stride", "act", "se")
 FIELDS = (
     "kind",
@@ -86,131 +83,18 @@ DEFAULTS: dict[str, Any] = {
     "bn_eps": 1e-5,
 }
 STAGE_DEFAULTS: dict[str, Any] = {"se": False}
-T = TypeVar("T")
-
-
-class _Checker:
-    """Reads one definition; each method returns the checked value or raises, naming the
-    field path. `gather` runs one field's check and notes its problem instead, so the other
-    fields are still checked; `raise_problems` then raises them all at once."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[tuple[str, str]] = []
-
-    def fail(self, path: str, reason: str) -> NoReturn:
-        raise SpaceDefinitionError(self.source, path, reason)
-
-    def gather(self, check: Callable[[], T]) -> T | None:
-        """The checked value, or None after noting its problems."""
-        try:
-            return check()
-        except SpaceDefinitionError as err:
-            self.problems.extend(err.problems)
-            return None
-
-    def raise_problems(self) -> None:
-        if self.problems:
-            (field, reason), *more = self.problems
-            raise SpaceDefinitionError(self.source, field, reason, tuple(more))
-
-    def fields(self, path: str, raw: Any, allowed: Sequence[str], defaults: dict) -> dict:
-        """The mapping with its defaults filled; every unknown or missing field is noted, and
-        a missing one is left out."""
-        where = path or "<root>"
-        if not isinstance(raw, Mapping):
-            self.fail(where, f"expected a mapping, got {type(raw).__name__} {short_repr(raw)}")
-        for key in raw:
-            if key not in allowed:
-                self.problems.append(
-                    (
-                        f"{path}.{key}" if path else str(key)[:80],
-                        f"unknown field; allowed: {', '.join(allowed)}",
-                    )
-                )
-        out = {**defaults, **raw}
-        for key in allowed:
-            if key not in out:
-                self.problems.append((f"{path}.{key}" if path else key, "missing field"))
-        return {key: out[key] for key in allowed if key in out}
-
-    def integer(self, path: str, value: Any, low: int, high: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(path, f"{short_repr(value)} is not an integer; allowed: {low}..{high}")
-        if not low <= value <= high:
-            self.fail(path, f"{short_repr(value)} is out of range; allowed: {low}..{high}")
-        return value
-
-    def number(self, path: str, value: Any, low: float, high: float, low_open: bool) -> float:
-        bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(path, f"{short_repr(value)} is not a number; allowed: {bounds}")
-        inside = (low < value if low_open else low <= value) and value <= high
-        if not (math.isfinite(value) and inside):
-            self.fail(path, f"{short_repr(value)} is out of range; allowed: {bounds}")
-        return float(value)
-
-    def one_of(self, path: str, value: Any, allowed: Sequence[Any]) -> Any:
-        if isinstance(value, bool) or not isinstance(value, str) or value not in allowed:
-            self.fail(path, f"{short_repr(value)} is not allowed; allowed: {list(allowed)}")
-        return value
-
-    def flag(self, path: str, value: Any) -> bool:
-        if not isinstance(value, bool):
-            self.fail(path, f"{short_repr(value)} is not a boolean; allowed: true, false")
-        return value
-
-    def text(self, path: str, value: Any, limit: int = 1000) -> str:
-        if not isinstance(value, str) or len(value) > limit:
-            self.fail(path, f"{short_repr(value)} is not a text of at most {limit} characters")
-        return value
-
-    def items(self, path: str, value: Any, check: Callable[[str, Any], Any]) -> list[Any]:
-        """A non-empty list, each item checked (`path[i]`); every bad item is noted before
-        the list is refused."""
-        if not isinstance(value, list | tuple):
-            self.fail(path, f"expected a list, got {type(value).__name__} {short_repr(value)}")
-        if not value:
-            self.fail(path, "the list is empty; give at least one value")
-        before = len(self.problems)
-        checked = [
-            self.gather(lambda i=i, v=v: check(f"{path}[{i}]", v)) for i, v in enumerate(value)
-        ]
-        if len(self.problems) > before:
-            self.raise_noted_since(before)
-        return checked
-
-    def raise_noted_since(self, before: int) -> NoReturn:
-        """Raises the problems noted since `before` (taking them off the list, since the
-        caller's `gather` notes them again)."""
-        (field, reason), *more = self.problems[before:]
-        del self.problems[before:]
-        raise SpaceDefinitionError(self.source, field, reason, tuple(more))
-
-    def choices(self, path: str, value: Any, check: Callable[[str, Any], Any]) -> list[Any]:
-        """A choice list: order and repeats do not change the space, so sorted and unique."""
-        return sorted(set(self.items(path, value, check)))
 
 
 def parse_definition(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
     """The canonical definition of `raw` (defaults filled, choice lists sorted and unique,
     widths as given), or SpaceDefinitionError with every problem found; the structural
     checks that need the whole definition are in `check_buildable`."""
-    c = _Checker(source)
+    c = DefinitionChecker(source)
     d = c.fields("", raw, FIELDS, DEFAULTS)
 
     def field(name: str, check: Callable[[str, Any], T]) -> T | None:
         """The checked field, or None where it is missing or bad (its problem noted)."""
         return c.gather(lambda: check(name, d[name])) if name in d else None
-
-    def name_text(path: str, value: Any) -> str:
-        if not isinstance(value, str) or not NAME.match(value):
-            c.fail(
-                path,
-                f"{short_repr(value)} is not a name: letters, digits and . _ - [ ] = , "
-                "(at most 80, no '@')",
-            )
-        return value
 
     def channels(path: str, value: Any) -> int:
         return c.integer(path, value, 1, MAX_CHANNELS)
@@ -266,7 +150,7 @@ def parse_definition(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
         c.problems.append(("stages", f"{len(stages)} stages; allowed: 1..{MAX_STAGES}"))
     definition = {
         "kind": "mbconv",
-        "name": field("name", name_text),
+        "name": field("name", c.label),
         "description": field("description", c.text),
         "reference": field("reference", c.text),
         "in_channels": field("in_channels", lambda p, v: c.integer(p, v, 1, MAX_IN_CHANNELS)),
@@ -304,7 +188,7 @@ def check_buildable(d: dict[str, Any], source: str) -> None:
     """The checks across fields, each problem noted: every width survives `make_divisible`
     at every width multiplier and stays under MAX_CHANNELS, and no stride acts on a map
     already 1x1 at the smallest resolution."""
-    c = _Checker(source)
+    c = DefinitionChecker(source)
     widths = [("stem_width", d["stem_width"]), ("first_block_width", d["first_block_width"])]
     widths += [(f"stages[{i}].width", s["width"]) for i, s in enumerate(d["stages"])]
     widths += [(f"head_widths[{i}]", w) for i, w in enumerate(d["head_widths"])]
@@ -383,12 +267,5 @@ def mbconv_space_from_definition(raw: Mapping[str, Any], source: str) -> MBConvS
         reference=d["reference"],
     )
     space = MBConvSpace(config)
-    params = space.to_spec(space.largest()).params
-    if params > MAX_PARAMS:
-        raise SpaceDefinitionError(
-            source,
-            "<space>",
-            f"its largest subnet has {params / 1e6:,.0f}M parameters; allowed: at most "
-            f"{MAX_PARAMS / 1e6:,.0f}M (narrow the widths, expand ratios or depths)",
-        )
+    check_params(space, source, "narrow the widths, expand ratios or depths")
     return space

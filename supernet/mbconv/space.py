@@ -136,11 +136,6 @@ class MBConvSpace(SearchSpace):
             dataclasses.replace(c, name=name, in_channels=channels, num_classes=classes)
         )
 
-    @property
-    def label(self) -> str:
-        """The name without the definition hash a space from data carries (`my-space`)."""
-        return self.name.split("@", 1)[0]
-
     def definition(self) -> dict[str, Any]:
         """Every field of the config as JSON-able data, choice lists sorted (see
         supernet.mbconv.definition for the schema and its checks)."""

@@ -10,6 +10,7 @@ import pytest
 
 import latency_models as lm
 import supernet
+from supernet.family import family_of_space
 
 SPACES = Path(__file__).resolve().parents[2] / "experiments" / "spaces"
 
@@ -40,3 +41,14 @@ def test_the_mcu_space_straddles_its_boards_limits():
     large = hw.predict(space.to_spec(space.largest(), batch=1))
     assert small["peak_sram_kb"] <= 256 and small["flash_kb"] <= 1000
     assert large["flash_kb"] > 1000
+
+
+def test_the_shipped_gan_space_file_is_a_smaller_generator_space():
+    space = supernet.get_space(SPACES / "anycost-gan-small.yaml")
+    preset = supernet.get_space("anycost-gan-mnist")
+    assert space.name.startswith("anycost-gan-small@")  # a space of its own
+    assert family_of_space(space).kind == "gan"
+    largest = space.to_spec(space.largest(), batch=1)
+    assert largest.input_shape == (32, 1, 1)  # a latent in, a 1x32x32 image out
+    assert largest.output_shape == (1, 32, 32)
+    assert largest.macs < preset.to_spec(preset.largest(), batch=1).macs
