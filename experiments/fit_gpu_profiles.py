@@ -8,7 +8,8 @@ the priors of the free parameters (efficiencies, overheads per runtime: taken fr
 it is calibrated after, or from a base prior), and the public rows it is fitted on
 (latency_models/profiles/gpu/public/, see SOURCE.md there). The networks of each GPU's rows
 are split by a hash of their name: two thirds fit the profile, one third (never seen by the
-fit) validates it. Writes:
+fit) validates it; so do all the networks of a held-out family (a hash of the family's name,
+experiments/gpu_families.py), whose within-family ranking bench_fidelity.py checks. Writes:
 
 * latency_models/profiles/NAME.yaml, with a `calibration` block that names the sources,
   the rows and the figures on both splits;
@@ -41,6 +42,9 @@ import numpy as np
 import latency_models as lm
 from latency_models.arrays import LAYER_CLASSES
 from latency_models.models.gpu import FIELDS as GPU_FIELDS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_families import held_out_family, ranking_family
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "latency_models" / "profiles"
@@ -322,8 +326,10 @@ class Row:
 
 
 def validation_network(name: str) -> bool:
-    """One network in three is kept out of every fit (all its rows, on every GPU)."""
-    return int(hashlib.sha256(name.encode()).hexdigest(), 16) % 3 == 0
+    """One network in three is kept out of every fit (all its rows, on every GPU), and so is
+    every network of a held-out family (experiments/gpu_families.py)."""
+    held_out = held_out_family(ranking_family(name))
+    return held_out or int(hashlib.sha256(name.encode()).hexdigest(), 16) % 3 == 0
 
 
 def read_rows(target: Target, model: lm.CostModel) -> list[Row]:
@@ -411,7 +417,8 @@ def fit_target(target: Target, fitted: dict[str, dict[str, Any]]) -> dict[str, A
         "split": (
             "every row validates"
             if target.transferred
-            else "networks whose sha256(name) % 3 == 0 validate; the others fit"
+            else "networks whose sha256(name) % 3 == 0, and those of a held-out family "
+            "(experiments/gpu_families.py), validate; the others fit"
         ),
         **report,
         "notes": target.notes,
