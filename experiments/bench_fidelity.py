@@ -5,6 +5,12 @@ Prints one JSON object per figure:
                            networks it never saw), per batch range: Kendall tau, MAPE, the
                            share within ±10%, and the Kendall tau of MACs alone on the same
                            rows (the baseline a cost model must beat)
+  within_family_ranking    per shipped GPU profile, family of networks (experiments/
+                           gpu_families.py: one design in several widths, depths, kernels or
+                           resolutions; one family in three held out of every fit) and batch
+                           range: the profile's Kendall tau within the family beside MACs'
+                           (pairs of rows run the same way only, time per image; goal: the
+                           model's >= MACs' on every held-out family at batch >= 32)
   gpu_adaptation           `nas latency adapt` from a shipped profile to another GPU's public
                            rows: 20 measured networks adapt it, the others (never seen) check
                            it, before and after (goal: MAPE <= 10% after), and the share of
@@ -135,6 +141,21 @@ def profile_fidelity(workdir: Path) -> None:
                 )
 
 
+def within_family_ranking() -> None:
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from gpu_families import family_ranking
+
+    for fits in sorted((GPU / "fits").glob("*.csv")):
+        model = lm.load_hardware(fits.stem)
+        with open(fits, newline="") as f:
+            used = list(csv.DictReader(f))
+        tables = {file: public_rows(file) for file in {u["file"] for u in used}}
+        rows = [tables[u["file"]][int(u["line"]) - 2] for u in used]
+        for label, batches in BATCH_RANGES.items():
+            for family in family_ranking(model, rows, batches):
+                emit("within_family_ranking", profile=fits.stem, batches=label, **family)
+
+
 def adaptation(
     base: str,
     file: str,
@@ -194,6 +215,7 @@ def main() -> None:
         work = Path(tmp)
         profile_fidelity(work)
         interval_coverage(work)
+        within_family_ranking()
         for base, file, where in ADAPTATIONS:
             adaptation(base, file, where, args.adapt_rows, args.seed, work, args.prior_weight)
 

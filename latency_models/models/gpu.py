@@ -44,7 +44,7 @@ See profiles/README.md for the assumptions and profiles/gpu/ for the calibration
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -457,6 +457,8 @@ class GPUModel(CostModel):
         layouts: Sequence[str] | None = None,
         prior_weight: float = 0.1,
         free: Sequence[str] | None = None,
+        rank_groups: Sequence[Hashable | None] | None = None,
+        rank_weight: float = 0.0,
         **options: Any,
     ) -> Fit:
         """Fit the profile's free parameters to measured latency_ms (one precision and one
@@ -465,7 +467,12 @@ class GPUModel(CostModel):
         overheads. Least squares on log latency, with a pull of `prior_weight` towards the
         current values (in log space), so that what the measurements do not exercise keeps
         its prior. `free` names the parameters to fit (default: all but the device scales);
-        see `parameter_names`."""
+        see `parameter_names`.
+
+        With `rank_groups` (a key per spec, None for none) and `rank_weight` > 0, the fit
+        also orders the specs of each group as measured: a pairwise logistic loss on their
+        time per image (`rank_pairs`), `rank_weight` times as heavy in all as the log-latency
+        term."""
         from scipy.optimize import least_squares  # fitting only
 
         if "latency_ms" not in measured or not len(specs):
@@ -502,9 +509,16 @@ class GPUModel(CostModel):
                 out[idx] = self._latency_ms(sub, work, p, _unpack(v, rt))
             return out
 
+        first, second, scale = rank_pairs(specs, y, rank_groups, rank_weight)
+        per_image = np.log([spec.batch for spec in specs])
+
         def residuals(theta: np.ndarray) -> np.ndarray:
-            fit_part = np.log(predict(theta)) - np.log(y)
-            return np.concatenate([fit_part, prior_weight * (theta - prior)])
+            log_predicted = np.log(predict(theta))
+            fit_part = log_predicted - np.log(y)
+            # measured slower - faster, predicted: negative when the model swaps the pair
+            margin = (log_predicted - per_image)[first] - (log_predicted - per_image)[second]
+            ranking = scale * np.sqrt(np.logaddexp(0.0, -margin / RANK_TEMPERATURE))
+            return np.concatenate([fit_part, ranking, prior_weight * (theta - prior)])
 
         before = predict(prior)
         x0 = np.clip(prior, lower + 1e-9, upper - 1e-9)
@@ -587,6 +601,48 @@ class GPUModel(CostModel):
 
 
 _LEGACY_FIELDS = ("kernel_launch_us", "network_overhead_us", "fuse_bn_act")
+# The ranking term of a fit: a pair's loss is log(1 + exp(-margin / RANK_TEMPERATURE)), its
+# margin the predicted log ratio of the slower one's time per image to the faster one's; pairs
+# measured within RANK_MIN_GAP (log ratio) of each other are timing noise, left out.
+RANK_TEMPERATURE = 0.05
+RANK_MIN_GAP = 0.02
+
+
+def rank_pairs(
+    specs: Sequence[NetworkSpec],
+    measured_ms: np.ndarray,
+    groups: Sequence[Hashable | None] | None,
+    weight: float,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The pairs the ranking term orders: (slower, faster) indices of specs of one group
+    measured at least RANK_MIN_GAP apart in time per image, and each pair residual's scale,
+    sqrt(weight x specs / pairs), so that the term weighs `weight` times the log-latency
+    term's (one residual per spec) whatever the number of pairs."""
+    none = np.zeros(0, dtype=int)
+    if groups is None or weight <= 0:
+        return none, none, 0.0
+    if len(groups) != len(specs):
+        raise HardwareError(f"rank_groups: {len(groups)} keys for {len(specs)} measurements")
+    per_image = np.log(measured_ms) - np.log([spec.batch for spec in specs])
+    members: dict[Hashable, list[int]] = {}
+    for i, key in enumerate(groups):
+        if key is not None:
+            members.setdefault(key, []).append(i)
+    slower, faster = [], []
+    for idx in members.values():
+        i, j = np.triu_indices(len(idx), k=1)
+        a, b = np.asarray(idx)[i], np.asarray(idx)[j]
+        gap = per_image[a] - per_image[b]
+        keep = np.abs(gap) >= RANK_MIN_GAP
+        slower.append(np.where(gap > 0, a, b)[keep])
+        faster.append(np.where(gap > 0, b, a)[keep])
+    first = np.concatenate(slower) if slower else none
+    second = np.concatenate(faster) if faster else none
+    if not len(first):
+        return none, none, 0.0
+    return first, second, float(np.sqrt(weight * len(specs) / len(first)))
+
+
 HOST_RESTARTS = (4.0, 16.0)  # the fit restarts with host costs this many times the start's
 
 

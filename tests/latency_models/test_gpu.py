@@ -334,3 +334,46 @@ def test_calibration_recovers_host_and_gpu_overheads_per_runtime():
     assert only.profile["efficiency"] == runtimes_toy().profile_with({})["efficiency"]
     with pytest.raises(lm.HardwareError, match=r"cannot fit \['warp_size'\]"):
         runtimes_toy().fit(specs, {"latency_ms": measured}, runtimes=runtimes, free=["warp_size"])
+
+
+def _one_conv(channels: int, groups: int, batch: int = 64, out: int = 0) -> lm.NetworkSpec:
+    b = SpecBuilder((channels, 56, 56), batch=batch)
+    b.conv("c", out or channels, kernel=3 if groups > 1 else 1, groups=groups, src=None)
+    return b.build()
+
+
+def test_rank_pairs_orders_each_group_slower_first_and_skips_noise():
+    from latency_models.models.gpu import RANK_MIN_GAP, rank_pairs
+
+    specs = [_one_conv(64, 64, batch) for batch in (1, 2, 1, 1)]
+    # per image: 4, 2.5, 4 x (1 + gap / 2), 9; groups a, a, a, b
+    measured = np.array([4.0, 5.0, 4.0 * (1 + RANK_MIN_GAP / 2), 9.0])
+    first, second, scale = rank_pairs(specs, measured, ["a", "a", "a", "b"], 2.0)
+    assert sorted(zip(first.tolist(), second.tolist(), strict=True)) == [
+        (0, 1),
+        (2, 1),
+    ]  # 0~2: noise
+    assert scale == pytest.approx(np.sqrt(2.0 * 4 / 2))
+    assert len(rank_pairs(specs, measured, None, 1.0)[0]) == 0
+    assert len(rank_pairs(specs, measured, ["a"] * 4, 0.0)[0]) == 0
+    with pytest.raises(lm.HardwareError, match="rank_groups: 3 keys for 4 measurements"):
+        rank_pairs(specs, measured, ["a"] * 3, 1.0)
+
+
+def test_the_ranking_term_keeps_a_group_in_its_measured_order():
+    """Two identical depthwise networks measured 1.1x and 0.7x a pointwise one: least squares
+    alone predicts their geometric mean, faster than the pointwise network; ranking the first
+    against the pointwise one (as measured: slower) moves it above."""
+    dw, pw = _one_conv(1024, 1024), _one_conv(1024, 1, out=128)
+    specs = [dw, dw, pw]
+    start = toy(memory_bandwidth_gbs=100_000)  # compute sets every time
+    t_pw = start.predict(pw)["latency_ms"]
+    measured = {"latency_ms": np.array([1.1 * t_pw, 0.7 * t_pw, t_pw])}
+    options = {"free": ["efficiency.depthwise"], "prior_weight": 0.01}
+    plain = lm.from_profile(start.fit(specs, measured, **options).profile, "a")
+    assert plain.predict(dw)["latency_ms"] == pytest.approx(np.sqrt(0.77) * t_pw, rel=0.01)
+    ranked_fit = start.fit(
+        specs, measured, rank_groups=["g", None, "g"], rank_weight=1.0, **options
+    )
+    ranked = lm.from_profile(ranked_fit.profile, "b")
+    assert ranked.predict(dw)["latency_ms"] > t_pw
