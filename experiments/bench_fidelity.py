@@ -95,6 +95,9 @@ def interval_coverage(work: Path, coverage: float = 0.9) -> None:
     mcu = fit_uncertainty.mcu_coverage(fit_uncertainty.mcu_loo(), coverage)
     emit("interval_coverage", nominal=coverage, split="tinyengine rows",
          check="leave-one-out residuals of the other networks", goal=goal, **mcu)  # fmt: skip
+    for figure in fit_uncertainty.tflm_coverage("stm32f746", coverage):
+        emit("interval_coverage", nominal=coverage, split="held-out TFLM runs",
+             check="leave-one-out residuals of the other runs", goal=goal, **figure)  # fmt: skip
     for name, why in UNCHECKED.items():
         emit("interval_coverage", profile=name, nominal=coverage, coverage=None, why=why)
 

@@ -22,6 +22,10 @@ without the block). The residuals are log(measured / predicted) (latency_models.
   network predicted by a fit on the other five, as `nas latency calibrate` fits them); the
   memory plan and flash are exact (MCUModel.exact_metrics). stm32f746, whose cycle counts
   are the H743's, borrows them.
+* both MCU profiles under `runtime: tflm`: the arena a board must give (`peak_sram_kb@tflm`)
+  and the flash (`flash_kb@tflm`) from the recorded TFLM runs the tflm constants were not
+  fitted on (latency_models/profiles/mcu/tflm-heldout-*.jsonl, experiments/
+  record_tflm_arena.py): the smallest arena each file ran in, and its flatbuffer's size.
 
 `coverage_rows` gives, for experiments/bench_fidelity.py, the empirical coverage of these
 intervals computed leaving each network out of the residuals that check it.
@@ -264,6 +268,56 @@ def mcu_coverage(loo: tuple[np.ndarray, np.ndarray, list[str]], coverage: float)
     return {"profile": "stm32h743", "rows": len(hits), "coverage": round(float(np.mean(hits)), 4)}
 
 
+def tflm_rows(name: str) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:
+    """One MCU profile's predictions under `runtime: tflm` against the held-out TFLM records:
+    metric -> (predicted, recorded) for the smallest working arena and the flash (the
+    flatbuffer plus the core runtime's flash, as the profile counts them); and the rows'
+    description."""
+    import supernet  # the records name their space; only this part needs the package
+
+    model = lm.load_hardware(name)
+    files = sorted(MCU.glob("tflm-heldout-*.jsonl"))
+    rows = [json.loads(line) for f in files for line in f.read_text().splitlines() if line]
+    specs = [supernet.get_space(r["space"]).to_spec(r["arch"], batch=1) for r in rows]
+    predicted = model.predict_arrays(specs, runtime="tflm")
+    assert model.tflm is not None
+    sram = np.array([r["min_arena_bytes"] / 1024 + model.runtime_sram_kb for r in rows])
+    flash = np.array([r["file_bytes"] / 1024 + model.tflm.runtime_flash_kb for r in rows])
+    text = f"{len(rows)} held-out TFLM runs of " + ", ".join(f"mcu/{f.name}" for f in files)
+    pairs = {
+        "peak_sram_kb": (predicted["peak_sram_kb"], sram),
+        "flash_kb": (predicted["flash_kb"], flash),
+    }
+    return pairs, text
+
+
+def tflm_uncertainty(name: str) -> dict[str, Residuals]:
+    """`peak_sram_kb@tflm` (against the smallest arena each file ran in) and `flash_kb@tflm`
+    (against its file size) of one MCU profile."""
+    pairs, text = tflm_rows(name)
+    what = {"peak_sram_kb": "the smallest arena each ran in", "flash_kb": "file size"}
+    return {
+        f"{metric}@tflm": Residuals.of(predicted, recorded, f"{text}: {what[metric]}")
+        for metric, (predicted, recorded) in pairs.items()
+    }
+
+
+def tflm_coverage(name: str, coverage: float) -> list[dict[str, Any]]:
+    """Each TFLM record checked by the interval of the other records' residuals."""
+    pairs, _ = tflm_rows(name)
+    out = []
+    for metric, (predicted, recorded) in pairs.items():
+        hits = []
+        for i in range(len(recorded)):
+            others = np.arange(len(recorded)) != i
+            residuals = Residuals.of(predicted[others], recorded[others], "others")
+            hits.extend(residuals_hits(residuals, predicted[[i]], recorded[[i]], coverage))
+        coverage_of = round(float(np.mean(hits)), 4)
+        out.append({"profile": name, "metric": f"{metric}@tflm", "rows": len(hits),
+                    "coverage": coverage_of})  # fmt: skip
+    return out
+
+
 # ----- writing ------------------------------------------------------------------------------
 
 
@@ -300,6 +354,9 @@ def main() -> None:
                 f"borrowed from stm32h743 (its cycles per MAC are the H743's fit): {borrowed.rows}",
             )
         }
+    for name in MCU_PROFILES:
+        if name in wanted:
+            blocks[name].update(tflm_uncertainty(name))
     for name in known:
         if name not in wanted:
             continue
