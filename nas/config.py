@@ -44,6 +44,8 @@ MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds in 0..2**32-1
 # never finish (and a huge population fails deep inside Optuna), so they are refused here.
 MAX_POPULATION = 100_000
 MAX_GENERATIONS = 1_000_000
+# samplers that fit a model to every result (nas.search.sampler): for supernet-measured searches
+MODEL_BASED_SAMPLERS = ("motpe", "gp")
 
 
 def split_metric(key: str) -> tuple[str, str]:
@@ -87,8 +89,12 @@ class Objective(BaseModel):
 class Algorithm(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # nsga2: Optuna's NSGA-II; random: uniform sampling with the same budget (a baseline)
-    sampler: Literal["nsga2", "random"] = "nsga2"
+    # nsga2 / nsga3: Optuna's genetic samplers, a generation at a time (nsga2: the default,
+    # what makes 1,000+ predictor-evaluated candidates/s); motpe / gp: model-based, for
+    # searches measured on the supernet; auto: gp for a supernet-measured search of at most
+    # 300 candidates, else nsga2; random: uniform draws with the same budget (a baseline).
+    # See nas.search.sampler.
+    sampler: Literal["nsga2", "nsga3", "motpe", "gp", "auto", "random"] = "nsga2"
     population: int = Field(48, ge=4, le=MAX_POPULATION)
     generations: int = Field(20, ge=1, le=MAX_GENERATIONS)
     mutation_prob: float | None = Field(None, ge=0, le=1)  # None: 1 / number of genes

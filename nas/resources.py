@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 import latency_models as lm
 from nas.config import (
+    MODEL_BASED_SAMPLERS,
     NETWORK_METRICS,
     ConfigProblems,
     SearchConfig,
@@ -131,6 +132,14 @@ def check_search_config(
             "predictor",
             f"evaluation {config.evaluation!r} needs a predictor (fit one with "
             "`nas predictor fit`)",
+        )
+    if config.algorithm.sampler in MODEL_BASED_SAMPLERS and config.evaluation != "supernet":
+        problems.add(
+            "algorithm.sampler",
+            f"{config.algorithm.sampler} fits a model to every result, which pays where each "
+            "candidate is measured on the supernet (`evaluation: supernet`); a predictor "
+            f"scores thousands of candidates a second, where {config.algorithm.sampler} "
+            "would take most of the time: use nsga2 (or auto)",
         )
     predictor, predictor_path = None, None
     if config.predictor and "evaluation" not in problems.fields():

@@ -125,7 +125,7 @@ class SearchRunner:
     def _run(self, stop_after_generations: int | None) -> Outcome:
         a = self.config.algorithm
         done = records.generations_done(self.store, self.search_id)
-        study = new_study(a, self.distributions, self.objectives, done)
+        study = new_study(a, self.distributions, self.objectives, done, self.config.evaluation)
         self._restore(study, done)
         sampler = GenerationSampler(study, self.distributions, study_seed(a, done))
         if done == 0 and (message := self._precheck()) is not None:

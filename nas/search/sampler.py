@@ -1,18 +1,28 @@
-"""The sampler: Optuna's NSGA-II (or random search) in memory, a generation at a time.
+"""The sampler: one of Optuna's, in memory, a generation at a time.
 
-A generation is drawn and told back as a batch (`GenerationSampler`): each child's
-parameters come from NSGA-II's own selection, crossover and mutation (`sample_relative`),
-and the evaluated children go back to the study as finished trials in one `add_trials`.
-Optuna's per-parameter trial machinery (`ask`, `suggest_categorical`, `tell`) is not used:
-it checks every parameter's distribution against every earlier one and deep-copies the
-trial on every write, about 60 us per parameter, so 26 genes cost 1.5 ms per candidate,
-more than evaluating it and storing it together.
+`algorithm.sampler` picks it (`sampler_name` resolves `auto`):
+* nsga2 (the default) and nsga3: genetic; a generation is drawn and told back as a batch
+  (`GenerationSampler`): each child's parameters come from the algorithm's own selection,
+  crossover and mutation (`sample_relative`), and the evaluated children go back to the
+  study as finished trials in one `add_trials`. Optuna's per-parameter trial machinery
+  (`ask`, `suggest_categorical`, `tell`) is not used: it checks every parameter's
+  distribution against every earlier one and deep-copies the trial on every write, about
+  60 us per parameter, so 26 genes cost 1.5 ms per candidate, more than evaluating it and
+  storing it together. This is what makes 1,000+ candidates/s on a predictor.
+* motpe (multi-objective TPE) and gp (a Gaussian process, log expected hypervolume
+  improvement): model-based, for searches whose candidates are measured on the supernet,
+  where a candidate costs seconds and a sampler that learns from every result spends fewer
+  of them. Each child goes through Optuna's `ask` / `tell` (the model needs the trial), a
+  generation still asked and evaluated as one batch; constraints are set on each trial
+  (`Trial.set_constraint`), which both samplers read.
+* random: uniform draws with the same budget (a baseline).
 """
 
 from __future__ import annotations
 
 import copy
 import datetime
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +38,9 @@ from nas.config import Algorithm, Objective
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-class GenerationalNSGAII(optuna.samplers.NSGAIISampler):
-    """Optuna's NSGA-II, told three facts about this loop through its public sampler methods.
+class GenerationalGA:
+    """Optuna's genetic samplers (NSGA-II, NSGA-III), told three facts about this loop
+    through their public sampler methods.
 
     The loop draws whole generations, so trial n belongs to generation n // population
     (stored trials are re-added in order on resume, keeping that true); the search space is
@@ -40,8 +51,10 @@ class GenerationalNSGAII(optuna.samplers.NSGAIISampler):
     candidates.
     """
 
+    population_size: int
+
     def __init__(self, search_space: dict[str, CategoricalDistribution], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[call-arg]  # the Optuna sampler's
         self._genes = {n: d for n, d in search_space.items() if not d.single()}
         self._parents: dict[int, list[Any]] = {}
 
@@ -60,10 +73,32 @@ class GenerationalNSGAII(optuna.samplers.NSGAIISampler):
 
     def get_parent_population(self, study: optuna.Study, generation: int) -> list[Any]:
         if generation not in self._parents:
-            parents = [] if generation == 0 else self.select_parent(study, generation)
+            parents = [] if generation == 0 else self.select_parent(study, generation)  # type: ignore[attr-defined]
             self._parents[generation] = parents
             self._parents.pop(generation - 2, None)  # only the last two are read again
         return self._parents[generation]
+
+
+class GenerationalNSGAII(GenerationalGA, optuna.samplers.NSGAIISampler):
+    """NSGA-II on whole generations (see GenerationalGA)."""
+
+
+class GenerationalNSGAIII(GenerationalGA, optuna.samplers.NSGAIIISampler):
+    """NSGA-III (reference points: a front spread over 3 or more objectives) on whole
+    generations (see GenerationalGA)."""
+
+
+# `auto` picks gp for a supernet-measured search of at most this many candidates (where a
+# model that learns from each measurement saves the most of them), else NSGA-II
+AUTO_GP_BUDGET = 300
+
+
+def sampler_name(algorithm: Algorithm, evaluation: str) -> str:
+    """The sampler a search runs: `algorithm.sampler`, with `auto` resolved."""
+    if algorithm.sampler != "auto":
+        return algorithm.sampler
+    budget = algorithm.population * algorithm.generations
+    return "gp" if evaluation == "supernet" and budget <= AUTO_GP_BUDGET else "nsga2"
 
 
 class GenerationStorage(InMemoryStorage):
@@ -141,11 +176,16 @@ class GenerationSampler:
         # genes NSGA-II leaves out (the first generation's, and mutated ones) are drawn
         # uniformly, as Optuna's own independent sampling does
         self.rng = np.random.default_rng(seed)
+        # a model-based sampler's trials, asked and not yet told
+        self.asked: list[optuna.Trial] = []
 
     def ask(self, n: int) -> list[dict[str, Any]]:
         sampler = self.study.sampler
+        if not isinstance(sampler, GenerationalGA | optuna.samplers.RandomSampler):
+            self.asked = [self.study.ask(self.distributions) for _ in range(n)]
+            return [dict(trial.params) for trial in self.asked]
         relative: dict[str, CategoricalDistribution] = {}
-        if isinstance(sampler, GenerationalNSGAII):
+        if isinstance(sampler, GenerationalGA):
             relative = sampler.infer_relative_search_space(self.study, None)
         draws = {
             name: self.rng.integers(len(d.choices), size=n)
@@ -175,6 +215,15 @@ class GenerationSampler:
         constraints: Sequence[dict[str, float]],
     ) -> list[int]:
         """Add the evaluated children as finished trials; returns their trial numbers."""
+        if self.asked:
+            numbers = []
+            for trial, v, c in zip(self.asked, values, constraints, strict=True):
+                for key, value in c.items():
+                    trial.set_constraint(key, value)
+                numbers.append(self.study.tell(trial, list(v)).number)
+            self.asked = []
+            self.told += len(numbers)
+            return numbers
         trials = [
             finished_trial(p, self.distributions, v, c)
             for p, v, c in zip(params, values, constraints, strict=True)
@@ -190,21 +239,34 @@ def new_study(
     distributions: dict[str, CategoricalDistribution],
     objectives: list[Objective],
     generations_done: int,
+    evaluation: str = "predictor",
 ) -> optuna.Study:
     """A fresh in-memory study; a resumed search re-adds its stored trials to it."""
     a = algorithm
-    sampler: optuna.samplers.BaseSampler = (
-        optuna.samplers.RandomSampler(seed=study_seed(a, generations_done))
-        if a.sampler == "random"
-        else GenerationalNSGAII(
-            distributions,
-            population_size=a.population,
-            mutation_prob=a.mutation_prob,
-            crossover_prob=a.crossover_prob,
-            swapping_prob=a.swapping_prob,
-            seed=study_seed(a, generations_done),
+    seed = study_seed(a, generations_done)
+    name = sampler_name(a, evaluation)
+    sampler: optuna.samplers.BaseSampler
+    if name == "random":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    elif name == "motpe":
+        # multivariate: the genes of one block act together; the first generation is random
+        sampler = optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, n_startup_trials=a.population
         )
-    )
+    elif name == "gp":
+        sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=a.population)
+    else:
+        genetic = GenerationalNSGAIII if name == "nsga3" else GenerationalNSGAII
+        with warnings.catch_warnings():  # NSGA-III is "experimental" in Optuna 5.0 (pinned)
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = genetic(
+                distributions,
+                population_size=a.population,
+                mutation_prob=a.mutation_prob,
+                crossover_prob=a.crossover_prob,
+                swapping_prob=a.swapping_prob,
+                seed=seed,
+            )
     return optuna.create_study(
         storage=GenerationStorage(),
         directions=[o.goal for o in objectives],
