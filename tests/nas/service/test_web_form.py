@@ -14,7 +14,7 @@ import httpx
 
 from nas.search import launch_search
 from nas.store import Store
-from tests.nas.service.web import expect, needs_browser, screenshot
+from tests.nas.service.web import expect, fill_form, needs_browser, screenshot
 
 pytestmark = needs_browser
 
@@ -188,3 +188,21 @@ def test_cancel_asks_first_then_a_cancelled_search_resumes(server, page, search_
     expect(page.locator("#search-status")).to_have_text("running", timeout=60_000)
     assert api.get("/searches/1").json()["status"] == "running"
     shot(page, "search-resumed")
+
+
+def test_a_model_based_sampler_on_a_predictor_search_is_named_beside_its_field(
+    server, page, tiny_supernet, tiny_predictor
+):
+    fill_form(page, server, str(tiny_supernet.path), tiny_predictor)
+    options = page.locator("#f-sampler option")
+    expect(options).to_have_count(6)  # nsga2, nsga3, gp, motpe, auto, random
+    page.select_option("#f-sampler", "gp")
+    page.click("#launch-button")
+    beside = page.locator('[data-field="algorithm.sampler"] > .field-error')
+    expect(beside).to_contain_text("gp fits a model to every result")
+    shot(page, "form-sampler")
+    page.select_option("#f-evaluation", "supernet")
+    page.fill("#f-predictor", "")
+    page.fill("#f-generations", "1")
+    page.click("#launch-button")
+    expect(page.locator("#search-status")).to_be_visible(timeout=60_000)  # launched
