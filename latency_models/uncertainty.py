@@ -154,10 +154,14 @@ class Residuals:
 @dataclass(frozen=True)
 class AdditiveResiduals:
     """One metric's residuals, measured - predicted, sorted: for a metric whose error does not
-    grow with its size (an accuracy predictor's top-1, off by about as many points at 0.90 as
-    at 0.95). The interval of a prediction p is [p + low, p + high], with (low, high) from
-    `interval_offsets`, the rule `Residuals` uses, widened where needed to hold p itself: a
-    point outside its own error bar would only confuse, and widening keeps the coverage."""
+    grow in proportion to it (an accuracy predictor's top-1). The interval of a prediction p
+    is [p + low, p + high], with (low, high) from `interval_offsets`, the rule `Residuals`
+    uses, widened where needed to hold p itself: a point outside its own error bar would only
+    confuse, and widening keeps the coverage.
+
+    With a `spread` (one value per row: a known scale of each row's error), the residuals are
+    (measured - predicted) / spread and the interval is [p + low * spread, p + high * spread]:
+    normalised split conformal, as valid, and narrower where the error is smaller."""
 
     errors: tuple[float, ...]
     rows: str = ""  # what they are, in words: which rows, of which model
@@ -170,8 +174,11 @@ class AdditiveResiduals:
         measured: Sequence[float] | np.ndarray,
         rows: str,
         fitted_parameters: int = 0,
+        spread: np.ndarray | None = None,
     ) -> AdditiveResiduals:
         errors = np.asarray(measured, float) - np.asarray(predicted, float)
+        if spread is not None:
+            errors = errors / np.asarray(spread, float)
         if len(errors) < MIN_T_ROWS:
             raise ValueError(f"{len(errors)} residuals; an interval needs at least {MIN_T_ROWS}")
         return cls(tuple(sorted(round(float(e), 6) for e in errors)), rows, fitted_parameters)
@@ -182,18 +189,26 @@ class AdditiveResiduals:
         return min(low, 0.0), max(high, 0.0)
 
     def bounds(
-        self, predicted: np.ndarray, coverage: float = DEFAULT_COVERAGE
+        self,
+        predicted: np.ndarray,
+        coverage: float = DEFAULT_COVERAGE,
+        spread: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         low, high = self.offsets(coverage)
         p = np.asarray(predicted, float)
-        return p + low, p + high
+        scale = 1.0 if spread is None else np.asarray(spread, float)
+        return p + low * scale, p + high * scale
 
     def covers(
-        self, predicted: np.ndarray, measured: np.ndarray, coverage: float = DEFAULT_COVERAGE
+        self,
+        predicted: np.ndarray,
+        measured: np.ndarray,
+        coverage: float = DEFAULT_COVERAGE,
+        spread: np.ndarray | None = None,
     ) -> float:
         """The share of `measured` inside the intervals of `predicted` (for checking these
         residuals on other rows)."""
-        low, high = self.bounds(predicted, coverage)
+        low, high = self.bounds(predicted, coverage, spread)
         m = np.asarray(measured, float)
         return float(np.mean((m >= low) & (m <= high)))
 

@@ -124,7 +124,7 @@ def fit(
     )
     if "interval_coverage" in m:
         console.print(
-            f"{m['interval_nominal']:.0%} interval: width {m['interval_width'] * 100:.2f} "
+            f"{m['interval_nominal']:.0%} interval: mean width {m['interval_width'] * 100:.2f} "
             f"points; holds {m['interval_coverage']:.0%} of the held-out archs, each against "
             "the interval from the others"
         )

@@ -15,14 +15,21 @@ space and the checkpoint's SHA-256; loading it against another checkpoint is ref
 Prediction intervals are split conformal on the same held-out archs: the shipped model is the
 one trained on the train split (it is not refit on all rows), so its held-out residuals
 (measured - predicted top-1) are of archs it never saw, and the saved predictor keeps them
-(`AdditiveResiduals`, the finite-sample rule of latency_models.uncertainty).
-`predict_bounds(archs, coverage)` adds them to a prediction. On 20 random train / calibrate
-/ test splits (180 / 60 / 60) of the quick demo's 300 measured archs, the 90% interval holds
-0.898 of the test archs, 2.97 points wide on average (experiments/bench_predictor.py
-`accuracy_interval_coverage`). A file saved before intervals (or fitted with under 3
-held-out archs) has no residuals: it predicts as before and gives no bounds (`has_bounds` is
-False; `predict_bounds` says why). The int8 prediction has no bounds: its drop model is
-fitted on archs the top-1 model trained on, so no residuals of it are out of sample.
+(`AdditiveResiduals`, the finite-sample rule of latency_models.uncertainty), each divided by
+the binomial spread sqrt(p(1 - p)) of its prediction p: a measured accuracy's noise shrinks
+towards 1. `predict_bounds(archs, coverage)` gives p + (low, high) * sqrt(p(1 - p)). On 20
+random train / calibrate / test splits (180 / 60 / 60) of the quick demo's 300 measured
+archs, that 90% interval holds 0.901 of the test archs, 2.87 points wide on average, and
+0.855 / 0.915 / 0.933 of those in the low / middle / high third of the predictions.
+Residuals in plain points hold 0.898, 2.97 points wide, but only 0.808 of the low third and
+0.955 of the high; a second GBDT of out-of-fold |residuals| as the spread holds 0.908, the
+most evenly (0.883 / 0.923 / 0.918), but 3.22 points wide (experiments/bench_predictor.py
+`accuracy_interval_coverage`).
+
+A file saved before intervals (or fitted with under 3 held-out archs) has no residuals: it
+predicts as before and gives no bounds (`has_bounds` is False; `predict_bounds` says why).
+The int8 prediction has no bounds: its drop model is fitted on archs the top-1 model trained
+on, so no residuals of it are out of sample.
 
 A killed measurement can leave a torn last line in the JSONL file: before it appends,
 `measure_archs` drops that line (warning once) so the next record starts on a line of its own.
@@ -57,10 +64,18 @@ from supernet.space import Arch, SearchSpace, as_rng, saved_space, space_record
 
 log = logging.getLogger(__name__)
 PREDICTOR_FORMAT = "nas-accuracy-predictor/1"
+RESIDUAL_SCALE = "binomial"  # what the saved residuals are divided by (binomial_spread)
 # what a run folder given as a predictor (or a checkpoint) stands for: the family's file names
 PREDICTOR_FILE_NAMES = (CLASSIFIER.predictor_file_name,)
 MIN_TRAIN, MIN_HELD_OUT = 10, 2  # archs a fit needs: to train on, and to evaluate on
 MODELS = ("gbdt", "mlp")
+
+
+def binomial_spread(top1: np.ndarray) -> np.ndarray:
+    """sqrt(p(1 - p)) of predicted top-1 fractions: the scale of an accuracy's error, which
+    shrinks near 1 (clipped so that no interval collapses to a point)."""
+    p = np.clip(np.asarray(top1, float), 1e-3, 1 - 1e-3)
+    return np.sqrt(p * (1 - p))
 
 
 class PredictorFitError(UserError, ValueError):
@@ -241,7 +256,7 @@ class AccuracyPredictor:
                 "a fit on under 3 held-out archs), so it gives no intervals; refit it with "
                 "`nas predictor fit` to get them"
             )
-        return self.residuals.bounds(predicted, coverage)
+        return self.residuals.bounds(predicted, coverage, binomial_spread(predicted))
 
     def predict_int8(self, archs: Sequence[Arch]) -> np.ndarray:
         """Predicted top-1 after int8 quantization: predicted top1 - predicted drop."""
@@ -269,6 +284,7 @@ class AccuracyPredictor:
                 "metrics": self.metrics,
                 "int8_drop": self.int8_drop.to_dict() if self.int8_drop else None,
                 "residuals": self.residuals.to_dict() if self.residuals else None,
+                "residual_scale": RESIDUAL_SCALE,
             },
             path,
         )
@@ -324,7 +340,10 @@ def load_predictor(
             model.eval()
         # files saved before intervals have none: they give no bounds
         residuals = data.get("residuals")
-        residuals = AdditiveResiduals.from_dict(residuals) if residuals is not None else None
+        if residuals is not None:
+            if data.get("residual_scale") != RESIDUAL_SCALE:
+                raise ValueError(f"residual_scale {data.get('residual_scale')!r} is not known")
+            residuals = AdditiveResiduals.from_dict(residuals)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"predictor {path}: its {kind} model is damaged: {err}") from None
     return AccuracyPredictor(
@@ -542,17 +561,19 @@ def fit_predictor(
     train_pred = predictor.predict_encoded(x[:-held_out])
     interval: dict[str, Any] = {}
     if held_out >= MIN_T_ROWS:  # fewer residuals say nothing about a spread: no bounds
-        residuals = AdditiveResiduals.of(
-            predicted, truth, f"{held_out} held-out archs of {len(measurements)} ({model})"
+        predictor.residuals = AdditiveResiduals.of(
+            predicted,
+            truth,
+            f"{held_out} held-out archs of {len(measurements)} ({model}), / sqrt(p(1 - p))",
+            spread=binomial_spread(predicted),
         )
-        low, high = residuals.offsets(DEFAULT_COVERAGE)
+        low, high = predictor.bounds_of(predicted, DEFAULT_COVERAGE)
         interval = {
             # each held-out arch against the interval from the others: out-of-sample
-            "interval_coverage": residuals.leave_one_out_coverage(DEFAULT_COVERAGE),
+            "interval_coverage": predictor.residuals.leave_one_out_coverage(DEFAULT_COVERAGE),
             "interval_nominal": DEFAULT_COVERAGE,
-            "interval_width": high - low,
+            "interval_width": float(np.mean(high - low)),  # over the held-out archs
         }
-        predictor.residuals = residuals
     predictor.metrics = {
         "kendall_tau": float(tau),
         "rmse": float(np.sqrt(np.mean((predicted - truth) ** 2))),

@@ -80,6 +80,12 @@ def test_additive_bounds_hold_the_prediction_and_round_trip():
     # out-of-sample coverage of symmetric draws is near nominal, not the in-sample 100%
     draws = AdditiveResiduals(tuple(sorted(np.random.default_rng(0).normal(0, 0.01, 200))))
     assert draws.leave_one_out_coverage(0.9) == pytest.approx(0.9, abs=0.03)
+    # with a spread, residuals are in its units and bounds scale with it
+    spread = np.array([1.0, 2.0, 4.0, 1.0, 2.0])
+    scaled = AdditiveResiduals.of(np.zeros(5), np.array([-1, 2, -4, 1, 4.0]), "x", spread=spread)
+    assert scaled.errors == (-1.0, -1.0, 1.0, 1.0, 2.0)
+    low, high = scaled.bounds(np.zeros(2), 0.5, spread=np.array([1.0, 3.0]))
+    assert low[0] < 0 < high[0] and (low[1], high[1]) == pytest.approx((3 * low[0], 3 * high[0]))
     with pytest.raises(ValueError, match="at least 3 finite errors"):
         AdditiveResiduals.from_dict({"errors": [0.1, float("nan"), 0.2]})
 

@@ -210,7 +210,8 @@ def noisy(space, n, seed):
 def test_intervals_cover_archs_neither_the_model_nor_its_residuals_saw(tmp_path):
     space = supernet.get_space("mnist-mbv3")
     # trained on 200, residuals of 100 held out; checked on 300 archs drawn afresh
-    predictor = fit_predictor(space, noisy(space, 300, 0), "ab" * 32, held_out=100, trees=100)
+    measured = noisy(space, 300, 0)
+    predictor = fit_predictor(space, measured, "ab" * 32, held_out=100, trees=100)
     test = noisy(space, 300, 1)
     archs, truth = [m.arch for m in test], np.array([m.top1 for m in test])
     predicted = predictor.predict(archs)
@@ -219,9 +220,12 @@ def test_intervals_cover_archs_neither_the_model_nor_its_residuals_saw(tmp_path)
     assert 0.8 <= np.mean((truth >= low) & (truth <= high)) <= 0.97
     narrow, _ = predictor.predict_bounds(archs, 0.5)
     assert np.all(narrow >= low)  # a lower coverage asks for a narrower interval
+    width = high - low  # binomial spread: narrower nearer 1
+    assert width[np.argmax(predicted)] < width[np.argmin(predicted)]
     m = predictor.metrics
     assert 0.8 <= m["interval_coverage"] <= 0.97 and m["interval_nominal"] == 0.9
-    assert m["interval_width"] == pytest.approx(float(np.mean(high - low)))
+    held_low, held_high = predictor.predict_bounds([r.arch for r in measured[-100:]])
+    assert m["interval_width"] == pytest.approx(float(np.mean(held_high - held_low)))
     loaded = load_predictor(predictor.save(tmp_path / "p.pt"))
     assert loaded.residuals == predictor.residuals
     assert np.allclose(loaded.predict_bounds(archs)[1], high)
@@ -235,7 +239,10 @@ def test_a_predictor_saved_before_intervals_loads_and_gives_no_bounds(tmp_path):
         tmp_path / "p.pt"
     )
     data = torch.load(path, weights_only=True)
-    del data["residuals"]  # the file format of the time before intervals
+    torch.save({**data, "residual_scale": "log"}, path)
+    with pytest.raises(Exception, match="residual_scale 'log' is not known"):
+        load_predictor(path)
+    del data["residuals"], data["residual_scale"]  # the file format before intervals
     torch.save(data, path)
     old = load_predictor(path)
     archs = [space.sample(i) for i in range(3)]
