@@ -54,7 +54,7 @@ from torch import nn
 
 from latency_models.trees import TreeEnsemble, ensemble_of, fit_gbdt
 from latency_models.uncertainty import DEFAULT_COVERAGE, MIN_T_ROWS, AdditiveResiduals
-from supernet.errors import CheckpointError, PredictorMismatchError, UserError
+from supernet.errors import CheckpointError, ConfigError, PredictorMismatchError, UserError
 from supernet.family import OpenedArtifact, TrainedModel
 from supernet.io import Artifact, file_sha256, read_artifact, resolve_artifact_path, save_atomic
 from supernet.mbconv.checkpoint import TrainedSupernet
@@ -250,6 +250,10 @@ class AccuracyPredictor:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(low, high) around top-1 values this predictor predicted (a caller that already
         has them need not predict twice)."""
+        if isinstance(coverage, bool) or not isinstance(coverage, int | float):
+            raise ConfigError(f"coverage: expected a number in (0, 1), got {coverage!r}")
+        if not 0.0 < coverage < 1.0:
+            raise ConfigError(f"coverage: {coverage!r} is not in (0, 1)")
         if self.residuals is None:
             raise PredictorFitError(
                 "this predictor kept no held-out residuals (a file saved before intervals, or "

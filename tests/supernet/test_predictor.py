@@ -219,6 +219,8 @@ def test_intervals_cover_archs_neither_the_model_nor_its_residuals_saw(tmp_path)
     assert np.all(low <= predicted) and np.all(predicted <= high)
     assert 0.8 <= np.mean((truth >= low) & (truth <= high)) <= 0.97
     narrow, _ = predictor.predict_bounds(archs, 0.5)
+    with pytest.raises(UserError, match=r"coverage: 1.0 is not in \(0, 1\)"):
+        predictor.predict_bounds(archs, 1.0)
     assert np.all(narrow >= low)  # a lower coverage asks for a narrower interval
     width = high - low  # binomial spread: narrower nearer 1
     assert width[np.argmax(predicted)] < width[np.argmin(predicted)]
