@@ -48,7 +48,7 @@ from scipy.stats import kendalltau, rankdata
 from sklearn.linear_model import Ridge
 
 from latency_models.trees import ensemble_of, fit_gbdt
-from latency_models.uncertainty import interval_offsets
+from latency_models.uncertainty import AdditiveResiduals
 from supernet.mbconv.checkpoint import load_supernet
 from supernet.mbconv.predictor import (
     Measurement,
@@ -120,19 +120,6 @@ def ceiling(checkpoint: Path, rows: list[Measurement], held_out: int) -> None:
          gap=round(ceiling_tau - vs_half, 4), goal="gap <= 0.03", **context)  # fmt: skip
 
 
-def spread_scaled_bounds(
-    predicted: np.ndarray,
-    spread: np.ndarray,
-    calibrate_errors: np.ndarray,
-    calibrate_spread: np.ndarray,
-    coverage: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split conformal on errors divided by a spread estimate, with the predictor's rank rule
-    (and, like it, widened to hold the prediction)."""
-    low, high = interval_offsets(np.sort(calibrate_errors / calibrate_spread), coverage)
-    return predicted + min(low, 0.0) * spread, predicted + max(high, 0.0) * spread
-
-
 def residual_spread_model(
     x: np.ndarray, y: np.ndarray, seed: int, folds: int = 5
 ) -> Callable[[np.ndarray], np.ndarray]:
@@ -168,16 +155,14 @@ def interval_coverage(
         predictor = fit_predictor(space, shuffled, "-", held_out=n_calibrate, seed=split)
         predicted = predictor.predict_encoded(x[test])
         calibrated = predictor.predict_encoded(x[calibrate])
-        errors = y[calibrate] - calibrated
         bounds = {"binomial": predictor.bounds_of(predicted, coverage)}  # as shipped
-        ones = np.ones_like
-        bounds["absolute"] = spread_scaled_bounds(
-            predicted, ones(predicted), errors, ones(calibrated), coverage
-        )
+        absolute = AdditiveResiduals.of(calibrated, y[calibrate], "calibrate archs")
+        bounds["absolute"] = absolute.bounds(predicted, coverage)
         spread = residual_spread_model(x[train], y[train], seed=split)
-        bounds["residual_gbdt"] = spread_scaled_bounds(
-            predicted, spread(x[test]), errors, spread(x[calibrate]), coverage
+        scaled = AdditiveResiduals.of(
+            calibrated, y[calibrate], "calibrate archs", spread=spread(x[calibrate])
         )
+        bounds["residual_gbdt"] = scaled.bounds(predicted, coverage, spread(x[test]))
         third = np.digitize(predicted, np.quantile(predicted, [1 / 3, 2 / 3]))
         for scale, (low, high) in bounds.items():
             inside = (y[test] >= low) & (y[test] <= high)
