@@ -13,6 +13,10 @@ interval of a prediction p is `[p * exp(lo), p * exp(hi)]`:
   fitted on (`fitted_parameters` > 0: an adaptation to 10-20 measurements) are in-sample and
   too small: their spread is taken with n - p degrees of freedom.
 
+A metric whose error does not scale with it (an accuracy predictor's top-1) keeps
+`AdditiveResiduals`, measured - predicted, with the same two rules on that scale
+(`interval_offsets` serves both).
+
 A metric that is definitional (a memory plan, a flash image, MACs) has zero width
 (`Residuals.exact`). A profile states its residuals under `uncertainty:`, one entry per
 metric:
@@ -68,6 +72,27 @@ def t_quantile(p: float, dof: float) -> float:
     )
 
 
+def interval_offsets(
+    residuals: Sequence[float], coverage: float = DEFAULT_COVERAGE, fitted_parameters: int = 0
+) -> tuple[float, float]:
+    """The (low, high) residuals that bound a prediction at `coverage`, on the residuals' own
+    scale (log ratios for `Residuals`, differences for `AdditiveResiduals`): the split
+    conformal order statistics when there are enough held-out residuals, else a Student-t
+    interval (see the module docstring). `residuals` must be sorted and hold at least one."""
+    r = np.asarray(residuals, float)
+    n, tail = len(r), (1.0 - coverage) / 2
+    low_rank = math.floor((n + 1) * tail)
+    high_rank = math.ceil((n + 1) * (1 - tail))
+    if not fitted_parameters and low_rank >= 1 and high_rank <= n:
+        return float(r[low_rank - 1]), float(r[high_rank - 1])
+    dof = n - fitted_parameters - 1 if fitted_parameters else n - 1
+    dof = max(dof, MIN_T_ROWS - 1)  # a fit with nearly as many parameters as rows
+    centre = float(r.mean())
+    spread = math.sqrt(float(np.sum((r - centre) ** 2)) / dof)
+    half = t_quantile(1 - tail, dof) * spread * math.sqrt(1 + 1 / n)
+    return centre - half, centre + half
+
+
 @dataclass(frozen=True)
 class Residuals:
     """One metric's residuals, log(measured / predicted), sorted."""
@@ -101,18 +126,8 @@ class Residuals:
         """The (low, high) multipliers of a prediction at `coverage`."""
         if self.is_exact:
             return 1.0, 1.0
-        r = np.asarray(self.log_ratios)
-        n, tail = len(r), (1.0 - coverage) / 2
-        low_rank = math.floor((n + 1) * tail)
-        high_rank = math.ceil((n + 1) * (1 - tail))
-        if not self.fitted_parameters and low_rank >= 1 and high_rank <= n:
-            return math.exp(r[low_rank - 1]), math.exp(r[high_rank - 1])
-        dof = n - self.fitted_parameters - 1 if self.fitted_parameters else n - 1
-        dof = max(dof, MIN_T_ROWS - 1)  # a fit with nearly as many parameters as rows
-        centre = float(r.mean())
-        spread = math.sqrt(float(np.sum((r - centre) ** 2)) / dof)
-        half = t_quantile(1 - tail, dof) * spread * math.sqrt(1 + 1 / n)
-        return math.exp(centre - half), math.exp(centre + half)
+        low, high = interval_offsets(self.log_ratios, coverage, self.fitted_parameters)
+        return math.exp(low), math.exp(high)
 
     def bounds(
         self, predicted: np.ndarray, coverage: float = DEFAULT_COVERAGE
@@ -134,6 +149,106 @@ class Residuals:
         if self.fitted_parameters:
             out["fitted_parameters"] = self.fitted_parameters
         return out
+
+
+@dataclass(frozen=True)
+class AdditiveResiduals:
+    """One metric's residuals, measured - predicted, sorted: for a metric whose error does not
+    grow in proportion to it (an accuracy predictor's top-1). The interval of a prediction p
+    is [p + low, p + high], with (low, high) from `interval_offsets`, the rule `Residuals`
+    uses, widened where needed to hold p itself: a point outside its own error bar would only
+    confuse, and widening keeps the coverage.
+
+    With a `spread` (one value per row: a known scale of each row's error), the residuals are
+    (measured - predicted) / spread and the interval is [p + low * spread, p + high * spread]:
+    normalised split conformal, as valid, and narrower where the error is smaller."""
+
+    errors: tuple[float, ...]
+    rows: str = ""  # what they are, in words: which rows, of which model
+    fitted_parameters: int = 0  # > 0: in-sample residuals of a fit with this many parameters
+
+    @classmethod
+    def of(
+        cls,
+        predicted: Sequence[float] | np.ndarray,
+        measured: Sequence[float] | np.ndarray,
+        rows: str,
+        fitted_parameters: int = 0,
+        spread: np.ndarray | None = None,
+    ) -> AdditiveResiduals:
+        errors = np.asarray(measured, float) - np.asarray(predicted, float)
+        if spread is not None:
+            errors = errors / np.asarray(spread, float)
+        if len(errors) < MIN_T_ROWS:
+            raise ValueError(f"{len(errors)} residuals; an interval needs at least {MIN_T_ROWS}")
+        return cls(tuple(sorted(round(float(e), 6) for e in errors)), rows, fitted_parameters)
+
+    def offsets(self, coverage: float = DEFAULT_COVERAGE) -> tuple[float, float]:
+        """What to add to a prediction for its (low, high) bounds at `coverage`."""
+        low, high = interval_offsets(self.errors, coverage, self.fitted_parameters)
+        return min(low, 0.0), max(high, 0.0)
+
+    def bounds(
+        self,
+        predicted: np.ndarray,
+        coverage: float = DEFAULT_COVERAGE,
+        spread: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        low, high = self.offsets(coverage)
+        p = np.asarray(predicted, float)
+        scale = 1.0 if spread is None else np.asarray(spread, float)
+        return p + low * scale, p + high * scale
+
+    def covers(
+        self,
+        predicted: np.ndarray,
+        measured: np.ndarray,
+        coverage: float = DEFAULT_COVERAGE,
+        spread: np.ndarray | None = None,
+    ) -> float:
+        """The share of `measured` inside the intervals of `predicted` (for checking these
+        residuals on other rows)."""
+        low, high = self.bounds(predicted, coverage, spread)
+        m = np.asarray(measured, float)
+        return float(np.mean((m >= low) & (m <= high)))
+
+    def leave_one_out_coverage(self, coverage: float = DEFAULT_COVERAGE) -> float:
+        """The share of these residuals that the interval from all the others holds: an
+        out-of-sample estimate of the coverage (the interval's own rows are inside it by
+        construction)."""
+        errors = list(self.errors)
+        inside = 0
+        for i, error in enumerate(errors):
+            others = AdditiveResiduals(
+                tuple(errors[:i] + errors[i + 1 :]), "", self.fitted_parameters
+            )
+            low, high = others.offsets(coverage)
+            inside += low <= error <= high
+        return inside / len(errors)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"errors": list(self.errors), "rows": self.rows}
+        if self.fitted_parameters:
+            out["fitted_parameters"] = self.fitted_parameters
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AdditiveResiduals:
+        """As `to_dict` wrote it; ValueError on anything else."""
+        errors = data.get("errors") if isinstance(data, Mapping) else None
+        if (
+            not isinstance(errors, list)
+            or len(errors) < MIN_T_ROWS
+            or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                for v in errors
+            )
+        ):
+            raise ValueError(f"residuals: expected at least {MIN_T_ROWS} finite errors")
+        fitted = data.get("fitted_parameters", 0)
+        if isinstance(fitted, bool) or not isinstance(fitted, int) or fitted < 0:
+            raise ValueError("residuals: fitted_parameters must be an integer >= 0")
+        return cls(tuple(sorted(float(v) for v in errors)), str(data.get("rows", "")), fitted)
 
 
 def read_uncertainty(data: Any, source: str) -> dict[str, Residuals]:
@@ -180,9 +295,11 @@ def read_uncertainty(data: Any, source: str) -> dict[str, Residuals]:
 __all__ = [
     "BOUND_SUFFIXES",
     "DEFAULT_COVERAGE",
+    "AdditiveResiduals",
     "Residuals",
     "bound_keys",
     "check_coverage",
+    "interval_offsets",
     "read_uncertainty",
     "t_quantile",
 ]

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 import latency_models as lm
+from latency_models.uncertainty import DEFAULT_COVERAGE, bound_keys
 from nas.config import NETWORK_METRICS
 from nas.resources import DeviceTarget, SearchResources
 from supernet.family import OpenedArtifact, open_artifact
@@ -79,14 +80,24 @@ class CandidateEvaluator:
         devices = [(d, lm.load_hardware(d.name)) for d in spec.devices]
         return cls(artifact, predictor, devices, spec.quality_metrics)
 
-    def quality(self, archs: Sequence[Arch], source: str) -> list[Metrics]:
-        """ "supernet": measured with the trained network; "predictor": predicted."""
+    def quality(
+        self, archs: Sequence[Arch], source: str, coverage: float = DEFAULT_COVERAGE
+    ) -> list[Metrics]:
+        """ "supernet": measured with the trained network; "predictor": predicted, with the
+        primary metric's bounds at `coverage` (`top1_low`, `top1_high`) where the predictor
+        kept held-out residuals (a measured value has none)."""
         if source == "supernet":
             return self.artifact.trained().measure_quality(archs, self.quality_metrics)
         if self.predictor is None:
             raise ValueError("quality from the predictor needs a predictor")
         metric = next(iter(self.artifact.family.quality_metrics))  # the primary one
-        rows = [{metric: float(v)} for v in self.predictor.predict(archs).tolist()]
+        predicted = self.predictor.predict(archs)
+        rows = [{metric: float(v)} for v in predicted.tolist()]
+        if self.predictor.has_bounds:
+            low_key, high_key = bound_keys(metric)
+            low, high = self.predictor.bounds_of(predicted, coverage)
+            for row, lo, hi in zip(rows, low.tolist(), high.tolist(), strict=True):
+                row[low_key], row[high_key] = float(lo), float(hi)
         int8 = f"{metric}_int8"
         if int8 in self.quality_metrics and self.predictor.int8_drop is not None:
             for row, value in zip(rows, self.predictor.predict_int8(archs).tolist(), strict=True):
@@ -110,14 +121,20 @@ class CandidateEvaluator:
                     row[key] = float(value)
         return out
 
-    def evaluate(self, archs: Sequence[Arch], quality: str | None = "predictor") -> list[Metrics]:
+    def evaluate(
+        self,
+        archs: Sequence[Arch],
+        quality: str | None = "predictor",
+        coverage: float = DEFAULT_COVERAGE,
+    ) -> list[Metrics]:
         """Costs on every device, plus quality from `quality`: "predictor" or "supernet"
-        (measured with the trained network), or None for costs only."""
+        (measured with the trained network), or None for costs only; predicted quality
+        carries its bounds at `coverage`."""
         if not archs:
             return []
         rows = self.costs(archs)
         if quality is not None:
-            for row, measured in zip(rows, self.quality(archs, quality), strict=True):
+            for row, measured in zip(rows, self.quality(archs, quality, coverage), strict=True):
                 row.update(measured)
         return rows
 

@@ -270,7 +270,9 @@ class QualityPredictors(ABC):
 
     @abstractmethod
     def fit(self, trained: TrainedModel, measurements: Sequence[Any], **options: Any) -> Any:
-        """A predictor fitted on measurements of `trained`."""
+        """A predictor fitted on measurements of `trained`: `predict(archs)` gives the primary
+        quality metric; where it kept held-out residuals (`has_bounds`),
+        `bounds_of(predicted, coverage)` gives (low, high) around those predictions."""
 
     @abstractmethod
     def load(

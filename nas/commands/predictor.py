@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from latency_models.uncertainty import DEFAULT_COVERAGE, bound_keys
 from nas.commands import user_errors, wide_console
 from nas.commands.space import parse_arch
 from nas.workers import measurement_pool
@@ -121,6 +122,14 @@ def fit(
         f"{m['kendall_tau']:.3f}  RMSE: {m['rmse'] * 100:.2f} points of top-1 "
         f"({m['model']}, trained on {m['n_train']})"
     )
+    if "interval_coverage" in m:
+        console.print(
+            f"{m['interval_nominal']:.0%} interval: mean width {m['interval_width'] * 100:.2f} "
+            f"points; holds {m['interval_coverage']:.0%} of the held-out archs, each against "
+            "the interval from the others"
+        )
+    else:
+        console.print("no intervals: they need at least 3 held-out archs (--held-out)")
     if predictor.int8_drop is not None:
         d = predictor.int8_drop.metrics
         console.print(
@@ -158,12 +167,32 @@ def predict(
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", "-c", help="Refuse the predictor unless fitted on this checkpoint."
     ),
+    coverage: float = typer.Option(
+        DEFAULT_COVERAGE,
+        "--coverage",
+        help="Coverage of the interval around each prediction, in (0, 1).",
+    ),
 ) -> None:
-    """Predicted top-1 of archs (JSON lines)."""
+    """Predicted top-1 of archs (JSON lines), with its interval at --coverage
+    (predicted_top1_low/_high) where the predictor kept its held-out residuals."""
     with user_errors():
+        if not 0.0 < coverage < 1.0:
+            raise typer.BadParameter(f"--coverage {coverage}: choose a number in (0, 1)")
         model = PREDICTORS.load(predictor, checkpoint)
         space = model.space
         archs = [parse_arch(space, a) for a in arch]
-        values = model.predict(archs)
-    for a, v in zip(archs, values, strict=True):
-        typer.echo(json.dumps({"arch_id": space.arch_id(a), "predicted_top1": round(float(v), 5)}))
+        predicted = model.predict(archs)
+        rows = [{"predicted_top1": float(v)} for v in predicted]
+        if model.has_bounds:
+            low_key, high_key = bound_keys("predicted_top1")
+            for row, low, high in zip(rows, *model.bounds_of(predicted, coverage), strict=True):
+                row[low_key], row[high_key] = float(low), float(high)
+        else:  # a file fitted before intervals, or on under 3 held-out archs
+            typer.echo(
+                "note: this predictor kept no held-out residuals, so it gives no intervals; "
+                "refit it with `nas predictor fit` to get them",
+                err=True,
+            )
+    for a, row in zip(archs, rows, strict=True):
+        rounded = {k: round(v, 5) for k, v in row.items()}
+        typer.echo(json.dumps({"arch_id": space.arch_id(a), **rounded}))

@@ -12,6 +12,25 @@ against 0.731 (the MLP) and 0.753 (the two averaged by rank), ridge regression 0
 (experiments/bench_predictor.py reproduces the comparison). The saved predictor records the
 space and the checkpoint's SHA-256; loading it against another checkpoint is refused.
 
+Prediction intervals are split conformal on the same held-out archs: the shipped model is the
+one trained on the train split (it is not refit on all rows), so its held-out residuals
+(measured - predicted top-1) are of archs it never saw, and the saved predictor keeps them
+(`AdditiveResiduals`, the finite-sample rule of latency_models.uncertainty), each divided by
+the binomial spread sqrt(p(1 - p)) of its prediction p: a measured accuracy's noise shrinks
+towards 1. `predict_bounds(archs, coverage)` gives p + (low, high) * sqrt(p(1 - p)). On 20
+random train / calibrate / test splits (180 / 60 / 60) of the quick demo's 300 measured
+archs, that 90% interval holds 0.901 of the test archs, 2.87 points wide on average, and
+0.855 / 0.915 / 0.933 of those in the low / middle / high third of the predictions.
+Residuals in plain points hold 0.898, 2.97 points wide, but only 0.808 of the low third and
+0.955 of the high; a second GBDT of out-of-fold |residuals| as the spread holds 0.908, the
+most evenly (0.883 / 0.923 / 0.918), but 3.22 points wide (experiments/bench_predictor.py
+`accuracy_interval_coverage`).
+
+A file saved before intervals (or fitted with under 3 held-out archs) has no residuals: it
+predicts as before and gives no bounds (`has_bounds` is False; `predict_bounds` says why).
+The int8 prediction has no bounds: its drop model is fitted on archs the top-1 model trained
+on, so no residuals of it are out of sample.
+
 A killed measurement can leave a torn last line in the JSONL file: before it appends,
 `measure_archs` drops that line (warning once) so the next record starts on a line of its own.
 A last line that is a whole record and lacks only its newline is kept and completed.
@@ -34,7 +53,8 @@ from scipy.stats import kendalltau
 from torch import nn
 
 from latency_models.trees import TreeEnsemble, ensemble_of, fit_gbdt
-from supernet.errors import CheckpointError, PredictorMismatchError, UserError
+from latency_models.uncertainty import DEFAULT_COVERAGE, MIN_T_ROWS, AdditiveResiduals
+from supernet.errors import CheckpointError, ConfigError, PredictorMismatchError, UserError
 from supernet.family import OpenedArtifact, TrainedModel
 from supernet.io import Artifact, file_sha256, read_artifact, resolve_artifact_path, save_atomic
 from supernet.mbconv.checkpoint import TrainedSupernet
@@ -44,10 +64,18 @@ from supernet.space import Arch, SearchSpace, as_rng, saved_space, space_record
 
 log = logging.getLogger(__name__)
 PREDICTOR_FORMAT = "nas-accuracy-predictor/1"
+RESIDUAL_SCALE = "binomial"  # what the saved residuals are divided by (binomial_spread)
 # what a run folder given as a predictor (or a checkpoint) stands for: the family's file names
 PREDICTOR_FILE_NAMES = (CLASSIFIER.predictor_file_name,)
 MIN_TRAIN, MIN_HELD_OUT = 10, 2  # archs a fit needs: to train on, and to evaluate on
 MODELS = ("gbdt", "mlp")
+
+
+def binomial_spread(top1: np.ndarray) -> np.ndarray:
+    """sqrt(p(1 - p)) of predicted top-1 fractions: the scale of an accuracy's error, which
+    shrinks near 1 (clipped so that no interval collapses to a point)."""
+    p = np.clip(np.asarray(top1, float), 1e-3, 1 - 1e-3)
+    return np.sqrt(p * (1 - p))
 
 
 class PredictorFitError(UserError, ValueError):
@@ -186,6 +214,8 @@ class AccuracyPredictor:
     artifact: Artifact | None = None
     int8_drop: Int8DropModel | None = None  # `nas predictor fit --int8-sample N`
     trees: dict[str, Any] | None = None  # a gbdt model as fit_gbdt exported it
+    # measured - predicted top-1 of the held-out archs (None: a file saved before intervals)
+    residuals: AdditiveResiduals | None = None
 
     @property
     def kind(self) -> str:
@@ -204,6 +234,33 @@ class AccuracyPredictor:
         if not archs:
             return np.zeros(0)
         return self.predict_encoded(np.stack([self.space.encode(a) for a in archs]))
+
+    @property
+    def has_bounds(self) -> bool:
+        return self.residuals is not None
+
+    def predict_bounds(
+        self, archs: Sequence[Arch], coverage: float = DEFAULT_COVERAGE
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) top-1 of each arch at `coverage`, from the held-out residuals."""
+        return self.bounds_of(self.predict(archs), coverage)
+
+    def bounds_of(
+        self, predicted: np.ndarray, coverage: float = DEFAULT_COVERAGE
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) around top-1 values this predictor predicted (a caller that already
+        has them need not predict twice)."""
+        if isinstance(coverage, bool) or not isinstance(coverage, int | float):
+            raise ConfigError(f"coverage: expected a number in (0, 1), got {coverage!r}")
+        if not 0.0 < coverage < 1.0:
+            raise ConfigError(f"coverage: {coverage!r} is not in (0, 1)")
+        if self.residuals is None:
+            raise PredictorFitError(
+                "this predictor kept no held-out residuals (a file saved before intervals, or "
+                "a fit on under 3 held-out archs), so it gives no intervals; refit it with "
+                "`nas predictor fit` to get them"
+            )
+        return self.residuals.bounds(predicted, coverage, binomial_spread(predicted))
 
     def predict_int8(self, archs: Sequence[Arch]) -> np.ndarray:
         """Predicted top-1 after int8 quantization: predicted top1 - predicted drop."""
@@ -230,6 +287,8 @@ class AccuracyPredictor:
                 "model": self.trees if self.kind == "gbdt" else self.model.state_dict(),
                 "metrics": self.metrics,
                 "int8_drop": self.int8_drop.to_dict() if self.int8_drop else None,
+                "residuals": self.residuals.to_dict() if self.residuals else None,
+                "residual_scale": RESIDUAL_SCALE,
             },
             path,
         )
@@ -283,6 +342,12 @@ def load_predictor(
             )
             model.load_state_dict(data["model"])
             model.eval()
+        # files saved before intervals have none: they give no bounds
+        residuals = data.get("residuals")
+        if residuals is not None:
+            if data.get("residual_scale") != RESIDUAL_SCALE:
+                raise ValueError(f"residual_scale {data.get('residual_scale')!r} is not known")
+            residuals = AdditiveResiduals.from_dict(residuals)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"predictor {path}: its {kind} model is damaged: {err}") from None
     return AccuracyPredictor(
@@ -296,6 +361,7 @@ def load_predictor(
         artifact,
         Int8DropModel.from_dict(data["int8_drop"]) if data.get("int8_drop") else None,
         trees,
+        residuals,
     )
 
 
@@ -450,7 +516,8 @@ def fit_predictor(
     learning_rate: float = 0.05,
 ) -> AccuracyPredictor:
     """Fit a model (`gbdt` or `mlp`) on all but the last `held_out` measurements; report
-    Kendall tau and RMSE on those.
+    Kendall tau and RMSE on those, and keep their residuals for intervals (with the
+    leave-one-out coverage of the 90% interval among them and its width).
 
     gbdt: scikit-learn's gradient boosting (least squares, 80% subsamples), `trees` trees
     of depth `max_depth`. mlp: a few hundred measured archs whose accuracies differ by about
@@ -496,9 +563,25 @@ def fit_predictor(
     truth = y[-held_out:].astype(np.float64)
     tau = kendalltau(predicted, truth).statistic
     train_pred = predictor.predict_encoded(x[:-held_out])
+    interval: dict[str, Any] = {}
+    if held_out >= MIN_T_ROWS:  # fewer residuals say nothing about a spread: no bounds
+        predictor.residuals = AdditiveResiduals.of(
+            predicted,
+            truth,
+            f"{held_out} held-out archs of {len(measurements)} ({model}), / sqrt(p(1 - p))",
+            spread=binomial_spread(predicted),
+        )
+        low, high = predictor.bounds_of(predicted, DEFAULT_COVERAGE)
+        interval = {
+            # each held-out arch against the interval from the others: out-of-sample
+            "interval_coverage": predictor.residuals.leave_one_out_coverage(DEFAULT_COVERAGE),
+            "interval_nominal": DEFAULT_COVERAGE,
+            "interval_width": float(np.mean(high - low)),  # over the held-out archs
+        }
     predictor.metrics = {
         "kendall_tau": float(tau),
         "rmse": float(np.sqrt(np.mean((predicted - truth) ** 2))),
+        **interval,
         "train_rmse": float(np.sqrt(np.mean((train_pred - y[:-held_out]) ** 2))),
         "n_train": len(measurements) - held_out,
         "n_held_out": held_out,

@@ -11,7 +11,13 @@ import yaml
 
 import latency_models as lm
 from latency_models.errors import OptionError, ProfileError
-from latency_models.uncertainty import Residuals, read_uncertainty, t_quantile
+from latency_models.uncertainty import (
+    AdditiveResiduals,
+    Residuals,
+    interval_offsets,
+    read_uncertainty,
+    t_quantile,
+)
 
 
 def test_t_quantile_is_close_to_the_tables():
@@ -46,6 +52,42 @@ def test_few_rows_and_in_sample_rows_widen_honestly():
         hits["in_sample"].append(fitted.covers(np.ones(100), fresh))
     assert np.mean(hits["t"]) == pytest.approx(0.9, abs=0.03)
     assert np.mean(hits["in_sample"]) == pytest.approx(0.9, abs=0.04)
+
+
+def test_additive_residuals_cover_new_draws_and_share_the_rank_rule():
+    rng = np.random.default_rng(3)
+    for n in (6, 60):  # a Student-t interval, then split conformal
+        coverage = []
+        for _ in range(300):
+            held_out = rng.normal(-0.004, 0.01, n)  # top-1 predicted 0.4 points high
+            residuals = AdditiveResiduals.of(np.full(n, 0.9), 0.9 + held_out, "draws")
+            fresh = 0.9 + rng.normal(-0.004, 0.01, 200)
+            coverage.append(residuals.covers(np.full(200, 0.9), fresh))
+        assert np.mean(coverage) == pytest.approx(0.9, abs=0.03), n
+    # the same order statistics as the multiplicative form, on the residuals' own scale
+    errors = tuple(np.linspace(-0.02, 0.03, 59))
+    low, high = interval_offsets(errors, 0.9)
+    assert AdditiveResiduals(errors).offsets(0.9) == (low, high)
+    factors = Residuals(errors).factors(0.9)
+    assert factors == pytest.approx((math.exp(low), math.exp(high)))
+
+
+def test_additive_bounds_hold_the_prediction_and_round_trip():
+    biased = AdditiveResiduals(tuple(np.linspace(0.01, 0.03, 40)), "all measured above")
+    low, high = biased.bounds(np.array([0.9, 0.95]))
+    assert np.all(low == np.array([0.9, 0.95])) and np.all(high > low)  # widened to hold p
+    assert AdditiveResiduals.from_dict(biased.to_dict()) == biased
+    # out-of-sample coverage of symmetric draws is near nominal, not the in-sample 100%
+    draws = AdditiveResiduals(tuple(sorted(np.random.default_rng(0).normal(0, 0.01, 200))))
+    assert draws.leave_one_out_coverage(0.9) == pytest.approx(0.9, abs=0.03)
+    # with a spread, residuals are in its units and bounds scale with it
+    spread = np.array([1.0, 2.0, 4.0, 1.0, 2.0])
+    scaled = AdditiveResiduals.of(np.zeros(5), np.array([-1, 2, -4, 1, 4.0]), "x", spread=spread)
+    assert scaled.errors == (-1.0, -1.0, 1.0, 1.0, 2.0)
+    low, high = scaled.bounds(np.zeros(2), 0.5, spread=np.array([1.0, 3.0]))
+    assert low[0] < 0 < high[0] and (low[1], high[1]) == pytest.approx((3 * low[0], 3 * high[0]))
+    with pytest.raises(ValueError, match="at least 3 finite errors"):
+        AdditiveResiduals.from_dict({"errors": [0.1, float("nan"), 0.2]})
 
 
 def test_exact_metrics_have_zero_width_and_asymmetric_tails_are_kept():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import supernet
+from supernet.errors import UserError
 from supernet.mbconv.predictor import (
     Measurement,
     PredictorMismatchError,
@@ -195,3 +196,61 @@ def test_a_whole_last_record_without_its_newline_is_kept(tiny_supernet, tmp_path
 def test_a_run_folder_stands_for_its_predictor(tiny_supernet, tiny_predictor):
     folder = tiny_supernet.path.parent
     assert load_predictor(folder, folder).artifact.path == type(folder)(tiny_predictor).resolve()
+
+
+def noisy(space, n, seed):
+    """`synthetic` plus measurement noise (0.5 points): what an interval must cover."""
+    rng = np.random.default_rng(seed + 1000)
+    return [
+        Measurement(m.arch, m.arch_id, m.top1 + float(rng.normal(0, 0.005)), m.loss)
+        for m in synthetic(space, n, seed)
+    ]
+
+
+def test_intervals_cover_archs_neither_the_model_nor_its_residuals_saw(tmp_path):
+    space = supernet.get_space("mnist-mbv3")
+    # trained on 200, residuals of 100 held out; checked on 300 archs drawn afresh
+    measured = noisy(space, 300, 0)
+    predictor = fit_predictor(space, measured, "ab" * 32, held_out=100, trees=100)
+    test = noisy(space, 300, 1)
+    archs, truth = [m.arch for m in test], np.array([m.top1 for m in test])
+    predicted = predictor.predict(archs)
+    low, high = predictor.predict_bounds(archs, 0.9)
+    assert np.all(low <= predicted) and np.all(predicted <= high)
+    assert 0.8 <= np.mean((truth >= low) & (truth <= high)) <= 0.97
+    narrow, _ = predictor.predict_bounds(archs, 0.5)
+    with pytest.raises(UserError, match=r"coverage: 1.0 is not in \(0, 1\)"):
+        predictor.predict_bounds(archs, 1.0)
+    assert np.all(narrow >= low)  # a lower coverage asks for a narrower interval
+    width = high - low  # binomial spread: narrower nearer 1
+    assert width[np.argmax(predicted)] < width[np.argmin(predicted)]
+    m = predictor.metrics
+    assert 0.8 <= m["interval_coverage"] <= 0.97 and m["interval_nominal"] == 0.9
+    held_low, held_high = predictor.predict_bounds([r.arch for r in measured[-100:]])
+    assert m["interval_width"] == pytest.approx(float(np.mean(held_high - held_low)))
+    loaded = load_predictor(predictor.save(tmp_path / "p.pt"))
+    assert loaded.residuals == predictor.residuals
+    assert np.allclose(loaded.predict_bounds(archs)[1], high)
+
+
+def test_a_predictor_saved_before_intervals_loads_and_gives_no_bounds(tmp_path):
+    import torch
+
+    space = supernet.get_space("mnist-mbv3")
+    path = fit_predictor(space, synthetic(space, 40), "0" * 64, held_out=5, trees=5).save(
+        tmp_path / "p.pt"
+    )
+    data = torch.load(path, weights_only=True)
+    torch.save({**data, "residual_scale": "log"}, path)
+    with pytest.raises(Exception, match="residual_scale 'log' is not known"):
+        load_predictor(path)
+    del data["residuals"], data["residual_scale"]  # the file format before intervals
+    torch.save(data, path)
+    old = load_predictor(path)
+    archs = [space.sample(i) for i in range(3)]
+    assert old.predict(archs).shape == (3,) and not old.has_bounds
+    with pytest.raises(UserError, match="kept no held-out residuals"):
+        old.predict_bounds(archs)
+    # two held-out archs say nothing about a spread: no intervals either
+    two = fit_predictor(space, synthetic(space, 40), "0" * 64, held_out=2, trees=5)
+    assert not two.has_bounds and "interval_coverage" not in two.metrics

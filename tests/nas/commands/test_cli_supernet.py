@@ -63,10 +63,16 @@ def test_train_eval_fit_predict(tmp_path):
     assert fitted.exit_code == 0, fitted.output
     metrics = json.loads(fitted.output.strip().splitlines()[-1])
     assert metrics["n_held_out"] == 4 and metrics["predictor"] == str(out / "predictor.pt")
+    assert 0 <= metrics["interval_coverage"] <= 1 and metrics["interval_width"] >= 0
 
     predicted = run("predictor", "predict", "-p", out / "predictor.pt", "-a", "smallest", "-c", out)
     assert predicted.exit_code == 0, predicted.output
-    assert "predicted_top1" in predicted.output
+    row = json.loads(predicted.output.strip().splitlines()[-1])
+    assert row["predicted_top1_low"] <= row["predicted_top1"] <= row["predicted_top1_high"]
+    bad = run(
+        "predictor", "predict", "-p", out / "predictor.pt", "-a", "smallest", "--coverage", "1"
+    )
+    assert bad.exit_code == 2 and "--coverage 1.0: choose a number in (0, 1)" in bad.output
 
 
 def test_predictor_refused_for_another_checkpoint(tmp_path, tiny_supernet):
