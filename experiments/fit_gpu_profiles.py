@@ -67,6 +67,13 @@ BASE_PRIOR: dict[str, Any] = {
     "kernel_launch_us": 3.0,
     "stack": DEFAULT_STACK,
 }
+# Where each runtime's host costs start, for every stack of that runtime (the stack files
+# hold the fitted values, rewritten by this script: a fit never starts from its last output)
+STACK_PRIOR = {
+    "eager": {"op_overhead_us": 10.0, "network_overhead_us": 30.0},
+    "compiled": {"op_overhead_us": 4.0, "network_overhead_us": 50.0},
+    "tensorrt": {"op_overhead_us": 1.0, "network_overhead_us": 10.0},
+}
 # cuDNN's Winograd kernels for dense 3x3 stride-1 convolutions at fp32: F(2x2, 3x3) needs
 # 16 multiplies for the 36 of four direct outputs. An algorithm's constant, not fitted: few
 # fitted rows spend much time in such convolutions at fp32 (the V100's ResNets all validate).
@@ -433,7 +440,8 @@ def fit_component(members: Sequence[Prepared]) -> dict[str, Stack]:
         precisions, stacks, layouts = zip(*(r.options for r in rows), strict=True)
         y = np.array([float(r.data["latency_ms"]) for r in rows])
         parts.append(FitRows(p.model, [r.spec for r in rows], y, precisions, None, layouts, stacks))
-    result = fit_jointly(parts)
+    priors = {n: st.with_host(STACK_PRIOR[st.runtime]) for n, st in shipped_stacks().items()}
+    result = fit_jointly(parts, stack_priors=priors)
     for p, profile in zip(members, result.profiles, strict=True):
         p.profile = {**profile, **p.target.datasheet, "name": p.target.name}
         p.model = lm.from_profile(p.profile, f"{p.target.name}.yaml")

@@ -607,14 +607,19 @@ class JointFit:
 
 
 def fit_jointly(
-    parts: Sequence[FitRows], prior_weight: float = 0.1, free: Sequence[str] | None = None
+    parts: Sequence[FitRows],
+    prior_weight: float = 0.1,
+    free: Sequence[str] | None = None,
+    stack_priors: Mapping[str, Stack] | None = None,
 ) -> JointFit:
     """Fit several GPUs at once: the device parameters of each GPU, and the host costs of
     each stack once, shared by every GPU whose rows that stack timed (a profile's own stacks
     stay its own). One least-squares problem on log latency, each parameter pulled towards
     its start by `prior_weight` (the device's kernel time KERNEL_LAUNCH_PRIOR_SCALE times
     harder). Names: with one GPU as `parameter_names` gives them; with several, a device
-    parameter as `GPU:NAME`, a shared stack's as `STACK.FIELD`; `free` picks among them."""
+    parameter as `GPU:NAME`, a shared stack's as `STACK.FIELD`; `free` picks among them.
+    `stack_priors`: where shared stacks' host costs start (default: the stack files), so
+    that a fit that rewrites the files starts from the same place each time."""
     from scipy.optimize import least_squares  # fitting only
 
     joint = len(parts) > 1
@@ -642,6 +647,9 @@ def fit_jointly(
             model.parameter_names(sorted(set(stacks)))
         ).items():
             key = _joint_name(model, i, name, joint)
+            stack, _, field = name.rpartition(".")
+            if stack_priors and stack in stack_priors and _shared(model, stack):
+                value = getattr(stack_priors[stack], field)
             if key in start and start[key] != value:
                 raise HardwareError(
                     f"stack {name.rpartition('.')[0]} has other host costs in {model.name}'s "
