@@ -47,7 +47,16 @@ ADAPTATIONS = [
     ("rtx4090", "pycls-v100.csv", {}),
     ("v100-sxm2", "ryujaehun-a100.csv", {}),
 ]
-COLUMNS = ("network", "resolution", "batch", "precision", "runtime", "layout", "latency_ms")
+COLUMNS = (
+    "network",
+    "resolution",
+    "batch",
+    "precision",
+    "runtime",
+    "stack",
+    "layout",
+    "latency_ms",
+)
 
 
 def emit(name: str, **fields: Any) -> None:

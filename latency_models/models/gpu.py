@@ -343,7 +343,14 @@ class GPUModel(CostModel):
             "layout_costs": self.layout_costs,
             "kernel_launch_us": self.kernel_launch_us,
             "stack": self.default_stack,
-            "stacks": {name: self.stacks[name].to_profile() for name in self.runtimes.values()},
+            "stacks": {  # the host costs of the stacks `runtime=` names (all: options)
+                name: {
+                    "runtime": self.stacks[name].runtime,
+                    "op_overhead_us": self.stacks[name].op_overhead_us,
+                    "network_overhead_us": self.stacks[name].network_overhead_us,
+                }
+                for name in dict.fromkeys(self.runtimes.values())
+            },
         }
 
     # ----- the model -------------------------------------------------------------------------
