@@ -116,3 +116,48 @@ def same_gpu_ratios(batch: int, stack: str, n: int = 100) -> np.ndarray:
 def test_two_profiles_of_one_gpu_agree_in_the_same_stack(stack):
     for batch in (1, 64):
         assert same_gpu_ratios(batch, stack).max() < SAME_GPU_RATIO, (stack, batch)
+
+
+def test_a_joint_fit_shares_one_stack_between_the_gpus_it_timed():
+    """Two GPUs timed by the same (slow) host: GPU A at batch 1 and 64, GPU B at batch 64
+    only. Fitted together, the stack's host cost comes from A's small batches and serves B;
+    each GPU keeps device parameters of its own."""
+    from latency_models.models.gpu import FitRows, fit_jointly
+
+    stack = "pytorch-1-6-pycls"  # a shipped stack, shared by both fits
+    shipped = load_stack(stack)
+    slow = {**shipped.to_profile(), "op_overhead_us": 25.0, "network_overhead_us": 40.0}
+    slow.pop("name")
+    base = {
+        "kind": "gpu",
+        "peak_tflops": {"fp16": 100, "fp32": 10},
+        "vector_tflops": {"fp16": 10, "fp32": 10},
+        "kernel_launch_us": 3.0,
+        "stack": stack,
+        "efficiency": dict.fromkeys(lm.LAYER_CLASSES, 0.5),
+        "memory_efficiency": 0.8,
+    }
+    gpus = {"gpu-a": {"memory_bandwidth_gbs": 900}, "gpu-b": {"memory_bandwidth_gbs": 3000}}
+    space = supernet.get_space("mnist-mbv3")
+    rng = np.random.default_rng(2)
+    parts, truths = [], {}
+    for name, sheet in gpus.items():
+        profile = {**base, **sheet, "name": name}
+        truth = lm.from_profile(
+            {**profile, "memory_efficiency": 0.5, "stacks": {stack: slow}}, f"{name}.yaml"
+        )
+        batches = (1, 64) if name == "gpu-a" else (64,)
+        specs = [space.to_spec(space.sample(rng), batch=b) for b in batches for _ in range(20)]
+        y = truth.predict_arrays(specs)["latency_ms"]
+        start = lm.from_profile(profile, f"{name}.yaml")
+        parts.append(FitRows(start, specs, y, stacks=[stack] * len(specs)))
+        truths[name] = truth
+    result = fit_jointly(parts, prior_weight=0.01)
+    assert all(b["latency_ms_mape"] > 0.2 for b in result.before)
+    assert all(a["latency_ms_mape"] < 0.05 for a in result.after)
+    fitted = result.stacks[stack]  # one stack for both: no copy in either profile
+    assert fitted.op_overhead_us == pytest.approx(25.0, rel=0.15)
+    assert all("stacks" not in p for p in result.profiles)
+    for name, profile in zip(gpus, result.profiles, strict=True):
+        assert profile["memory_bandwidth_gbs"] == gpus[name]["memory_bandwidth_gbs"]
+        assert profile["stack"] == stack and profile["kernel_launch_us"] > 0
