@@ -75,6 +75,7 @@ from latency_models.stacks import (
     Stack,
     read_stack,
     shipped_stacks,
+    stack_path,
 )
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,8 @@ class GPUModel(CostModel):
         profile's runtimes), which stack each runtime name means, and the device's kernel
         time. Sets `default_stack`."""
         stacks = dict(shipped_stacks())
+        # a rewritten stack file is read again, as a rewritten profile is (load_hardware)
+        self.files += [stack_path(name) for name in stacks]
         if "stacks" in r.data:
             table = r.mapping("stacks")
             for name in table.data:
