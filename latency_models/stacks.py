@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +109,6 @@ class Stack:
 
     def with_host(self, values: Mapping[str, float]) -> Stack:
         """This stack with some host parameters replaced (names of HOST_PARAMETERS)."""
-        from dataclasses import replace
-
         return replace(self, **{k: float(v) for k, v in values.items()})
 
 
@@ -130,6 +128,17 @@ def read_stack(data: Any, source: str, name: str | None = None, prefix: str = ""
         if key in info:
             r.string(key)
     info.update({k: r.data[k] for k in ("sources", "calibration") if k in r.data})
+    sources = r.raw("sources", [])
+    if not isinstance(sources, list):
+        raise r.error(
+            "sources", f"expected a list of {{file, framework, runtime}}, got {sources!r}"
+        )
+    for i, source in enumerate(sources):
+        entry = Reader(source, r.source, f"{r.prefix}sources[{i}].")
+        entry.only(("file", "framework", "runtime"))
+        entry.string("file")
+        entry.string("framework", "")
+        entry.string("runtime", runtime, choices=list(RUNTIMES))
     return Stack(
         stack_name,
         runtime,

@@ -42,6 +42,7 @@ def test_stack_file_errors_name_the_field(tmp_path):
         ({"runtime": "eager"}, r"'op_overhead_us': missing"),
         ({**good, "op_overhead_us": "fast"}, r"'op_overhead_us': expected a number"),
         ({**good, "kernel_launch_us": 3}, r"'kernel_launch_us': unknown field"),
+        ({**good, "sources": [{"framework": "pytorch"}]}, r"'sources\[0\]\.file': missing"),
     ]
     for data, message in cases:
         with pytest.raises(ProfileError, match=message):
