@@ -74,6 +74,18 @@ def test_measure_writes_rows(measured):
     assert float(rows[0]["latency_min_ms"]) <= float(rows[0]["latency_median_ms"])
 
 
+def test_predict_in_a_software_stack():
+    args = ("latency", "predict", "-H", "a100-sxm", "-s", "mnist-mbv3", "--arch", "smallest")
+    by_stack = run(*args, "--stack", "pytorch-2-compiled", "--json")
+    by_runtime = run(*args, "--runtime", "compiled", "--json")
+    assert by_stack.exit_code == 0, by_stack.output
+    assert json.loads(by_stack.output) == json.loads(by_runtime.output)
+    old = json.loads(run(*args, "--stack", "pytorch-1-7-ngc20-10", "--json").output)
+    assert old["latency_ms"] > json.loads(run(*args, "--json").output)["latency_ms"]
+    bad = run(*args, "--stack", "pytorch-0")
+    assert bad.exit_code == 2 and "unknown stack 'pytorch-0'; allowed: " in bad.output
+
+
 def test_measure_cuda_without_gpu_is_an_error():
     import torch
 
