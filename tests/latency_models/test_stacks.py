@@ -162,3 +162,22 @@ def test_a_joint_fit_shares_one_stack_between_the_gpus_it_timed():
     for name, profile in zip(gpus, result.profiles, strict=True):
         assert profile["memory_bandwidth_gbs"] == gpus[name]["memory_bandwidth_gbs"]
         assert profile["stack"] == stack and profile["kernel_launch_us"] > 0
+
+
+def test_the_fit_script_fits_together_the_gpus_that_share_a_stack():
+    """experiments/fit_gpu_profiles.py: GPUs whose fit rows share a stack, directly or
+    through another GPU, form one joint fit; a GPU with no rows of its own fits nothing."""
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
+    from fit_gpu_profiles import components
+
+    def gpu(name: str, *stacks: str) -> SimpleNamespace:
+        rows = [SimpleNamespace(stack=s) for s in stacks]
+        return SimpleNamespace(name=name, fitted=bool(rows), fit_rows=rows)
+
+    gpus = [gpu("a", "s1"), gpu("b", "s2"), gpu("c", "s1", "s2"), gpu("d", "s3"), gpu("e")]
+    groups = [[p.name for p in group] for group in components(gpus)]
+    assert groups == [["a", "b", "c"], ["d"]]
