@@ -94,11 +94,12 @@ def test_the_host_cost_is_the_stacks_and_the_kernel_time_the_devices():
     stack = h100.stacks[DEFAULT_STACK]
     assert stack is a100.stacks[DEFAULT_STACK]  # one shipped file, shared
     # conv + BatchNorm: two kernels issued by the host, then the last one's GPU time (its
-    # kernel time, and a tiny layer's share of the SMs)
+    # kernel time, and a tiny layer on one SM's share of the fitted half-saturation work:
+    # about 16 us in all on the A100 with the V100's fit, 8 on the H100)
     host_bound = 2 * stack.op_overhead_us + stack.network_overhead_us
     us = {hw.name: hw.predict(spec)["latency_ms"] * 1e3 for hw in (h100, a100)}
-    assert all(host_bound + 1 < t < host_bound + 10 for t in us.values())
-    assert us["h100-sxm"] == pytest.approx(us["a100-sxm"], rel=0.1)
+    assert all(host_bound + 1 < t < host_bound + 20 for t in us.values())
+    assert us["h100-sxm"] == pytest.approx(us["a100-sxm"], rel=0.25)
     slow = h100.predict(spec, stack="pytorch-1-7-ngc20-10")["latency_ms"] * 1e3
     old = h100.stacks["pytorch-1-7-ngc20-10"]
     assert slow > 2 * old.op_overhead_us + old.network_overhead_us
