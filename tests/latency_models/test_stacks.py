@@ -165,6 +165,49 @@ def test_a_joint_fit_shares_one_stack_between_the_gpus_it_timed():
         assert profile["stack"] == stack and profile["kernel_launch_us"] > 0
 
 
+def test_a_joint_fit_ranks_within_each_gpu_and_holds_its_fixed_parameters(monkeypatch):
+    """Rank groups never span two GPUs (their times per image are not comparable), even under
+    one key; a GPU's `fixed` parameters keep their start while the other GPU's move."""
+    from latency_models.models import gpu
+    from latency_models.models.gpu import FitRows, fit_jointly
+
+    base = {
+        "kind": "gpu",
+        "peak_tflops": {"fp16": 100, "fp32": 10},
+        "vector_tflops": {"fp16": 10, "fp32": 10},
+        "kernel_launch_us": 3.0,
+        "efficiency": dict.fromkeys(lm.LAYER_CLASSES, 0.5),
+        "memory_efficiency": 0.8,
+    }
+    space = supernet.get_space("mnist-mbv3")
+    rng = np.random.default_rng(3)
+    parts = []
+    # a stack each (a shared one would carry A's held misfit over to B); slow memory
+    for name, stack in (("gpu-a", "pytorch-1-6-pycls"), ("gpu-b", "pytorch-2-eager")):
+        profile = {**base, "memory_bandwidth_gbs": 30, "stack": stack, "name": name}
+        truth = lm.from_profile({**profile, "memory_efficiency": 0.5}, f"{name}.yaml")
+        specs = [space.to_spec(space.sample(rng), batch=64) for _ in range(8)]
+        y = truth.predict_arrays(specs)["latency_ms"]
+        start = lm.from_profile(profile, f"{name}.yaml")
+        fixed = ["memory_efficiency"] if name == "gpu-a" else []
+        parts.append(FitRows(start, specs, y, rank_groups=["family"] * 8, fixed=fixed))
+    seen = []
+
+    def spy(specs, measured, groups, weight):
+        seen.append(len(specs))
+        return rank_pairs(specs, measured, groups, weight)
+
+    rank_pairs = gpu.rank_pairs
+    monkeypatch.setattr(gpu, "rank_pairs", spy)
+    result = fit_jointly(parts, prior_weight=0.01, rank_weight=0.3)
+    assert seen == [8, 8]  # one call per GPU: pairs of one GPU's rows only
+    held, free = (p["memory_efficiency"] for p in result.profiles)
+    assert held == 0.8 and abs(free - 0.8) > 0.1  # B's moved (the truth's is 0.5)
+    with pytest.raises(lm.HardwareError, match=r"cannot hold \['warp_size'\]"):
+        a = parts[0]
+        fit_jointly([FitRows(a.model, a.specs, a.latency_ms, fixed=["warp_size"])])
+
+
 def test_the_fit_script_fits_together_the_gpus_that_share_a_stack():
     """experiments/fit_gpu_profiles.py: GPUs whose fit rows share a stack, directly or
     through another GPU, form one joint fit; a GPU with no rows of its own fits nothing."""
