@@ -19,8 +19,13 @@ Prints one JSON object per figure:
                            inside the nominal 90% interval, each network checked by residuals
                            that leave it out (experiments/fit_uncertainty.py computes them;
                            goal: 0.85-0.95); profiles without residuals say why
+  same_gpu_consistency     two profiles of one GPU (a100-sxm, fitted after the V100, and
+                           a100-sxm4-40gb, fitted on its own rows in an older stack), each
+                           run in the same stack, on 100 mnist-mbv3 subnets (seed 0) at batch
+                           1 and 64: the ratio of their predictions (goal: within 1.5x)
 
     python experiments/bench_fidelity.py [--adapt-rows 20] [--seed 0] [--prior-weight W]
+                                         [--only same_gpu_consistency]
 
 The rows are latency_models/profiles/gpu/public/ (sources in SOURCE.md there) as each
 profile's fit used them (latency_models/profiles/gpu/fits/NAME.csv, written by
@@ -53,7 +58,16 @@ ADAPTATIONS = [
     ("rtx4090", "pycls-v100.csv", {}),
     ("v100-sxm2", "ryujaehun-a100.csv", {}),
 ]
-COLUMNS = ("network", "resolution", "batch", "precision", "runtime", "layout", "latency_ms")
+COLUMNS = (
+    "network",
+    "resolution",
+    "batch",
+    "precision",
+    "runtime",
+    "stack",
+    "layout",
+    "latency_ms",
+)
 
 
 def emit(name: str, **fields: Any) -> None:
@@ -127,7 +141,10 @@ def profile_fidelity(workdir: Path) -> None:
         with open(fits, newline="") as f:
             used = list(csv.DictReader(f))
         tables = {file: public_rows(file) for file in {u["file"] for u in used}}
-        rows = [{**tables[u["file"]][int(u["line"]) - 2], "split": u["split"]} for u in used]
+        rows = [  # each row in the stack that timed it (as the fit saw it)
+            {**tables[u["file"]][int(u["line"]) - 2], "split": u["split"], "stack": u["stack"]}
+            for u in used
+        ]
         for split in ("fit", "validation"):
             for label, (low, high) in BATCH_RANGES.items():
                 chosen = [r for r in rows if r["split"] == split and low <= int(r["batch"]) <= high]
@@ -153,7 +170,8 @@ def within_family_ranking() -> None:
         with open(fits, newline="") as f:
             used = list(csv.DictReader(f))
         tables = {file: public_rows(file) for file in {u["file"] for u in used}}
-        rows = [tables[u["file"]][int(u["line"]) - 2] for u in used]
+        # each row in the stack that timed it (as the fit saw it)
+        rows = [{**tables[u["file"]][int(u["line"]) - 2], "stack": u["stack"]} for u in used]
         for label, batches in BATCH_RANGES.items():
             for family in family_ranking(model, rows, batches):
                 emit("within_family_ranking", profile=fits.stem, batches=label, **family)
@@ -203,6 +221,41 @@ def adaptation(
     )
 
 
+# Profiles of one GPU: in one stack they must predict alike (issue 29: within 1.5x)
+SAME_GPU = {"A100 SXM4": ("a100-sxm", "a100-sxm4-40gb")}
+CONSISTENCY_STACKS = ("pytorch-2-eager", "pytorch-2-compiled", "tensorrt", "pytorch-1-7-ngc20-10")
+
+
+def same_gpu_consistency(space_name: str = "mnist-mbv3", n: int = 100, seed: int = 0) -> None:
+    import supernet  # the demo's space
+
+    space = supernet.get_space(space_name)
+    rng = np.random.default_rng(seed)
+    archs = [space.sample(rng) for _ in range(n)]
+    for gpu, names in SAME_GPU.items():
+        models = [lm.load_hardware(name) for name in names]
+        for stack in CONSISTENCY_STACKS:
+            for batch in (1, 64):
+                specs = space.spec_batch(archs, batch=batch)
+                a, b = (m.predict_arrays(specs, stack=stack)["latency_ms"] for m in models)
+                ratio = np.maximum(a / b, b / a)
+                emit(
+                    "same_gpu_consistency",
+                    gpu=gpu,
+                    profiles=list(names),
+                    stack=stack,
+                    space=space_name,
+                    subnets=n,
+                    seed=seed,
+                    batch=batch,
+                    median_ms=[round(float(np.median(a)), 4), round(float(np.median(b)), 4)],
+                    max_ratio=round(float(ratio.max()), 4),
+                    median_ratio=round(float(np.median(ratio)), 4),
+                    within_1_5x=round(float(np.mean(ratio <= 1.5)), 4),
+                    goal="max_ratio <= 1.5",
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--adapt-rows", type=int, default=20)
@@ -213,7 +266,12 @@ def main() -> None:
         default=profiling.ADAPT_PRIOR_WEIGHT,
         help="adaptation's pull towards the base profile (nas latency adapt's)",
     )
+    parser.add_argument("--only", choices=["same_gpu_consistency"], help="one figure alone")
     args = parser.parse_args()
+    if args.only == "same_gpu_consistency":
+        same_gpu_consistency()
+        return
+    same_gpu_consistency()
     with tempfile.TemporaryDirectory(prefix="nas-fidelity-") as tmp:
         work = Path(tmp)
         profile_fidelity(work)

@@ -796,7 +796,38 @@ def write_source_md(tables: list[Table], out: Path) -> None:
                 shown = f": {', '.join(names[:12])}{more}"
             lines.append(f"- {n} rows, {reason}{shown}")
         lines.append("")
+    lines += stacks_section()
     (out / "SOURCE.md").write_text("\n".join(lines))
+
+
+def stacks_section() -> list[str]:
+    """Which software stack (latency_models/profiles/stacks/) timed each table's rows, as the
+    stack files' `sources` name them: experiments/fit_gpu_profiles.py charges host costs to
+    these stacks."""
+    from latency_models.stacks import shipped_stacks
+
+    lines = [
+        "## Software stacks",
+        "",
+        "The framework, runtime and host that timed each table's rows (the stack files in",
+        "`latency_models/profiles/stacks/`, whose `sources` list these files; a row's stack is",
+        "the first whose file, framework prefix and runtime match). The GPU fit charges the",
+        "host's costs to the stack and the device's to the GPU. Rows that no stack names",
+        "(timm's PyTorch 1.x tables; DeepLearningExamples' TensorFlow, MXNet and PaddlePaddle",
+        "tables) are used by no fit.",
+        "",
+        "| file | framework (prefix) | runtime | stack | framework and host |",
+        "|---|---|---|---|---|",
+    ]
+    for name, stack in sorted(shipped_stacks().items()):
+        info = stack.info or {}
+        about = f"{info.get('framework', '')}; {info.get('host', '')}".strip("; ")
+        for source in info.get("sources") or []:
+            lines.append(
+                f"| {source['file']} | {source.get('framework', '(any)')} | "
+                f"{source.get('runtime', '(any)')} | {name} | {about} |"
+            )
+    return [*lines, ""]
 
 
 def main() -> None:

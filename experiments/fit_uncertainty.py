@@ -67,7 +67,16 @@ GPU_PROFILES = (
 )
 MCU_PROFILES = ("stm32h743", "stm32f746")
 MIN_OWN_ROWS = 5  # fewer held-out rows of its own in a batch range: a profile borrows
-COLUMNS = ("network", "resolution", "batch", "precision", "runtime", "layout", "latency_ms")
+COLUMNS = (
+    "network",
+    "resolution",
+    "batch",
+    "precision",
+    "runtime",
+    "stack",
+    "layout",
+    "latency_ms",
+)
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,8 @@ def gpu_held_out(name: str, work: Path) -> HeldOut | None:
     for file in {u["file"] for u in used}:
         with open(GPU / "public" / file, newline="") as f:
             tables[file] = list(csv.DictReader(f))
-    rows = [tables[u["file"]][int(u["line"]) - 2] for u in used]
+    # each row in the stack that timed it (as the fit saw it), not the profile's default
+    rows = [{**tables[u["file"]][int(u["line"]) - 2], "stack": u["stack"]} for u in used]
     path = work / f"{name}-held-out.csv"
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")

@@ -91,12 +91,19 @@ def family_ranking(
         return []
     specs = [lm.reference_spec(r["network"], int(r["resolution"]), int(r["batch"])) for r in chosen]
     predicted = np.empty(len(chosen))
-    settings: dict[tuple[str, str, str], list[int]] = {}
+    # each row in the stack that timed it where the row names one (gpu/fits/*.csv's column),
+    # else the profile's stack of its runtime
+    settings: dict[tuple[str, str, str | None, str], list[int]] = {}
     for i, r in enumerate(chosen):
-        settings.setdefault((r["precision"], r["runtime"], r["layout"]), []).append(i)
-    for (precision, runtime, layout), idx in settings.items():
+        key = (r["precision"], r["runtime"], r.get("stack") or None, r["layout"])
+        settings.setdefault(key, []).append(i)
+    for (precision, runtime, stack, layout), idx in settings.items():
         out = model.predict_arrays(
-            [specs[i] for i in idx], precision=precision, runtime=runtime, layout=layout
+            [specs[i] for i in idx],
+            precision=precision,
+            runtime=runtime,
+            stack=stack,
+            layout=layout,
         )
         predicted[idx] = out["latency_ms"]
     batch = np.array([int(r["batch"]) for r in chosen], float)

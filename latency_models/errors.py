@@ -38,6 +38,15 @@ class UnknownHardwareError(HardwareError):
         )
 
 
+class UnknownStackError(HardwareError):
+    def __init__(self, name: str, available: Iterable[str]) -> None:
+        self.name, self.available = name, list(available)
+        super().__init__(
+            f"unknown stack {name!r}; available: {_join(self.available)} "
+            "(or the path of a YAML stack file)"
+        )
+
+
 class ProfileError(HardwareError):
     """A hardware profile file that cannot be read or holds a bad field."""
 

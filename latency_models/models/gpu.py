@@ -37,7 +37,18 @@ default goes with the epilogue (separate: per_conv).
 The host issues kernels one after another (`op_overhead_us` each: framework dispatch, the
 module call) while the GPU runs them; a kernel starts when it is issued and its predecessor
 is done, so the network takes max over k of (host time to issue kernel k + GPU time from k
-on), plus `network_overhead_us`. With a fast GPU and a small batch the host sets the pace.
+on), plus `network_overhead_us` (and the input's copy, for a harness that times it). With a
+fast GPU and a small batch the host sets the pace.
+
+Device and software stack. The runtime (epilogue, layout conversion) and the host's costs
+(`op_overhead_us`, `network_overhead_us`, `input_copy_gbs`) belong to the software stack
+that runs the network, a file of its own (latency_models/stacks.py, profiles/stacks/); a
+prediction names it with `stack=` (default: `stack` in the profile, else the current
+PyTorch eager on a current server host), or with `runtime=`, the default stack of that
+runtime. The device profile keeps what the GPU and its driver set: the peaks, bandwidth,
+efficiencies and `kernel_launch_us`, the GPU-side minimum time of a kernel. Older profiles
+give their host costs per runtime (`runtimes:`, with a `kernel_launch_us` each, or one
+runtime at the top level); they still load, their runtimes as stacks of their own.
 See profiles/README.md for the assumptions and profiles/gpu/ for the calibrations.
 """
 
@@ -54,6 +65,18 @@ from latency_models.arrays import CLASS_CODES, LAYER_CLASSES, OP_CODES, SpecBatc
 from latency_models.base import CostModel, Fit, Reader, mape
 from latency_models.errors import HardwareError, OptionError, ProfileError
 from latency_models.spec import NetworkSpec
+from latency_models.stacks import (
+    DEFAULT_STACK,
+    EPILOGUES,
+    HOST_PARAMETERS,
+    LAYOUT_CONVERSIONS,
+    RUNTIME_STACKS,
+    RUNTIMES,
+    Stack,
+    read_stack,
+    shipped_stacks,
+    stack_path,
+)
 from latency_models.uncertainty import Residuals
 
 log = logging.getLogger(__name__)
@@ -61,19 +84,19 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
 PRECISION_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp8": 1}
 TENSOR_CLASSES = ("conv", "pointwise", "linear")
-EPILOGUES = ("separate", "fused", "in_conv")
 LAYOUTS = ("nhwc", "nchw")  # channels_last, or PyTorch's default
 HALF_PRECISIONS = ("fp16", "bf16", "int8", "fp8")
 # Convolutions on tensor cores (16 and 8 bits, and TF32) run channels-last: an NCHW tensor is
 # transposed
 CHANNELS_LAST_PRECISIONS = (*HALF_PRECISIONS, "tf32")
+# An older profile's runtime: these fields under `runtimes: NAME:` (and layout_conversion)
 RUNTIME_FIELDS = ("epilogue", "kernel_launch_us", "op_overhead_us", "network_overhead_us")
-# Where an NCHW network becomes channels-last for the tensor cores: around every convolution
-# (eager PyTorch: cuDNN transposes each one's input and output), or once for the whole
-# network (torch.compile's layout optimisation, TensorRT's format selection)
-LAYOUT_CONVERSIONS = ("per_conv", "once")
-# What users time by default: eager PyTorch. Profiles without `runtimes` describe one runtime.
+# What users time by default: eager PyTorch (an older profile's runtime of that name)
 DEFAULT_RUNTIME = "eager"
+# The GPU-side minimum time of a kernel is the device's and its driver's, a few us on every
+# recent NVIDIA GPU: the fit pulls it towards its prior this many times harder than the
+# rest, so that a slow host's per-kernel cost is charged to the stack that has it
+KERNEL_LAUNCH_PRIOR_SCALE = 10.0
 # Another GPU's memory against this profile's datasheet: 1 in a profile (the scaled bandwidth
 # is written instead). Fitted only when adapting to a GPU whose memory may be faster than the
 # base's: memory_efficiency cannot pass 1.
@@ -95,12 +118,14 @@ FIELDS = (
     "winograd_speedup",
     "layout",
     "layout_costs",
+    "kernel_launch_us",  # the GPU-side minimum time of a kernel (with `stack`)
+    "stack",  # the default software stack (profiles/stacks/); names a profile of this form
+    "stacks",  # stacks of this profile's own (as stack files), besides the shipped ones
     "runtime",
     "runtimes",
     "calibration",
     "uncertainty",  # residuals behind prediction intervals (latency_models.uncertainty)
-    # a profile of one runtime (older profiles): these three instead of `runtimes`
-    "kernel_launch_us",
+    # a profile of one runtime (older profiles): these with kernel_launch_us, no `stack`
     "network_overhead_us",
     "fuse_bn_act",
 )
@@ -123,24 +148,7 @@ def uncertainty_key(metric: str, batch_range_name: str) -> str:
     return f"{metric}@{batch_range_name}"
 
 
-@dataclass(frozen=True)
-class Runtime:
-    """How one runtime runs a network: which ops share a kernel, and what a kernel costs."""
-
-    epilogue: str  # separate | fused | in_conv
-    kernel_launch_us: float  # GPU: the minimum time of a kernel (launch and tail)
-    op_overhead_us: float  # host: issuing one kernel (framework dispatch, module call)
-    network_overhead_us: float  # once per forward: synchronisation, the call itself
-    layout_conversion: str = "per_conv"  # NCHW on tensor cores: see LAYOUT_CONVERSIONS
-
-    def to_profile(self) -> dict[str, Any]:
-        return {
-            "epilogue": self.epilogue,
-            "kernel_launch_us": _round(self.kernel_launch_us),
-            "op_overhead_us": _round(self.op_overhead_us),
-            "network_overhead_us": _round(self.network_overhead_us),
-            "layout_conversion": self.layout_conversion,
-        }
+Runtime = Stack  # what an older profile's `runtimes:` entry is read as
 
 
 class GPUModel(CostModel):
@@ -198,12 +206,7 @@ class GPUModel(CostModel):
             required=("nchw_transpose", "nhwc_depthwise"),
             positive=False,
         )
-        self.runtimes = self._read_runtimes(r)
-        self.default_runtime = r.string(
-            "runtime",
-            DEFAULT_RUNTIME if DEFAULT_RUNTIME in self.runtimes else next(iter(self.runtimes)),
-            choices=list(self.runtimes),
-        )
+        self.stacks, self.runtimes, self.kernel_launch_us = self._read_stacks(r)
         r.mapping("calibration", {})
         self._check_uncertainty_keys()
 
@@ -216,19 +219,59 @@ class GPUModel(CostModel):
             if key not in allowed:
                 raise ProfileError(self.source, f"uncertainty.{key}", "unknown entry", allowed)
 
-    def _read_runtimes(self, r: Reader) -> dict[str, Runtime]:
+    def _read_stacks(self, r: Reader) -> tuple[dict[str, Stack], dict[str, str], float]:
+        """The stacks this profile can run (the shipped ones, its own `stacks:`, an older
+        profile's runtimes), which stack each runtime name means, and the device's kernel
+        time. Sets `default_stack`."""
+        stacks = dict(shipped_stacks())
+        # a rewritten stack file is read again, as a rewritten profile is (load_hardware)
+        self.files += [stack_path(name) for name in stacks]
+        if "stacks" in r.data:
+            table = r.mapping("stacks")
+            for name in table.data:
+                stacks[str(name)] = read_stack(
+                    table.data[name], r.source, str(name), f"{table.prefix}{name}."
+                )
+        legacy = self._read_runtimes(r) if "stack" not in r.data else {}
+        self.legacy = bool(legacy)
+        for name in legacy:
+            if "stacks" in r.data and name in r.data["stacks"]:
+                raise r.error(f"stacks.{name}", "is also a runtime of this profile")
+        stacks.update(legacy)
+        if legacy:  # an older profile: its runtimes, and the shipped stacks on its kernel time
+            self.default_stack = r.string(
+                "runtime",
+                DEFAULT_RUNTIME if DEFAULT_RUNTIME in legacy else next(iter(legacy)),
+                choices=list(legacy),
+            )
+            launch = legacy[self.default_stack].kernel_launch_us or 0.0
+            return stacks, {name: name for name in legacy}, launch
+        for key in ("runtimes", "network_overhead_us", "fuse_bn_act", "runtime"):
+            if key in r.data:
+                raise r.error(key, "a profile that names its `stack` takes host costs from it")
+        self.default_stack = r.string("stack", DEFAULT_STACK, choices=list(stacks))
+        default = stacks[self.default_stack]
+        runtimes = {rt: RUNTIME_STACKS[rt] for rt in RUNTIMES if RUNTIME_STACKS[rt] in stacks}
+        runtimes[default.runtime] = default.name  # the profile's own stack runs its runtime
+        return stacks, runtimes, r.number("kernel_launch_us")
+
+    def _read_runtimes(self, r: Reader) -> dict[str, Stack]:
+        """An older profile's host costs: per runtime under `runtimes`, or one runtime."""
         legacy = [
             k for k in ("kernel_launch_us", "network_overhead_us", "fuse_bn_act") if k in r.data
         ]
         if "runtimes" not in r.data:  # one runtime: fused kernels (TensorRT-like) or eager
             fused = r.boolean("fuse_bn_act", True)
+            name = "tensorrt" if fused else "eager"
             return {
-                "tensorrt" if fused else "eager": Runtime(
+                name: Stack(
+                    name,
+                    name,
                     "in_conv" if fused else "separate",
-                    r.number("kernel_launch_us"),
+                    "once" if fused else "per_conv",
                     0.0,
                     r.number("network_overhead_us", 0.0),
-                    "once" if fused else "per_conv",
+                    kernel_launch_us=r.number("kernel_launch_us"),
                 )
             }
         if legacy:
@@ -239,21 +282,31 @@ class GPUModel(CostModel):
             entry = table.mapping(str(name))
             entry.only((*RUNTIME_FIELDS, "layout_conversion"))
             epilogue = entry.string("epilogue", choices=EPILOGUES)
-            runtimes[str(name)] = Runtime(
+            runtimes[str(name)] = Stack(
+                str(name),
+                str(name) if name in RUNTIMES else "eager",
                 epilogue,
-                entry.number("kernel_launch_us"),
-                entry.number("op_overhead_us", 0.0),
-                entry.number("network_overhead_us", 0.0),
                 # default: eager's separate kernels go with eager's per-conv transposes
                 entry.string(
                     "layout_conversion",
                     "per_conv" if epilogue == "separate" else "once",
                     choices=LAYOUT_CONVERSIONS,
                 ),
+                entry.number("op_overhead_us", 0.0),
+                entry.number("network_overhead_us", 0.0),
+                kernel_launch_us=entry.number("kernel_launch_us"),
             )
         if not runtimes:
             raise r.error("runtimes", "must name at least one runtime")
         return runtimes
+
+    @property
+    def default_runtime(self) -> str:
+        return self._runtime_of(self.default_stack)
+
+    def _runtime_of(self, stack: str) -> str:
+        """The runtime name a stack goes by here (an older profile's runtime: its own name)."""
+        return stack if self.legacy and stack in self.runtimes else self.stacks[stack].runtime
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -285,17 +338,20 @@ class GPUModel(CostModel):
     def options(self) -> dict[str, tuple[Any, ...]]:
         precisions = tuple(p for p in self.peak_tflops if p != self.default_precision)
         runtimes = tuple(r for r in self.runtimes if r != self.default_runtime)
+        stacks = tuple(s for s in self.stacks if s != self.default_stack)
         layouts = tuple(lay for lay in LAYOUTS if lay != self.default_layout)
         return {
             "precision": (self.default_precision, *precisions),
             "runtime": (self.default_runtime, *runtimes),
+            "stack": (self.default_stack, *stacks),
             "layout": (self.default_layout, *layouts),
         }
 
     def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         for key, known, everything in (
             ("precision", self.peak_tflops, PRECISIONS),
-            ("runtime", self.runtimes, ("eager", "compiled", "tensorrt")),
+            ("runtime", self.runtimes, RUNTIMES),
+            ("stack", self.stacks, ()),
         ):
             value = options.get(key)
             if value is not None and not isinstance(value, str):
@@ -308,7 +364,22 @@ class GPUModel(CostModel):
                     else f"unknown {key} {value!r}"
                 )
                 raise OptionError(self.name, key, reason, list(known))
-        return super().check_options(options)
+        resolved = self._resolve_stack(options)
+        runtime = resolved.pop("runtime")  # the stack's: no second choice to check
+        return {**super().check_options(resolved), "runtime": runtime}
+
+    def _resolve_stack(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """`stack` and `runtime` agree: a stack runs its runtime, and a runtime alone means
+        this profile's stack of that runtime."""
+        stack, runtime = options.get("stack"), options.get("runtime")
+        if stack is None:
+            stack = self.runtimes[runtime] if runtime is not None else self.default_stack
+        ran = self._runtime_of(stack)
+        if runtime is not None and runtime != ran:
+            raise OptionError(
+                self.name, "runtime", f"stack {stack} runs {ran}, not {runtime}", [ran]
+            )
+        return {**options, "stack": stack, "runtime": ran}
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -322,7 +393,16 @@ class GPUModel(CostModel):
             "sm_count": self.sm_count,
             "winograd_speedup": self.winograd_speedup,
             "layout_costs": self.layout_costs,
-            "runtimes": {name: rt.to_profile() for name, rt in self.runtimes.items()},
+            "kernel_launch_us": self.kernel_launch_us,
+            "stack": self.default_stack,
+            "stacks": {  # the host costs of the stacks `runtime=` names (all: options)
+                name: {
+                    "runtime": self.stacks[name].runtime,
+                    "op_overhead_us": self.stacks[name].op_overhead_us,
+                    "network_overhead_us": self.stacks[name].network_overhead_us,
+                }
+                for name in dict.fromkeys(self.runtimes.values())
+            },
         }
 
     # ----- the model -------------------------------------------------------------------------
@@ -425,26 +505,20 @@ class GPUModel(CostModel):
         busy = np.where(work["nhwc_depthwise"], busy / params["nhwc_depthwise"], busy)
         gpu = busy + work["kernels"] * params["launch_us"] * 1e-6
         host = work["kernels"] * params["op_overhead_us"] * 1e-6
-        return _pipeline(b, host, gpu) * 1e3 + params["network_overhead_us"] * 1e-3
+        ms = _pipeline(b, host, gpu) * 1e3 + params["network_overhead_us"] * 1e-3
+        if params["input_copy_gbs"]:  # a harness that copies the batch inside the timed step
+            first = b.col("in_elems")[b.starts] * b.batch * PRECISION_BYTES[precision]
+            ms = ms + first / (params["input_copy_gbs"] * 1e9) * 1e3
+        return ms
 
-    def _params(self, runtime: str) -> dict[str, Any]:
-        rt = self.runtimes[runtime]
-        return {
-            "efficiency": self.efficiency,
-            "memory_efficiency": self.memory_efficiency,
-            "launch_us": rt.kernel_launch_us,
-            "op_overhead_us": rt.op_overhead_us,
-            "network_overhead_us": rt.network_overhead_us,
-            "half_tensor": self.half_saturation_gflop["tensor"],
-            "half_vector": self.half_saturation_gflop["vector"],
-            **self.layout_costs,
-            **DEVICE_SCALES,
-        }
+    def _params(self, stack: str) -> dict[str, Any]:
+        values = self._parameter_values(self.parameter_names([stack]))
+        return _unpack(values, "", self.stacks[stack], "", self.kernel_launch_us)
 
     def _columns(self, batch: SpecBatch, options: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        precision, runtime = options["precision"], options["runtime"]
-        work = self._work(batch, precision, self.runtimes[runtime], options["layout"])
-        return {"latency_ms": self._latency_ms(batch, work, precision, self._params(runtime))}
+        precision, stack = options["precision"], options["stack"]
+        work = self._work(batch, precision, self.stacks[stack], options["layout"])
+        return {"latency_ms": self._latency_ms(batch, work, precision, self._params(stack))}
 
     # ----- calibration -----------------------------------------------------------------------
 
@@ -459,97 +533,55 @@ class GPUModel(CostModel):
         free: Sequence[str] | None = None,
         rank_groups: Sequence[Hashable | None] | None = None,
         rank_weight: float = 0.0,
+        stacks: Sequence[str] | None = None,
         **options: Any,
     ) -> Fit:
         """Fit the profile's free parameters to measured latency_ms (one precision and one
-        runtime per spec, default the profile's): the efficiencies, memory efficiency and
-        half-saturation work, and per runtime measured its launch, host and network
-        overheads. Least squares on log latency, with a pull of `prior_weight` towards the
-        current values (in log space), so that what the measurements do not exercise keeps
-        its prior. `free` names the parameters to fit (default: all but the device scales);
-        see `parameter_names`.
+        stack per spec, default the profile's; `runtimes` names each row's stack by its
+        runtime instead): the efficiencies, memory efficiency, half-saturation work and kernel
+        time of the device, and the host costs of each stack measured. Least squares on log
+        latency, with a pull of `prior_weight` towards the current values (in log space), so
+        that what the measurements do not exercise keeps its prior. `free` names the
+        parameters to fit (default: all but the device scales); see `parameter_names`.
+        The new profile carries the stacks whose host costs moved under `stacks:`.
 
         With `rank_groups` (a key per spec, None for none) and `rank_weight` > 0, the fit
         also orders the specs of each group as measured: a pairwise logistic loss on their
         time per image (`rank_pairs`), `rank_weight` times as heavy in all as the log-latency
         term."""
-        from scipy.optimize import least_squares  # fitting only
-
         if "latency_ms" not in measured or not len(specs):
             raise HardwareError("calibrating a GPU profile needs measured latency_ms values")
-        y = np.asarray(measured["latency_ms"], float)
-        precisions = list(precisions or [self.default_precision] * len(specs))
-        runtimes = list(runtimes or [self.default_runtime] * len(specs))
-        layouts = list(layouts or [self.default_layout] * len(specs))
-        keys = list(zip(precisions, runtimes, layouts, strict=True))
-        groups = []
-        for p, rt, lay in sorted(set(keys)):
-            self.check_options({"precision": p, "runtime": rt, "layout": lay})
-            idx = np.array([i for i, key in enumerate(keys) if key == (p, rt, lay)])
-            sub = SpecBatch.of([specs[i] for i in idx])
-            groups.append((p, rt, idx, sub, self._work(sub, p, self.runtimes[rt], lay)))
-        names = self.parameter_names(sorted(set(runtimes)))
-        default = [n for n in names if n not in DEVICE_SCALES]  # the datasheet's, unless asked
-        fitted = list(default if free is None else [n for n in names if n in set(free)])
-        unknown = sorted(set(free or ()) - set(names))
-        if unknown:
-            raise HardwareError(f"cannot fit {unknown}; parameters: {names}")
-        start = self._parameter_values(names)
-        prior = np.log([max(start[n], _floor(n)) for n in fitted])
-        upper = np.array([0.0 if _bounded(n) else np.log(1e5) for n in fitted])
-        lower = np.full(len(fitted), np.log(1e-6))
-
-        def values(theta: np.ndarray) -> dict[str, float]:
-            return {**start, **dict(zip(fitted, np.exp(theta), strict=True))}
-
-        def predict(theta: np.ndarray) -> np.ndarray:
-            out = np.empty(len(y))
-            v = values(theta)
-            for p, rt, idx, sub, work in groups:
-                out[idx] = self._latency_ms(sub, work, p, _unpack(v, rt))
-            return out
-
-        first, second, scale = rank_pairs(specs, y, rank_groups, rank_weight)
-        per_image = np.log([spec.batch for spec in specs])
-
-        def residuals(theta: np.ndarray) -> np.ndarray:
-            log_predicted = np.log(predict(theta))
-            fit_part = log_predicted - np.log(y)
-            # measured slower - faster, predicted: negative when the model swaps the pair
-            margin = (log_predicted - per_image)[first] - (log_predicted - per_image)[second]
-            ranking = scale * np.sqrt(np.logaddexp(0.0, -margin / RANK_TEMPERATURE))
-            return np.concatenate([fit_part, ranking, prior_weight * (theta - prior)])
-
-        before = predict(prior)
-        x0 = np.clip(prior, lower + 1e-9, upper - 1e-9)
-        result = least_squares(residuals, x0, bounds=(lower, upper), method="trf")
-        # A host cost per kernel below the GPU's time per kernel hides behind it (the max in
-        # `_pipeline`): no gradient until it sets the pace. A slower host than the start's
-        # (another framework, a harness that copies each batch) is found from higher starts.
-        host = np.array([n.endswith(".op_overhead_us") for n in fitted])
-        if host.any():
-            for factor in HOST_RESTARTS:
-                x1 = np.clip(x0 + host * np.log(factor), lower + 1e-9, upper - 1e-9)
-                other = least_squares(residuals, x1, bounds=(lower, upper), method="trf")
-                if other.cost < result.cost:
-                    result = other
-        after = predict(result.x)
-        log.debug("%s: least squares: %d evaluations, %s", self.name, result.nfev, result.message)
-        profile = self.profile_with(values(result.x))
-        return Fit(
-            profile, {"latency_ms_mape": mape(before, y)}, {"latency_ms_mape": mape(after, y)}
+        rows = FitRows(
+            self, specs, measured["latency_ms"], precisions, runtimes, layouts, stacks, rank_groups
         )
+        result = fit_jointly([rows], prior_weight, free, rank_weight=rank_weight)
+        profile = result.profiles[0]
+        if result.stacks:  # the shipped stacks it moved: this profile's own from now on
+            own = {k: _without_name(st.to_profile()) for k, st in result.stacks.items()}
+            profile["stacks"] = {**profile.get("stacks", {}), **own}
+        return Fit(profile, result.before[0], result.after[0])
 
-    def parameter_names(self, runtimes: Sequence[str] | None = None) -> list[str]:
-        """The free parameters: `efficiency.CLASS`, `memory_efficiency`, `half_tensor`,
-        `half_vector`, the layout costs, per runtime `RUNTIME.kernel_launch_us`,
-        `.op_overhead_us` and `.network_overhead_us`, and `bandwidth_scale` (the datasheet's
-        bandwidth times this: fitted when adapting a profile to another GPU)."""
+    def stack_of(self, runtime: str | None = None, stack: str | None = None) -> str:
+        """The stack a prediction with these options runs (checked as predict checks)."""
+        opts = {k: v for k, v in (("runtime", runtime), ("stack", stack)) if v is not None}
+        return str(self.check_options(opts)["stack"])
+
+    def parameter_names(self, stacks: Sequence[str] | None = None) -> list[str]:
+        """The free parameters: the device's `efficiency.CLASS`, `memory_efficiency`,
+        `half_tensor`, `half_vector`, the layout costs and `kernel_launch_us`; per stack
+        (default: this profile's runtimes' stacks) `STACK.op_overhead_us` and
+        `.network_overhead_us` (an older profile's runtime also `.kernel_launch_us`); and
+        `bandwidth_scale` (the datasheet's bandwidth times this: fitted when adapting a
+        profile to another GPU)."""
         names = [f"efficiency.{c}" for c in LAYER_CLASSES]
         names += ["memory_efficiency", "half_tensor", "half_vector"]
         names += ["nchw_transpose", "nhwc_depthwise"]
-        for rt in runtimes if runtimes is not None else list(self.runtimes):
-            names += [f"{rt}.{f}" for f in RUNTIME_FIELDS[1:]]
+        if not self.legacy:
+            names.append("kernel_launch_us")
+        for stack in stacks if stacks is not None else list(dict.fromkeys(self.runtimes.values())):
+            names += [f"{stack}.{f}" for f in HOST_PARAMETERS]
+            if self.stacks[stack].kernel_launch_us is not None:
+                names.append(f"{stack}.kernel_launch_us")
         return [*names, *DEVICE_SCALES]
 
     def _parameter_values(self, names: Sequence[str]) -> dict[str, float]:
@@ -558,23 +590,29 @@ class GPUModel(CostModel):
             "memory_efficiency": self.memory_efficiency,
             "half_tensor": self.half_saturation_gflop["tensor"],
             "half_vector": self.half_saturation_gflop["vector"],
+            "kernel_launch_us": self.kernel_launch_us,
             **self.layout_costs,
             **DEVICE_SCALES,
         }
-        for name, rt in self.runtimes.items():
-            values.update(
-                {
-                    f"{name}.kernel_launch_us": rt.kernel_launch_us,
-                    f"{name}.op_overhead_us": rt.op_overhead_us,
-                    f"{name}.network_overhead_us": rt.network_overhead_us,
-                }
-            )
-        return {n: values[n] for n in names}
+        out = {}
+        for n in names:
+            stack, _, field = n.rpartition(".")
+            if stack in self.stacks and field in (*HOST_PARAMETERS, "kernel_launch_us"):
+                out[n] = getattr(self.stacks[stack], field)
+            else:
+                out[n] = values[n]
+        return out
 
     def profile_with(self, values: Mapping[str, float]) -> dict[str, Any]:
-        """This profile with some parameters replaced (names as `parameter_names`), in the
-        `runtimes` form."""
-        v = {**self._parameter_values(self.parameter_names()), **values}
+        """This profile with some parameters replaced (names as `parameter_names`): an older
+        profile in the `runtimes` form; a shipped stack whose host costs moved goes under
+        `stacks:`, as a stack of the profile's own."""
+        current = self._parameter_values([n for n in values if n.rpartition(".")[0] in self.stacks])
+        moved = {n.rpartition(".")[0] for n, val in current.items() if values[n] != val}
+        own = [s for s in self.stacks if s in self.runtimes.values() and self.legacy]
+        own += [s for s in self.profile.get("stacks") or {} if s not in own]
+        fitted = [s for s in self.stacks if s in moved and s not in own]
+        v = {**self._parameter_values(self.parameter_names([*own, *fitted])), **values}
         profile = {k: val for k, val in self.profile.items() if k not in _LEGACY_FIELDS}
         profile["efficiency"] = {c: _round(v[f"efficiency.{c}"]) for c in LAYER_CLASSES}
         profile["memory_efficiency"] = _round(v["memory_efficiency"])
@@ -586,18 +624,224 @@ class GPUModel(CostModel):
         # adapted to another GPU: its bandwidth is the fitted one from now on
         if v["bandwidth_scale"] != 1:
             profile["memory_bandwidth_gbs"] = _round(self.bandwidth_gbs * v["bandwidth_scale"])
-        profile["runtime"] = self.default_runtime
-        profile["runtimes"] = {
-            name: Runtime(
-                rt.epilogue,
-                v[f"{name}.kernel_launch_us"],
-                v[f"{name}.op_overhead_us"],
-                v[f"{name}.network_overhead_us"],
-                rt.layout_conversion,
-            ).to_profile()
-            for name, rt in self.runtimes.items()
+
+        def host(stack: str) -> Stack:
+            fields = [*HOST_PARAMETERS]
+            if self.stacks[stack].kernel_launch_us is not None:
+                fields.append("kernel_launch_us")
+            return self.stacks[stack].with_host({f: v[f"{stack}.{f}"] for f in fields})
+
+        if self.legacy:
+            profile["runtime"] = self.default_stack
+            profile["runtimes"] = {
+                name: _runtime_entry(host(name)) for name in self.runtimes if name in own
+            }
+        else:
+            profile["kernel_launch_us"] = _round(v["kernel_launch_us"])
+            profile["stack"] = self.default_stack
+        stacks = {
+            name: host(name).to_profile()
+            for name in own + fitted
+            if name not in (self.runtimes if self.legacy else ())
         }
+        if stacks:
+            profile["stacks"] = {name: _without_name(entry) for name, entry in stacks.items()}
         return profile
+
+
+@dataclass
+class FitRows:
+    """One GPU's measured rows in a fit: per row a precision, a layout and the stack (or the
+    runtime, which names the profile's stack of it) that timed it."""
+
+    model: GPUModel
+    specs: Sequence[NetworkSpec]
+    latency_ms: Sequence[float] | np.ndarray
+    precisions: Sequence[str] | None = None
+    runtimes: Sequence[str] | None = None
+    layouts: Sequence[str] | None = None
+    stacks: Sequence[str] | None = None
+    rank_groups: Sequence[Hashable | None] | None = None  # per row: its family, for ranking
+    # parameters its rows cannot tell apart from others, held at their start (names as its
+    # `parameter_names`; a shared stack's then held for every GPU of the fit)
+    fixed: Sequence[str] = ()
+
+
+@dataclass
+class JointFit:
+    """Per GPU (in the order given): its new profile and MAPE before and after; and the
+    stacks shared by several of them, with their fitted host costs."""
+
+    profiles: list[dict[str, Any]]
+    before: list[dict[str, float]]
+    after: list[dict[str, float]]
+    stacks: dict[str, Stack]
+
+
+def fit_jointly(
+    parts: Sequence[FitRows],
+    prior_weight: float = 0.1,
+    free: Sequence[str] | None = None,
+    stack_priors: Mapping[str, Stack] | None = None,
+    rank_weight: float = 0.0,
+) -> JointFit:
+    """Fit several GPUs at once: the device parameters of each GPU, and the host costs of
+    each stack once, shared by every GPU whose rows that stack timed (a profile's own stacks
+    stay its own). One least-squares problem on log latency, each parameter pulled towards
+    its start by `prior_weight` (the device's kernel time KERNEL_LAUNCH_PRIOR_SCALE times
+    harder). Names: with one GPU as `parameter_names` gives them; with several, a device
+    parameter as `GPU:NAME`, a shared stack's as `STACK.FIELD`; `free` picks among them.
+    `stack_priors`: where shared stacks' host costs start (default: the stack files), so
+    that a fit that rewrites the files starts from the same place each time.
+
+    `rank_weight` > 0: a pairwise ranking term within each GPU's `rank_groups` (a group never
+    spans two GPUs: their times per image are not comparable), weighing `rank_weight` times
+    that GPU's log-latency term (`rank_pairs`)."""
+    from scipy.optimize import least_squares  # fitting only
+
+    joint = len(parts) > 1
+    groups: list[tuple[int, str, str, np.ndarray, SpecBatch, dict[str, np.ndarray]]] = []
+    start: dict[str, float] = {}
+    ys: list[np.ndarray] = []
+    pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (slower, faster, scale)
+    offset = 0
+    for i, part in enumerate(parts):
+        model, n = part.model, len(part.specs)
+        y = np.asarray(part.latency_ms, float)
+        if len(y) != n:
+            raise HardwareError(f"{model.name}: {n} specs but {len(y)} measured latencies")
+        precisions = list(part.precisions or [model.default_precision] * n)
+        layouts = list(part.layouts or [model.default_layout] * n)
+        chosen = part.stacks or [None] * n
+        runtimes = part.runtimes or [None] * n
+        stacks = [model.stack_of(rt, st) for rt, st in zip(runtimes, chosen, strict=True)]
+        keys = list(zip(precisions, stacks, layouts, strict=True))
+        for p, st, lay in sorted(set(keys)):
+            model.check_options({"precision": p, "stack": st, "layout": lay})
+            idx = offset + np.array([j for j, key in enumerate(keys) if key == (p, st, lay)])
+            sub = SpecBatch.of([part.specs[j - offset] for j in idx])
+            groups.append((i, p, st, idx, sub, model._work(sub, p, model.stacks[st], lay)))
+        for name, value in model._parameter_values(
+            model.parameter_names(sorted(set(stacks)))
+        ).items():
+            key = _joint_name(model, i, name, joint)
+            stack, _, field = name.rpartition(".")
+            if stack_priors and stack in stack_priors and _shared(model, stack):
+                value = getattr(stack_priors[stack], field)
+            if key in start and start[key] != value:
+                raise HardwareError(
+                    f"stack {name.rpartition('.')[0]} has other host costs in {model.name}'s "
+                    "profile than in another GPU's of this fit"
+                )
+            start[key] = value
+        first, second, scale = rank_pairs(part.specs, y, part.rank_groups, rank_weight)
+        pairs.append((offset + first, offset + second, np.full(len(first), scale)))
+        ys.append(y)
+        offset += n
+    y = np.concatenate(ys)
+    slower, faster, scales = (np.concatenate(column) for column in zip(*pairs, strict=True))
+    per_image = np.log(np.concatenate([[s.batch for s in part.specs] for part in parts]))
+    names = list(start)
+    default = [n for n in names if n.rpartition(":")[2] not in DEVICE_SCALES]
+    held = {_joint_name(p.model, i, n, joint) for i, p in enumerate(parts) for n in p.fixed}
+    chosen = default if free is None else [n for n in names if n in set(free)]
+    fitted = [n for n in chosen if n not in held]
+    for asked, verb in ((free or (), "fit"), (held, "hold")):
+        unknown = sorted(set(asked) - set(names))
+        if unknown:
+            raise HardwareError(f"cannot {verb} {unknown}; parameters: {names}")
+    prior = np.log([max(start[n], _floor(n)) for n in fitted])
+    upper = np.array([0.0 if _bounded(n) else np.log(1e5) for n in fitted])
+    lower = np.full(len(fitted), np.log(1e-6))
+    pull = prior_weight * np.array(
+        [KERNEL_LAUNCH_PRIOR_SCALE if n.endswith(":kernel_launch_us") or n == "kernel_launch_us"
+         else 1.0 for n in fitted]
+    )  # fmt: skip
+
+    def values(theta: np.ndarray) -> dict[str, float]:
+        return {**start, **dict(zip(fitted, np.exp(theta), strict=True))}
+
+    def predict(theta: np.ndarray) -> np.ndarray:
+        out = np.empty(len(y))
+        v = values(theta)
+        for i, p, st, idx, sub, work in groups:
+            model = parts[i].model
+            prefix, stack = _prefix(model, i, joint), model.stacks[st]
+            at = _stack_prefix(model, i, st, joint)
+            params = _unpack(v, prefix, stack, at, model.kernel_launch_us)
+            out[idx] = model._latency_ms(sub, work, p, params)
+        return out
+
+    def residuals(theta: np.ndarray) -> np.ndarray:
+        log_predicted = np.log(predict(theta))
+        fit_part = log_predicted - np.log(y)
+        # measured slower - faster, predicted: negative when the model swaps the pair
+        margin = (log_predicted - per_image)[slower] - (log_predicted - per_image)[faster]
+        ranking = scales * np.sqrt(np.logaddexp(0.0, -margin / RANK_TEMPERATURE))
+        return np.concatenate([fit_part, ranking, pull * (theta - prior)])
+
+    before = predict(prior)
+    x0 = np.clip(prior, lower + 1e-9, upper - 1e-9)
+    result = least_squares(residuals, x0, bounds=(lower, upper), method="trf")
+    # A host cost per kernel below the GPU's time per kernel hides behind it (the max in
+    # `_pipeline`): no gradient until it sets the pace. A slower host than the start's
+    # (another framework, a harness that copies each batch) is found from higher starts.
+    host = np.array([n.endswith(".op_overhead_us") for n in fitted])
+    if host.any():
+        for factor in HOST_RESTARTS:
+            x1 = np.clip(x0 + host * np.log(factor), lower + 1e-9, upper - 1e-9)
+            other = least_squares(residuals, x1, bounds=(lower, upper), method="trf")
+            if other.cost < result.cost:
+                result = other
+    after = predict(result.x)
+    v = values(result.x)
+    out = JointFit([], [], [], {})
+    bounds = np.cumsum([0, *(len(part.specs) for part in parts)])
+    for i, part in enumerate(parts):
+        model = part.model
+        mine = {
+            name: v[_joint_name(model, i, name, joint)]
+            for name in model._parameter_values(model.parameter_names(
+                sorted({g[2] for g in groups if g[0] == i})
+            ))
+        }  # fmt: skip
+        profile = model.profile_with(mine)
+        # the shipped stacks it moved are the fit's (shared by the GPUs they timed)
+        for s in [s for s in profile.get("stacks", {}) if _shared(model, s)]:
+            at = _stack_prefix(model, i, s, joint)
+            fields = {f: v[f"{at}{s}.{f}"] for f in HOST_PARAMETERS}
+            out.stacks[s] = model.stacks[s].with_host(fields)
+            del profile["stacks"][s]
+        if not profile.get("stacks"):
+            profile.pop("stacks", None)
+        out.profiles.append(profile)
+        rows = slice(bounds[i], bounds[i + 1])
+        out.before.append({"latency_ms_mape": mape(before[rows], y[rows])})
+        out.after.append({"latency_ms_mape": mape(after[rows], y[rows])})
+    log.debug("joint fit: %d evaluations, %s", result.nfev, result.message)
+    return out
+
+
+def _shared(model: GPUModel, stack: str) -> bool:
+    """A shipped stack, not one of the profile's own (its `stacks:`, an older runtime)."""
+    return stack not in (model.profile.get("stacks") or {}) and not (
+        model.legacy and stack in model.runtimes
+    )
+
+
+def _prefix(model: GPUModel, index: int, joint: bool) -> str:
+    return f"{model.name}#{index}:" if joint else ""
+
+
+def _stack_prefix(model: GPUModel, index: int, stack: str, joint: bool) -> str:
+    return "" if not joint or _shared(model, stack) else _prefix(model, index, joint)
+
+
+def _joint_name(model: GPUModel, index: int, name: str, joint: bool) -> str:
+    stack = name.rpartition(".")[0]
+    if stack in model.stacks and name.rpartition(".")[2] in (*HOST_PARAMETERS, "kernel_launch_us"):
+        return _stack_prefix(model, index, stack, joint) + name
+    return _prefix(model, index, joint) + name
 
 
 _LEGACY_FIELDS = ("kernel_launch_us", "network_overhead_us", "fuse_bn_act")
@@ -649,6 +893,7 @@ HOST_RESTARTS = (4.0, 16.0)  # the fit restarts with host costs this many times 
 def _floor(name: str) -> float:
     """Where the fit starts a parameter the profile sets to 0 (the log-space fit cannot move
     from 0): 0.5 us for an overhead, 1 MFLOP for a half-saturation work."""
+    name = name.rpartition(":")[2]
     if name.endswith("_us"):
         return 0.5
     if name.startswith("half_"):
@@ -658,21 +903,30 @@ def _floor(name: str) -> float:
 
 def _bounded(name: str) -> bool:
     """Efficiencies are fractions of a peak: at most 1."""
+    name = name.rpartition(":")[2]
     return name.startswith("efficiency.") or name == "memory_efficiency"
 
 
-def _unpack(values: Mapping[str, float], runtime: str) -> dict[str, Any]:
+def _unpack(
+    values: Mapping[str, float], prefix: str, stack: Stack, stack_prefix: str, launch: float
+) -> dict[str, Any]:
+    """The parameters `_latency_ms` takes for one GPU (its names start with `prefix` in a
+    joint fit) and one stack (`stack_prefix`); `launch`: the device's kernel time where the
+    fit has none (an older profile run on a shipped stack)."""
+    d = {k[len(prefix) :]: val for k, val in values.items() if k.startswith(prefix)}
+    at = f"{stack_prefix}{stack.name}."
     return {
-        "efficiency": {c: values[f"efficiency.{c}"] for c in LAYER_CLASSES},
-        "memory_efficiency": values["memory_efficiency"],
-        "half_tensor": values["half_tensor"],
-        "half_vector": values["half_vector"],
-        "nchw_transpose": values["nchw_transpose"],
-        "nhwc_depthwise": values["nhwc_depthwise"],
-        "bandwidth_scale": values["bandwidth_scale"],
-        "launch_us": values[f"{runtime}.kernel_launch_us"],
-        "op_overhead_us": values[f"{runtime}.op_overhead_us"],
-        "network_overhead_us": values[f"{runtime}.network_overhead_us"],
+        "efficiency": {c: d[f"efficiency.{c}"] for c in LAYER_CLASSES},
+        "memory_efficiency": d["memory_efficiency"],
+        "half_tensor": d["half_tensor"],
+        "half_vector": d["half_vector"],
+        "nchw_transpose": d["nchw_transpose"],
+        "nhwc_depthwise": d["nhwc_depthwise"],
+        "bandwidth_scale": d["bandwidth_scale"],
+        "launch_us": values.get(f"{at}kernel_launch_us", d.get("kernel_launch_us", launch)),
+        "op_overhead_us": values[f"{at}op_overhead_us"],
+        "network_overhead_us": values[f"{at}network_overhead_us"],
+        "input_copy_gbs": stack.input_copy_gbs,  # a property of the harness: not fitted
     }
 
 
@@ -702,3 +956,18 @@ def _pipeline(b: SpecBatch, host: np.ndarray, gpu: np.ndarray) -> np.ndarray:
 
 def _round(value: float) -> float:
     return float(f"{float(value):.4g}")
+
+
+def _runtime_entry(stack: Stack) -> dict[str, Any]:
+    """An older profile's `runtimes:` entry."""
+    return {
+        "epilogue": stack.epilogue,
+        "kernel_launch_us": _round(stack.kernel_launch_us or 0.0),
+        "op_overhead_us": _round(stack.op_overhead_us),
+        "network_overhead_us": _round(stack.network_overhead_us),
+        "layout_conversion": stack.layout_conversion,
+    }
+
+
+def _without_name(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k != "name"}

@@ -5,6 +5,7 @@ local CPU table, train the learned predictor.
     nas latency measure   --device cpu|cuda --space S --n N [--batch B] [--out CSV]
     nas latency calibrate --hardware H --measurements CSV --out NEW.yaml
     nas latency adapt     --hardware BASE --measurements FEW.csv --out MY-DEVICE.yaml
+    nas latency adapt     --hardware KNOWN-GPU --only stack --measurements FEW.csv --out MINE.yaml
     nas latency build-lut --device cpu --space S [--out PATH]
     nas latency validate  --hardware local-cpu [--hardware H2] --space S --n 50 [--plot PNG]
     nas latency validate  --hardware H --measurements CSV      # networks measured elsewhere
@@ -81,6 +82,9 @@ def predict(
     runtime: str | None = typer.Option(
         None, "--runtime", help="GPU runtime: eager (default), compiled, tensorrt."
     ),
+    stack: str | None = typer.Option(
+        None, "--stack", help="GPU software stack (see profiles/stacks/): pytorch-2-eager, ..."
+    ),
     layout: str | None = typer.Option(None, "--layout", help="GPU layout: nhwc or nchw."),
     coverage: float = typer.Option(
         DEFAULT_COVERAGE,
@@ -95,7 +99,7 @@ def predict(
         s = supernet.get_space(space)
         parsed = parse_arch(s, arch)
         spec = s.to_spec(parsed, batch=batch)
-        given = {"precision": precision, "runtime": runtime, "layout": layout}
+        given = {"precision": precision, "runtime": runtime, "stack": stack, "layout": layout}
         options = {k: v for k, v in given.items() if v is not None}
         costs = [(h, lm.load_hardware(h).predict(spec, coverage, **options)) for h in hardware]
     if as_json:
@@ -195,12 +199,18 @@ def adapt(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the new profile."),
     name: str | None = typer.Option(None, "--name", help="Name of the new profile."),
+    only: str | None = typer.Option(
+        None,
+        "--only",
+        help="Adapt only the device, or only the software stack (a known GPU timed in "
+        "another framework or on another host): device or stack.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Fit a profile for your device from a few measured networks (few-shot): the base
     profile's overall speed and overheads move, the rest keeps its values."""
     with user_errors():
-        result = profiling.adapt(hardware, measurements, out, name)
+        result = profiling.adapt(hardware, measurements, out, name, only=only)
     if as_json:
         typer.echo(_json({"out": str(out), "before": result.before, "after": result.after}))
         return

@@ -21,8 +21,10 @@ raises errors deriving from `latency_models.UserError` (HardwareError, Measureme
 
 from latency_models.errors import HardwareError, MeasurementError, UnknownNetworkError
 from nas.profiling.fit import (
-    ADAPT_GPU_PARAMETERS,
+    ADAPT_DEVICE_PARAMETERS,
+    ADAPT_PARTS,
     ADAPT_PRIOR_WEIGHT,
+    ADAPT_STACK_PARAMETERS,
     AdaptResult,
     CalibrationResult,
     LearnedResult,
@@ -52,8 +54,10 @@ from nas.profiling.validation import (
 )
 
 __all__ = [
-    "ADAPT_GPU_PARAMETERS",
+    "ADAPT_DEVICE_PARAMETERS",
+    "ADAPT_PARTS",
     "ADAPT_PRIOR_WEIGHT",
+    "ADAPT_STACK_PARAMETERS",
     "CSV_FIELDS",
     "METRICS",
     "OPTION_COLUMNS",

@@ -66,14 +66,16 @@ def calibrate(
 
 
 def _fit_options(model: lm.CostModel, data: Measurements) -> dict[str, Any]:
-    """The per-row options a model's `fit` takes (a GPU: precisions and runtimes)."""
+    """The per-row options a model's `fit` takes (a GPU: precisions, runtimes or stacks)."""
     if model.kind != "gpu":
         return {}
     defaults = {k: v[0] for k, v in model.options().items()}
     rows = data.options(model)
     return {
         "precisions": [o.get("precision", defaults["precision"]) for o in rows],
-        "runtimes": [o.get("runtime", defaults["runtime"]) for o in rows],
+        # an empty cell: the profile's default stack, or its stack of the row's runtime
+        "runtimes": [o.get("runtime") for o in rows],
+        "stacks": [o.get("stack") for o in rows],
         "layouts": [o.get("layout", defaults["layout"]) for o in rows],
     }
 
@@ -84,7 +86,7 @@ def _fit_options(model: lm.CostModel, data: Measurements) -> dict[str, Any]:
 # base profile than a calibration is: 10-20 measured networks cannot pin down every layer
 # class's efficiency, but they do fix the device's overall speed and its overheads.
 ADAPT_PRIOR_WEIGHT = 1.0
-ADAPT_GPU_PARAMETERS = (
+ADAPT_DEVICE_PARAMETERS = (
     "efficiency.conv",
     "efficiency.pointwise",
     "efficiency.depthwise",
@@ -92,10 +94,18 @@ ADAPT_GPU_PARAMETERS = (
     # GPU's memory can be faster than the base's whole datasheet bandwidth (an RTX 5090's
     # 1,792 GB/s against an RTX 4090's 1,008)
     "bandwidth_scale",
-    "{runtime}.kernel_launch_us",
-    "{runtime}.op_overhead_us",
-    "{runtime}.network_overhead_us",
+    "kernel_launch_us",  # the GPU-side time of a kernel
 )
+# The host's costs, per software stack measured (an older profile's runtime: also its kernel
+# time, which it keeps per runtime)
+ADAPT_STACK_PARAMETERS = (
+    "{stack}.op_overhead_us",
+    "{stack}.network_overhead_us",
+    "{stack}.kernel_launch_us",
+)
+# What `adapt(only=...)` moves: the device and the stacks (default), or one of them. `stack`
+# is for a known device timed in another framework or on another host.
+ADAPT_PARTS = ("device", "stack")
 
 
 @dataclass
@@ -114,26 +124,40 @@ def adapt(
     out: Path,
     name: str | None = None,
     prior_weight: float = ADAPT_PRIOR_WEIGHT,
+    only: str | None = None,
 ) -> AdaptResult:
     """Fit a profile for a device the user owns from a few (10-20) measured networks, starting
     from the profile of a similar device (`hardware`): only its overall speed and overheads
-    move, the rest keeps the base profile's values. Writes the new profile to `out`."""
+    move, the rest keeps the base profile's values. Writes the new profile to `out`.
+
+    `only="stack"`: the device is the base's own GPU, timed in another software stack or on
+    another host; only that stack's host costs move, and the new profile carries the fitted
+    stack (under `stacks:`) and names it as its default. `only="device"`: the stacks stay."""
+    if only is not None and only not in ADAPT_PARTS:
+        raise MeasurementError(f"only: value {only!r} is not allowed; allowed: device, stack")
     model = lm.load_hardware(hardware)
     data = load_measurements(measurements)
     if "latency_ms" not in data.metrics:
         raise MeasurementError("adapting a profile needs a latency_ms column filled in every row")
     require_rows(data, measurements)
     kwargs = _fit_options(model, data)
+    stacks: list[str] = []
     if model.kind == "gpu":
-        runtimes = sorted(set(kwargs["runtimes"]))
-        kwargs["free"] = [p.format(runtime=rt) for p in ADAPT_GPU_PARAMETERS for rt in runtimes]
+        chosen = zip(kwargs["runtimes"], kwargs["stacks"], strict=True)
+        stacks = sorted({model.stack_of(rt, st) for rt, st in chosen})
+        kwargs["free"] = _adapt_parameters(model, stacks, only)
         kwargs["prior_weight"] = prior_weight
+    elif only is not None:
+        raise MeasurementError(f"only: {model.name} is a {model.kind} profile: it has no stack")
     fit = model.fit(data.specs, data.metrics, **kwargs)
     profile = dict(fit.profile)
+    if only == "stack" and len(stacks) == 1:  # the profile runs the stack it was adapted to
+        profile["stack"] = stacks[0]
     profile["name"] = name or out.stem
     profile["description"] = f"adapted from {model.name} on {len(data.specs)} measurements"
     profile["calibration"] = {
         "adapted_from": model.name,
+        **({"only": only} if only else {}),
         "measurements": [str(p) for p in measurements],
         "rows": len(data.specs),
         "mape_before": round(fit.before["latency_ms_mape"], 4),
@@ -172,6 +196,15 @@ def _fitted_parameters(model: lm.CostModel, fit_options: dict[str, Any]) -> int 
     if model.kind in ("lut", "measured"):
         return TABLE_FIT_PARAMETERS
     return None
+
+
+def _adapt_parameters(model: lm.CostModel, stacks: Sequence[str], only: str | None) -> list[str]:
+    """The parameters an adaptation frees, among those the profile has."""
+    names = set(model.parameter_names(stacks))
+    wanted = [] if only == "stack" else list(ADAPT_DEVICE_PARAMETERS)
+    if only != "device":
+        wanted += [p.format(stack=s) for p in ADAPT_STACK_PARAMETERS for s in stacks]
+    return [p for p in wanted if p in names]
 
 
 # ----- fit a learned model ----------------------------------------------------------------------

@@ -50,8 +50,8 @@ CSV_FIELDS = (
 
 
 # Columns of a measurement row that are options of the device model that costs it (a GPU's
-# precision, runtime and layout); an empty cell means the profile's default.
-OPTION_COLUMNS = ("precision", "runtime", "layout")
+# precision, runtime, software stack and layout); an empty cell means the profile's default.
+OPTION_COLUMNS = ("precision", "runtime", "stack", "layout")
 
 
 def check_statistic(statistic: str) -> None:
@@ -135,7 +135,7 @@ class Measurements:
         return np.array([spec.macs * spec.batch for spec in self.specs], dtype=float)
 
     def options(self, model: lm.CostModel) -> list[dict[str, str]]:
-        """Per row, the options of `model` the row names (precision, runtime)."""
+        """Per row, the options of `model` the row names (precision, runtime, stack)."""
         known = model.options()
         return [
             {k: row[k] for k in OPTION_COLUMNS if k in known and row.get(k)} for row in self.rows

@@ -90,6 +90,18 @@ def test_measure_writes_rows(measured):
     assert float(rows[0]["latency_min_ms"]) <= float(rows[0]["latency_median_ms"])
 
 
+def test_predict_in_a_software_stack():
+    args = ("latency", "predict", "-H", "a100-sxm", "-s", "mnist-mbv3", "--arch", "smallest")
+    by_stack = run(*args, "--stack", "pytorch-2-compiled", "--json")
+    by_runtime = run(*args, "--runtime", "compiled", "--json")
+    assert by_stack.exit_code == 0, by_stack.output
+    assert json.loads(by_stack.output) == json.loads(by_runtime.output)
+    old = json.loads(run(*args, "--stack", "pytorch-1-7-ngc20-10", "--json").output)
+    assert old["latency_ms"] > json.loads(run(*args, "--json").output)["latency_ms"]
+    bad = run(*args, "--stack", "pytorch-0")
+    assert bad.exit_code == 2 and "unknown stack 'pytorch-0'; allowed: " in bad.output
+
+
 def test_measure_cuda_without_gpu_is_an_error():
     import torch
 
@@ -304,21 +316,31 @@ def test_adapting_to_a_gpu_with_faster_memory_than_the_base_fits_its_bandwidth(t
     assert json.loads(result.output)["within_10pct"] > 0.5
 
 
-def test_adapting_finds_a_host_slower_than_the_base_profiles(tmp_path):
+def test_adapting_the_stack_alone_finds_a_host_slower_than_the_base_profiles(tmp_path):
     """An A100 timed by a harness that copies each batch to the GPU (PyTorch 1.7, ~30 us of
-    host time per kernel) from the V100's profile (8 us): at the base's host cost the host
-    hides behind the GPU and gives the fit no gradient; its restarts find the slower host."""
+    host time per kernel), adapted from the A100's own profile with `--only stack`: at the
+    default stack's host cost (about 6 us) the host hides behind the GPU and gives the fit no
+    gradient; its restarts find the slower host, and the device keeps its parameters."""
     rows = public_rows("ryujaehun-a100.csv", precision="fp16")
     out = tmp_path / "my-a100.yaml"
     few_csv = write_measurements(rows[::2], tmp_path / "few.csv")
     result = run(
-        "latency", "adapt", "-H", "v100-sxm2", "-m", str(few_csv), "-o", str(out), "--json"
-    )
+        "latency", "adapt", "-H", "a100-sxm", "--only", "stack", "-m", str(few_csv),
+        "-o", str(out), "--json",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
-    base = lm.load_hardware("v100-sxm2").runtimes["eager"].op_overhead_us
-    assert lm.load_hardware(str(out)).runtimes["eager"].op_overhead_us > 2 * base
+    base = lm.load_hardware("a100-sxm")
+    adapted = lm.load_hardware(str(out))
+    stack = base.default_stack  # the rows name no stack: the base's default, adapted
+    assert adapted.default_stack == stack
+    assert adapted.stacks[stack].op_overhead_us > 2 * base.stacks[stack].op_overhead_us
+    assert adapted.efficiency == base.efficiency
+    assert adapted.memory_efficiency == base.memory_efficiency
     fitted = json.loads(result.output)
     assert fitted["after"]["mape"] < 0.6 * fitted["before"]["mape"]
+    bad = run("latency", "adapt", "-H", "a100-sxm", "--only", "host", "-m", str(few_csv),
+              "-o", str(out))  # fmt: skip
+    assert bad.exit_code != 0 and "only: value 'host' is not allowed" in bad.output
 
 
 def test_measurement_rows_name_their_network_clearly(tmp_path):

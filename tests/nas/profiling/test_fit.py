@@ -75,13 +75,50 @@ def test_adapt_moves_the_base_profile_to_a_faster_device(tmp_path):
     assert ratio == pytest.approx([0.8, 0.8], rel=0.1)
 
 
-def test_adapt_frees_only_the_speed_and_overheads_of_the_runtimes_measured():
-    assert "bandwidth_scale" in profiling.ADAPT_GPU_PARAMETERS
+def test_adapt_frees_only_the_speed_and_overheads_of_the_stacks_measured():
+    assert "bandwidth_scale" in profiling.ADAPT_DEVICE_PARAMETERS
     assert all(
-        p.startswith(("efficiency.", "bandwidth_", "{runtime}."))
-        for p in profiling.ADAPT_GPU_PARAMETERS
+        p.startswith(("efficiency.", "bandwidth_", "kernel_launch_us"))
+        for p in profiling.ADAPT_DEVICE_PARAMETERS
     )
+    assert all(p.startswith("{stack}.") for p in profiling.ADAPT_STACK_PARAMETERS)
     assert profiling.ADAPT_PRIOR_WEIGHT == 1.0
+
+
+def test_adapt_only_the_stack_of_a_known_gpu(tmp_path):
+    """An A100 timed by a slower host (per-kernel cost 4x the stack file's): `--only stack`
+    moves that stack's host costs alone, the device keeps the base's parameters, and the
+    written profile names the adapted stack as its own."""
+    base = lm.load_hardware("a100-sxm")
+    shipped = base.stacks["pytorch-2-eager"]
+    slow_host = {"op_overhead_us": 4 * shipped.op_overhead_us}
+    truth = lm.from_profile(
+        {**base.profile, "stacks": {"pytorch-2-eager": {**shipped.to_profile(), **slow_host}}},
+        "truth.yaml",
+    )
+    rows = []
+    for batch in (1, 64):
+        for network in NETWORKS:
+            spec = lm.reference_spec(network, batch=batch)
+            latency = truth.predict(spec, stack="pytorch-2-eager")["latency_ms"]
+            rows.append(
+                {"network": network, "batch": batch, "stack": "pytorch-2-eager",
+                 "latency_ms": latency}
+            )  # fmt: skip
+    csv = write_rows(tmp_path / "host.csv", rows)
+    out = tmp_path / "my-a100.yaml"
+    result = profiling.adapt("a100-sxm", [csv], out, only="stack")
+    # the pull towards the base (ADAPT_PRIOR_WEIGHT) keeps it a little short of the truth
+    assert result.before["mape"] > 0.3 and result.after["mape"] < 0.1
+    adapted = lm.load_hardware(str(out))
+    assert adapted.default_stack == "pytorch-2-eager"
+    fitted = adapted.stacks["pytorch-2-eager"].op_overhead_us
+    assert 3 * shipped.op_overhead_us < fitted <= slow_host["op_overhead_us"] * 1.05
+    assert adapted.efficiency == base.efficiency  # the device did not move
+    assert adapted.kernel_launch_us == base.kernel_launch_us
+    assert adapted.profile["calibration"]["only"] == "stack"
+    with pytest.raises(profiling.MeasurementError, match="only: value 'host' is not allowed"):
+        profiling.adapt("a100-sxm", [csv], out, only="host")
 
 
 def test_fits_that_need_latency_refuse_rows_without_it(tmp_path):
