@@ -58,6 +58,7 @@ ADAPTATIONS = [
     ("rtx4090", "pycls-v100.csv", {}),
     ("v100-sxm2", "ryujaehun-a100.csv", {}),
 ]
+# the measurement CSV's columns a re-predicted row is written with (nas.profiling reads them)
 COLUMNS = (
     "network",
     "resolution",

@@ -51,6 +51,9 @@ from latency_models.models.gpu import BATCH_RANGES, batch_range, uncertainty_key
 from latency_models.uncertainty import DEFAULT_COVERAGE, Residuals
 from nas import profiling
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or imported
+from bench_fidelity import COLUMNS  # the same measurement CSV columns
+
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "latency_models" / "profiles"
 GPU = PROFILES / "gpu"
@@ -67,16 +70,6 @@ GPU_PROFILES = (
 )
 MCU_PROFILES = ("stm32h743", "stm32f746")
 MIN_OWN_ROWS = 5  # fewer held-out rows of its own in a batch range: a profile borrows
-COLUMNS = (
-    "network",
-    "resolution",
-    "batch",
-    "precision",
-    "runtime",
-    "stack",
-    "layout",
-    "latency_ms",
-)
 
 
 @dataclass(frozen=True)
