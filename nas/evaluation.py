@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 import latency_models as lm
+from latency_models.uncertainty import DEFAULT_COVERAGE
 from nas.config import NETWORK_METRICS
 from nas.resources import DeviceTarget, SearchResources
 from supernet.family import OpenedArtifact, open_artifact
@@ -40,6 +41,7 @@ class EvaluatorSpec:
     devices: tuple[DeviceTarget, ...]
     threads: int | None = None  # torch threads per evaluator (1 per Ray actor)
     quality_metrics: tuple[str, ...] = ()  # what measuring quality measures (config)
+    coverage: float = DEFAULT_COVERAGE  # of the cost bounds (SearchConfig.coverage)
 
 
 class CandidateEvaluator:
@@ -51,8 +53,10 @@ class CandidateEvaluator:
         predictor: Any,
         devices: Sequence[tuple[DeviceTarget, lm.CostModel]],
         quality_metrics: Sequence[str] = (),
+        coverage: float = DEFAULT_COVERAGE,
     ) -> None:
         self.artifact, self.space = artifact, artifact.space
+        self.coverage = coverage
         # the quality metrics measured with the trained network (besides the primary one)
         self.quality_metrics = tuple(quality_metrics)
         self.predictor = predictor
@@ -62,7 +66,11 @@ class CandidateEvaluator:
     def of(cls, resources: SearchResources) -> CandidateEvaluator:
         """An evaluator over what a search process has already opened."""
         return cls(
-            resources.artifact, resources.predictor, resources.devices, resources.quality_metrics
+            resources.artifact,
+            resources.predictor,
+            resources.devices,
+            resources.quality_metrics,
+            resources.coverage,
         )
 
     @classmethod
@@ -77,7 +85,7 @@ class CandidateEvaluator:
             else None
         )
         devices = [(d, lm.load_hardware(d.name)) for d in spec.devices]
-        return cls(artifact, predictor, devices, spec.quality_metrics)
+        return cls(artifact, predictor, devices, spec.quality_metrics, spec.coverage)
 
     def quality(self, archs: Sequence[Arch], source: str) -> list[Metrics]:
         """ "supernet": measured with the trained network; "predictor": predicted."""
@@ -94,16 +102,17 @@ class CandidateEvaluator:
         return rows
 
     def costs(self, archs: Sequence[Arch]) -> list[Metrics]:
-        """ "DEVICE.METRIC" for every device, plus "macs" and "params" (per sample) once.
-        The space assembles the generation's layer rows once (no NetworkSpec per arch), and
-        every device costs them at its own batch size."""
+        """ "DEVICE.METRIC" for every device, plus "macs" and "params" (per sample) once,
+        and "DEVICE.METRIC_low" / "_high" at the search's coverage where the device's profile
+        states the metric's residuals. The space assembles the generation's layer rows once
+        (no NetworkSpec per arch), and every device costs them at its own batch size."""
         out: list[Metrics] = [{} for _ in archs]
         if not archs:
             return out
         networks = self.space.spec_batch(archs)
         for target, hw in self.devices:
             batch = networks if target.batch == 1 else networks.with_batch(target.batch)
-            columns = hw.predict_arrays(batch, **target.options)
+            columns = hw.predict_arrays(batch, self.coverage, **target.options)
             for metric, values in columns.items():
                 key = metric if metric in NETWORK_METRICS else f"{target.name}.{metric}"
                 for row, value in zip(out, values.tolist(), strict=True):
@@ -133,4 +142,5 @@ def evaluator_spec(resources: SearchResources, threads: int | None = None) -> Ev
         tuple(d for d, _ in resources.devices),
         threads,
         resources.quality_metrics,
+        resources.coverage,
     )
