@@ -57,6 +57,15 @@ class CandidateRow:
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     coverage: float | None = None
 
+    def value(self, name: str) -> float | None:
+        """A metric's value, or a bound's ("device.latency_ms_high"); None if it has none."""
+        if name in self.metrics:
+            return self.metrics[name]
+        for metric, interval in self.bounds.items():
+            if name in bound_keys(metric):
+                return interval[bound_keys(metric).index(name)]
+        return None
+
     @property
     def top1_measured(self) -> float | None:
         return self.measured.get(ACCURACY)
