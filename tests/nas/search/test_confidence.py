@@ -11,6 +11,7 @@ import yaml
 import latency_models as lm
 from nas.config import limits_of, read_search_config
 from nas.errors import SearchConfigError
+from nas.export import export_candidate
 from nas.pareto import cell_text, load_candidates, pareto_front, to_csv, to_json
 from nas.resources import check_search_config
 from nas.search import COMPLETED, launch_search
@@ -152,3 +153,16 @@ def test_a_front_shows_its_intervals_apart_from_its_metrics(raw_config, bounded_
     ]
     assert float(dict(zip(names, first.split(","), strict=False))[f"{point}_high"]) == high
     assert cell_text(best, point) == f"{best.metrics[point]:.4g} [{low:.4g}, {high:.4g}]"
+
+
+def test_the_model_card_gives_each_predicted_metric_its_interval(raw_config, bounded_gpu, tmp_path):
+    point = f"{bounded_gpu}.latency_ms"
+    store, search_id, front = front_of(raw_config, bounded_gpu, {"max": 1e6, "confidence": 0.8})
+    best = front[0]
+    card = export_candidate(store, search_id, best.trial, "state_dict", tmp_path / "out").card
+    assert card["costs"][bounded_gpu]["latency_ms"] == best.metrics[point]
+    assert "latency_ms_high" not in card["costs"][bounded_gpu]
+    low, high = best.bounds[point]
+    assert card["intervals"]["coverage"] == 0.8
+    assert card["intervals"]["metrics"][bounded_gpu] == {"latency_ms": {"low": low, "high": high}}
+    assert card["confidence"] == {bounded_gpu: {"latency_ms": 0.8}}

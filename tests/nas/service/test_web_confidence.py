@@ -4,6 +4,7 @@ bounds, and `value (90%: low–high)` in the candidate panel."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
@@ -98,3 +99,11 @@ def test_the_picked_point_shows_its_interval_as_error_bars_and_in_the_panel(serv
     expect(page.locator(f'label[for="where-{metric}_high"]')).to_be_visible()
     assert float(picked.inner_text()) == pytest.approx(bounds["high"], rel=1e-3)
     screenshot(page, "confidence-error-bars")
+
+    # a clone keeps the confidence, which the form has no field for
+    page.click("#clone-button")
+    page.wait_for_url("**/#/new/clone/*")
+    expect(page.locator(f'input[name=device][value="{DEVICE}"]')).to_be_checked()
+    page.click("#mode-yaml")
+    config = json.loads(page.locator("#f-yaml").input_value())
+    assert config["targets"][DEVICE]["latency_ms"] == {"max": LIMIT, "confidence": 0.9}
