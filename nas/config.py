@@ -179,6 +179,11 @@ class Limit:
     value: float
     checked: str
 
+    def value_of(self, metrics: dict[str, float]) -> float:
+        """The value this limit checks in a candidate's metrics. An exact metric stores no
+        bounds (nas.evaluation.without_exact_bounds): its upper bound is its value."""
+        return metrics.get(self.checked, metrics[self.metric])
+
 
 def limits_of(config: SearchConfig) -> list[Limit]:
     return [

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 import latency_models as lm
-from latency_models.uncertainty import DEFAULT_COVERAGE
+from latency_models.uncertainty import DEFAULT_COVERAGE, bound_keys
 from nas.config import NETWORK_METRICS
 from nas.resources import DeviceTarget, SearchResources
 from supernet.family import OpenedArtifact, open_artifact
@@ -104,15 +105,18 @@ class CandidateEvaluator:
     def costs(self, archs: Sequence[Arch]) -> list[Metrics]:
         """ "DEVICE.METRIC" for every device, plus "macs" and "params" (per sample) once,
         and "DEVICE.METRIC_low" / "_high" at the search's coverage where the device's profile
-        states the metric's residuals. The space assembles the generation's layer rows once
-        (no NetworkSpec per arch), and every device costs them at its own batch size."""
+        states the metric's residuals (not for an exact one: `without_exact_bounds`). The
+        space assembles the generation's layer rows once (no NetworkSpec per arch), and every
+        device costs them at its own batch size."""
         out: list[Metrics] = [{} for _ in archs]
         if not archs:
             return out
         networks = self.space.spec_batch(archs)
         for target, hw in self.devices:
             batch = networks if target.batch == 1 else networks.with_batch(target.batch)
-            columns = hw.predict_arrays(batch, self.coverage, **target.options)
+            columns = without_exact_bounds(
+                hw.predict_arrays(batch, self.coverage, **target.options)
+            )
             for metric, values in columns.items():
                 key = metric if metric in NETWORK_METRICS else f"{target.name}.{metric}"
                 for row, value in zip(out, values.tolist(), strict=True):
@@ -129,6 +133,24 @@ class CandidateEvaluator:
             for row, measured in zip(rows, self.quality(archs, quality), strict=True):
                 row.update(measured)
         return rows
+
+
+def without_exact_bounds(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The columns without the bounds of exact metrics (a memory plan, a flash image: zero
+    width, each bound the value itself). Storing them would double a search's metric rows
+    for nothing; a reader takes a missing bound as the value (nas.config.Limit.value_of,
+    nas.pareto.queries)."""
+    out = dict(columns)
+    for metric in columns:
+        low, high = bound_keys(metric)
+        value = columns[metric]
+        if (
+            low in columns
+            and np.array_equal(columns[low], value)
+            and np.array_equal(columns[high], value)
+        ):
+            del out[low], out[high]
+    return out
 
 
 def evaluator_spec(resources: SearchResources, threads: int | None = None) -> EvaluatorSpec:

@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, defer
 
-from latency_models.uncertainty import bound_keys
+from latency_models.uncertainty import BOUND_SUFFIXES, bound_keys
 from nas.config import (
     ACCURACY,
     NETWORK_METRICS,
@@ -64,7 +64,7 @@ class CandidateRow:
         for metric, interval in self.bounds.items():
             if name in bound_keys(metric):
                 return interval[bound_keys(metric).index(name)]
-        return None
+        return self.metrics.get(_bounded_metric(name))  # exact: no bounds stored
 
     @property
     def top1_measured(self) -> float | None:
@@ -220,7 +220,21 @@ def _metric_columns(
             mine = ids[at] == cids
             column[at[mine]] = pairs[mine, 1]
         columns[name] = column
+    for name in columns:  # an exact metric stores no bounds: each is the value itself
+        base = _bounded_metric(name)
+        if base and base != name and np.isnan(columns[name]).any():
+            if base not in columns:
+                columns[base] = _metric_columns(s, search_id, [base], ids)[base]
+            columns[name] = np.where(np.isnan(columns[name]), columns[base], columns[name])
     return columns
+
+
+def _bounded_metric(name: str) -> str:
+    """ "device.latency_ms_high" -> "device.latency_ms"; "" for a name that is no bound."""
+    for suffix in BOUND_SUFFIXES:
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return ""
 
 
 def candidate_points(

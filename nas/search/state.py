@@ -23,7 +23,7 @@ Metrics = dict[str, float]
 def violations(metrics: Metrics, limits: Sequence[Limit]) -> list[float]:
     """Relative excess over each limit, (value - limit) / limit, of the value the limit
     checks (its upper bound where it asks for confidence): feasible when <= 0."""
-    return [(metrics[lim.checked] - lim.value) / lim.value for lim in limits]
+    return [(lim.value_of(metrics) - lim.value) / lim.value for lim in limits]
 
 
 @dataclass
@@ -62,7 +62,7 @@ class SearchState:
         self.candidates += 1
         for lim in self.limits:
             seen = self.best_seen.get(lim.metric)
-            value = metrics[lim.checked]
+            value = lim.value_of(metrics)
             self.best_seen[lim.metric] = value if seen is None else min(seen, value)
         if not feasible:
             return

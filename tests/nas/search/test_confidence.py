@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import yaml
 
 import latency_models as lm
 from nas.config import limits_of, read_search_config
 from nas.errors import SearchConfigError
+from nas.evaluation import without_exact_bounds
 from nas.export import export_candidate
 from nas.pareto import cell_text, load_candidates, pareto_front, to_csv, to_json
 from nas.resources import check_search_config
@@ -32,6 +34,17 @@ def bounded_gpu(tmp_path) -> str:
     return str(path)
 
 
+@pytest.fixture
+def plain_gpu(tmp_path) -> str:
+    """A GPU profile that states no residuals (a user's own, before calibrating it)."""
+    profile = yaml.safe_load(lm.hardware_path("h100-sxm").read_text())
+    profile.pop("uncertainty", None)
+    profile["name"] = "h100-plain"
+    path = tmp_path / "h100-plain.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    return str(path)
+
+
 def gpu_target(device: str, limit: float | dict) -> dict:
     return {device: {"latency_ms": limit, "batch": 64, "precision": "fp16"}}
 
@@ -47,6 +60,30 @@ def test_a_confident_limit_reads_as_a_limit_and_its_confidence():
     assert (limit.metric, limit.checked) == ("h100-sxm.latency_ms", "h100-sxm.latency_ms_high")
     plain = read_search_config({"supernet": "x", "targets": {"h100-sxm": {"latency_ms": 2}}})
     assert plain.coverage == 0.9 and limits_of(plain)[0].checked == "h100-sxm.latency_ms"
+
+
+def test_an_exact_metric_stores_no_bounds_and_a_limit_checks_its_value():
+    value, bounded = np.array([8.0, 9.0]), np.array([1.0, 2.0])
+    columns = {
+        "peak_sram_kb": value,
+        "peak_sram_kb_low": value.copy(),
+        "peak_sram_kb_high": value.copy(),
+        "latency_ms": bounded,
+        "latency_ms_low": bounded * 0.9,
+        "latency_ms_high": bounded * 1.2,
+    }
+    assert set(without_exact_bounds(columns)) == {
+        "peak_sram_kb",
+        "latency_ms",
+        "latency_ms_low",
+        "latency_ms_high",
+    }
+    config = read_search_config(
+        {"supernet": "x", "targets": {"mcu": {"peak_sram_kb": {"max": 9, "confidence": 0.9}}}}
+    )
+    (limit,) = limits_of(config)
+    assert limit.value_of({"mcu.peak_sram_kb": 8.5}) == 8.5
+    assert limit.value_of({"mcu.peak_sram_kb": 8.5, "mcu.peak_sram_kb_high": 9.5}) == 9.5
 
 
 @pytest.mark.parametrize(
@@ -77,23 +114,21 @@ def test_a_bad_confident_limit_names_its_field(raw_config, bounded_gpu, latency,
         check_search_config(raw, "test")
 
 
-def test_confidence_needs_residuals_and_one_coverage_per_search(raw_config, bounded_gpu):
+def test_confidence_needs_residuals_and_one_coverage_per_search(raw_config, bounded_gpu, plain_gpu):
     raw = raw_config(
         targets={
-            "h100-sxm": {"latency_ms": {"max": 2, "confidence": 0.9}},
+            plain_gpu: {"latency_ms": {"max": 2, "confidence": 0.9}},
             **gpu_target(bounded_gpu, {"max": 2, "confidence": 0.8}),
         }
     )
     with pytest.raises(SearchConfigError) as err:
         check_search_config(raw, "test")
     problems = {p["field"]: p["message"] for p in err.value.problems}
+    plain = problems[f"targets.{plain_gpu}.latency_ms.confidence"]
+    assert f"{plain_gpu} states no residuals for latency_ms" in plain
+    assert "nas latency calibrate" in plain
     assert (
-        "h100-sxm states no residuals for latency_ms"
-        in problems["targets.h100-sxm.latency_ms.confidence"]
-    )
-    assert "nas latency calibrate" in problems["targets.h100-sxm.latency_ms.confidence"]
-    assert (
-        "differs from targets.h100-sxm.latency_ms.confidence = 0.9"
+        f"differs from targets.{plain_gpu}.latency_ms.confidence = 0.9"
         in problems[f"targets.{bounded_gpu}.latency_ms.confidence"]
     )
 
