@@ -8,6 +8,7 @@ devices, files, objectives, and returns what checking opened).
     targets:
       stm32f746: {peak_sram_kb: 320, flash_kb: 1024}          # limits on the device's metrics
       h100-sxm: {latency_ms: 2.0, batch: 64, precision: fp16}  # batch and device options too
+      rtx4090: {latency_ms: {max: 1.5, confidence: 0.9}}     # the 90% upper bound must meet it
     algorithm: {population: 48, generations: 20, crossover_prob: 0.9, seed: 0}
     evaluation: predictor            # predictor | supernet | predictor+verify
     workers: 0                       # 0: in-process; N: N Ray actors
@@ -23,14 +24,24 @@ A limit is a finite number > 0: a quoted one (`peak_sram_kb: "8"`) is refused wi
 that says so, rather than read as a device option. `supernet` and `predictor` may name a run
 folder, which stands for the trained file in it (its family's file name); the checked
 config holds the absolute path of the file itself.
+
+A limit may ask for confidence: `latency_ms: {max: 2.0, confidence: 0.9}` means the upper
+bound of the metric's two-sided prediction interval at coverage 0.9 (latency_models.
+uncertainty: 5% of true values above it, for a model whose residuals hold) must meet 2.0, not
+the predicted value. The device's profile must state residuals for that metric
+(`hw.interval_metrics()`). A search has one coverage: every confidence in it must be the same,
+and every candidate's bounds (`DEVICE.METRIC_low`, `DEVICE.METRIC_high`) are computed at it;
+with no confidence anywhere they are computed at 0.9 (DEFAULT_COVERAGE), for display only.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from latency_models.uncertainty import DEFAULT_COVERAGE, bound_keys
 from nas.errors import SearchConfigError
 from nas.store import DEFAULT_URL
 from supernet.io import MAX_PROBLEMS_SHOWN, field_path, short_repr
@@ -46,6 +57,7 @@ MAX_POPULATION = 100_000
 MAX_GENERATIONS = 1_000_000
 # samplers that fit a model to every result (nas.search.sampler): for supernet-measured searches
 MODEL_BASED_SAMPLERS = ("motpe", "gp")
+CONFIDENT_LIMIT = ("max", "confidence")  # the fields of `latency_ms: {max: 2, confidence: 0.9}`
 
 
 def split_metric(key: str) -> tuple[str, str]:
@@ -59,7 +71,9 @@ def join_metric(device: str, name: str) -> str:
 
 
 def split_target_fields(value: Any) -> Any:
-    """`{latency_ms: 2, batch: 64, precision: fp16}` -> limits / batch / options (per device)."""
+    """`{latency_ms: 2, batch: 64, precision: fp16}` -> limits / batch / options (per device);
+    `latency_ms: {max: 2, confidence: 0.9}` -> a limit and its confidence. Any other mapping
+    stays an option (nas.resources names it as a limit of the wrong form)."""
     if not isinstance(value, dict):
         return value
     out = {}
@@ -71,12 +85,23 @@ def split_target_fields(value: Any) -> Any:
         for key, v in fields.items():
             if key == "batch":
                 target["batch"] = v
-            elif isinstance(v, int | float) and not isinstance(v, bool):
+            elif _is_number(v):
                 target["limits"][key] = v
+            elif (
+                isinstance(v, dict) and _is_number(v.get("max")) and set(v) <= set(CONFIDENT_LIMIT)
+            ):
+                target["limits"][key] = v["max"]
+                if "confidence" in v:
+                    target.setdefault("confidence", {})[key] = v["confidence"]
             else:
                 target["options"][key] = v
         out[device] = target
     return out
+
+
+def _is_number(value: Any) -> bool:
+    """A limit is written as a number: a quoted one ("8") is not read as one."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class Objective(BaseModel):
@@ -109,6 +134,8 @@ class Target(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limits: dict[str, float] = Field(default_factory=dict)
+    # metric -> coverage in (0, 1): that limit checks the upper bound of its interval
+    confidence: dict[str, Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=dict)
     batch: int = Field(1, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -139,6 +166,41 @@ class SearchConfig(BaseModel):
     @property
     def metric_names(self) -> list[str]:
         return [o.metric for o in self.objectives]
+
+    @property
+    def coverage(self) -> float:
+        """The coverage of every candidate's bounds: the search's confidence (one per search,
+        checked by nas.resources), or DEFAULT_COVERAGE where no limit asks for any."""
+        given = [c for t in self.targets.values() for c in t.confidence.values()]
+        return given[0] if given else DEFAULT_COVERAGE
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A limit of a search: `metric` <= `value`, checked on `checked`: the metric itself, or
+    its upper bound ("DEVICE.METRIC_high") where the limit asks for confidence. The one place
+    that decides which value a limit checks (the search's constraints, the front's filters)."""
+
+    metric: str  # "device.metric"
+    value: float
+    checked: str
+
+    def value_of(self, metrics: dict[str, float]) -> float:
+        """The value this limit checks in a candidate's metrics. An exact metric stores no
+        bounds (nas.evaluation.without_exact_bounds): its upper bound is its value."""
+        return metrics.get(self.checked, metrics[self.metric])
+
+
+def limits_of(config: SearchConfig) -> list[Limit]:
+    return [
+        Limit(
+            f"{device}.{name}",
+            value,
+            f"{device}.{bound_keys(name)[1] if name in target.confidence else name}",
+        )
+        for device, target in config.targets.items()
+        for name, value in target.limits.items()
+    ]
 
 
 class ConfigProblems:
@@ -199,6 +261,8 @@ def config_field(loc: tuple[Any, ...]) -> str:
     parts = list(loc)
     if len(parts) >= 4 and parts[0] == "targets" and parts[2] in ("limits", "options"):
         del parts[2]
+    elif len(parts) >= 4 and parts[0] == "targets" and parts[2] == "confidence":
+        parts[2:4] = [parts[3], "confidence"]  # written `latency_ms: {max: 2, confidence: 0.9}`
     return field_path(tuple(parts))
 
 

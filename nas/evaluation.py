@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 import latency_models as lm
@@ -41,6 +42,7 @@ class EvaluatorSpec:
     devices: tuple[DeviceTarget, ...]
     threads: int | None = None  # torch threads per evaluator (1 per Ray actor)
     quality_metrics: tuple[str, ...] = ()  # what measuring quality measures (config)
+    coverage: float = DEFAULT_COVERAGE  # of the cost bounds (SearchConfig.coverage)
 
 
 class CandidateEvaluator:
@@ -52,8 +54,10 @@ class CandidateEvaluator:
         predictor: Any,
         devices: Sequence[tuple[DeviceTarget, lm.CostModel]],
         quality_metrics: Sequence[str] = (),
+        coverage: float = DEFAULT_COVERAGE,
     ) -> None:
         self.artifact, self.space = artifact, artifact.space
+        self.coverage = coverage
         # the quality metrics measured with the trained network (besides the primary one)
         self.quality_metrics = tuple(quality_metrics)
         self.predictor = predictor
@@ -63,7 +67,11 @@ class CandidateEvaluator:
     def of(cls, resources: SearchResources) -> CandidateEvaluator:
         """An evaluator over what a search process has already opened."""
         return cls(
-            resources.artifact, resources.predictor, resources.devices, resources.quality_metrics
+            resources.artifact,
+            resources.predictor,
+            resources.devices,
+            resources.quality_metrics,
+            resources.coverage,
         )
 
     @classmethod
@@ -78,14 +86,15 @@ class CandidateEvaluator:
             else None
         )
         devices = [(d, lm.load_hardware(d.name)) for d in spec.devices]
-        return cls(artifact, predictor, devices, spec.quality_metrics)
+        return cls(artifact, predictor, devices, spec.quality_metrics, spec.coverage)
 
     def quality(
-        self, archs: Sequence[Arch], source: str, coverage: float = DEFAULT_COVERAGE
+        self, archs: Sequence[Arch], source: str, coverage: float | None = None
     ) -> list[Metrics]:
         """ "supernet": measured with the trained network; "predictor": predicted, with the
-        primary metric's bounds at `coverage` (`top1_low`, `top1_high`) where the predictor
-        kept held-out residuals (a measured value has none)."""
+        primary metric's bounds at `coverage` (default: the search's, as the costs' bounds)
+        (`top1_low`, `top1_high`) where the predictor kept held-out residuals (a measured
+        value has none)."""
         if source == "supernet":
             return self.artifact.trained().measure_quality(archs, self.quality_metrics)
         if self.predictor is None:
@@ -95,7 +104,7 @@ class CandidateEvaluator:
         rows = [{metric: float(v)} for v in predicted.tolist()]
         if self.predictor.has_bounds:
             low_key, high_key = bound_keys(metric)
-            low, high = self.predictor.bounds_of(predicted, coverage)
+            low, high = self.predictor.bounds_of(predicted, coverage or self.coverage)
             for row, lo, hi in zip(rows, low.tolist(), high.tolist(), strict=True):
                 row[low_key], row[high_key] = float(lo), float(hi)
         int8 = f"{metric}_int8"
@@ -105,38 +114,55 @@ class CandidateEvaluator:
         return rows
 
     def costs(self, archs: Sequence[Arch]) -> list[Metrics]:
-        """ "DEVICE.METRIC" for every device, plus "macs" and "params" (per sample) once.
-        The space assembles the generation's layer rows once (no NetworkSpec per arch), and
-        every device costs them at its own batch size."""
+        """ "DEVICE.METRIC" for every device, plus "macs" and "params" (per sample) once,
+        and "DEVICE.METRIC_low" / "_high" at the search's coverage where the device's profile
+        states the metric's residuals (not for an exact one: `without_exact_bounds`). The
+        space assembles the generation's layer rows once (no NetworkSpec per arch), and every
+        device costs them at its own batch size."""
         out: list[Metrics] = [{} for _ in archs]
         if not archs:
             return out
         networks = self.space.spec_batch(archs)
         for target, hw in self.devices:
             batch = networks if target.batch == 1 else networks.with_batch(target.batch)
-            columns = hw.predict_arrays(batch, **target.options)
+            columns = without_exact_bounds(
+                hw.predict_arrays(batch, self.coverage, **target.options)
+            )
             for metric, values in columns.items():
                 key = metric if metric in NETWORK_METRICS else f"{target.name}.{metric}"
                 for row, value in zip(out, values.tolist(), strict=True):
                     row[key] = float(value)
         return out
 
-    def evaluate(
-        self,
-        archs: Sequence[Arch],
-        quality: str | None = "predictor",
-        coverage: float = DEFAULT_COVERAGE,
-    ) -> list[Metrics]:
+    def evaluate(self, archs: Sequence[Arch], quality: str | None = "predictor") -> list[Metrics]:
         """Costs on every device, plus quality from `quality`: "predictor" or "supernet"
-        (measured with the trained network), or None for costs only; predicted quality
-        carries its bounds at `coverage`."""
+        (measured with the trained network), or None for costs only; every bound at the
+        search's coverage."""
         if not archs:
             return []
         rows = self.costs(archs)
         if quality is not None:
-            for row, measured in zip(rows, self.quality(archs, quality, coverage), strict=True):
+            for row, measured in zip(rows, self.quality(archs, quality), strict=True):
                 row.update(measured)
         return rows
+
+
+def without_exact_bounds(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The columns without the bounds of exact metrics (a memory plan, a flash image: zero
+    width, each bound the value itself). Storing them would double a search's metric rows
+    for nothing; a reader takes a missing bound as the value (nas.config.Limit.value_of,
+    nas.pareto.queries)."""
+    out = dict(columns)
+    for metric in columns:
+        low, high = bound_keys(metric)
+        value = columns[metric]
+        if (
+            low in columns
+            and np.array_equal(columns[low], value)
+            and np.array_equal(columns[high], value)
+        ):
+            del out[low], out[high]
+    return out
 
 
 def evaluator_spec(resources: SearchResources, threads: int | None = None) -> EvaluatorSpec:
@@ -150,4 +176,5 @@ def evaluator_spec(resources: SearchResources, threads: int | None = None) -> Ev
         tuple(d for d, _ in resources.devices),
         threads,
         resources.quality_metrics,
+        resources.coverage,
     )

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 import latency_models as lm
+from latency_models.uncertainty import DEFAULT_COVERAGE
 from nas.config import (
     MODEL_BASED_SAMPLERS,
     NETWORK_METRICS,
@@ -71,6 +72,7 @@ class SearchResources:
     # the part of the space every device can cost (None: all of it); see nas.domain
     domain: SearchDomain | None = None
     quality_metrics: tuple[str, ...] = ()  # measured with the trained network (config)
+    coverage: float = DEFAULT_COVERAGE  # of every candidate's bounds (SearchConfig.coverage)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ def check_search_config(
     config = read_search_config(raw, source, problems)
     targets = config.targets if config is not None else _valid_targets(raw)
     devices = _device_models(targets, problems)
+    _check_confidence(targets, devices, problems)
     opened = _open_supernet(raw, supernet_sha256, problems)
     domain = _check_devices(opened, targets, devices, problems) if opened else None
     if opened is None or config is None or problems.items:
@@ -169,7 +172,42 @@ def check_search_config(
         for name, t in checked.targets.items()
     ]
     quality = measured_quality(checked, family.quality_metrics)
-    return CheckedSearch(checked, SearchResources(opened, predictor, resolved, domain, quality))
+    resources = SearchResources(opened, predictor, resolved, domain, quality, checked.coverage)
+    return CheckedSearch(checked, resources)
+
+
+def _check_confidence(
+    targets: dict[str, Target], devices: dict[str, lm.CostModel], problems: ConfigProblems
+) -> None:
+    """A limit with confidence needs an interval on its metric, and a search has one coverage
+    (its bounds are computed once per candidate, at it): every confidence must be the same."""
+    first: tuple[str, float] | None = None
+    for device, target in targets.items():
+        hw = devices.get(device)
+        for metric, confidence in target.confidence.items():
+            where = f"targets.{device}.{metric}.confidence"
+            if metric not in target.limits:
+                problems.add(
+                    where, "a confidence belongs to a limit: write {max: N, confidence: C}"
+                )
+                continue
+            if hw is not None and metric in hw.metrics and metric not in hw.interval_metrics():
+                problems.add(
+                    where,
+                    f"{device} states no residuals for {metric}, so its predictions have no "
+                    "interval; give the profile an `uncertainty:` block (calibrate it with "
+                    "`nas latency calibrate`, or adapt it to your measurements with `nas latency "
+                    f"adapt`), or drop the confidence; with residuals: "
+                    f"{list(hw.interval_metrics()) or '(none)'}",
+                )
+            if first is None:
+                first = (where, confidence)
+            elif confidence != first[1]:
+                problems.add(
+                    where,
+                    f"confidence {confidence} differs from {first[0]} = {first[1]}; a search "
+                    "has one coverage: give every limit the same confidence",
+                )
 
 
 def _check_space(
@@ -238,8 +276,9 @@ def _device_models(targets: dict[str, Target], problems: ConfigProblems) -> dict
             if name in hw.metrics:  # a limit that is not a number: "8", true, [8]
                 problems.add(
                     f"{where}.{name}",
-                    f"a limit must be a number, got {value!r} ({type(value).__name__}); "
-                    f"write it unquoted, e.g. {name}: 8",
+                    f"a limit must be a number, got {value!r} ({type(value).__name__}); write "
+                    f"it unquoted, e.g. {name}: 8, or with a confidence in (0, 1), {name}: "
+                    "{max: 8, confidence: 0.9}",
                 )
         if len(problems.items) == before:
             try:

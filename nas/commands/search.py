@@ -14,7 +14,7 @@ from nas import core
 from nas.commands import user_errors, wide_console
 from nas.config import ACCURACY
 from nas.errors import QueryError
-from nas.pareto import columns_of, plot_file, to_csv, to_json
+from nas.pareto import cell_text, columns_of, plot_file, to_csv, to_json
 from nas.store import DEFAULT_URL, safe_url
 from supernet.family import family_of_kind
 from supernet.quantization import DEFAULT_CALIBRATION_IMAGES
@@ -191,9 +191,11 @@ def pareto_command(
             table.add_column(col, justify="left" if col == "arch_id" else "right")
         shown = front.front if top is None else front.front[:top]
         for c in shown:
-            row = c.to_dict()
-            table.add_row(*[_fmt(col, row.get(col)) for col in cols])
+            table.add_row(*[cell_text(c, col) for col in cols])
         console.print(table)
+        bounded = front.front and front.front[0].coverage and any(c.bounds for c in shown)
+        if bounded:
+            console.print(f"[...]: the {front.front[0].coverage:.0%} prediction interval")
         if len(shown) < len(front.front):  # where the rest is: the same query, as CSV
             options = [f"--target {shlex.quote(target)}"] if target else []
             options += [f"--where {shlex.quote(w)}" for w in where]
@@ -263,15 +265,22 @@ def export_command(
         return
     card = result.card
     quality = family_of_kind(card["kind"]).describe_quality(card)
+    intervals = card.get("intervals", {})
+
+    def cost(device: str, metric: str, value: float) -> str:
+        bound = intervals.get("metrics", {}).get(device, {}).get(metric)
+        interval = f" [{bound['low']:.4g}, {bound['high']:.4g}]" if bound else ""
+        return f"{metric} {value:.4g}{interval}"
+
     console.print(
         f"exported search {search_id} candidate {candidate} to {result.out_dir}\n"
         f"files: {', '.join(p.name for p in result.files.values())}, model_card.json\n"
         f"{quality}; costs: "
         + "; ".join(
-            f"{d}: "
-            + ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k not in ("macs", "params"))
+            f"{d}: " + ", ".join(cost(d, k, v) for k, v in m.items() if k not in ("macs", "params"))
             for d, m in card["costs"].items()
-        ),
+        )
+        + (f" ([...]: {intervals['coverage']:.0%} prediction interval)" if intervals else ""),
         soft_wrap=True,
     )
     if "quantization" in card:

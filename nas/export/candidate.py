@@ -3,7 +3,7 @@ with (checked by SHA-256): what an export or a fine-tuning starts from."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from nas.catalog import search_space
 from nas.errors import ExportError, NotFoundError
-from nas.pareto import load_config
+from nas.pareto import load_config, split_bounds
 from nas.store import Candidate, Metric, Store
 from supernet.errors import CheckpointError, ConfigError
 from supernet.family import (
@@ -37,6 +37,9 @@ class StoredCandidate:
     costs: dict[str, dict[str, float]]  # device -> metric -> value
     network: dict[str, float]  # macs, params and the quality metrics
     predictor_sha256: str | None
+    # device ("" for quality) -> metric -> (low, high): prediction intervals at the search's
+    # coverage (config.coverage), where the cost model or predictor gives them
+    bounds: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
 
 def load_candidate(store: Store, search_id: int, candidate: int, purpose: str) -> StoredCandidate:
@@ -69,6 +72,11 @@ def load_candidate(store: Store, search_id: int, candidate: int, purpose: str) -
     except CheckpointError as err:
         raise ExportError(f"cannot {purpose} from search {search_id}: {err}") from None
     arch = opened.space.validate(arch)  # an SQL row: an edge
+    bounds: dict[str, dict[str, tuple[float, float]]] = {}
+    for device, values in [*costs.items(), ("", network)]:
+        metrics, bounds[device] = split_bounds(values)
+        values.clear()
+        values.update(metrics)
     return StoredCandidate(
         config,
         opened,
@@ -80,6 +88,7 @@ def load_candidate(store: Store, search_id: int, candidate: int, purpose: str) -
         costs,
         network,
         predictor_sha,
+        {device: b for device, b in bounds.items() if b},
     )
 
 

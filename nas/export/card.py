@@ -179,6 +179,7 @@ def model_card(
         **model.card,
         "costs": costs,
         "limits": {d: t.limits for d, t in config.targets.items()},
+        **_intervals(found),
         "macs": int(found.network.get("macs", 0)),
         "params": int(found.network.get("params", 0)),
         "checkpoint": {
@@ -208,6 +209,26 @@ def model_card(
         "created_at": datetime.now(UTC).isoformat(),
     }
     return card
+
+
+def _intervals(found: StoredCandidate) -> dict[str, Any]:
+    """Each predicted metric's prediction interval at the search's coverage (quality under
+    "", as in the search's rows), and the limits that asked for confidence: met by `high`."""
+    if not found.bounds:
+        return {}
+    config = found.config
+    return {
+        "intervals": {
+            "coverage": config.coverage,
+            "meaning": "two-sided prediction interval from the cost model's (or predictor's) "
+            "held-out residuals: about this share of true values falls inside",
+            "metrics": {
+                device: {m: {"low": lo, "high": hi} for m, (lo, hi) in bounds.items()}
+                for device, bounds in found.bounds.items()
+            },
+        },
+        "confidence": {d: t.confidence for d, t in config.targets.items() if t.confidence},
+    }
 
 
 def _space_definition(space: SearchSpace) -> dict[str, Any]:

@@ -19,7 +19,7 @@ server while the search's rows are unchanged.
 from nas.pareto.cache import FrontCache
 from nas.pareto.conditions import NETWORK_LEVEL, OPERATORS, Condition, parse_conditions
 from nas.pareto.front import non_dominated
-from nas.pareto.output import columns_of, to_csv, to_json
+from nas.pareto.output import cell_text, columns_of, to_csv, to_json
 from nas.pareto.pages import FrontPage, front_page
 from nas.pareto.plot import DEFAULT_PLOT_SUFFIX, PLOT_SUFFIXES, plot, plot_axes, plot_file
 from nas.pareto.queries import (
@@ -31,6 +31,7 @@ from nas.pareto.queries import (
     load_config,
     objectives_for,
     pareto_front,
+    split_bounds,
 )
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "FrontCache",
     "FrontPage",
     "candidate_points",
+    "cell_text",
     "columns_of",
     "count_candidates",
     "front_page",
@@ -56,6 +58,7 @@ __all__ = [
     "plot",
     "plot_axes",
     "plot_file",
+    "split_bounds",
     "to_csv",
     "to_json",
 ]

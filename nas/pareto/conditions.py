@@ -9,7 +9,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nas.config import ACCURACY, NETWORK_METRICS, SearchConfig
+from latency_models.uncertainty import BOUND_SUFFIXES
+from nas.config import ACCURACY, NETWORK_METRICS, SearchConfig, limits_of
 from nas.errors import QueryError
 from supernet.family import quality_metric_names
 
@@ -57,15 +58,15 @@ def parse_conditions(
 
 def beyond_limits(conditions: Sequence[Condition], config: SearchConfig) -> list[Condition]:
     """The conditions a feasible candidate can fail, each once. A front holds feasible
-    candidates only, and a feasible one meets every limit of its search (`m <= limit`, a
-    limit > 0): so `m<=v` with v >= that limit, or `m<v` with v > it, filters nothing and is
-    dropped. The web page sends the search's own limits as conditions; dropped, its front
-    is the plain one, which a server keeps (`FrontCache`)."""
+    candidates only, and a feasible one meets every limit of its search on the value that
+    limit checks (`m <= limit`, a limit > 0; `m_high <= limit` for a limit with confidence):
+    so `m<=v` with v >= that limit, or `m<v` with v > it, filters nothing and is dropped.
+    The web page sends the search's own limits as conditions; dropped, its front is the
+    plain one, which a server keeps (`FrontCache`)."""
     limits = {
-        f"{device}.{name}": value
-        for device, target in config.targets.items()
-        for name, value in target.limits.items()
-        if value > 0  # a limit is > 0 (checked at launch): never assume more than that
+        lim.checked: lim.value
+        for lim in limits_of(config)
+        if lim.value > 0  # a limit is > 0 (checked at launch): never assume more than that
     }
     kept: list[Condition] = []
     for cond in conditions:
@@ -91,8 +92,16 @@ def _device_metrics(config: SearchConfig) -> dict[str, tuple[str, ...]]:
 
 
 def _resolve_metric(name: str, config: SearchConfig, target: str | None) -> str:
+    """The stored name of a metric as a user writes it: `latency_ms`, `h100-sxm.latency_ms`,
+    or a bound of one, `latency_ms_high` (stored where the device states its residuals)."""
     if name in NETWORK_LEVEL:
         return name
+    for suffix in BOUND_SUFFIXES:
+        base = name.removesuffix(suffix)
+        if base != name:
+            if base in NETWORK_METRICS:
+                raise QueryError(f"{base} is exact: it has no {suffix.lstrip('_')} bound")
+            return _resolve_metric(base, config, target) + suffix
     devices = _device_metrics(config)
     device, _, metric = name.rpartition(".")  # a device may be a profile path with dots
     if device in devices:

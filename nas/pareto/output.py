@@ -7,18 +7,27 @@ import csv
 import io
 import json
 
-from nas.config import NETWORK_METRICS, SearchConfig
+from latency_models.uncertainty import bound_keys
+from nas.config import ACCURACY, NETWORK_METRICS, SearchConfig
 from nas.pareto.pages import FrontPage, front_page
 from nas.pareto.queries import CandidateRow, Front
 
 
 def columns_of(front: Front, config: SearchConfig | None = None) -> list[str]:
     """Objectives first, then the limited metrics; with `config`, macs/params once and only
-    the metrics a limit or objective names (the table); without, every metric (CSV)."""
+    the metrics a limit or objective names (the table, whose cells show each interval:
+    `cell_text`); without, every metric, each followed by its bounds where it has them,
+    "METRIC_low" and "METRIC_high" (CSV)."""
     metrics = [o.metric for o in front.objectives]
     every = sorted({k for c in front.front for k in c.metrics} - set(metrics))
     if config is None:
-        return ["candidate", "arch_id", *metrics, *every]
+        bounded = {k for c in front.front for k in c.bounds}
+        columns = [
+            key
+            for m in [*metrics, *every]
+            for key in ([m, *bound_keys(m)] if m in bounded else [m])
+        ]
+        return ["candidate", "arch_id", *columns]
     limited = [f"{d}.{m}" for d, t in config.targets.items() for m in t.limits]
     shown = [m for m in limited if m not in metrics]
     network = [m for m in NETWORK_METRICS if m not in metrics]
@@ -63,8 +72,32 @@ def _csv(front: Front, rows: list[CandidateRow]) -> str:
     buffer = io.StringIO()
     cols = columns_of(front)
     writer = csv.writer(buffer)
-    writer.writerow([*cols, "top1_measured", "arch"])
+    writer.writerow([*cols, "coverage", "top1_measured", "arch"])
     for c in rows:
         row = c.to_dict()
-        writer.writerow([row.get(k) for k in cols] + [c.top1_measured, json.dumps(c.arch)])
+        for metric, (low, high) in c.bounds.items():
+            row.update(zip(bound_keys(metric), (low, high), strict=True))
+        coverage = row["coverage"]
+        writer.writerow(
+            [row.get(k) for k in cols] + [coverage, c.top1_measured, json.dumps(c.arch)]
+        )
     return buffer.getvalue()
+
+
+def cell_text(c: CandidateRow, col: str) -> str:
+    """A table's cell: the value (top1 as a percentage) and, where the metric has bounds,
+    its interval: `1.93 [1.71, 2.2]`."""
+    value = c.to_dict().get(col) if col not in c.metrics else c.metrics[col]
+    if value is None:
+        return "-"
+    if not isinstance(value, float):
+        return str(value)
+    text = _number(col, value)
+    if col in c.bounds:
+        low, high = c.bounds[col]
+        text += f" [{_number(col, low)}, {_number(col, high)}]"
+    return text
+
+
+def _number(col: str, value: float) -> str:
+    return f"{value:.2%}" if col == ACCURACY else f"{value:.4g}"

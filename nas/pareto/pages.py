@@ -69,4 +69,4 @@ def _sort_key(front: Front, sort: str, target: str | None) -> tuple[str, Any]:
     except QueryError as err:
         fields = ", ".join(ROW_FIELDS)
         raise QueryError(f"cannot sort the front by {sort!r}: {err} (or by {fields})") from None
-    return metric, lambda c: c.metrics.get(metric)
+    return metric, lambda c: c.value(metric)

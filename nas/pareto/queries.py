@@ -18,6 +18,7 @@ import numpy as np
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, defer
 
+from latency_models.uncertainty import BOUND_SUFFIXES, bound_keys
 from nas.config import (
     ACCURACY,
     NETWORK_METRICS,
@@ -51,6 +52,19 @@ class CandidateRow:
     # quality measured with the supernet: every quality metric of a search that measured
     # (evaluation: supernet), the verified front of a predictor+verify search
     measured: dict[str, float] = field(default_factory=dict)
+    # metric -> (low, high): its prediction interval at `coverage` (the search's), for the
+    # metrics whose model states residuals; stored as "METRIC_low" / "METRIC_high" rows
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    coverage: float | None = None
+
+    def value(self, name: str) -> float | None:
+        """A metric's value, or a bound's ("device.latency_ms_high"); None if it has none."""
+        if name in self.metrics:
+            return self.metrics[name]
+        for metric, interval in self.bounds.items():
+            if name in bound_keys(metric):
+                return interval[bound_keys(metric).index(name)]
+        return self.metrics.get(_bounded_metric(name))  # exact: no bounds stored
 
     @property
     def top1_measured(self) -> float | None:
@@ -64,6 +78,8 @@ class CandidateRow:
             "feasible": self.feasible,
             "top1_measured": self.top1_measured,
             **self.metrics,
+            "coverage": self.coverage if self.bounds else None,
+            "bounds": {k: {"low": lo, "high": hi} for k, (lo, hi) in self.bounds.items()},
             "arch": self.arch,
         }
 
@@ -129,6 +145,7 @@ def load_candidates(
         query = query.where(Candidate.trial.in_(list(trials)))
     query = query.order_by(Candidate.trial).offset(offset).limit(limit)
     with store.session() as s:
+        coverage = SearchConfig(**store.search(s, search_id).config).coverage
         rows = s.scalars(query).all()
         metrics: dict[int, dict[str, float]] = {r.id: {} for r in rows}
         values = select(Metric.candidate_id, Metric.device, Metric.name, Metric.value)
@@ -140,11 +157,26 @@ def load_candidates(
             for cid, device, name, value in s.execute(values):
                 if cid in metrics:
                     metrics[cid][join_metric(device, name)] = value
-    return [_candidate_row(r, metrics[r.id]) for r in rows]
+    return [_candidate_row(r, metrics[r.id], coverage) for r in rows]
 
 
-def _candidate_row(r: Candidate, metrics: dict[str, float]) -> CandidateRow:
-    """The searched metrics apart from the supernet-measured ones."""
+def split_bounds(
+    metrics: dict[str, float],
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """The metrics apart from their bounds: "x_low" and "x_high" beside a metric "x" are
+    its interval (latency_models.uncertainty.bound_keys), not metrics of their own."""
+    bounds = {}
+    for name in metrics:
+        low, high = bound_keys(name)
+        if low in metrics and high in metrics:
+            bounds[name] = (metrics[low], metrics[high])
+    bound_names = {key for name in bounds for key in bound_keys(name)}
+    return {k: v for k, v in metrics.items() if k not in bound_names}, bounds
+
+
+def _candidate_row(r: Candidate, metrics: dict[str, float], coverage: float) -> CandidateRow:
+    """The searched metrics apart from the supernet-measured ones and the bounds."""
+    metrics, bounds = split_bounds(metrics)
     searched = {k: v for k, v in metrics.items() if not k.endswith(MEASURED_SUFFIX)}
     suffix = MEASURED_SUFFIX
     measured = {k.removesuffix(suffix): v for k, v in metrics.items() if k.endswith(suffix)}
@@ -152,7 +184,16 @@ def _candidate_row(r: Candidate, metrics: dict[str, float]) -> CandidateRow:
         measured = {k: v for k, v in searched.items() if k in NETWORK_LEVEL} | measured
         measured = {k: v for k, v in measured.items() if k not in NETWORK_METRICS}
     return CandidateRow(
-        r.trial, r.generation, r.arch_id, r.arch, r.feasible, r.violation, searched, measured
+        r.trial,
+        r.generation,
+        r.arch_id,
+        r.arch,
+        r.feasible,
+        r.violation,
+        searched,
+        measured,
+        bounds,
+        coverage,
     )
 
 
@@ -179,7 +220,21 @@ def _metric_columns(
             mine = ids[at] == cids
             column[at[mine]] = pairs[mine, 1]
         columns[name] = column
+    for name in columns:  # an exact metric stores no bounds: each is the value itself
+        base = _bounded_metric(name)
+        if base and base != name and np.isnan(columns[name]).any():
+            if base not in columns:
+                columns[base] = _metric_columns(s, search_id, [base], ids)[base]
+            columns[name] = np.where(np.isnan(columns[name]), columns[base], columns[name])
     return columns
+
+
+def _bounded_metric(name: str) -> str:
+    """ "device.latency_ms_high" -> "device.latency_ms"; "" for a name that is no bound."""
+    for suffix in BOUND_SUFFIXES:
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return ""
 
 
 def candidate_points(

@@ -190,11 +190,11 @@ class SearchRunner:
             smallest = self.space.at_resolution(smallest, min(self.domain.choices))
         (metrics,) = self.pool.evaluate([smallest], quality=None)
         for lim in self.limits:
-            if metrics[lim.metric] > lim.value:
+            if lim.value_of(metrics) > lim.value:
                 return (
                     f"infeasible: the smallest subnet of {self.space.name} already has "
-                    f"{lim.metric} = {metrics[lim.metric]:.4g} > limit {lim.value:.4g}; no subnet "
-                    "can meet it. Relax that limit or use a smaller space."
+                    f"{lim.checked} = {lim.value_of(metrics):.4g} > limit {lim.value:.4g}; no "
+                    "subnet can meet it. Relax that limit or use a smaller space."
                 )
         return None
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nas.config import Objective, SearchConfig
+from nas.config import Limit, Objective, limits_of  # noqa: F401 - limits_of re-exported
 from nas.store.status import (  # noqa: F401 - the search's statuses, re-exported
     CANCELLED,
     CANCELLING,
@@ -20,23 +20,10 @@ from nas.store.status import (  # noqa: F401 - the search's statuses, re-exporte
 Metrics = dict[str, float]
 
 
-@dataclass
-class Limit:
-    metric: str  # "device.metric"
-    value: float
-
-
-def limits_of(config: SearchConfig) -> list[Limit]:
-    return [
-        Limit(f"{device}.{name}", value)
-        for device, target in config.targets.items()
-        for name, value in target.limits.items()
-    ]
-
-
 def violations(metrics: Metrics, limits: Sequence[Limit]) -> list[float]:
-    """Relative excess over each limit, (value - limit) / limit: feasible when <= 0."""
-    return [(metrics[lim.metric] - lim.value) / lim.value for lim in limits]
+    """Relative excess over each limit, (value - limit) / limit, of the value the limit
+    checks (its upper bound where it asks for confidence): feasible when <= 0."""
+    return [(lim.value_of(metrics) - lim.value) / lim.value for lim in limits]
 
 
 @dataclass
@@ -75,7 +62,7 @@ class SearchState:
         self.candidates += 1
         for lim in self.limits:
             seen = self.best_seen.get(lim.metric)
-            value = metrics[lim.metric]
+            value = lim.value_of(metrics)
             self.best_seen[lim.metric] = value if seen is None else min(seen, value)
         if not feasible:
             return
@@ -92,7 +79,7 @@ class SearchState:
         limit = next(lim for lim in self.limits if lim.metric == tightest)
         return (
             f"infeasible: no candidate met every limit in {self.candidates} candidates; "
-            f"tightest limit {tightest} <= {limit.value:.4g}, best value seen "
+            f"tightest limit {limit.checked} <= {limit.value:.4g}, best value seen "
             f"{self.best_seen[tightest]:.4g} ({ratios[tightest]:.2f}x the limit)"
         )
 

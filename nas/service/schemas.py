@@ -64,6 +64,11 @@ class SearchTarget(BaseModel):
     """One device of a search: limits on its metrics, the batch, the model's options."""
 
     limits: dict[str, Number]
+    confidence: dict[str, Number] = Field(
+        default_factory=dict,
+        description="metric -> coverage: that limit is met by the upper bound of the metric's "
+        "prediction interval at this coverage (`METRIC_high`), not by its predicted value",
+    )
     batch: int
     options: dict[str, Any]
 
@@ -131,9 +136,16 @@ class SearchStatus(BaseModel):
     status: str = Field(examples=["cancelling", "running"])
 
 
+class Interval(BaseModel):
+    """A predicted metric's prediction interval (latency_models.uncertainty)."""
+
+    low: Number
+    high: Number
+
+
 class CandidateRow(BaseModel):
     """A candidate as the search stored it: every metric (quality, `macs`, `params`,
-    `device.metric`) is a key of its own."""
+    `device.metric`) is a key of its own; its metrics' prediction intervals are in `bounds`."""
 
     model_config = ConfigDict(extra="allow")
     __pydantic_extra__: dict[str, Number] = Field(init=False)  # the metrics
@@ -143,6 +155,19 @@ class CandidateRow(BaseModel):
     arch_id: str
     feasible: bool
     top1_measured: float | None
+    coverage: float | None = Field(
+        None,
+        description="the coverage of every interval in `bounds` (the search's confidence, "
+        "0.9 by default); null when the candidate has no bounds",
+        examples=[0.9],
+    )
+    bounds: dict[str, Interval] = Field(
+        default_factory=dict,
+        description="metric -> its two-sided prediction interval at `coverage`, for the "
+        "metrics whose cost model states its residuals (and quality, where the predictor "
+        "gives bounds); a limit with confidence is met by `high`",
+        examples=[{"h100-sxm.latency_ms": {"low": 1.71, "high": 2.2}}],
+    )
     arch: dict[str, Any]
 
 

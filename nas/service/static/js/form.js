@@ -232,6 +232,8 @@ function prefill(form, config, refreshObjectives) {
   form.extra = Object.fromEntries(Object.entries(top).filter(([k, v]) => !shown.has(k) && v !== null));
   form.extraAlgorithm = Object.fromEntries(Object.entries(algorithm)
     .filter(([k, v]) => !["sampler", "population", "generations", "seed"].includes(k) && v !== null));
+  // a limit's confidence has no field of its own: a clone keeps it (formConfig writes it back)
+  form.confidence = Object.fromEntries(Object.entries(targets).map(([d, t]) => [d, t.confidence || {}]));
   for (const [device, target] of Object.entries(targets)) {
     const box = form.querySelector(`input[name=device][value="${CSS.escape(device)}"]`);
     if (!box) continue; // no longer registered: the launch names it
@@ -282,6 +284,8 @@ function formConfig(form) {
       if (text === "") continue;
       const key = input.dataset.limit || input.dataset.option || "batch";
       target[key] = input.dataset.option ? text : Number(text);
+      const confidence = input.dataset.limit && form.confidence?.[box.value]?.[key];
+      if (confidence) target[key] = { max: Number(text), confidence };
     }
     config.targets[box.value] = target;
   }

@@ -66,3 +66,11 @@ export function fmtTick(metric, value, step) {
 
 /** Whether the CLI prints `metric` as a percentage (top1). */
 export const isPercent = (metric) => PERCENT.has(base(metric));
+
+/** A value with its prediction interval where the candidate row has one (`bounds`, at
+    `coverage`): "1.93 (90%: 1.71–2.2)"; `format` prints each number. */
+export function withInterval(c, metric, value, format) {
+  const bound = c?.bounds?.[metric];
+  if (!bound || c.coverage == null) return format(value);
+  return `${format(value)} (${Math.round(c.coverage * 100)}%: ${format(bound.low)}–${format(bound.high)})`;
+}

@@ -65,6 +65,14 @@ function change(s, update) {
   refreshTable(s).then(() => { /* drawn */ }, (err) => showError(err, `table-${s.id}`));
 }
 
+/** A row's value of a metric or of a bound ("device.latency_ms_high": the column of a limit
+    with confidence), which a row keeps under `bounds`. */
+function rowValue(row, name) {
+  if (row[name] !== undefined) return row[name];
+  const [, metric, end] = name.match(/^(.*)_(low|high)$/) || [];
+  return metric ? row.bounds?.[metric]?.[end] : undefined;
+}
+
 export function renderFrontTable(s) {
   const page = s.table.page;
   if (!page) return;
@@ -88,7 +96,7 @@ export function renderFrontTable(s) {
   },
   h("td", {}, row.candidate), h("td", { class: "num" }, row.generation),
   names.map((m) => h("td", { class: "num" }, fmtCell(m, row[m]))),
-  limited.map((m) => h("td", { class: "num muted" }, fmtCell(m, row[m]))),
+  limited.map((m) => h("td", { class: "num muted" }, fmtCell(m, rowValue(row, m)))),
   archIdCell(row.arch_id)));
   fill(s.dom.table,
     page.total > 0 && pager(s, page),

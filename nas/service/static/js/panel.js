@@ -3,7 +3,7 @@
 
 import { NETWORK_METRICS, api, downloadLink, familyOfSearch, spaceOfSearch } from "./api.js";
 import { $, fill, fmt, fmtBytes, h, kvTable, showError } from "./dom.js";
-import { fmtMetric } from "./format.js";
+import { fmtMetric, withInterval } from "./format.js";
 
 const EXPORT_POLL_MS = 1000;
 
@@ -29,6 +29,8 @@ export async function openCandidate(s, number) {
     const [c, space, family] = await Promise.all(
       [api(`/searches/${s.id}/candidates/${number}`), spaceOfSearch(s.info), familyOfSearch(s.info)]);
     if (pv.dead) return;
+    s.pickedRow = c; // its bounds: the scatter draws them as error bars on the picked point
+    s.onPickedRow?.();
     fill(panel, candidateView(s, c, space, family, pv));
   } catch (err) {
     if (!pv.dead) panel.append(h("div", { class: "error-box" }, err.message));
@@ -68,7 +70,7 @@ function qualityRows(s, c, quality) {
   const measuredAll = s.info.evaluation === "supernet";
   const rows = [];
   for (const [metric, value] of Object.entries(quality)) {
-    rows.push([`${metric} (${measuredAll ? "measured" : "predicted"})`, fmtMetric(metric, value)]);
+    rows.push([`${metric} (${measuredAll ? "measured" : "predicted"})`, withInterval(c, metric, value, (v) => fmtMetric(metric, v))]);
     if (measuredAll) continue;
     const measured = c.measured?.[metric];
     rows.push([`${metric} measured`, measured === null || measured === undefined ? "not measured" : fmtMetric(metric, measured)]);
@@ -102,7 +104,7 @@ function costOnDevices(s, c, stored) {
   return [
     targets.map(([name, d]) => h("div", { class: "device-cost" },
       h("div", { class: "name" }, name, " ", h("span", { class: "tag" }, "target"), setting(d) && h("span", { class: "tag" }, setting(d))),
-      kvTable(Object.entries({ ...d.costs, ...stored[name] }).map(([k, v]) => [k, limitText(s, `${name}.${k}`, v)])))),
+      kvTable(Object.entries({ ...d.costs, ...stored[name] }).map(([k, v]) => [k, limitText(s, c, `${name}.${k}`, v)])))),
     others.length > 0 && h("div", { class: "device-cost" },
       h("div", { class: "name" }, "other devices ", h("span", { class: "muted small" }, "(batch 1, default options)")),
       kvTable(others.map(([name, d]) => [name, Object.entries(d.costs || {}).map(([k, v]) => h("div", {}, `${k} ${fmt(v)}`))]))),
@@ -111,9 +113,12 @@ function costOnDevices(s, c, stored) {
   ];
 }
 
-function limitText(s, metric, value) {
-  const limit = s.limits.find((l) => l.metric === metric);
-  return limit ? `${fmt(value)} / ${fmt(limit.limit)}` : fmt(value);
+/** A stored metric with its interval (where it has one) and its limit: "1.93 (90%: 1.71–2.2)
+    / 2"; a limit with confidence is met by the interval's upper end. */
+function limitText(s, c, metric, value) {
+  const limit = s.limits.find((l) => l.metric === metric || l.metric === `${metric}_high`);
+  const text = withInterval(c, metric, value, fmt);
+  return limit ? `${text} / ${fmt(limit.limit)}` : text;
 }
 
 /** The arch as blocks per stage. MBConv: stage s holds max(d choices of s) block slots, of

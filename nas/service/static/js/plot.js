@@ -101,6 +101,12 @@ function limitValues(s) {
     .map((input) => ({ metric: input.dataset.metric, value: Number(input.value) }));
 }
 
+/** The overlay again (the picked candidate's row arrived, with its bounds): not the points. */
+export function redrawOverlay(s) {
+  const p = plotState(s);
+  if (p.view && p.dom) drawOverlay(s, p);
+}
+
 /** Called on each change of a limit field: dim and count at once (the front follows when the
     server answers). */
 export async function limitsChanged(s) {
@@ -231,7 +237,8 @@ export function drawPlot(s) {
     points.stroke();
   }
   drawLimitLines(s, points, { width, x0, x1, y0, y1, sx, sy });
-  p.view = { px, py, layer, width, height: HEIGHT, grid: hitGrid(px, py, width, HEIGHT) };
+  const area = { left: PAD.left, top: PAD.top, right: width - PAD.right, bottom: HEIGHT - PAD.bottom };
+  p.view = { px, py, sx, sy, area, layer, width, height: HEIGHT, grid: hitGrid(px, py, width, HEIGHT) };
   drawOverlay(s, p);
   renderLegend(s, p, { colour, c0, c1 });
   const counts = { drawn, within, feasible, front: s.front ? front : null, dimmed: feasible - within };

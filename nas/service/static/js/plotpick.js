@@ -90,12 +90,40 @@ export function drawOverlay(s, p) {
     ctx.lineWidth = width;
     ctx.stroke();
   };
+  errorBars(s, p, ctx);
   ring(p.index.get(s.picked), 8, "#f59e0b", 3);
   ring(p.hover, 7, "#111827", 2);
   if (p.cursor >= 0 && document.activeElement === overlay) {
     ring(p.cursor, 10, "#111827", 2);
     ring(p.cursor, 12, "#ffffff", 2);
   }
+}
+
+/** The picked candidate's prediction intervals on the plotted axes, as error bars: horizontal
+    for the x metric, vertical for the y metric, each where the candidate row has its bounds. */
+function errorBars(s, p, ctx) {
+  const i = p.index.get(s.picked), c = s.pickedRow;
+  p.dom.overlay.dataset.errorBars = ""; // which axes have bars (what a test reads)
+  if (i === undefined || Number.isNaN(p.view.px[i]) || c?.candidate !== s.picked) return;
+  const { sx, sy, area } = p.view, x = p.view.px[i], y = p.view.py[i];
+  const cap = 5;
+  ctx.save();
+  ctx.beginPath(); // an interval wider than the axes ends at their edge, without its cap
+  ctx.rect(area.left, area.top, area.right - area.left, area.bottom - area.top);
+  ctx.clip();
+  ctx.strokeStyle = "#b45309";
+  ctx.lineWidth = 2;
+  const bar = (x0, y0, x1, y1, dx, dy) => {
+    ctx.beginPath();
+    ctx.moveTo(x0, y0); ctx.lineTo(x1, y1);
+    for (const [ex, ey] of [[x0, y0], [x1, y1]]) { ctx.moveTo(ex - dx, ey - dy); ctx.lineTo(ex + dx, ey + dy); }
+    ctx.stroke();
+  };
+  const bx = c.bounds?.[s.x], by = c.bounds?.[s.y];
+  if (bx) bar(sx(bx.low), y, sx(bx.high), y, 0, cap);
+  if (by) bar(x, sy(by.low), x, sy(by.high), cap, 0);
+  ctx.restore();
+  p.dom.overlay.dataset.errorBars = [bx && "x", by && "y"].filter(Boolean).join(",");
 }
 
 /** A candidate's values as text: its number, its layer, the axes' and colour's metrics. */

@@ -8,7 +8,7 @@ import { NETWORK_METRICS, api, downloadLink, familyOfSearch } from "./api.js";
 import { $, bestText, clearError, debounce, fill, fmt, h, progress, showError, statusBadge } from "./dom.js";
 import { emptyTable, refreshTable, renderFrontTable, tableState } from "./front.js";
 import { openCandidate } from "./panel.js";
-import { drawPlot, limitsChanged, loadPoints, renderPlotTools } from "./plot.js";
+import { drawPlot, limitsChanged, loadPoints, redrawOverlay, renderPlotTools } from "./plot.js";
 import { mount, poll } from "./view.js";
 
 export async function renderSearch(view, idText) {
@@ -19,6 +19,7 @@ export async function renderSearch(view, idText) {
     table: tableState(), state: null, loading: 0,
   };
   s.pick = (number) => pick(s, number); // what a click on a point or a row of the front does
+  s.onPickedRow = () => redrawOverlay(s); // the picked candidate's error bars
   s.where = () => whereConditions(s);
   s.dom = searchSkeleton(s);
   mount(s.dom.root);
@@ -137,7 +138,11 @@ function setupPlot(s) {
   const info = s.info;
   const objectives = (info.objectives || []).map((o) => o.metric);
   for (const [device, target] of Object.entries(info.targets || {})) {
-    for (const [metric, limit] of Object.entries(target.limits || {})) s.limits.push({ metric: `${device}.${metric}`, limit });
+    for (const [metric, limit] of Object.entries(target.limits || {})) {
+      // a limit with confidence checks the upper bound of the metric's interval (nas.config.Limit)
+      const checked = target.confidence?.[metric] ? `${metric}_high` : metric;
+      s.limits.push({ metric: `${device}.${checked}`, limit });
+    }
   }
   s.metrics = [...new Set([...objectives, ...s.limits.map((l) => l.metric)])];
   s.y = objectives[0] || null; // quality, by default up the y axis, against the first cost
