@@ -40,7 +40,7 @@ class DefinitionChecker:
         try:
             return check()
         except SpaceDefinitionError as err:
-            self.problems.extend(err.problems)
+            self.problems.extend(err.field_problems)
             return None
 
     def raise_problems(self) -> None:

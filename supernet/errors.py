@@ -64,11 +64,17 @@ class SpaceDefinitionError(UserError, ValueError):
         self.source, self.field, self.reason = source, field, reason
         # Every problem the checker found, the first one included: `nas space validate`
         # lists them all, so a user fixes a file in one pass.
-        self.problems: tuple[tuple[str, str], ...] = ((field, reason), *more)
-        listed = "; ".join(f"{f}: {r}" for f, r in self.problems[:3])
-        if len(self.problems) > 3:  # the one line stays readable; validate prints them all
-            listed += f"; and {len(self.problems) - 3} more problems"
+        self.field_problems: tuple[tuple[str, str], ...] = ((field, reason), *more)
+        listed = "; ".join(f"{f}: {r}" for f, r in self.field_problems[:3])
+        if len(self.field_problems) > 3:  # the one line stays readable; validate lists all
+            listed += f"; and {len(self.field_problems) - 3} more problems"
         super().__init__(f"invalid search space {source}: {listed}")
+
+    @property
+    def problems(self) -> list[dict[str, str]]:
+        """The problems in the shape every user error with several has (a search config's
+        too): {"field", "message"}, which the API returns beside the one-line detail."""
+        return [{"field": f, "message": r} for f, r in self.field_problems]
 
 
 class CheckpointError(UserError, ValueError):

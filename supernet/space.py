@@ -680,7 +680,7 @@ def space_from_definition(raw: Any, source: str = "<mapping>") -> SearchSpace:
     try:
         return _KINDS[kind](definition, source)
     except SpaceDefinitionError as err:
-        unknown = [f for f, reason in err.problems if reason.startswith("unknown field")]
+        unknown = [f for f, reason in err.field_problems if reason.startswith("unknown field")]
         if "kind" in definition or not any(f.isidentifier() for f in unknown):
             raise
         # Fields of another kind, read as the default kind's: say so first.
@@ -688,7 +688,7 @@ def space_from_definition(raw: Any, source: str = "<mapping>") -> SearchSpace:
             source,
             "kind",
             f"not given, so {DEFAULT_KIND!r} was assumed; allowed: {sorted(_KINDS)}",
-            err.problems,
+            err.field_problems,
         ) from None
 
 

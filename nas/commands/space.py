@@ -83,16 +83,16 @@ def validate(
         supernet.get_space(file)
     except SpaceDefinitionError as err:
         if as_json:
-            problems = [{"field": field, "reason": reason} for field, reason in err.problems]
+            problems = [{"field": f, "reason": r} for f, r in err.field_problems]
             typer.echo(json.dumps({"source": err.source, "problems": problems}))
         else:
             stderr.print(
                 f"[bold red]error:[/] invalid search space {escape(err.source)}: "
-                f"{len(err.problems)} problem{'s' if len(err.problems) > 1 else ''}",
+                f"{len(err.field_problems)} problem{'s' if len(err.field_problems) > 1 else ''}",
                 highlight=False,
                 soft_wrap=True,
             )
-            for field, reason in err.problems:
+            for field, reason in err.field_problems:
                 stderr.print(
                     f"  {escape(field)}: {escape(reason)}", highlight=False, soft_wrap=True
                 )

@@ -193,12 +193,12 @@ def test_every_problem_is_noted_at_once():
     bad = {**GAN, "z_dim": -1, "w_dim": "x", "ratios": [2.0], "colour": 1}
     with pytest.raises(SpaceDefinitionError) as caught:
         get_space(bad)
-    fields = [field for field, _ in caught.value.problems]
+    fields = [field for field, _ in caught.value.field_problems]
     assert fields == ["colour", "z_dim", "w_dim", "ratios[0]"]
     across = {**GAN, "widths": {4: 32, 16: 8}, "resolutions": [8], "ratios": [0.5]}
     with pytest.raises(SpaceDefinitionError) as caught:
         get_space(across)
-    assert [f for f, _ in caught.value.problems] == ["widths.8", "resolutions", "ratios"]
+    assert [f for f, _ in caught.value.field_problems] == ["widths.8", "resolutions", "ratios"]
 
 
 def test_a_gan_base_with_a_field_of_another_kind_is_refused():

@@ -72,6 +72,10 @@ def test_the_devices_that_can_cost_a_space(client):
     assert "cost_error" not in client.get("/hardware").json()["items"][0]
     unknown = client.get("/hardware", params={"space": "no-such-space"})
     assert unknown.status_code == 422 and "no-such-space" in unknown.json()["detail"]
+    # a space file that is not there, or that is wrong: 422 with its problems, not a 500
+    missing = client.get("/hardware", params={"space": "postgresql://"})
+    assert missing.status_code == 422
+    assert missing.json()["problems"] == [{"field": "<file>", "message": "file not found"}]
 
 
 def test_a_search_shows_its_config_and_the_server_its_working_folder(
