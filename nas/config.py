@@ -10,7 +10,9 @@ devices, files, objectives, and returns what checking opened).
       h100-sxm: {latency_ms: 2.0, batch: 64, precision: fp16}  # batch and device options too
       rtx4090: {latency_ms: {max: 1.5, confidence: 0.9}}     # the 90% upper bound must meet it
     algorithm: {population: 48, generations: 20, crossover_prob: 0.9, seed: 0}
-    evaluation: predictor            # predictor | supernet | predictor+verify
+    evaluation: predictor            # predictor | supernet | predictor+verify | active
+    # budget: 300                    # active only: subnets measured on the supernet, chosen
+    # active: {initial: 20, batch: 48}  # by a predictor refit each round (nas.search.active)
     workers: 0                       # 0: in-process; N: N Ray actors
     database: sqlite:///runs/nas.db
 
@@ -57,7 +59,11 @@ MAX_POPULATION = 100_000
 MAX_GENERATIONS = 1_000_000
 # samplers that fit a model to every result (nas.search.sampler): for supernet-measured searches
 MODEL_BASED_SAMPLERS = ("motpe", "gp")
-CONFIDENT_LIMIT = ("max", "confidence")  # the fields of `latency_ms: {max: 2, confidence: 0.9}`
+CONFIDENT_LIMIT = ("max", "confidence")
+# `evaluation: active` (nas.search.active): the fewest measurements a budget may name (the
+# initial sample is at least MIN_ACTIVE_INITIAL of them, and the loop needs rounds after it)
+MIN_ACTIVE_BUDGET = 30
+MIN_ACTIVE_INITIAL = 20  # the fields of `latency_ms: {max: 2, confidence: 0.9}`
 
 
 def split_metric(key: str) -> tuple[str, str]:
@@ -128,6 +134,16 @@ class Algorithm(BaseModel):
     seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
+class ActiveOptions(BaseModel):
+    """`evaluation: active`: the initial space-filling sample and the batch measured per round
+    (None: the defaults of `active_plan`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    initial: int | None = Field(None, ge=1)
+    batch: int | None = Field(None, ge=1)
+
+
 class Target(BaseModel):
     """One device: limits on its metrics, plus `batch` and model options (e.g. precision)."""
 
@@ -153,7 +169,11 @@ class SearchConfig(BaseModel):
     objectives: list[Objective] = Field(default_factory=list)
     targets: dict[str, Target] = Field(min_length=1)
     algorithm: Algorithm = Algorithm()
-    evaluation: Literal["predictor", "supernet", "predictor+verify"] = "predictor"
+    # active: measures `budget` subnets on the supernet, chosen by a predictor it refits to
+    # them every round (nas.search.active)
+    evaluation: Literal["predictor", "supernet", "predictor+verify", "active"] = "predictor"
+    budget: int | None = Field(None, ge=1)  # measurements, with `evaluation: active` only
+    active: ActiveOptions | None = None
     workers: int = Field(0, ge=0)
     ray_address: str | None = None
     database: str = DEFAULT_URL
@@ -168,11 +188,44 @@ class SearchConfig(BaseModel):
         return [o.metric for o in self.objectives]
 
     @property
+    def measures(self) -> bool:
+        """Every candidate's quality is measured on the supernet."""
+        return self.evaluation in ("supernet", "active")
+
+    @property
+    def generations_total(self) -> int:
+        """The generations the search plans: its algorithm's, or an active search's rounds."""
+        if self.evaluation == "active":
+            return active_plan(self).rounds
+        return self.algorithm.generations
+
+    @property
     def coverage(self) -> float:
         """The coverage of every candidate's bounds: the search's confidence (one per search,
         checked by nas.resources), or DEFAULT_COVERAGE where no limit asks for any."""
         given = [c for t in self.targets.values() for c in t.confidence.values()]
         return given[0] if given else DEFAULT_COVERAGE
+
+
+@dataclass(frozen=True)
+class ActivePlan:
+    budget: int
+    initial: int
+    batch: int
+
+    @property
+    def rounds(self) -> int:
+        """Round 0 measures `initial`, each later one `batch` (the last one what is left)."""
+        return 1 + -(-max(self.budget - self.initial, 0) // self.batch)
+
+
+def active_plan(config: SearchConfig) -> ActivePlan:
+    """An active search's budget, initial sample (default max(20, 5% of the budget), never
+    more than the budget) and batch per round (default: the algorithm's population)."""
+    budget = config.budget or 0
+    options = config.active or ActiveOptions()
+    initial = options.initial or max(MIN_ACTIVE_INITIAL, round(0.05 * budget))
+    return ActivePlan(budget, min(initial, budget), options.batch or config.algorithm.population)
 
 
 @dataclass(frozen=True)
@@ -266,7 +319,11 @@ def config_field(loc: tuple[Any, ...]) -> str:
     return field_path(tuple(parts))
 
 
-_MODELS: dict[str, type[BaseModel]] = {"": SearchConfig, "algorithm": Algorithm}
+_MODELS: dict[str, type[BaseModel]] = {
+    "": SearchConfig,
+    "algorithm": Algorithm,
+    "active": ActiveOptions,
+}
 
 
 def plain_message(item: Any) -> str:
@@ -315,7 +372,7 @@ def default_objectives(config: SearchConfig, quality: dict[str, str]) -> list[Ob
     int8 quantization, where a target deploys int8 and quality is measured), and every
     device's latency."""
     metric, goal = next(iter(quality.items()))
-    if config.evaluation == "supernet" and f"{metric}_int8" in measured_quality(config, quality):
+    if config.measures and f"{metric}_int8" in measured_quality(config, quality):
         metric = f"{metric}_int8"
     return [Objective(metric=metric, goal=goal)] + [
         Objective(metric=f"{device}.latency_ms", goal="minimize") for device in config.targets

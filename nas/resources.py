@@ -25,6 +25,8 @@ from pydantic import ValidationError
 import latency_models as lm
 from latency_models.uncertainty import DEFAULT_COVERAGE
 from nas.config import (
+    MIN_ACTIVE_BUDGET,
+    MIN_ACTIVE_INITIAL,
     MODEL_BASED_SAMPLERS,
     NETWORK_METRICS,
     ConfigProblems,
@@ -123,12 +125,18 @@ def check_search_config(
                 f"objectives.{i}.metric",
                 f"unknown metric {objective.metric!r}; allowed: {sorted(metrics)}",
             )
-    if not family.predicts_quality and (config.predictor or config.evaluation != "supernet"):
+    if not family.predicts_quality and (config.predictor or not config.measures):
         problems.add(
             "evaluation",
             f"{config.supernet} is a {family.description}, whose quality no predictor stands "
             "in for; each subnet is measured with the trained network: set `evaluation: "
-            "supernet` and no predictor",
+            "supernet` (or `active`) and no predictor",
+        )
+    elif config.evaluation == "active" and config.predictor:
+        problems.add(
+            "predictor",
+            "`evaluation: active` fits its own predictor to what it measures each round; "
+            "remove `predictor`",
         )
     elif config.evaluation in ("predictor", "predictor+verify") and not config.predictor:
         problems.add(
@@ -144,8 +152,9 @@ def check_search_config(
             f"scores thousands of candidates a second, where {config.algorithm.sampler} "
             "would take most of the time: use nsga2 (or auto)",
         )
+    _check_active(config, opened, problems)
     predictor, predictor_path = None, None
-    if config.predictor and "evaluation" not in problems.fields():
+    if config.predictor and not {"evaluation", "predictor"} & problems.fields():
         predictor_path = _predictor_path(config.predictor, opened, problems)
     if predictor_path is not None:
         try:
@@ -174,6 +183,46 @@ def check_search_config(
     quality = measured_quality(checked, family.quality_metrics)
     resources = SearchResources(opened, predictor, resolved, domain, quality, checked.coverage)
     return CheckedSearch(checked, resources)
+
+
+def _check_active(config: SearchConfig, opened: OpenedArtifact, problems: ConfigProblems) -> None:
+    """`budget` and `active` go with `evaluation: active` only, which needs a budget of at
+    least MIN_ACTIVE_BUDGET that the space can fill and an initial sample below it."""
+    if config.evaluation != "active":
+        for name in ("budget", "active"):
+            if getattr(config, name) is not None:
+                problems.add(
+                    name,
+                    f"`{name}` goes with `evaluation: active` only (got evaluation "
+                    f"{config.evaluation!r})",
+                )
+        return
+    if config.budget is None:
+        problems.add(
+            "budget",
+            "required with `evaluation: active`: how many subnets to measure on the supernet "
+            f"(at least {MIN_ACTIVE_BUDGET})",
+        )
+        return
+    if config.budget < MIN_ACTIVE_BUDGET:
+        problems.add(
+            "budget",
+            f"must be at least {MIN_ACTIVE_BUDGET} (an initial sample of {MIN_ACTIVE_INITIAL} "
+            f"and rounds after it), got {config.budget}",
+        )
+    size = opened.space.size()
+    if config.budget > size:
+        problems.add(
+            "budget",
+            f"the space {opened.space.name} holds {size} subnets, fewer than the budget "
+            f"{config.budget}: measure them all with `evaluation: supernet` instead",
+        )
+    initial = config.active.initial if config.active else None
+    if initial is not None and initial >= config.budget:
+        problems.add(
+            "active.initial",
+            f"must be less than the budget {config.budget} (rounds follow it), got {initial}",
+        )
 
 
 def _check_confidence(
@@ -356,7 +405,7 @@ def _check_predicted_quality(
     """A predictor predicts the primary quality metric, and "<primary>_int8" when it holds
     an int8 drop model (`nas predictor fit --int8-sample N`); any other quality objective
     needs `evaluation: supernet`."""
-    if config.evaluation == "supernet":
+    if config.measures:
         return
     primary = next(iter(quality))
     predictable = {primary}

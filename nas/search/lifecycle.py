@@ -29,6 +29,7 @@ from typing import Any
 from nas.errors import SearchError
 from nas.resources import CheckedSearch, check_search_config
 from nas.search import records
+from nas.search.active import ActiveRunner
 from nas.search.runner import SearchRunner
 from nas.search.state import CANCELLED, CANCELLING, FAILED, RUNNING, Outcome
 from nas.store import Search, Store, lease
@@ -174,9 +175,8 @@ def reopen(
             raise _refuse(search_id, row.driver, row.lease_until)
     if holder is not None:
         log.warning("search %d: driver %s took the lease over from %s", search_id, driver, holder)
-    return SearchRunner(
-        store, search_id, checked.config, checked.resources, driver=driver, **options
-    )
+    runner = ActiveRunner if checked.config.evaluation == "active" else SearchRunner
+    return runner(store, search_id, checked.config, checked.resources, driver=driver, **options)
 
 
 def _split(kwargs: dict[str, Any]) -> dict[str, Any]:

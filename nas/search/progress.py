@@ -30,11 +30,12 @@ class SearchProgress:
             TextColumn("gen {task.completed}/{task.total}"),
             TextColumn("{task.fields[rate]:.0f} cand/s  feasible {task.fields[feasible]}"),
             TextColumn(f"best {_literal(first_metric)} " + "{task.fields[best]}"),
+            TextColumn("{task.fields[note]}"),  # an active search's front hypervolume
             TimeElapsedColumn(),
         )
         self._bar = Progress(*columns, disable=not enabled)
         self._task: TaskID = self._bar.add_task(
-            "search", total=total, completed=done, rate=0.0, feasible=feasible, best="-"
+            "search", total=total, completed=done, rate=0.0, feasible=feasible, best="-", note=""
         )
 
     def __enter__(self) -> SearchProgress:
@@ -44,11 +45,14 @@ class SearchProgress:
     def __exit__(self, *exc: object) -> None:
         self._bar.__exit__(*exc)
 
-    def generation_done(self, candidates_per_s: float, feasible: int, best: float | None) -> None:
+    def generation_done(
+        self, candidates_per_s: float, feasible: int, best: float | None, note: str = ""
+    ) -> None:
         self._bar.update(
             self._task,
             advance=1,
             rate=candidates_per_s,
             feasible=feasible,
             best="-" if best is None else f"{best:.4g}",
+            note=note,
         )

@@ -94,7 +94,7 @@ def create_search(store: Store, config: SearchConfig, resources: SearchResources
             space=resources.artifact.space.name,
             supernet_id=supernet_id,
             predictor_id=predictor_id,
-            generations_total=config.algorithm.generations,
+            generations_total=config.generations_total,
             driver="",
             lease_until=None,
         )
@@ -143,6 +143,7 @@ class StoredCandidate:
     params: dict[str, Any]
     arch_id: str
     metrics: Metrics
+    generation: int
 
 
 def stored_candidates(
@@ -167,7 +168,7 @@ def stored_candidates(
         if not (device == "" and name.endswith(MEASURED_SUFFIX)):
             per_candidate.setdefault(cid, {})[join_metric(device, name)] = value
     stored = [
-        StoredCandidate(params, arch_id, per_candidate.get(cid, {}))
+        StoredCandidate(params, arch_id, per_candidate.get(cid, {}), generation)
         for cid, params, arch_id, generation in rows
         if generation < generations_done  # a generation is stored whole or not at all
     ]
@@ -193,10 +194,11 @@ def store_generation(
     state: SearchState,
     quality_source: str,
     driver: str,
+    message: str | None = None,
 ) -> None:
-    """The generation's candidates, their metrics and the search's progress, in one
-    transaction, under `driver`'s lease (renewed; LeaseLost, and nothing written, if another
-    driver took it)."""
+    """The generation's candidates, their metrics and the search's progress (and `message`,
+    if given), in one transaction, under `driver`'s lease (renewed; LeaseLost, and nothing
+    written, if another driver took it)."""
     with store.session() as s:
         _hold(s, search_id, driver)
         candidate_ids = s.scalars(
@@ -241,6 +243,7 @@ def store_generation(
                 best=dict(state.best),
                 seconds=state.seconds,
                 updated_at=now(),
+                **({} if message is None else {"message": message}),
             )
         )
 

@@ -83,7 +83,7 @@ class SearchRunner:
         self.limits = limits_of(config)
         self.objectives = config.objectives
         # "supernet": measured with the trained network (for a GAN: its generator)
-        self.quality_source = "supernet" if config.evaluation == "supernet" else "predictor"
+        self.quality_source = "supernet" if config.measures else "predictor"
         # the evaluators: given, or built when the search runs (`run`), in this process:
         # a pool of Ray actors starts Ray only where the search is evaluated
         self._own_pool = pool is None
@@ -164,14 +164,19 @@ class SearchRunner:
             self._verify_front()
         return self._finish(COMPLETED, self.state.summary())
 
-    def _restore(self, study: optuna.Study, generations_done: int) -> None:
-        """Re-add the stored candidates to a fresh study as finished trials."""
+    def _restore(
+        self, study: optuna.Study | None, generations_done: int
+    ) -> list[records.StoredCandidate]:
+        """Rebuild the state (cache, counts, best values) from the stored candidates, and
+        re-add them to a fresh study (if any) as finished trials; returns them."""
         stored, self.state.seconds = records.stored_candidates(
             self.store, self.search_id, generations_done
         )
         for row in stored:
             self.state.cache[row.arch_id] = row.metrics
             self.state.account(row.metrics)
+            if study is None:
+                continue
             excess = violations(row.metrics, self.limits)
             study.add_trial(
                 optuna.trial.create_trial(
@@ -181,6 +186,7 @@ class SearchRunner:
                     constraints={lim.metric: v for lim, v in zip(self.limits, excess, strict=True)},
                 )
             )
+        return stored
 
     def _precheck(self) -> str | None:
         """If the smallest subnet exceeds a limit, no subnet is expected to meet it (every cost
