@@ -18,44 +18,48 @@ from nas.search.acquisition import greedy_batch, hypervolume, stratified_genes
 from nas.store import Candidate, Search, Store
 
 BUDGET = 30
+# a measurement on the tiny supernet takes ~0.7 s on 2 busy cores: the end-to-end test of the
+# loop lowers the least budget the config check accepts (nas.resources reads it) to 14
+SMALL_BUDGET = 14
 
 
-def active(search_config, **overrides):
+def active(search_config, monkeypatch, **overrides):
+    monkeypatch.setattr("nas.resources.MIN_ACTIVE_BUDGET", SMALL_BUDGET)
     return search_config(
         evaluation="active",
         predictor=None,
-        budget=BUDGET,
+        budget=SMALL_BUDGET,
         algorithm={"population": 8, "generations": 3, "seed": 2},
-        active={"initial": 20, "batch": 5},
+        active={"initial": 8, "batch": 3},
         **overrides,
     )
 
 
-def _measured_only(store, search_id):
+def _measured_only(store, search_id, budget=BUDGET):
     rows = load_candidates(store, search_id)
-    assert len(rows) == BUDGET
-    assert len({c.arch_id for c in rows}) == BUDGET  # nothing measured twice
+    assert len(rows) == budget
+    assert len({c.arch_id for c in rows}) == budget  # nothing measured twice
     with store.session() as s:
         sources = s.query(Candidate.quality_source).filter_by(search_id=search_id).all()
     assert {source for (source,) in sources} == {"supernet"}
     assert all(c.measured["top1"] == c.metrics["top1"] for c in rows)
-    assert sorted(c.trial for c in rows) == list(range(BUDGET))
+    assert sorted(c.trial for c in rows) == list(range(budget))
     return rows
 
 
-def test_an_active_search_measures_its_budget_once_each_and_resumes(search_config):
-    config = active(search_config)
-    assert active_plan(config.config).rounds == 3  # 20, then 5 and 5
+def test_an_active_search_measures_its_budget_once_each_and_resumes(search_config, monkeypatch):
+    config = active(search_config, monkeypatch)
+    assert active_plan(config.config).rounds == 3  # 8, then 3 and 3
     store = Store(config.config.database)
     partial = launch_search(config, store, progress=False, stop_after_generations=2)
-    assert partial.status == RUNNING and partial.candidates == 25
+    assert partial.status == RUNNING and partial.candidates == 11
     with store.session() as s:
         assert "hypervolume" in s.get(Search, partial.search_id).message
     outcome = resume_search(partial.search_id, store, progress=False)
     assert outcome.status == COMPLETED and outcome.generations_done == 3
     assert "measured front hypervolume" in outcome.message
-    rows = _measured_only(store, outcome.search_id)
-    assert Counter(c.generation for c in rows) == {0: 20, 1: 5, 2: 5}
+    rows = _measured_only(store, outcome.search_id, SMALL_BUDGET)
+    assert Counter(c.generation for c in rows) == {0: 8, 1: 3, 2: 3}
     assert all(c.feasible for c in rows)  # costs are exact: nothing over a limit is measured
     front = pareto_front(store, outcome.search_id).front
     assert front and all(c.measured["top1"] == c.metrics["top1"] for c in front)
