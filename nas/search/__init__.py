@@ -6,6 +6,8 @@ generation.
 - records: the search's rows in SQL (write a generation, restore on resume)
 - progress: the progress bar
 - runner: the generation loop
+- active: `evaluation: active`, a measurement budget spent round by round (acquisition: its
+  sample, predictor ensemble, hypervolume and batch choice)
 - lifecycle: record (stored, leased to nobody), launch (record and drive here), resume, cancel
 """
 

@@ -90,7 +90,7 @@ class SearchSummary(BaseModel):
     message: str | None
     created_at: Timestamp
     finished_at: Timestamp | None
-    evaluation: str | None = Field(examples=["predictor", "supernet", "predictor+verify"])
+    evaluation: str | None = Field(examples=["predictor", "supernet", "predictor+verify", "active"])
     targets: dict[str, SearchTarget] | None
     objectives: list[Objective] | None
 
