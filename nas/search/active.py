@@ -184,7 +184,7 @@ class ActiveRunner(SearchRunner):
             q: acquisition.Ensemble(x, np.array([m[q] for m in measured.metrics]), rng)
             for q in self.quality
         }
-        candidates = self._inner_search(models, rng)
+        candidates = self._inner_search(measured, models, rng)
         seen = set(measured.ids)
         ids = [i for i in candidates if i not in seen]
         if len(ids) < n:  # the inner search found too few: fill with a space-filling sample
@@ -199,7 +199,7 @@ class ActiveRunner(SearchRunner):
         return [candidates[ids[i]][:2] for i in picks]
 
     def _inner_search(
-        self, models: dict[str, acquisition.Ensemble], rng: np.random.Generator
+        self, measured: Measured, models: dict[str, acquisition.Ensemble], rng: np.random.Generator
     ) -> dict[str, tuple[dict[str, Any], Arch, np.ndarray, float]]:
         """The constrained NSGA-II on the ensemble's mean quality and the exact costs, in
         memory; returns every distinct arch it evaluated that meets every limit: arch id ->
@@ -209,6 +209,13 @@ class ActiveRunner(SearchRunner):
         inner = a.model_copy(update={"seed": seed})
         study = new_study(inner, self.distributions, self.objectives, 0, "active")
         sampler = GenerationSampler(study, self.distributions, seed)
+        # the measurements first, at their measured values: NSGA-II's first parents are the
+        # measured front rather than random draws
+        sampler.tell(
+            measured.params,
+            [[m[o.metric] for o in self.objectives] for m in measured.metrics],
+            [self._constraints(m) for m in measured.metrics],
+        )
         found: dict[str, tuple[dict[str, Any], Arch, np.ndarray, float]] = {}
         for _ in range(a.generations):
             params = sampler.ask(a.population)
@@ -225,11 +232,7 @@ class ActiveRunner(SearchRunner):
                 stds += std
             values = [[m[o.metric] for o in self.objectives] for m in metrics]
             excess = [violations(m, self.limits) for m in metrics]
-            sampler.tell(
-                params,
-                values,
-                [{lim.metric: v for lim, v in zip(self.limits, e, strict=True)} for e in excess],
-            )
+            sampler.tell(params, values, [self._constraints(m) for m in metrics])
             for k, (p, arch, e) in enumerate(zip(params, archs, excess, strict=True)):
                 if any(v > 0 for v in e):
                     continue
@@ -278,6 +281,11 @@ class ActiveRunner(SearchRunner):
             message,
         )
         return hv
+
+    def _constraints(self, metrics: Metrics) -> dict[str, float]:
+        """The limits' relative excesses, as Optuna's constraints (feasible when <= 0)."""
+        excess = violations(metrics, self.limits)
+        return {lim.metric: v for lim, v in zip(self.limits, excess, strict=True)}
 
     def _feasible(self, metrics: Metrics) -> bool:
         return all(v <= 0 for v in violations(metrics, self.limits))
