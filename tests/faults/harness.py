@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,20 +121,42 @@ def stored(store, search_id: int) -> Stored:
         return Stored(row.generations_done, row.status, [tuple(r) for r in rows])
 
 
-def problems_of(state: Stored, population: int) -> list[str]:
-    """What is wrong with a search's rows: not whole generations, gaps, duplicates."""
+def problems_of(state: Stored, population: int | Callable[[int], int]) -> list[str]:
+    """What is wrong with a search's rows: not whole generations, gaps, duplicates.
+    `population`: every generation's size, or the size of generation g (an active search's
+    rounds: `generation_sizes`)."""
+    size = population if callable(population) else (lambda g: population)
     out = []
     trials = sorted(t for t, _, _ in state.rows)
     n = len(trials)
-    if n != population * state.generations_done:
-        out.append(f"{n} candidates for {state.generations_done} generations of {population}")
+    expected = sum(size(g) for g in range(state.generations_done))
+    if n != expected:
+        out.append(f"{n} candidates for {state.generations_done} generations ({expected} expected)")
     if trials != list(range(n)):
         dup = [t for t, c in Counter(trials).items() if c > 1]
         out.append(f"trials not 0..{n - 1}: duplicates {dup[:10]}, first {trials[:5]}...")
     per = Counter(g for _, g, _ in state.rows)
-    if per != {g: population for g in range(state.generations_done)}:
+    if per != {g: size(g) for g in range(state.generations_done)}:
         out.append(f"generation sizes {dict(sorted(per.items()))}")
     return out
+
+
+def generation_sizes(raw_config: dict[str, Any]) -> tuple[Callable[[int], int], int]:
+    """The size of each generation of a search and its total: population x generations, or an
+    active search's rounds (its initial sample, then batches up to the budget)."""
+    from nas.config import active_plan, read_search_config
+
+    config = read_search_config(raw_config)
+    if config.evaluation != "active":
+        a = config.algorithm
+        return (lambda g: a.population), a.population * a.generations
+    plan = active_plan(config)
+
+    def size(g: int) -> int:
+        left = plan.budget - plan.initial - plan.batch * (g - 1)
+        return plan.initial if g == 0 else min(plan.batch, left)
+
+    return size, plan.budget
 
 
 def search_id_by_name(store, name: str) -> int | None:
@@ -191,9 +213,8 @@ def kill_resume_loop(
     from nas.store import Store
 
     rng = random.Random(seed)
-    pop = raw_config["algorithm"]["population"]
-    gens = raw_config["algorithm"]["generations"]
-    report = KillReport(expected_candidates=pop * gens)
+    pop, total = generation_sizes(raw_config)
+    report = KillReport(expected_candidates=total)
     config_path = write_config(raw_config, workdir / f"search-{seed}.yaml")
     log = workdir / f"driver-{seed}.log"
     store = Store(url)

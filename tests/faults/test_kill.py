@@ -17,7 +17,14 @@ import yaml
 from nas.search import COMPLETED, launch_search
 from nas.store import Store
 from tests.conftest import needs_postgres
-from tests.faults.harness import ROOT, driver_env, kill_resume_loop, problems_of, stored
+from tests.faults.harness import (
+    ROOT,
+    driver_env,
+    kill_resume_loop,
+    problems_of,
+    search_id_by_name,
+    stored,
+)
 
 
 def _unbroken_count(search_config, raw, url) -> int:
@@ -171,3 +178,27 @@ def test_predictor_fit_killed_mid_measurement_then_rerun(tmp_path, tiny_supernet
         return sorted(path.read_text().splitlines())
 
     assert lines(folders[0]) == lines(folders[1])
+
+
+@pytest.mark.slow  # ~40 s: three driver processes, 32 tiny-supernet measurements
+def test_two_kills_of_an_active_search_measure_nothing_twice(raw_config, tmp_path):
+    """`evaluation: active`: each round is a generation (20 archs, then 1 a round up to the
+    budget); killed twice and resumed, it measures every arch once, the budget in all."""
+    raw = raw_config(
+        name="active-kill",
+        evaluation="active",
+        predictor=None,
+        budget=32,
+        active={"initial": 20, "batch": 1},
+        algorithm={"population": 8, "generations": 2, "seed": 4},
+    )
+    url = raw["database"]
+    report = kill_resume_loop(url, raw, tmp_path, kills=2, seed=12)
+    assert not report.problems, report
+    assert report.kills_tried == 2 and report.kills_survived == 2, report
+    assert report.candidates_lost == 0 and report.candidates_duplicated == 0
+    assert report.final_candidates == report.expected_candidates == 32
+    store = Store(url)
+    (search_id,) = {search_id_by_name(store, "active-kill")}
+    state = stored(store, search_id)
+    assert state.status == COMPLETED and len({a for _, _, a in state.rows}) == 32
