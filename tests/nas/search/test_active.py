@@ -14,7 +14,13 @@ from nas.config import active_plan
 from nas.errors import SearchConfigError
 from nas.pareto import load_candidates, pareto_front
 from nas.search import COMPLETED, RUNNING, launch_search, resume_search
-from nas.search.acquisition import greedy_batch, hypervolume, stratified_genes
+from nas.search.acquisition import (
+    Ensemble,
+    greedy_batch,
+    hypervolume,
+    reference_point,
+    stratified_genes,
+)
 from nas.store import Candidate, Search, Store
 
 BUDGET = 30
@@ -126,3 +132,19 @@ def test_the_greedy_batch_spreads_along_the_front():
     candidates = np.array([[0.1, 0.9], [0.11, 0.91], [0.9, 0.1], [0.6, 0.6]])
     picks = greedy_batch(front, candidates, np.zeros(4), reference, 2)
     assert sorted(picks) == [0, 2]
+
+
+def test_the_ensemble_fits_and_spreads_and_the_reference_bounds_the_initial_sample():
+    rng = np.random.default_rng(0)
+    x = (rng.random((80, 12)) < 0.5).astype(float)
+    y = x[:, :3].sum(axis=1) * 0.1
+    mean, std = Ensemble(x, y, np.random.default_rng(1)).predict(x)
+    assert np.abs(mean - y).max() < 0.05 and std.max() > 0  # bootstrap members differ
+    again, _ = Ensemble(x, y, np.random.default_rng(1)).predict(x)
+    assert np.array_equal(mean, again)  # seeded: a resumed round fits the same models
+    initial = np.array([[0.0, 4.0], [2.0, 1.0]])
+    reference, scale = reference_point(initial)
+    assert reference == pytest.approx([2.2, 4.3]) and scale == pytest.approx([2.2, 3.3])
+    assert hypervolume(initial, reference) > 0
+    assert hypervolume(np.array([[3.0, 0.0]]), reference) == 0.0  # beyond the reference
+    assert hypervolume(np.array([[1.0], [0.5]]), np.array([2.0])) == 1.5  # one objective
