@@ -71,6 +71,23 @@ def test_an_active_search_measures_its_budget_once_each_and_resumes(search_confi
     assert front and all(c.measured["top1"] == c.metrics["top1"] for c in front)
 
 
+@pytest.mark.slow  # two searches of 14 measurements
+def test_a_resumed_active_search_chooses_what_an_unbroken_one_chooses(search_config, monkeypatch):
+    """Each round is seeded from (seed, round), and measuring is deterministic: a search
+    stopped after round 1 and resumed measures, round by round, the archs of an unbroken one."""
+    store = Store(active(search_config, monkeypatch).config.database)
+    partial = launch_search(
+        active(search_config, monkeypatch), store, progress=False, stop_after_generations=2
+    )
+    resumed = resume_search(partial.search_id, store, progress=False)
+    unbroken = launch_search(active(search_config, monkeypatch), store, progress=False)
+
+    def rounds(search_id):
+        return {(c.generation, c.arch_id) for c in load_candidates(store, search_id)}
+
+    assert rounds(resumed.search_id) == rounds(unbroken.search_id)
+
+
 @pytest.mark.slow  # 30 measurements on the tiny supernet: ~20 s on 2 busy cores
 def test_an_active_search_runs_from_the_cli(raw_config, tmp_path):
     from typer.testing import CliRunner
