@@ -25,7 +25,9 @@ def measured(search_config, sampler: str, **algorithm):
     )
 
 
-@pytest.mark.parametrize("sampler", ["gp", "motpe"])
+# gp fits its Gaussian process at every ask (about 1 s each here): slow; motpe takes the same
+# ask / tell path in the default suite
+@pytest.mark.parametrize("sampler", [pytest.param("gp", marks=pytest.mark.slow), "motpe"])
 def test_a_model_based_sampler_runs_a_supernet_measured_search_and_resumes(search_config, sampler):
     config = measured(search_config, sampler)
     store = Store(config.config.database)
