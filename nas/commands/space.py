@@ -79,28 +79,32 @@ def validate(
 ) -> None:
     """Check a space file: every problem found, one per line (exit 2), or its size and its
     smallest and largest subnets."""
-    try:
-        supernet.get_space(file)
-    except SpaceDefinitionError as err:
-        if as_json:
-            problems = [{"field": f, "reason": r} for f, r in err.field_problems]
-            typer.echo(json.dumps({"source": err.source, "problems": problems}))
-        else:
-            stderr.print(
-                f"[bold red]error:[/] invalid search space {escape(err.source)}: "
-                f"{len(err.field_problems)} problem{'s' if len(err.field_problems) > 1 else ''}",
-                highlight=False,
-                soft_wrap=True,
-            )
-            for field, reason in err.field_problems:
-                stderr.print(
-                    f"  {escape(field)}: {escape(reason)}", highlight=False, soft_wrap=True
-                )
-        raise typer.Exit(code=2) from None
-    _print_space(file, mcu, as_json)
+    with user_errors():  # a name that is neither a file nor a preset: its one line
+        try:
+            space = supernet.get_space(file)
+        except SpaceDefinitionError as err:
+            _print_problems(err, as_json)
+            raise typer.Exit(code=2) from None
+    _print_space(space, mcu, as_json)
 
 
-def _print_space(name: str, mcu: str, as_json: bool) -> None:
+def _print_problems(err: SpaceDefinitionError, as_json: bool) -> None:
+    if as_json:
+        problems = [{"field": f, "reason": r} for f, r in err.field_problems]
+        typer.echo(json.dumps({"source": err.source, "problems": problems}))
+        return
+    count = len(err.field_problems)
+    stderr.print(
+        f"[bold red]error:[/] invalid search space {escape(err.source)}: "
+        f"{count} problem{'s' if count > 1 else ''}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for field, reason in err.field_problems:
+        stderr.print(f"  {escape(field)}: {escape(reason)}", highlight=False, soft_wrap=True)
+
+
+def _print_space(name: str | SearchSpace, mcu: str, as_json: bool) -> None:
     with user_errors():
         space = supernet.get_space(name)
         info = core.describe_space(space)

@@ -66,6 +66,9 @@ def test_validate_lists_every_problem_of_a_bad_file(tmp_path):
     with pytest.raises(supernet.SpaceDefinitionError) as caught:
         supernet.get_space(str(bad))
     assert "\n" not in str(caught.value) and str(caught.value).endswith("and 3 more problems")
+    # a name that is neither a file nor a preset: one line, no traceback
+    unknown = runner.invoke(app, ["space", "validate", "no-such-space"])
+    assert unknown.exit_code == 2 and "unknown search space 'no-such-space'" in unknown.output
     # once the fields are right, a cross-field problem is found (the same file, fixed)
     bad.write_text("base: mcu-mbv2\nresolutions: [64, 80]\nwidth_mults: [0.1]\n")
     result = runner.invoke(app, ["space", "validate", str(bad)])
