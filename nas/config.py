@@ -136,12 +136,15 @@ class Algorithm(BaseModel):
 
 class ActiveOptions(BaseModel):
     """`evaluation: active`: the initial space-filling sample and the batch measured per round
-    (None: the defaults of `active_plan`)."""
+    (None: the defaults of `active_plan`), and successive halving: `halving`, the fraction of
+    the validation split each subnet of a later round is measured on first (None: off; see
+    supernet.family.PartialMeasurement)."""
 
     model_config = ConfigDict(extra="forbid")
 
     initial: int | None = Field(None, ge=1)
     batch: int | None = Field(None, ge=1)
+    halving: float | None = Field(None, gt=0, lt=1)
 
 
 class Target(BaseModel):
@@ -212,6 +215,7 @@ class ActivePlan:
     budget: int
     initial: int
     batch: int
+    halving: float | None = None
 
     @property
     def rounds(self) -> int:
@@ -225,7 +229,8 @@ def active_plan(config: SearchConfig) -> ActivePlan:
     budget = config.budget or 0
     options = config.active or ActiveOptions()
     initial = options.initial or max(MIN_ACTIVE_INITIAL, round(0.05 * budget))
-    return ActivePlan(budget, min(initial, budget), options.batch or config.algorithm.population)
+    batch = options.batch or config.algorithm.population
+    return ActivePlan(budget, min(initial, budget), batch, options.halving)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import latency_models as lm
 from latency_models.uncertainty import DEFAULT_COVERAGE, bound_keys
 from nas.config import NETWORK_METRICS
 from nas.resources import DeviceTarget, SearchResources
-from supernet.family import OpenedArtifact, open_artifact
+from supernet.family import OpenedArtifact, PartialMeasurement, open_artifact
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
@@ -89,14 +89,19 @@ class CandidateEvaluator:
         return cls(artifact, predictor, devices, spec.quality_metrics, spec.coverage)
 
     def quality(
-        self, archs: Sequence[Arch], source: str, coverage: float | None = None
+        self,
+        archs: Sequence[Arch],
+        source: str,
+        coverage: float | None = None,
+        partial: PartialMeasurement | None = None,
     ) -> list[Metrics]:
-        """ "supernet": measured with the trained network; "predictor": predicted, with the
-        primary metric's bounds at `coverage` (default: the search's, as the costs' bounds)
-        (`top1_low`, `top1_high`) where the predictor kept held-out residuals (a measured
-        value has none)."""
+        """ "supernet": measured with the trained network (by successive halving with
+        `partial`); "predictor": predicted, with the primary metric's bounds at `coverage`
+        (default: the search's, as the costs' bounds) (`top1_low`, `top1_high`) where the
+        predictor kept held-out residuals (a measured value has none)."""
         if source == "supernet":
-            return self.artifact.trained().measure_quality(archs, self.quality_metrics)
+            trained = self.artifact.trained()
+            return trained.measure_quality(archs, self.quality_metrics, partial)
         if self.predictor is None:
             raise ValueError("quality from the predictor needs a predictor")
         metric = next(iter(self.artifact.family.quality_metrics))  # the primary one
@@ -134,15 +139,21 @@ class CandidateEvaluator:
                     row[key] = float(value)
         return out
 
-    def evaluate(self, archs: Sequence[Arch], quality: str | None = "predictor") -> list[Metrics]:
+    def evaluate(
+        self,
+        archs: Sequence[Arch],
+        quality: str | None = "predictor",
+        partial: PartialMeasurement | None = None,
+    ) -> list[Metrics]:
         """Costs on every device, plus quality from `quality`: "predictor" or "supernet"
-        (measured with the trained network), or None for costs only; every bound at the
-        search's coverage."""
+        (measured with the trained network; by successive halving with `partial`), or None
+        for costs only; every bound at the search's coverage."""
         if not archs:
             return []
         rows = self.costs(archs)
         if quality is not None:
-            for row, measured in zip(rows, self.quality(archs, quality), strict=True):
+            qualities = self.quality(archs, quality, partial=partial)
+            for row, measured in zip(rows, qualities, strict=True):
                 row.update(measured)
         return rows
 

@@ -223,6 +223,38 @@ def _check_active(config: SearchConfig, opened: OpenedArtifact, problems: Config
             "active.initial",
             f"must be less than the budget {config.budget} (rounds follow it), got {initial}",
         )
+    if config.active and config.active.halving is not None:
+        _check_halving(config, opened, problems)
+
+
+def _check_halving(config: SearchConfig, opened: OpenedArtifact, problems: ConfigProblems) -> None:
+    """Successive halving measures the primary quality metric on part of the validation split
+    first: the family must measure it so, and it must be the one quality the search
+    measures (a partial figure of one metric says nothing of another's)."""
+    family = opened.family
+    primary = next(iter(family.quality_metrics))
+    if not family.measures_partially:
+        problems.add(
+            "active.halving",
+            f"a {family.description}'s {primary} cannot be measured on part of its "
+            "validation data; remove `halving`",
+        )
+        return
+    others = [m for m in measured_quality(config, family.quality_metrics) if m != primary]
+    if others:
+        problems.add(
+            "active.halving",
+            f"successive halving measures {primary} alone, and this search also measures "
+            f"{', '.join(others)} (an objective, or an int8 target); remove `halving`",
+        )
+    objectives = config.objectives or default_objectives(config, family.quality_metrics)
+    goals = {o.metric: o.goal for o in objectives}
+    if goals.get(primary) != family.quality_metrics[primary]:
+        problems.add(
+            "active.halving",
+            f"successive halving stops a subnet whose {primary} cannot reach the front: "
+            f"{primary} must be an objective, to {family.quality_metrics[primary]}",
+        )
 
 
 def _check_confidence(

@@ -22,6 +22,7 @@ from typing import Any
 from nas.errors import WorkerError
 from nas.evaluation import CandidateEvaluator, EvaluatorSpec, Metrics, evaluator_spec
 from nas.resources import SearchResources
+from supernet.family import PartialMeasurement
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,12 @@ QUEUED_PER_ACTOR = 2
 class EvaluatorPool(ABC):
     @abstractmethod
     def evaluate(
-        self, archs: Sequence[Arch], quality: str | None = "predictor"
-    ) -> list[Metrics]: ...
+        self,
+        archs: Sequence[Arch],
+        quality: str | None = "predictor",
+        partial: PartialMeasurement | None = None,
+    ) -> list[Metrics]:
+        """Each arch's metrics (CandidateEvaluator.evaluate), in order."""
 
     def close(self) -> None:  # noqa: B027 - pools without resources need nothing
         """Release workers."""
@@ -54,8 +59,13 @@ class LocalPool(EvaluatorPool):
     def __init__(self, evaluator: CandidateEvaluator) -> None:
         self.evaluator = evaluator
 
-    def evaluate(self, archs: Sequence[Arch], quality: str | None = "predictor") -> list[Metrics]:
-        return self.evaluator.evaluate(archs, quality)
+    def evaluate(
+        self,
+        archs: Sequence[Arch],
+        quality: str | None = "predictor",
+        partial: PartialMeasurement | None = None,
+    ) -> list[Metrics]:
+        return self.evaluator.evaluate(archs, quality, partial)
 
 
 class _Actor:
@@ -64,8 +74,10 @@ class _Actor:
     def __init__(self, spec: EvaluatorSpec) -> None:
         self.evaluator = CandidateEvaluator.from_spec(spec)
 
-    def evaluate(self, archs: list[Arch], quality: str | None) -> list[Metrics]:
-        return self.evaluator.evaluate(archs, quality)
+    def evaluate(
+        self, archs: list[Arch], quality: str | None, partial: PartialMeasurement | None
+    ) -> list[Metrics]:
+        return self.evaluator.evaluate(archs, quality, partial)
 
     def measure(self, archs: list[Arch]) -> list[Any]:
         """Each arch's figures on the validation split (a classifier's: top-1 and loss),
@@ -146,7 +158,12 @@ class RayPool(EvaluatorPool):
     def _new_actor(self) -> Any:
         return self._remote.remote(self.spec)
 
-    def evaluate(self, archs: Sequence[Arch], quality: str | None = "predictor") -> list[Metrics]:
+    def evaluate(
+        self,
+        archs: Sequence[Arch],
+        quality: str | None = "predictor",
+        partial: PartialMeasurement | None = None,
+    ) -> list[Metrics]:
         """Chunks of about a quarter of an actor's share go to whichever actor is free, two
         at a time per actor (one running, one queued behind it, so an actor never waits for
         the driver). Candidates differ in cost (a 32-pixel subnet takes four times a
@@ -156,7 +173,7 @@ class RayPool(EvaluatorPool):
         size = max(1, -(-len(archs) // (len(self.actors) * CHUNKS_PER_ACTOR)))
         chunks = [archs[i : i + size] for i in range(0, len(archs), size)]
         results: list[list[Metrics]] = [[] for _ in chunks]
-        for index, rows in self._deal(chunks, "evaluate", quality):
+        for index, rows in self._deal(chunks, "evaluate", quality, partial):
             results[index] = rows
         return [row for chunk in results for row in chunk]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +43,24 @@ from supernet.run import ResumableRun, TrainResult
 from supernet.space import Arch, SearchSpace, get_space, saved_space
 
 Metrics = dict[str, float]
+
+
+@dataclass(frozen=True)
+class PartialMeasurement:
+    """Successive halving (an active search's `active.halving`): each arch's primary quality
+    metric is first measured on `fraction` of the validation split, and goes on to the whole
+    split only where the optimistic end of that first figure (a confidence bound) beats
+    `needed[arch_id]`, the value the arch needs to join the measured front (an arch not in
+    `needed` always goes on). Each measured row says how many validation items its figure
+    used (`images_key(primary)`)."""
+
+    fraction: float
+    needed: Mapping[str, float]
+
+
+def images_key(metric: str) -> str:
+    """The metric that records how many validation items `metric`'s figure used."""
+    return f"{metric}_images"
 
 
 @dataclass
@@ -106,9 +124,13 @@ class TrainedModel(ABC):
 
     @abstractmethod
     def measure_quality(
-        self, archs: Sequence[Arch], metrics: Collection[str] = ()
+        self,
+        archs: Sequence[Arch],
+        metrics: Collection[str] = (),
+        partial: PartialMeasurement | None = None,
     ) -> list[Metrics]:
-        """The family's quality metrics of each arch, measured with the trained network."""
+        """The family's quality metrics of each arch, measured with the trained network;
+        `partial`: by successive halving, in families that `measures_partially`."""
 
     @abstractmethod
     def exportable(
@@ -146,6 +168,10 @@ class ModelFamily(ABC):
     # Whether its subnets can ship as int8 files: it has labelled images to calibrate the
     # quantization on and to measure the int8 file's quality with (classifiers).
     quantizes_int8: bool = False
+    # Whether its primary quality metric can be measured on part of the validation split
+    # first (successive halving: `PartialMeasurement`), a confidence bound saying whether
+    # to go on (classifiers: top-1 is a proportion).
+    measures_partially: bool = False
 
     @abstractmethod
     def handles(self, space: SearchSpace) -> bool:

@@ -47,6 +47,7 @@ from nas.search.state import (
     Outcome,
     violations,
 )
+from supernet.family import PartialMeasurement, images_key
 from supernet.space import Arch
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,8 @@ class ActiveRunner(SearchRunner):
                     )
         return self._finish(
             COMPLETED,
-            f"{self.state.summary()}; {len(measured)} measured in {round_} rounds, measured "
-            f"front hypervolume {hv:.4f}",
+            f"{self.state.summary()}; {len(measured)} measured{self._images_note(measured)} in "
+            f"{round_} rounds, measured front hypervolume {hv:.4f}",
         )
 
     # ----- round 0 ---------------------------------------------------------------------------
@@ -252,7 +253,8 @@ class ActiveRunner(SearchRunner):
         it as the round's generation, with the front's hypervolume (returned) in the search's
         message."""
         archs = [arch for _, arch in batch]
-        results = self.pool.evaluate(archs, self.quality_source)
+        partial = self._partial(archs, measured) if self.plan.halving is not None else None
+        results = self.pool.evaluate(archs, self.quality_source, partial)
         rows = []
         for (params, arch), m in zip(batch, results, strict=True):
             arch_id = self.space.arch_id(arch)
@@ -267,7 +269,8 @@ class ActiveRunner(SearchRunner):
         hv = self._hypervolume(measured)
         message = (
             f"running: round {round_ + 1} of about {self.plan.rounds}, {len(measured)} of "
-            f"{self.plan.budget} measured, measured front hypervolume {hv:.4f}"
+            f"{self.plan.budget} measured{self._images_note(measured)}, measured front "
+            f"hypervolume {hv:.4f}"
         )
         records.store_generation(
             self.store,
@@ -281,6 +284,33 @@ class ActiveRunner(SearchRunner):
             message,
         )
         return hv
+
+    def _partial(self, archs: list[Arch], measured: Measured) -> PartialMeasurement:
+        """Successive halving's plan for a batch: the value of the primary quality each arch
+        must beat to join the measured front, the best among the front's points that are no
+        worse on every other objective (at the arch's exact costs). An arch no such point
+        covers always goes on to the whole validation split; so does all of round 0."""
+        primary = self.quality[0]  # the one quality objective (checked with the config)
+        q = next(j for j, o in enumerate(self.objectives) if o.metric == primary)
+        others = [j for j in range(len(self.objectives)) if j != q]
+        front = self._front(measured)
+        needed: dict[str, float] = {}
+        if len(front):
+            costs = self.costs.costs(archs)
+            for arch, m in zip(archs, costs, strict=True):
+                point = self.signs[others] * [m[self.objectives[j].metric] for j in others]
+                covers = (front[:, others] <= point).all(axis=1)
+                if covers.any():  # minimization form: the best is the smallest
+                    best = front[covers, q].min()
+                    needed[self.space.arch_id(arch)] = float(self.signs[q] * best)
+        return PartialMeasurement(float(self.plan.halving or 1.0), needed)
+
+    def _images_note(self, measured: Measured) -> str:
+        """How many validation images the measurements used, with successive halving."""
+        if self.plan.halving is None:
+            return ""
+        key = images_key(self.quality[0])
+        return f" on {sum(int(m.get(key, 0)) for m in measured.metrics)} validation images"
 
     def _constraints(self, metrics: Metrics) -> dict[str, float]:
         """The limits' relative excesses, as Optuna's constraints (feasible when <= 0)."""

@@ -41,7 +41,7 @@ from supernet.anycost.metrics import (
 from supernet.anycost.space import AnycostGANSpace
 from supernet.data import Dataset, DatasetConfig, resize
 from supernet.errors import CheckpointError
-from supernet.family import ExportableModel, TrainedModel
+from supernet.family import ExportableModel, PartialMeasurement, TrainedModel
 from supernet.io import Artifact, file_sha256, read_artifact, resolve_artifact_path
 from supernet.space import Arch, saved_space
 
@@ -213,9 +213,15 @@ class TrainedGan(TrainedModel):
         )
 
     def measure_quality(
-        self, archs: Sequence[Arch], metrics: Collection[str] = ()
+        self,
+        archs: Sequence[Arch],
+        metrics: Collection[str] = (),
+        partial: PartialMeasurement | None = None,
     ) -> list[dict[str, float]]:
-        """Domain FID and consistency, measured with the trained generator."""
+        """Domain FID and consistency, measured with the trained generator (a FID has no
+        partial measurement: the family does not `measures_partially`)."""
+        if partial is not None:
+            raise ValueError("a generator's FID cannot be measured by successive halving")
         results = self.quality_evaluator().evaluate_many(archs)
         return [{"fid": r.fid, "consistency": r.consistency} for r in results]
 

@@ -19,9 +19,9 @@ import torch
 from supernet.data import Dataset, DatasetConfig, resize
 from supernet.device import cpu_copy
 from supernet.errors import CheckpointError
-from supernet.family import ExportableModel, TrainedModel
+from supernet.family import ExportableModel, PartialMeasurement, TrainedModel, images_key
 from supernet.io import Artifact, file_sha256, read_artifact, resolve_artifact_path, save_atomic
-from supernet.mbconv.evaluate import SupernetEvaluator, top1_of
+from supernet.mbconv.evaluate import SupernetEvaluator, top1_of, top1_upper_bound
 from supernet.mbconv.family import SUPERNET_FORMAT
 from supernet.mbconv.space import MBConvSpace
 from supernet.mbconv.supernet import MBConvSupernet
@@ -43,20 +43,39 @@ class TrainedSupernet(TrainedModel):
         )
 
     def measure_quality(
-        self, archs: Sequence[Arch], metrics: Collection[str] = ()
+        self,
+        archs: Sequence[Arch],
+        metrics: Collection[str] = (),
+        partial: PartialMeasurement | None = None,
     ) -> list[dict[str, float]]:
         """Top-1 on the validation split, measured with the supernet (BN recalibrated); with
         "top1_int8" in `metrics`, also top-1 after static int8 quantization (the int8
         export's scheme, in torch fake quantization, calibrated on the first
-        DEFAULT_CALIBRATION_IMAGES training images)."""
+        DEFAULT_CALIBRATION_IMAGES training images). With `partial` (successive halving),
+        top-1 on the split's first `partial.fraction` first, going on to the rest only
+        where its upper confidence bound (top1_upper_bound) beats the arch's `needed`
+        value; each row's "top1_images" says how many images its top-1 used."""
         evaluator = self.quality_evaluator()
         out = []
         for arch in archs:
-            row = {"top1": evaluator.evaluate(arch).top1}  # leaves BN recalibrated for arch
+            if partial is None:
+                row = {"top1": evaluator.evaluate(arch).top1}  # leaves BN recalibrated for arch
+            else:
+                row = self._staged_top1(evaluator, arch, partial)
             if "top1_int8" in metrics:
                 row["top1_int8"] = self._int8_top1(arch)
             out.append(row)
         return out
+
+    def _staged_top1(
+        self, evaluator: SupernetEvaluator, arch: Arch, partial: PartialMeasurement
+    ) -> dict[str, float]:
+        needed = partial.needed.get(self.space.arch_id(arch), float("-inf"))
+        first = round(partial.fraction * len(evaluator.labels))
+        result = evaluator.evaluate_staged(
+            arch, first, lambda correct, n: top1_upper_bound(correct, n) > needed
+        )
+        return {"top1": result.top1, images_key("top1"): float(result.images)}
 
     def _int8_top1(self, arch: Arch) -> float:
         from supernet.quantization import DEFAULT_CALIBRATION_IMAGES, fake_quantized

@@ -36,6 +36,7 @@ class ClassifierFamily(ModelFamily):
     # TrainedSupernet.measure_quality)
     quality_metrics = {"top1": "maximize", "top1_int8": "maximize"}  # noqa: RUF012
     predicts_quality = True
+    measures_partially = True
     predictor_file_name = "predictor.pt"
     quantizes_int8 = True
 

@@ -9,7 +9,7 @@ from torch import nn
 
 import supernet
 from supernet.data import DatasetConfig, load_dataset
-from supernet.mbconv.evaluate import SupernetEvaluator, recalibrate_bn
+from supernet.mbconv.evaluate import SupernetEvaluator, recalibrate_bn, top1_upper_bound
 
 
 def test_recalibration_replaces_running_stats_with_data_statistics():
@@ -99,3 +99,41 @@ def test_precision_auto_and_bf16_measure_as_fp32_does_within_noise():
     assert auto.precision in ("fp32", "bf16")
     with pytest.raises(ValueError, match="unknown evaluation precision"):
         SupernetEvaluator(net, space, data, precision="fp8")
+
+
+def test_a_staged_evaluation_stops_where_told_and_otherwise_equals_a_whole_one():
+    data = load_dataset(DatasetConfig(kind="mnist", limit=80))
+    space = supernet.get_space("mnist-mbv3")
+    torch.manual_seed(0)
+    net = supernet.build(space)
+    evaluator = SupernetEvaluator(
+        net, space, data, recalibration_images=32, batch_size=20, precision="fp32"
+    )
+    arch = space.sample(np.random.default_rng(3))
+    whole = evaluator.evaluate(arch)
+    seen = []
+
+    def stop(correct, n):
+        seen.append((correct, n))
+        return False
+
+    first = evaluator.evaluate_staged(arch, 20, stop)
+    assert first.images == 20 and seen[0][1] == 20
+    assert first.top1 == seen[0][0] / 20
+    hits = evaluator.correct(arch)
+    assert first.top1 == int(hits[:20].sum()) / 20  # the split's first 20 images
+    on = evaluator.evaluate_staged(arch, 20, lambda correct, n: True)
+    assert on.images == whole.images == 80
+    assert on.top1 == whole.top1 and on.loss == pytest.approx(whole.loss, rel=1e-5)
+
+
+def test_the_upper_bound_of_a_proportion_holds_it_and_narrows_with_images():
+    assert top1_upper_bound(45, 50) > 0.9
+    assert top1_upper_bound(450, 500) < top1_upper_bound(45, 50)  # more images: narrower
+    assert 0 < top1_upper_bound(0, 20) < 0.3  # zero correct: not a zero-width bound
+    assert top1_upper_bound(20, 20) == 1.0
+    # about 2.3% of draws of a proportion land more than 2 standard errors below it
+    rng = np.random.default_rng(0)
+    draws = rng.binomial(250, 0.9, size=20000)
+    missed = np.mean([top1_upper_bound(int(k), 250) <= 0.9 for k in draws])
+    assert 0.005 < missed < 0.05
