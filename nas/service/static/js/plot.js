@@ -246,11 +246,14 @@ export function drawPlot(s) {
       points.lineWidth = 1.2;
       points.strokeStyle = cs ? "#111827" : "#ffffff";
       points.stroke();
-    } else { // a ring in the front's colour over a wider halo that parts it from the cloud
-      points.lineWidth = 4;
-      points.strokeStyle = cs ? "#111827" : "#ffffff";
-      points.stroke();
-      points.lineWidth = 2;
+    } else { // a ring in the front's colour; red gets a white halo that parts it from the
+      // cloud (a dark one under the colour scale's rings darkens a large front to a blot)
+      if (!cs) {
+        points.lineWidth = 4;
+        points.strokeStyle = "#ffffff";
+        points.stroke();
+      }
+      points.lineWidth = cs ? 2.2 : 2;
       points.strokeStyle = tint;
       points.stroke();
     }
