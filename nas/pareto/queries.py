@@ -247,9 +247,8 @@ def candidate_points(
     """Every candidate's values of `metrics` (default: the search's objectives), column by
     column, for a scatter of a whole search: `trial`, `feasible`, per metric one list (None
     where a candidate lacks the metric), and `measured`: the positions (in that order) of
-    the candidates whose quality was measured on the supernet, by the search itself
-    (quality_source "supernet") or by a verification (`_verified_ids`); a short list where
-    few were. Names resolve as in a `--where` filter."""
+    the candidates whose quality was measured on the supernet (`_measured_ids`); a short
+    list where few were. Names resolve as in a `--where` filter."""
     config = load_config(store, search_id)
     if metrics:
         names = [_resolve_metric(name, config, target) for name in metrics]
@@ -258,20 +257,14 @@ def candidate_points(
     with store.session() as s:
         rows = fetch_rows(
             s,
-            select(
-                Candidate.id,
-                Candidate.trial,
-                Candidate.feasible,
-                Candidate.quality_source == "supernet",  # read with the row: ~5 ms per 100k
-            )
+            select(Candidate.id, Candidate.trial, Candidate.feasible)
             .where(Candidate.search_id == search_id)
             .order_by(Candidate.id),
         )
-        ids = np.array([row[0] for row in rows], dtype=np.int64)
+        ids = np.array([cid for cid, _, _ in rows], dtype=np.int64)
         columns = _metric_columns(s, search_id, names, ids)
-        measured = np.array([bool(row[3]) for row in rows], dtype=bool)
-        measured |= np.isin(ids, _verified_ids(s, search_id))
-    order = np.argsort([row[1] for row in rows], kind="stable")  # by trial
+        measured = np.isin(ids, _measured_ids(s, search_id, config))
+    order = np.argsort([trial for _, trial, _ in rows], kind="stable")  # by trial
     return {
         "search": search_id,
         "trial": [rows[i][1] for i in order],
@@ -284,15 +277,27 @@ def candidate_points(
     }
 
 
-def _verified_ids(s: Session, search_id: int) -> np.ndarray:
-    """The ids of the candidates whose quality a verification measured beside the
-    prediction (a `*_measured` metric, as `_candidate_row` reads it): a few rows of the
-    covering index, however many candidates the search has."""
+def _measured_ids(s: Session, search_id: int, config: SearchConfig) -> np.ndarray:
+    """The ids of the candidates whose quality was measured on the supernet, as
+    `_candidate_row` tells them: by the search itself (quality_source "supernet"), or by a
+    verification beside the prediction (a `*_measured` metric: a few rows of the covering
+    index). Only a search that measures stores quality_source "supernet" (nas.search
+    runners), so only its rows are read for it: for a predictor search of 100,000
+    candidates the column would add 10-30 ms to a points request of ~300 ms."""
     names = sorted(name + MEASURED_SUFFIX for name in quality_metric_names())
-    query = select(Metric.candidate_id).where(
-        Metric.search_id == search_id, Metric.device == "", Metric.name.in_(names)
-    )
-    return np.array([cid for (cid,) in fetch_rows(s, query)], dtype=np.int64)
+    queries = [
+        select(Metric.candidate_id).where(
+            Metric.search_id == search_id, Metric.device == "", Metric.name.in_(names)
+        )
+    ]
+    if config.measures:
+        queries.append(
+            select(Candidate.id).where(
+                Candidate.search_id == search_id, Candidate.quality_source == "supernet"
+            )
+        )
+    found = [cid for query in queries for (cid,) in fetch_rows(s, query)]
+    return np.array(found, dtype=np.int64)
 
 
 def objectives_for(config: SearchConfig, target: str | None) -> list[Objective]:

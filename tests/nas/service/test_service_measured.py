@@ -61,8 +61,11 @@ def test_an_active_search_posted_runs_in_a_worker_and_shows_measured_points_only
 def test_points_mark_the_verified_front_of_a_predictor_verify_search(search_config, tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'nas.db'}")
     app = create_app(store, tmp_path / "service", TOKEN, supervise=False)
-    verify = launch_search(search_config(evaluation="predictor+verify"), store, progress=False)
-    predicted = launch_search(search_config(), store, progress=False)
+    small = {"population": 8, "generations": 2, "seed": 0}  # a front of a few to measure
+    verify = launch_search(
+        search_config(evaluation="predictor+verify", algorithm=small), store, progress=False
+    )
+    predicted = launch_search(search_config(algorithm=small), store, progress=False)
     rows = load_candidates(store, verify.search_id)
     verified = {c.trial for c in rows if c.measured}
     assert 0 < len(verified) < len(rows)
@@ -75,5 +78,5 @@ def test_points_mark_the_verified_front_of_a_predictor_verify_search(search_conf
         detail = client.get(f"/searches/{verify.search_id}/candidates/{trial}").json()
         assert detail["quality_source"] == "predictor" and "top1" in detail["measured"]
         none = client.get(f"/searches/{predicted.search_id}/points").json()
-        assert none["measured"] == [] and len(none["trial"]) == 24
+        assert none["measured"] == [] and len(none["trial"]) == 16
     store.dispose()
