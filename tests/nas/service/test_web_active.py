@@ -5,6 +5,7 @@ rings, its legend names the kinds present, and the panel says which a candidate 
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
@@ -90,11 +91,17 @@ def test_the_form_launches_an_active_search_with_its_budget_and_clones_it(
     expect(page.locator("#f-active-batch")).to_have_value("5")
     expect(page.locator("#f-predictor")).to_be_hidden()
     shot(page, "active-form-clone")
+    page.click("#mode-yaml")  # the form's config, as the launch would send it
+    cloned = json.loads(page.locator("#f-yaml").input_value())
+    assert cloned["budget"] == 30 and cloned["active"] == {"initial": 20, "batch": 5}
+    assert "predictor" not in cloned
+    page.fill("#f-yaml", "")
+    page.click("#mode-form")
     page.select_option("#f-evaluation", "predictor")  # its fields go, and leave the config
     expect(budget).to_be_hidden()
     page.click("#mode-yaml")
-    text = page.locator("#f-yaml").input_value()
-    assert '"budget"' not in text and '"active"' not in text
+    cloned = json.loads(page.locator("#f-yaml").input_value())
+    assert "budget" not in cloned and "active" not in cloned
 
 
 # Each blob of the front's red on the points canvas, as [filled, hollow]: a point drawn

@@ -265,6 +265,9 @@ function prefill(form, config, refreshObjectives) {
   for (const name of ["name", "supernet", "predictor", "space", "evaluation", "workers", "budget"]) set(name, top[name]);
   set("active_initial", top.active?.initial);
   set("active_batch", top.active?.batch);
+  // an active option the form has no field for (one added later): kept, as form.extra is
+  form.extraActive = Object.fromEntries(Object.entries(top.active || {})
+    .filter(([k, v]) => !["initial", "batch"].includes(k) && v !== null));
   showEvaluationFields(form);
   if (form.elements.known) form.elements.known.value = top.supernet || ""; // "" unless known
   for (const name of ["sampler", "population", "generations", "seed"]) set(name, algorithm[name]);
@@ -301,7 +304,9 @@ function formConfig(form) {
   const value = (name) => form.elements[name].value.trim();
   const number = (text) => (text === "" ? undefined : Number(text));
   const active = value("evaluation") === "active"; // its fields count only with it
-  const rounds = { initial: number(value("active_initial")), batch: number(value("active_batch")) };
+  const rounds = {
+    ...form.extraActive, initial: number(value("active_initial")), batch: number(value("active_batch")),
+  };
   const config = {
     ...form.extra,
     name: value("name") || undefined,
@@ -310,7 +315,7 @@ function formConfig(form) {
     space: value("space") || undefined,
     evaluation: value("evaluation"),
     budget: active ? number(value("budget")) : undefined,
-    active: active && (rounds.initial !== undefined || rounds.batch !== undefined) ? rounds : undefined,
+    active: active && Object.values(rounds).some((v) => v !== undefined) ? rounds : undefined,
     workers: number(value("workers")),
     algorithm: {
       ...form.extraAlgorithm,
