@@ -439,7 +439,12 @@ def get_candidate(search_id: int, number: int, db: Database = None) -> dict[str,
         except UserError as err:
             entry["error"] = str(err)
         devices[name] = entry
-    return {**candidate.to_dict(), "measured": candidate.measured, "devices": devices}
+    return {
+        **candidate.to_dict(),
+        "measured": candidate.measured,
+        "quality_source": candidate.quality_source,
+        "devices": devices,
+    }
 
 
 def queue_export(

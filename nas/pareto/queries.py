@@ -38,6 +38,7 @@ from nas.pareto.conditions import (
 )
 from nas.pareto.front import non_dominated
 from nas.store import MEASURED_SUFFIX, Candidate, Metric, Store, fetch_rows
+from supernet.family import quality_metric_names
 
 
 @dataclass
@@ -56,6 +57,8 @@ class CandidateRow:
     # metrics whose model states residuals; stored as "METRIC_low" / "METRIC_high" rows
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     coverage: float | None = None
+    # where `metrics`' quality came from: "supernet" (the search measured it) or "predictor"
+    quality_source: str = "predictor"
 
     def value(self, name: str) -> float | None:
         """A metric's value, or a bound's ("device.latency_ms_high"); None if it has none."""
@@ -194,6 +197,7 @@ def _candidate_row(r: Candidate, metrics: dict[str, float], coverage: float) -> 
         measured,
         bounds,
         coverage,
+        r.quality_source,
     )
 
 
@@ -241,8 +245,10 @@ def candidate_points(
     store: Store, search_id: int, metrics: Sequence[str] = (), target: str | None = None
 ) -> dict[str, Any]:
     """Every candidate's values of `metrics` (default: the search's objectives), column by
-    column, for a scatter of a whole search: `trial`, `feasible`, and per metric one list
-    (None where a candidate lacks the metric). Names resolve as in a `--where` filter."""
+    column, for a scatter of a whole search: `trial`, `feasible`, per metric one list (None
+    where a candidate lacks the metric), and `measured`: the positions (in that order) of
+    the candidates whose quality was measured on the supernet (`_measured_ids`); a short
+    list where few were. Names resolve as in a `--where` filter."""
     config = load_config(store, search_id)
     if metrics:
         names = [_resolve_metric(name, config, target) for name in metrics]
@@ -257,16 +263,41 @@ def candidate_points(
         )
         ids = np.array([cid for cid, _, _ in rows], dtype=np.int64)
         columns = _metric_columns(s, search_id, names, ids)
+        measured = np.isin(ids, _measured_ids(s, search_id, config))
     order = np.argsort([trial for _, trial, _ in rows], kind="stable")  # by trial
     return {
         "search": search_id,
         "trial": [rows[i][1] for i in order],
         "feasible": [bool(rows[i][2]) for i in order],
+        "measured": np.flatnonzero(measured[order]).tolist(),
         "metrics": {
             name: [None if math.isnan(v) else v for v in column[order].tolist()]
             for name, column in columns.items()
         },
     }
+
+
+def _measured_ids(s: Session, search_id: int, config: SearchConfig) -> np.ndarray:
+    """The ids of the candidates whose quality was measured on the supernet, as
+    `_candidate_row` tells them: by the search itself (quality_source "supernet"), or by a
+    verification beside the prediction (a `*_measured` metric: a few rows of the covering
+    index). Only a search that measures stores quality_source "supernet" (nas.search
+    runners), so only its rows are read for it: for a predictor search of 100,000
+    candidates the column would add 10-30 ms to a points request of ~300 ms."""
+    names = sorted(name + MEASURED_SUFFIX for name in quality_metric_names())
+    queries = [
+        select(Metric.candidate_id).where(
+            Metric.search_id == search_id, Metric.device == "", Metric.name.in_(names)
+        )
+    ]
+    if config.measures:
+        queries.append(
+            select(Candidate.id).where(
+                Candidate.search_id == search_id, Candidate.quality_source == "supernet"
+            )
+        )
+    found = [cid for query in queries for (cid,) in fetch_rows(s, query)]
+    return np.array(found, dtype=np.int64)
 
 
 def objectives_for(config: SearchConfig, target: str | None) -> list[Objective]:

@@ -184,7 +184,14 @@ class DeviceCost(BaseModel):
 class CandidateDetail(CandidateRow):
     """One candidate, with its measured quality and its cost on every registered device."""
 
-    measured: dict[str, Number]
+    measured: dict[str, Number] = Field(
+        description="quality measured on the supernet: every quality metric where the search "
+        "measured it, else what a verification measured (empty: predicted only)"
+    )
+    quality_source: Literal["predictor", "supernet"] = Field(
+        description="where the stored quality (its plain keys, e.g. `top1`) came from: "
+        "`supernet`, measured by the search (evaluation supernet or active), or `predictor`"
+    )
     devices: dict[str, DeviceCost]
 
 
@@ -194,6 +201,13 @@ class Points(BaseModel):
     search: int
     trial: list[int]
     feasible: list[bool]
+    measured: list[int] = Field(
+        description="the positions (indices into `trial` and each metric's list) of the "
+        "candidates whose quality was measured on the supernet: every candidate of a "
+        "`supernet` or `active` search, the verified front of a `predictor+verify` one; "
+        "the others' quality is predicted",
+        examples=[[0, 1, 2]],
+    )
     metrics: dict[str, list[float | None]] = Field(description="metric -> one value a trial")
 
 

@@ -38,6 +38,7 @@ export async function renderForm(view, cloneId) {
   form.addEventListener("change", (e) => {
     if (e.target.name === "device") toggleDevice(e.target);
     if (e.target.id === "f-known") pickKnown(form, files, e.target.value);
+    if (e.target.id === "f-evaluation") showEvaluationFields(form);
     if (["f-known", "f-supernet", "f-space"].includes(e.target.id)) {
       filterDevices(form).then(() => clearError("devices"), (err) => showError(err, "devices"));
     }
@@ -49,6 +50,7 @@ export async function renderForm(view, cloneId) {
     h("h1", {}, cloned ? `New search, from #${cloned.id} ${cloned.name}` : "New search"), tabs), form, yaml);
   if (cloned) prefill(form, cloned.config || {}, refreshObjectives);
   else refreshObjectives();
+  showEvaluationFields(form);
   await filterDevices(form);
 }
 
@@ -84,9 +86,44 @@ function modelSection(files, spaceNames, where) {
       "Checked against the supernet's; it also limits the devices below to those that can cost it."),
     field("Evaluation", "evaluation",
       h("select", { id: "f-evaluation", name: "evaluation" },
-        ["predictor", "supernet", "predictor+verify"].map((v) => h("option", { value: v }, v))),
-      "predictor+verify: search with the predictor, then measure the front with the supernet."));
+        EVALUATIONS.map((v) => h("option", { value: v }, v))),
+      "predictor+verify: search with the predictor, then measure the front with the supernet. "
+      + "active: measure a budget of subnets on the supernet, chosen by a predictor it refits each round."),
+    activeFields());
 }
+
+const EVALUATIONS = ["predictor", "supernet", "predictor+verify", "active"];
+// nas.config.MIN_ACTIVE_BUDGET: only a hint here; the server checks the budget
+const MIN_ACTIVE_BUDGET = 30;
+
+/** `evaluation: active`'s fields (shown only with it): the measurement budget, and the
+    initial sample and batch per round (left empty: the server's defaults, active_plan). */
+function activeFields() {
+  const number = (id, name, extra = {}) => h("input", { id, name, type: "number", step: 1, min: 1, ...extra });
+  return h("div", { class: "active-fields", id: "active-fields", "data-field": "active", hidden: true },
+    field("Budget", "budget", number("f-budget", "budget", { min: MIN_ACTIVE_BUDGET, required: true, placeholder: "300" }),
+      `Subnets measured on the supernet, each once (at least ${MIN_ACTIVE_BUDGET}).`),
+    h("div", { class: "fields2" },
+      field("Initial sample", "active.initial", number("f-active-initial", "active_initial", { placeholder: "5%, at least 20" }),
+        "Measured before the first fit."),
+      field("Batch per round", "active.batch", number("f-active-batch", "active_batch", { placeholder: "the population" }),
+        "Measured after each refit.")));
+}
+
+/** The fields that go with the evaluation chosen: the budget and rounds of an active search,
+    which fits its own predictor (so the predictor field is hidden, and left out of it). */
+function showEvaluationFields(form) {
+  const active = form.elements.evaluation.value === "active";
+  $("#active-fields", form).hidden = !active;
+  $("#algorithm-note", form).textContent = ALGORITHM_NOTES[active ? "active" : "search"];
+  form.elements.predictor.closest(".field").hidden = active;
+}
+
+const ALGORITHM_NOTES = {
+  search: "Candidates evaluated: population × generations. Workers 0: in the server's search process.",
+  active: "Measurements: the budget, in rounds. Each round, NSGA-II (population × generations) "
+    + "searches a predictor refit to what was measured. Workers 0: in the server's search process.",
+};
 
 function algorithmSection() {
   const number = (name, value, extra = {}) =>
@@ -105,7 +142,7 @@ function algorithmSection() {
       field("Generations", "algorithm.generations", number("generations", 20)),
       field("Seed", "algorithm.seed", number("seed", 0)),
       field("Ray workers", "workers", number("workers", 0))),
-    h("p", { class: "muted small" }, "Candidates evaluated: population × generations. Workers 0: in the server's search process."));
+    h("p", { class: "muted small", id: "algorithm-note" }, ALGORITHM_NOTES.search));
 }
 
 function devicesSection(devices) {
@@ -225,10 +262,16 @@ function renderObjectives(form, devices, quality) {
 function prefill(form, config, refreshObjectives) {
   const set = (name, value) => { if (value !== undefined && value !== null) form.elements[name].value = value; };
   const { algorithm = {}, targets = {}, objectives = [], ...top } = config;
-  for (const name of ["name", "supernet", "predictor", "space", "evaluation", "workers"]) set(name, top[name]);
+  for (const name of ["name", "supernet", "predictor", "space", "evaluation", "workers", "budget"]) set(name, top[name]);
+  set("active_initial", top.active?.initial);
+  set("active_batch", top.active?.batch);
+  // an active option the form has no field for (one added later): kept, as form.extra is
+  form.extraActive = Object.fromEntries(Object.entries(top.active || {})
+    .filter(([k, v]) => !["initial", "batch"].includes(k) && v !== null));
+  showEvaluationFields(form);
   if (form.elements.known) form.elements.known.value = top.supernet || ""; // "" unless known
   for (const name of ["sampler", "population", "generations", "seed"]) set(name, algorithm[name]);
-  const shown = new Set(["name", "supernet", "predictor", "space", "evaluation", "workers", "algorithm", "targets", "objectives"]);
+  const shown = new Set(["name", "supernet", "predictor", "space", "evaluation", "workers", "budget", "active", "algorithm", "targets", "objectives"]);
   form.extra = Object.fromEntries(Object.entries(top).filter(([k, v]) => !shown.has(k) && v !== null));
   form.extraAlgorithm = Object.fromEntries(Object.entries(algorithm)
     .filter(([k, v]) => !["sampler", "population", "generations", "seed"].includes(k) && v !== null));
@@ -260,13 +303,19 @@ function prefill(form, config, refreshObjectives) {
 function formConfig(form) {
   const value = (name) => form.elements[name].value.trim();
   const number = (text) => (text === "" ? undefined : Number(text));
+  const active = value("evaluation") === "active"; // its fields count only with it
+  const rounds = {
+    ...form.extraActive, initial: number(value("active_initial")), batch: number(value("active_batch")),
+  };
   const config = {
     ...form.extra,
     name: value("name") || undefined,
     supernet: value("supernet"),
-    predictor: value("predictor") || undefined,
+    predictor: (!active && value("predictor")) || undefined, // active fits its own
     space: value("space") || undefined,
     evaluation: value("evaluation"),
+    budget: active ? number(value("budget")) : undefined,
+    active: active && Object.values(rounds).some((v) => v !== undefined) ? rounds : undefined,
     workers: number(value("workers")),
     algorithm: {
       ...form.extraAlgorithm,

@@ -48,12 +48,13 @@ function candidateView(s, c, space, family, pv) {
     panelHead(`Candidate ${c.candidate}`),
     h("div", { class: "tags" },
       h("span", { class: `tag ${c.feasible ? "ok" : "bad"}` }, c.feasible ? "feasible" : "infeasible"),
+      qualityTag(c),
       h("span", { class: "tag" }, `generation ${c.generation}`),
       h("span", { class: "tag mono" }, c.arch_id)),
     h("h3", {}, "Export"),
     exportBox(s, c, pv),
     h("h3", {}, "Quality"),
-    kvTable(qualityRows(s, c, quality)),
+    kvTable(qualityRows(c, quality)),
     h("h3", {}, "Cost"),
     h("div", { class: "device-cost" }, h("div", { class: "name" }, "network"),
       kvTable(Object.entries(network).map(([k, v]) => [k, fmt(v)]))),
@@ -64,10 +65,19 @@ function candidateView(s, c, space, family, pv) {
   ];
 }
 
-/** The stored quality (measured in a `supernet` search, else predicted) and, where the search
-    did not measure every candidate, what was measured (a predictor+verify front). */
-function qualityRows(s, c, quality) {
-  const measuredAll = s.info.evaluation === "supernet";
+/** Whether the candidate's quality was measured on the supernet (by its search, or by a
+    verification of the front) or is predicted: the scatter's filled dot or hollow ring. */
+function qualityTag(c) {
+  const measured = c.quality_source === "supernet" || Object.keys(c.measured || {}).length > 0;
+  return h("span", { class: `tag quality ${measured ? "measured" : "predicted"}`, id: "quality-tag" },
+    measured ? "quality measured on the supernet" : "quality predicted");
+}
+
+/** The stored quality (measured where the search measured it: `supernet` and `active`
+    searches, else predicted) and, where it was predicted, what a verification measured (a
+    predictor+verify front). */
+function qualityRows(c, quality) {
+  const measuredAll = c.quality_source === "supernet";
   const rows = [];
   for (const [metric, value] of Object.entries(quality)) {
     rows.push([`${metric} (${measuredAll ? "measured" : "predicted"})`, withInterval(c, metric, value, (v) => fmtMetric(metric, v))]);

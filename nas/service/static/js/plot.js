@@ -2,6 +2,8 @@
    per metric so an axis change redraws without a request) with the front (GET /pareto) on top,
    round ticks with the CLI's units, a dashed line at each limit field's value, a colour scale
    for a third metric, and the candidates beyond a tightened limit field dimmed and counted.
+   A candidate whose quality was measured on the supernet (GET /points `measured`) is a filled
+   dot; one whose quality is predicted, a hollow ring.
    One canvas holds the points (redrawn when what they show changes); an overlay canvas above
    it holds the hover ring, the keyboard cursor and the picked point (plotpick.js), so the
    page keeps a few dozen elements at 100,000 candidates. */
@@ -41,7 +43,7 @@ export function ticks(lo, hi, count = 6) {
 // ----- the data: columns by metric, the front as a mask --------------------------------------
 
 function plotState(s) {
-  s.plot ||= { n: 0, trial: null, feasible: null, index: new Map(), columns: new Map(), colour: undefined, paints: 0 };
+  s.plot ||= { n: 0, trial: null, feasible: null, measured: null, index: new Map(), columns: new Map(), colour: undefined, paints: 0 };
   return s.plot;
 }
 
@@ -63,6 +65,9 @@ async function ensureColumns(s, metrics, fresh = false) {
     p.columns.clear();
     p.cursor = -1; // an index into the old candidates
   }
+  // every answer has them: a verification marks the front measured without a new candidate
+  p.measured = new Uint8Array(p.n);
+  for (const i of points.measured || []) p.measured[i] = 1;
   for (const m of missing) {
     const values = points.metrics[m] || [];
     p.columns.set(m, Float64Array.from(values, (v) => (v === null ? NaN : v)));
@@ -202,9 +207,10 @@ export function drawPlot(s) {
   // screen positions, kept for hit-testing and the keyboard cursor; NaN: not drawn
   const px = new Float32Array(p.n), py = new Float32Array(p.n);
   const bin = new Uint8Array(p.n);
-  let drawn = 0, within = 0, feasible = 0;
+  let drawn = 0, within = 0, feasible = 0, measuredCount = 0;
   for (let i = 0; i < p.n; i++) {
     const x = xs[i], y = ys[i];
+    measuredCount += p.measured[i];
     if (layer[i] >= 1) feasible++;
     if (layer[i] >= 2) within++;
     if (Number.isNaN(x) || Number.isNaN(y)) { px[i] = py[i] = NaN; continue; }
@@ -212,36 +218,52 @@ export function drawPlot(s) {
     if (cs) bin[i] = Number.isNaN(cs[i]) ? 0 : Math.min(BINS - 1, Math.floor(((cs[i] - c0) / (c1 - c0)) * BINS));
   }
   // grey under pale under blue (or the colour scale): pixels stamped into one image, as 100,000
-  // arcs take most of a second to fill; then the front on top as arcs, with their outline
+  // arcs take most of a second to fill; then the front on top as arcs, with their outline.
+  // Measured quality: a filled dot; predicted: a hollow ring (fewer pixels to stamp).
   const image = points.createImageData(dom.dots.width, dom.dots.height);
   const stamp = stamper(image, ratio);
   const cloud = [packed(COLOURS.infeasible), packed(COLOURS.dimmed), packed(COLOURS.feasible)];
   const binPacked = binColours.map(packed);
+  const measured = p.measured;
   for (let l = 0; l <= 2; l++) {
+    const [disc, ring] = l === 2 ? [DOTS.feasible, RINGS.feasible] : [DOTS.cloud, RINGS.cloud];
     for (let i = 0; i < p.n; i++) {
       if (layer[i] !== l || Number.isNaN(px[i])) continue;
-      stamp(px[i], py[i], l === 2 ? 2.6 : 2.2, l === 2 && cs ? binPacked[bin[i]] : cloud[l]);
+      stamp(px[i], py[i], measured[i] ? disc : ring, l === 2 && cs ? binPacked[bin[i]] : cloud[l]);
     }
   }
   points.putImageData(image, 0, 0);
   points.setTransform(ratio, 0, 0, ratio, 0, 0);
-  points.lineWidth = 1.2;
-  points.strokeStyle = cs ? "#111827" : "#ffffff";
   const frontRadius = front > 300 ? 3.5 : 5; // a large front would hide the cloud below it
   for (let i = 0; i < p.n; i++) {
     if (layer[i] !== 3 || Number.isNaN(px[i])) continue;
+    const tint = cs ? binColours[bin[i]] : COLOURS.front;
     points.beginPath();
     points.arc(px[i], py[i], frontRadius, 0, 2 * Math.PI);
-    points.fillStyle = cs ? binColours[bin[i]] : COLOURS.front;
-    points.fill();
-    points.stroke();
+    if (measured[i]) {
+      points.fillStyle = tint;
+      points.fill();
+      points.lineWidth = 1.2;
+      points.strokeStyle = cs ? "#111827" : "#ffffff";
+      points.stroke();
+    } else { // a ring in the front's colour; red gets a white halo that parts it from the
+      // cloud (a dark one under the colour scale's rings darkens a large front to a blot)
+      if (!cs) {
+        points.lineWidth = 4;
+        points.strokeStyle = "#ffffff";
+        points.stroke();
+      }
+      points.lineWidth = cs ? 2.2 : 2;
+      points.strokeStyle = tint;
+      points.stroke();
+    }
   }
   drawLimitLines(s, points, { width, x0, x1, y0, y1, sx, sy });
   const area = { left: PAD.left, top: PAD.top, right: width - PAD.right, bottom: HEIGHT - PAD.bottom };
   p.view = { px, py, sx, sy, area, layer, width, height: HEIGHT, grid: hitGrid(px, py, width, HEIGHT) };
   drawOverlay(s, p);
-  renderLegend(s, p, { colour, c0, c1 });
-  const counts = { drawn, within, feasible, front: s.front ? front : null, dimmed: feasible - within };
+  renderLegend(s, p, { colour, c0, c1, measured: measuredCount, predicted: p.n - measuredCount });
+  const counts = { drawn, within, feasible, front: s.front ? front : null, dimmed: feasible - within, measured: measuredCount };
   renderCounts(s, counts);
   dom.overlay.setAttribute("aria-label", `Scatter of ${metricTitle(s.y)} against ${metricTitle(s.x)}, ${drawn} candidates`);
   Object.assign(dom.box.dataset, { x: s.x, y: s.y, colour, painted: String(++p.paints) });
@@ -256,20 +278,28 @@ function packed(colour) {
   return (0xff000000 | (b << 16) | (g << 8) | r) >>> 0;
 }
 
-/** stamp(x, y, r, pixel): a disc of radius r (CSS px) at (x, y) written into `image`. */
+// a point's shape: radius and, for a ring, its line width (CSS px; 0: a filled disc)
+const DOTS = { cloud: { r: 2.2, line: 0 }, feasible: { r: 2.6, line: 0 } };
+const RINGS = { cloud: { r: 2.7, line: 1 }, feasible: { r: 3.2, line: 1.1 } }; // round at 1 px a CSS px
+
+/** stamp(x, y, shape, pixel): a disc or ring (a DOTS or RINGS shape) at (x, y) written into
+    `image`; each shape's pixel offsets are worked out once. */
 function stamper(image, ratio) {
   const pixels = new Uint32Array(image.data.buffer), w = image.width, hgt = image.height;
-  const discs = new Map();
-  const disc = (r) => {
-    const rr = r * ratio, out = [];
-    for (let dy = -Math.ceil(rr); dy <= Math.ceil(rr); dy++) {
-      for (let dx = -Math.ceil(rr); dx <= Math.ceil(rr); dx++) if (dx * dx + dy * dy <= rr * rr) out.push(dx, dy);
+  const shapes = new Map();
+  const offsetsOf = ({ r, line }) => {
+    const outer = r * ratio, inner = line ? Math.max(0, outer - Math.max(1, line * ratio)) : -1, out = [];
+    for (let dy = -Math.ceil(outer); dy <= Math.ceil(outer); dy++) {
+      for (let dx = -Math.ceil(outer); dx <= Math.ceil(outer); dx++) {
+        const d2 = dx * dx + dy * dy;
+        if (d2 <= outer * outer && d2 > inner * inner) out.push(dx, dy);
+      }
     }
     return Int32Array.from(out);
   };
-  return (x, y, r, pixel) => {
-    let offsets = discs.get(r);
-    if (!offsets) discs.set(r, (offsets = disc(r)));
+  return (x, y, shape, pixel) => {
+    let offsets = shapes.get(shape);
+    if (!offsets) shapes.set(shape, (offsets = offsetsOf(shape)));
     const cx = Math.round(x * ratio), cy = Math.round(y * ratio);
     for (let k = 0; k < offsets.length; k += 2) {
       const X = cx + offsets[k], Y = cy + offsets[k + 1];
@@ -355,7 +385,7 @@ export function renderPlotTools(s) {
     h("label", {}, "colour", colour));
 }
 
-function renderLegend(s, p, { colour, c0, c1 }) {
+function renderLegend(s, p, { colour, c0, c1, measured, predicted }) {
   const objectives = s.info.objectives || [];
   const swatch = (cls, text) => h("span", {}, h("i", { class: `swatch ${cls}` }), text);
   const frontText = objectives.length > 2
@@ -369,7 +399,10 @@ function renderLegend(s, p, { colour, c0, c1 }) {
       fmtMetric(colour, c1))
       : swatch("feasible", "feasible"),
     swatch(colour ? "front scaled" : "front", frontText),
-    h("span", {}, h("i", { class: "swatch limit" }), "limit"));
+    h("span", {}, h("i", { class: "swatch limit" }), "limit"),
+    // only the kinds present: a search measured throughout has no predicted point
+    measured > 0 && swatch("measured", `quality measured on the supernet (${measured.toLocaleString("en-US")})`),
+    predicted > 0 && swatch("predicted", `quality predicted (${predicted.toLocaleString("en-US")})`));
 }
 
 /** The counts line, with the same counts as data- attributes (what tests and tools read). */
@@ -381,6 +414,6 @@ function renderCounts(s, c) {
     h("strong", {}, n(c.within)), tightened ? ` within these limits (of ${n(c.feasible)} feasible)` : " feasible",
     ` · ${n(c.drawn)} candidates shown`);
   Object.assign(s.dom.count.dataset, {
-    frontCount: c.front ?? "", feasibleCount: c.within, dimmedCount: c.dimmed, shownCount: c.drawn,
+    frontCount: c.front ?? "", feasibleCount: c.within, dimmedCount: c.dimmed, shownCount: c.drawn, measuredCount: c.measured,
   });
 }

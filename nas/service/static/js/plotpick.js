@@ -126,12 +126,14 @@ function errorBars(s, p, ctx) {
   p.dom.overlay.dataset.errorBars = [bx && "x", by && "y"].filter(Boolean).join(",");
 }
 
-/** A candidate's values as text: its number, its layer, the axes' and colour's metrics. */
+/** A candidate's values as text: its number, its layer, whether its quality was measured,
+    the axes' and colour's metrics. */
 function pointText(s, p, i) {
   const metrics = [...new Set([s.x, s.y, p.colour].filter(Boolean))];
   return {
     title: `Candidate ${p.trial[i]}`,
     kind: LAYER_NAMES[p.view.layer[i]],
+    quality: p.measured?.[i] ? "quality measured" : "quality predicted",
     values: metrics.map((m) => [m, fmtMetric(m, p.columns.get(m)?.[i])]),
   };
 }
@@ -140,7 +142,7 @@ function showTooltip(s, p, i, clientX, clientY) {
   const tip = $("#tooltip");
   const text = pointText(s, p, i);
   fill(tip,
-    h("div", {}, h("b", {}, text.title), h("span", { class: "k" }, ` · ${text.kind}`)),
+    h("div", {}, h("b", {}, text.title), h("span", { class: "k" }, ` · ${text.kind} · ${text.quality}`)),
     text.values.map(([m, v]) => h("div", {}, h("span", { class: "k" }, `${m} `), v)),
     h("div", { class: "k" }, "click for details"));
   tip.hidden = false;
@@ -154,7 +156,7 @@ function announce(s, p) {
   const i = p.cursor;
   const text = pointText(s, p, i);
   p.dom.cursorText.textContent = `${text.title} (${text.kind}): `
-    + `${text.values.map(([m, v]) => `${m} ${v}`).join(" · ")}. Enter opens it.`;
+    + `${text.values.map(([m, v]) => `${m} ${v}`).join(" · ")}; ${text.quality}. Enter opens it.`;
 }
 
 /** Mouse and keyboard on the overlay canvas (once per plot element). */
