@@ -50,6 +50,7 @@ def test_the_form_launches_an_active_search_with_its_budget_and_clones_it(
     expect(budget).to_be_visible()
     expect(page.locator("#f-active-initial")).to_be_visible()
     expect(page.locator("#f-active-batch")).to_be_visible()
+    expect(page.locator("#f-active-halving")).to_be_visible()
     expect(page.locator("#f-predictor")).to_be_hidden()
     page.check("input[name=device][value=stm32f746]")
     page.fill("#f-stm32f746-peak_sram_kb", "12")
@@ -66,20 +67,24 @@ def test_the_form_launches_an_active_search_with_its_budget_and_clones_it(
     expect(page.locator("#algorithm-note")).to_contain_text("the budget, in rounds")
     shot(page, "active-form-problems")
     page.fill("#f-active-batch", "0")
+    page.fill("#f-active-halving", "2")
     page.click("#launch-button")
     expect(beside(page, "active.batch")).to_have_text("must be at least 1, got 0")
+    expect(beside(page, "active.halving")).to_contain_text("less than 1")
     assert httpx.get(f"{server}/searches").json()["total"] == 0
 
     page.fill("#f-budget", "30")
     page.fill("#f-active-initial", "20")
     page.fill("#f-active-batch", "5")
+    page.fill("#f-active-halving", "0.5")
     page.click("#launch-button")
     page.wait_for_url("**/#/searches/*")
     search_id = int(page.url.rsplit("/", 1)[1])
     info = httpx.get(f"{server}/searches/{search_id}").json()
     config = info["config"]
     assert config["evaluation"] == "active" and config["budget"] == 30
-    assert config["active"] == {"initial": 20, "batch": 5} and config["predictor"] is None
+    assert config["active"] == {"initial": 20, "batch": 5, "halving": 0.5}
+    assert config["predictor"] is None
     assert info["generations"].endswith("/3")  # 20, then 5 and 5: its rounds
     expect(page.locator("#search-head")).to_contain_text("active")
 
@@ -89,11 +94,13 @@ def test_the_form_launches_an_active_search_with_its_budget_and_clones_it(
     expect(budget).to_have_value("30")
     expect(page.locator("#f-active-initial")).to_have_value("20")
     expect(page.locator("#f-active-batch")).to_have_value("5")
+    expect(page.locator("#f-active-halving")).to_have_value("0.5")
     expect(page.locator("#f-predictor")).to_be_hidden()
     shot(page, "active-form-clone")
     page.click("#mode-yaml")  # the form's config, as the launch would send it
     cloned = json.loads(page.locator("#f-yaml").input_value())
-    assert cloned["budget"] == 30 and cloned["active"] == {"initial": 20, "batch": 5}
+    assert cloned["budget"] == 30
+    assert cloned["active"] == {"initial": 20, "batch": 5, "halving": 0.5}
     assert "predictor" not in cloned
     page.fill("#f-yaml", "")
     page.click("#mode-form")

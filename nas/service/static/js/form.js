@@ -107,7 +107,11 @@ function activeFields() {
       field("Initial sample", "active.initial", number("f-active-initial", "active_initial", { placeholder: "5%, at least 20" }),
         "Measured before the first fit."),
       field("Batch per round", "active.batch", number("f-active-batch", "active_batch", { placeholder: "the population" }),
-        "Measured after each refit.")));
+        "Measured after each refit.")),
+    field("Successive halving", "active.halving",
+      number("f-active-halving", "active_halving", { step: "any", min: 0, max: 1, placeholder: "off" }),
+      "A fraction, e.g. 0.25: each subnet of a later round is measured on that part of the "
+      + "validation images first, and on the rest only if it could still join the front."));
 }
 
 /** The fields that go with the evaluation chosen: the budget and rounds of an active search,
@@ -265,9 +269,10 @@ function prefill(form, config, refreshObjectives) {
   for (const name of ["name", "supernet", "predictor", "space", "evaluation", "workers", "budget"]) set(name, top[name]);
   set("active_initial", top.active?.initial);
   set("active_batch", top.active?.batch);
+  set("active_halving", top.active?.halving);
   // an active option the form has no field for (one added later): kept, as form.extra is
   form.extraActive = Object.fromEntries(Object.entries(top.active || {})
-    .filter(([k, v]) => !["initial", "batch"].includes(k) && v !== null));
+    .filter(([k, v]) => !["initial", "batch", "halving"].includes(k) && v !== null));
   showEvaluationFields(form);
   if (form.elements.known) form.elements.known.value = top.supernet || ""; // "" unless known
   for (const name of ["sampler", "population", "generations", "seed"]) set(name, algorithm[name]);
@@ -305,7 +310,10 @@ function formConfig(form) {
   const number = (text) => (text === "" ? undefined : Number(text));
   const active = value("evaluation") === "active"; // its fields count only with it
   const rounds = {
-    ...form.extraActive, initial: number(value("active_initial")), batch: number(value("active_batch")),
+    ...form.extraActive,
+    initial: number(value("active_initial")),
+    batch: number(value("active_batch")),
+    halving: number(value("active_halving")),
   };
   const config = {
     ...form.extra,
