@@ -103,13 +103,6 @@ def create_search(store: Store, config: SearchConfig, resources: SearchResources
         return row.id
 
 
-def recorded_hashes(store: Store, search_id: int) -> tuple[str, str | None]:
-    """The SHA-256 of the trained file and of the predictor recorded at launch."""
-    with store.session() as s:
-        row = store.search(s, search_id)
-        return row.supernet.sha256, row.predictor.sha256 if row.predictor else None
-
-
 @dataclass
 class RecordedFile:
     path: str  # absolute, as opened at launch
