@@ -269,7 +269,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default="runs/mnist-supernet-quick")
     parser.add_argument("--work", default="runs/bench-active")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--seeds",
+        default="5",
+        help="a count N (seeds 0..N-1) or a comma list of seeds (e.g. to split the runs "
+        "between processes: each keeps its results in WORK/results/)",
+    )
     parser.add_argument("--reference", type=int, default=3000)
     parser.add_argument("--random", default="100,300,1000", help="the N of random N + verify")
     parser.add_argument("--budget", type=int, default=300, help="the active search's budget")
@@ -280,7 +285,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     only = set(args.only.split(","))
     bench = Bench(args)
-    seeds = range(args.seeds)
+    listed = [int(v) for v in args.seeds.split(",") if v.strip()]
+    seeds = listed if "," in args.seeds else range(int(args.seeds))
 
     measured, _, _ = bench.reference()
     vectors = bench.vectors([m.arch for m in measured], [m.top1 for m in measured])
