@@ -13,7 +13,7 @@ import pytest
 
 from nas.search import launch_search
 from nas.store import Store
-from tests.nas.service.web import expect, needs_browser, screenshot
+from tests.nas.service.web import expect, needs_browser, red_point, screenshot
 
 pytestmark = needs_browser
 
@@ -140,19 +140,6 @@ FRONT_BLOBS_JS = """() => {
   }
   return [filled, hollow];
 }"""
-
-
-def red_point(page) -> tuple[float, float]:
-    """The page position of the middle of the first exact front-red run of pixels."""
-    return page.evaluate(
-        """() => { const c = document.querySelectorAll('.plot-stage canvas')[1];
-        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        const r = c.getBoundingClientRect(), k = c.width / r.width;
-        for (let i = 0; i < d.length; i += 4)
-          if (d[i] === 0xdc && d[i + 1] === 0x26 && d[i + 2] === 0x26)
-            return [r.left + ((i / 4) % c.width) / k, r.top + Math.floor(i / 4 / c.width) / k];
-        return null; }"""
-    )
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from nas.search import launch_search
 from nas.store import Store
-from tests.nas.service.web import expect, needs_browser, requests_to, screenshot
+from tests.nas.service.web import expect, needs_browser, red_point, requests_to, screenshot
 
 pytestmark = needs_browser
 
@@ -99,15 +99,7 @@ def test_a_search_opens_with_its_candidates_painted_and_counted(server, page, se
     before = paints(page)
     page.select_option("#axis-colour", "")
     wait_for_paint(page, before)
-    x, y = page.evaluate(
-        """() => { const c = document.querySelectorAll('.plot-stage canvas')[1];
-        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        const r = c.getBoundingClientRect(), k = c.width / r.width;
-        for (let i = 0; i < d.length; i += 4)
-          if (d[i] === 0xdc && d[i + 1] === 0x26 && d[i + 2] === 0x26)
-            return [r.left + ((i / 4) % c.width) / k, r.top + Math.floor(i / 4 / c.width) / k];
-        return null; }"""
-    )
+    x, y = red_point(page)
     page.mouse.move(x + 1, y + 2)
     expect(page.locator("#tooltip")).to_be_visible()
     expect(page.locator("#tooltip")).to_contain_text("Pareto front")

@@ -61,3 +61,17 @@ def fill_form(page, server, supernet, predictor, population="8", generations="3"
     page.fill("#f-population", population)
     page.fill("#f-generations", generations)
     page.fill("#f-seed", "0")
+
+
+def red_point(page) -> tuple[float, float]:
+    """The page position of the first canvas pixel of exact front red (#dc2626): a front
+    point, for a test to hover or click."""
+    return page.evaluate(
+        """() => { const c = document.querySelectorAll('.plot-stage canvas')[1];
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const r = c.getBoundingClientRect(), k = c.width / r.width;
+        for (let i = 0; i < d.length; i += 4)
+          if (d[i] === 0xdc && d[i + 1] === 0x26 && d[i + 2] === 0x26)
+            return [r.left + ((i / 4) % c.width) / k, r.top + Math.floor(i / 4 / c.width) / k];
+        return null; }"""
+    )
