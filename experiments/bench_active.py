@@ -46,6 +46,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,18 @@ def emit(name: str, **figures: Any) -> None:
     print(json.dumps({"name": name, **figures}), flush=True)
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The measured reference set: its feasible objective vectors, and the hypervolume's
+    reference point, scale and its front's volume (in that scale)."""
+
+    measured: list[Measurement]
+    feasible: np.ndarray
+    point: np.ndarray
+    scale: np.ndarray
+    volume: float
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -90,7 +103,7 @@ class Bench:
         self.costs = CandidateEvaluator.of(checked.resources)
         self.val_images = len(self.trained.dataset().val)
         self.recalibration_images = int(self.trained.meta.get("bn_recalibration_images", 500))
-        self._reference: tuple[list[Measurement], np.ndarray, np.ndarray] | None = None
+        self._reference: Reference | None = None
 
     # ----- configs and results ---------------------------------------------------------------
 
@@ -121,15 +134,15 @@ class Bench:
 
     # ----- the reference set and hypervolume --------------------------------------------------
 
-    def reference(self) -> tuple[list[Measurement], np.ndarray, np.ndarray]:
-        """The reference set's measurements, with the hypervolume's reference point and
-        scale (from its feasible points)."""
+    def reference(self) -> Reference:
+        """The reference set, measured once (the predictor fit's cache), and costed once."""
         if self._reference is None:
             measured = measure_archs(self.trained, self.args.reference, seed=0, progress=True)
             vectors = self.vectors([m.arch for m in measured], [m.top1 for m in measured])
             feasible = vectors[~np.isnan(vectors).any(axis=1)]
             ref, scale = acquisition.reference_point(feasible)
-            self._reference = (measured, ref, scale)
+            volume = acquisition.hypervolume(feasible / scale, ref / scale)
+            self._reference = Reference(measured, feasible, ref, scale, volume)
         return self._reference
 
     def vectors(self, archs: Sequence[dict[str, Any]], top1: Sequence[float]) -> np.ndarray:
@@ -144,24 +157,17 @@ class Bench:
         return out
 
     def hv_ratio(self, vectors: np.ndarray) -> float:
-        _, ref, scale = self.reference()
+        """The hypervolume of `vectors`' feasible points over the reference set's front's."""
+        reference = self.reference()
         points = vectors[~np.isnan(vectors).any(axis=1)]
-        return acquisition.hypervolume(points / scale, ref / scale) / self.reference_hv
-
-    @property
-    def reference_hv(self) -> float:
-        """The hypervolume of the reference set's front (in its own scale)."""
-        if not hasattr(self, "_reference_hv"):
-            measured, ref, scale = self.reference()
-            vectors = self.vectors([m.arch for m in measured], [m.top1 for m in measured])
-            points = vectors[~np.isnan(vectors).any(axis=1)]
-            self._reference_hv = acquisition.hypervolume(points / scale, ref / scale)
-        return self._reference_hv
+        scale = reference.scale
+        volume = acquisition.hypervolume(points / scale, reference.point / scale)
+        return volume / reference.volume
 
     # ----- the methods -------------------------------------------------------------------------
 
     def random(self, n: int, seed: int) -> dict[str, Any]:
-        measured, _, _ = self.reference()
+        measured = self.reference().measured
         picked = [measured[i] for i in np.random.default_rng(seed).permutation(len(measured))[:n]]
         held_out = max(2, round(HELD_OUT_FRACTION * n))
         predictor = fit_predictor(self.space, picked, self.opened.sha256, held_out, seed=seed)
@@ -288,14 +294,12 @@ def main() -> None:
     listed = [int(v) for v in args.seeds.split(",") if v.strip()]
     seeds = listed if "," in args.seeds else range(int(args.seeds))
 
-    measured, _, _ = bench.reference()
-    vectors = bench.vectors([m.arch for m in measured], [m.top1 for m in measured])
-    feasible = vectors[~np.isnan(vectors).any(axis=1)]
+    reference = bench.reference()
     emit(
         "reference",
-        subnets=len(measured),
-        feasible=len(feasible),
-        front=int(acquisition.non_dominated(feasible).sum()),
+        subnets=len(reference.measured),
+        feasible=len(reference.feasible),
+        front=int(acquisition.non_dominated(reference.feasible).sum()),
         objectives=list(OBJECTIVES),
     )
 
