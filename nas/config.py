@@ -59,11 +59,11 @@ MAX_POPULATION = 100_000
 MAX_GENERATIONS = 1_000_000
 # samplers that fit a model to every result (nas.search.sampler): for supernet-measured searches
 MODEL_BASED_SAMPLERS = ("motpe", "gp")
-CONFIDENT_LIMIT = ("max", "confidence")
+CONFIDENT_LIMIT = ("max", "confidence")  # the fields of `latency_ms: {max: 2, confidence: 0.9}`
 # `evaluation: active` (nas.search.active): the fewest measurements a budget may name (the
 # initial sample is at least MIN_ACTIVE_INITIAL of them, and the loop needs rounds after it)
 MIN_ACTIVE_BUDGET = 30
-MIN_ACTIVE_INITIAL = 20  # the fields of `latency_ms: {max: 2, confidence: 0.9}`
+MIN_ACTIVE_INITIAL = 20
 
 
 def split_metric(key: str) -> tuple[str, str]:

@@ -253,7 +253,8 @@ class ActiveRunner(SearchRunner):
         it as the round's generation, with the front's hypervolume (returned) in the search's
         message."""
         archs = [arch for _, arch in batch]
-        partial = self._partial(archs, measured) if self.plan.halving is not None else None
+        halving = self.plan.halving
+        partial = None if halving is None else self._partial(archs, measured, halving)
         results = self.pool.evaluate(archs, self.quality_source, partial)
         rows = []
         for (params, arch), m in zip(batch, results, strict=True):
@@ -285,11 +286,14 @@ class ActiveRunner(SearchRunner):
         )
         return hv
 
-    def _partial(self, archs: list[Arch], measured: Measured) -> PartialMeasurement:
-        """Successive halving's plan for a batch: the value of the primary quality each arch
-        must beat to join the measured front, the best among the front's points that are no
-        worse on every other objective (at the arch's exact costs). An arch no such point
-        covers always goes on to the whole validation split; so does all of round 0."""
+    def _partial(
+        self, archs: list[Arch], measured: Measured, fraction: float
+    ) -> PartialMeasurement:
+        """Successive halving's plan for a batch, measured on `fraction` of the validation
+        split first: the value of the primary quality each arch must beat to join the measured
+        front, the best among the front's points that are no worse on every other objective
+        (at the arch's exact costs). An arch no such point covers always goes on to the whole
+        split; so does all of round 0."""
         primary = self.quality[0]  # the one quality objective (checked with the config)
         q = next(j for j, o in enumerate(self.objectives) if o.metric == primary)
         others = [j for j in range(len(self.objectives)) if j != q]
@@ -303,7 +307,7 @@ class ActiveRunner(SearchRunner):
                 if covers.any():  # minimization form: the best is the smallest
                     best = front[covers, q].min()
                     needed[self.space.arch_id(arch)] = float(self.signs[q] * best)
-        return PartialMeasurement(float(self.plan.halving or 1.0), needed)
+        return PartialMeasurement(fraction, needed)
 
     def _images_note(self, measured: Measured) -> str:
         """How many validation images the measurements used, with successive halving."""
