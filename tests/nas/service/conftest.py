@@ -1,4 +1,5 @@
-"""Fixtures of the service's browser tests (helpers in web.py)."""
+"""Fixtures of the service's tests: a server in uvicorn and a browser page for the browser
+tests (helpers in web.py), and an in-process API client."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 
 from nas.service.app import create_app
 from nas.store import Store
@@ -34,6 +36,23 @@ def serving(app):
     thread.join(timeout=15)
     app.state.jobs.stop(terminate_workers=True)  # any worker still running is ours
     sock.close()
+
+
+@pytest.fixture
+def api_client(tmp_path):
+    """`api_client(token)` -> (a TestClient of a server with that token on an empty SQLite
+    database in tmp_path, its app). After the test, every worker the server started is
+    stopped and the database closed."""
+    with contextlib.ExitStack() as stack:
+
+        def open_client(token: str):
+            store = Store(f"sqlite:///{tmp_path / 'nas.db'}")
+            stack.callback(store.dispose)
+            app = create_app(store, tmp_path / "service", token, supervise=False)
+            stack.callback(app.state.jobs.stop, terminate_workers=True)
+            return stack.enter_context(TestClient(app)), app
+
+        yield open_client
 
 
 @pytest.fixture

@@ -9,10 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from nas.search import launch_search
-from nas.service.app import create_app
 from nas.store import Store
 
 TOKEN = "s3cret-token"
@@ -20,15 +18,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def client(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'nas.db'}")
-    app = create_app(store, tmp_path / "service", TOKEN, supervise=False)
-    try:
-        with TestClient(app) as client:
-            yield client
-    finally:
-        app.state.jobs.stop(terminate_workers=True)
-        store.dispose()
+def client(api_client):
+    client, _ = api_client(TOKEN)
+    return client
 
 
 def test_a_launch_answers_every_problem_beside_its_field(client, raw_config):

@@ -22,15 +22,8 @@ ACTIVE = {"evaluation": "active", "predictor": None, "budget": 30, "active": {"b
 
 
 @pytest.fixture
-def client(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'nas.db'}")
-    app = create_app(store, tmp_path / "service", TOKEN, supervise=False)
-    try:
-        with TestClient(app) as client:
-            yield client, app
-    finally:  # no worker outlives its test
-        app.state.jobs.stop(terminate_workers=True)
-        store.dispose()
+def client(api_client):
+    return api_client(TOKEN)
 
 
 @pytest.mark.slow  # 30 measurements in a worker process that imports torch: ~30 s here
